@@ -13,6 +13,8 @@ COMMANDS = {
     "run": ("bench.commands.run", "measure the decode step on this machine and write a results file"),
     "devices": ("bench.commands.devices", "list the spec-sheet catalog and mark the detected device"),
     "models": ("bench.commands.models", "list the model configs and their derived sizes"),
+    "verify": ("bench.commands.verify", "check every op and the layer against the float64 reference"),
+    "show": ("bench.commands.show", "print the tables of saved results files"),
 }
 
 
