@@ -1,0 +1,82 @@
+"""Tensor-parallel decode layer across N ranks (Megatron sharding, all-reduces through torch.distributed:
+NCCL on GPUs, gloo on CPU): per-rank kernel time, all-reduce time and share, bus bandwidth, tokens/s per GPU.
+
+`tokenbench tp --tp N ...` launches `python -m torch.distributed.run --nproc-per-node N -m bench.tp ...`
+on this node, on a free port of 127.0.0.1. Under torchrun already (`torchrun --nproc-per-node N -m bench tp
+...`), it runs the worker in place. Multi-node: run on every node, with the same rendezvous:
+  torchrun --nnodes 2 --nproc-per-node 8 --node-rank R --rdzv-backend c10d \\
+           --rdzv-endpoint HOST0:29500 --rdzv-id tb1 -m bench.tp --model llama-3.1-405b ...
+or `tokenbench tp --tp 8 --nnodes 2 --node-rank R --rdzv-endpoint HOST0:29500` (same flags passed through;
+--tp is the ranks per node, the group is nnodes x tp). NCCL picks the network by itself; NCCL_SOCKET_IFNAME
+and NCCL_IB_HCA select interfaces where it guesses wrong (GLOO_SOCKET_IFNAME for gloo).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.errors import UserError
+
+
+def add_arguments(p):
+    p.add_argument("--tp", type=int, default=2, help="ranks (processes, one per GPU) per node (default 2)")
+    p.add_argument("--nnodes", type=int, default=1, help="nodes in the group (default 1)")
+    p.add_argument("--node-rank", type=int, default=0, help="this node's rank when --nnodes > 1")
+    p.add_argument("--rdzv-endpoint", help="HOST:PORT of the rendezvous (needed when --nnodes > 1)")
+    p.add_argument("--rdzv-id", default="tokenbench-tp", help="rendezvous id, the same on every node")
+    p.add_argument("--timeout-s", type=float, default=None, help="stop the launched group after this long")
+    from bench.tp import add_worker_arguments
+
+    add_worker_arguments(p)
+
+
+WORKER_FLAGS = ("model", "batch", "context", "dtype", "backend", "device", "out", "budget_s", "price_per_hour",
+                "power_kw", "seed")
+
+
+def worker_argv(args) -> list:
+    out = []
+    for name in WORKER_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            out += [f"--{name.replace('_', '-')}", str(value)]
+    return out
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_command(args) -> list:
+    if args.tp < 1 or args.nnodes < 1:
+        raise UserError("--tp and --nnodes must be positive")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.tp)]
+    if args.nnodes == 1:
+        cmd += ["--nnodes", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
+    else:
+        if not args.rdzv_endpoint:
+            raise UserError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (the same on every node)")
+        cmd += ["--nnodes", str(args.nnodes), "--node-rank", str(args.node_rank), "--rdzv-backend", "c10d",
+                "--rdzv-endpoint", args.rdzv_endpoint, "--rdzv-id", args.rdzv_id]
+    return cmd + ["-m", "bench.tp", *worker_argv(args)]
+
+
+def main(args) -> int:
+    if "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ:  # already a torchrun worker
+        from bench.tp import run
+
+        return run(args)
+    cmd = launch_command(args)
+    root = str(Path(__file__).resolve().parents[2])  # the source tree, importable without installing
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    print("launching: " + " ".join(cmd[1:]), file=sys.stderr)
+    try:
+        return subprocess.run(cmd, env=env, timeout=args.timeout_s).returncode
+    except subprocess.TimeoutExpired:
+        print(f"tokenbench tp: the group ran past --timeout-s {args.timeout_s}; stopped", file=sys.stderr)
+        return 124

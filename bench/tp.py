@@ -1,0 +1,486 @@
+"""Tensor-parallel decode: one decoder layer sharded Megatron-style across the ranks of a torchrun group.
+
+Run by torchrun, one process per device (`tokenbench tp --tp N` launches it; see bench/commands/tp.py):
+  torchrun --nproc-per-node N -m bench.tp --model llama-3.1-70b --batch 1,8 --context 2048
+Sharding (Megatron-LM, Shoeybi et al. 2019), for N ranks, rank r:
+  qkv      column-parallel: the q rows of heads [r Hq/N, (r+1) Hq/N) and their KV heads' k and v rows
+           (KV heads replicated when N > Hkv: each rank keeps the one its query heads read)
+  o        row-parallel:    the columns of those heads; partial [B, H] outputs -> all-reduce (sum)
+  gate_up  column-parallel: gate rows [r F/N, (r+1) F/N) and the same up rows
+  down     row-parallel:    the matching columns; partial outputs -> all-reduce (sum)
+  norms replicated; the KV cache holds only the rank's KV heads; lm_head vocab-parallel (V/N rows).
+Two all-reduces of [B, H] per layer. Every rank builds the full layer from the same seed as
+kernels.layer.make_layer_weights and keeps its shard, so the group's output is checked against the
+one-process float64 reference before anything is timed.
+
+Timing, per rank: the layer step (compute + all-reduces), the compute alone (all-reduce replaced by
+nothing), and one all-reduce of [B, H]. Timers that contain a collective run a sample count agreed by all
+ranks, each sample behind a barrier; compute-only timers are bench.timing's adaptive ones. The group's
+step is set by its slowest rank. All-reduce bandwidth follows the NCCL-tests convention
+(github.com/NVIDIA/nccl-tests, doc/PERFORMANCE.md): algbw = bytes / time, busbw = algbw * 2 (n - 1) / n.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import replace
+
+import torch
+import torch.distributed as dist
+
+from bench import devices, environment, metrics, results
+from bench.errors import UserError
+from bench.timing import MIN_SAMPLES, CacheFlusher, Timing, time_cpu, time_cuda
+from kernels import gemm, norm
+from kernels.backends import implementation, parse_backend
+from kernels.dtypes import TOLERANCE, torch_dtype
+from kernels.layer import LayerDims, layer_flops, layer_min_bytes, layer_reference, make_layer_inputs
+
+MAX_COLLECTIVE_SAMPLES = 500
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sharding and the sharded layer
+
+
+def local_dims(d: LayerDims, rank: int, world: int) -> tuple[LayerDims, list, list]:
+    """(the rank's LayerDims, its query heads, its KV heads)."""
+    if d.heads % world:
+        raise UserError(f"--tp {world} must divide the {d.heads} attention heads")
+    if d.ffn % world:
+        raise UserError(f"--tp {world} must divide the FFN width {d.ffn}")
+    if d.kv_heads % world and world % d.kv_heads:
+        raise UserError(f"--tp {world} and {d.kv_heads} KV heads: one must divide the other")
+    hq = d.heads // world
+    q_heads = list(range(rank * hq, (rank + 1) * hq))
+    if d.kv_heads >= world:
+        hkv = d.kv_heads // world
+        kv_heads = list(range(rank * hkv, (rank + 1) * hkv))
+    else:  # replicate: rank r's query heads all read KV head r // (N / Hkv)
+        kv_heads = [rank // (world // d.kv_heads)]
+    return replace(d, heads=hq, kv_heads=len(kv_heads), ffn=d.ffn // world), q_heads, kv_heads
+
+
+def shard_weights(d: LayerDims, w: dict, rank: int, world: int) -> dict:
+    """The rank's slices of the full layer weights (contiguous copies)."""
+    dl, q_heads, kv_heads = local_dims(d, rank, world)
+    hd = d.head_dim
+
+    def head_rows(base, heads):
+        return torch.cat([torch.arange(base + h * hd, base + (h + 1) * hd) for h in heads])
+
+    qkv_rows = torch.cat([head_rows(0, q_heads), head_rows(d.q_size, kv_heads),
+                          head_rows(d.q_size + d.kv_size, kv_heads)]).to(w["qkv"].device)
+    f0, f1 = rank * dl.ffn, (rank + 1) * dl.ffn
+    q_cols = head_rows(0, q_heads).to(w["o"].device)
+    return {
+        "attn_norm": w["attn_norm"],
+        "qkv": w["qkv"][qkv_rows].contiguous(),
+        "qkv_bias": None if w["qkv_bias"] is None else w["qkv_bias"][qkv_rows].contiguous(),
+        "o": w["o"][:, q_cols].contiguous(),
+        "ffn_norm": w["ffn_norm"],
+        "gate_up": torch.cat([w["gate_up"][f0:f1], w["gate_up"][d.ffn + f0:d.ffn + f1]]).contiguous(),
+        "down": w["down"][:, f0:f1].contiguous(),
+    }
+
+
+def shard_inputs(d: LayerDims, full: dict, rank: int, world: int) -> dict:
+    """Sharded weights, the rank's KV heads of the cache, replicated activations."""
+    _, _, kv_heads = local_dims(d, rank, world)
+    kv = torch.tensor(kv_heads, device=full["k_cache"].device)
+    out = {k: v for k, v in full.items() if k not in ("weights", "k_cache", "v_cache")}
+    out["weights"] = shard_weights(d, full["weights"], rank, world)
+    out["k_cache"] = full["k_cache"][:, kv].contiguous()
+    out["v_cache"] = full["v_cache"][:, kv].contiguous()
+    return out
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    dist.all_reduce(t)
+    return t
+
+
+def no_reduce(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def tp_layer_forward(dl: LayerDims, backends: dict, reduce, weights, x, residual, k_cache, v_cache, positions,
+                     cos, sin):
+    """kernels.layer.layer_forward on the rank's shard, with `reduce` after the two row-parallel GEMMs."""
+    impl = {kind: implementation(kind, backend) for kind, backend in backends.items()}
+    b = x.shape[0]
+    h, r = impl["norm"](x=x, residual=residual, w=weights["attn_norm"], eps=dl.norm_eps)
+    qkv = impl["gemm"](x=h, w=weights["qkv"], b=weights["qkv_bias"])
+    q = qkv[:, : dl.q_size].view(b, dl.heads, dl.head_dim)
+    k = qkv[:, dl.q_size: dl.q_size + dl.kv_size].view(b, dl.kv_heads, dl.head_dim)
+    v = qkv[:, dl.q_size + dl.kv_size:].view(b, dl.kv_heads, dl.head_dim)
+    q, k = impl["rope"](q=q, k=k, cos=cos, sin=sin)
+    impl["kv_append"](k=k, v=v, k_cache=k_cache, v_cache=v_cache, positions=positions)
+    a = impl["attention"](q=q, k_cache=k_cache, v_cache=v_cache, lengths=None)
+    o = reduce(impl["gemm"](x=a.reshape(b, dl.q_size), w=weights["o"], b=None))  # all-reduce 1: [B, H]
+    h2, r2 = impl["norm"](x=o, residual=r, w=weights["ffn_norm"], eps=dl.norm_eps)
+    gu = impl["gemm"](x=h2, w=weights["gate_up"], b=None)
+    m = impl["activation"](gate_up=gu)
+    y = reduce(impl["gemm"](x=m, w=weights["down"], b=None))  # all-reduce 2: [B, H]
+    return y, r2
+
+
+def shard_weight_bytes(model, world: int, element_bytes: int) -> int:
+    """Weights one rank holds: its layer shards, vocab-parallel embedding and lm_head, the final norm."""
+    dl, _, _ = local_dims(model.layer_dims, 0, world)
+    d = model.layer_dims
+    layer = d.hidden * (dl.q_size + 2 * dl.kv_size) + dl.q_size * d.hidden + 3 * d.hidden * dl.ffn + 2 * d.hidden
+    if d.qkv_bias:
+        layer += dl.q_size + 2 * dl.kv_size
+    vocab_rows = math.ceil(d.vocab / world) * d.hidden * (1 if model.tied_embeddings else 2)
+    return (model.layers * layer + vocab_rows + d.hidden) * element_bytes
+
+
+def kv_bytes_per_rank(model, world: int, batch: int, context: int, element_bytes: int) -> int:
+    dl, _, _ = local_dims(model.layer_dims, 0, world)
+    return 2 * model.layers * batch * context * dl.kv_size * element_bytes
+
+
+# ---------------------------------------------------------------------------------------------------
+# Timers
+
+
+def _sync(device) -> None:
+    if device.kind == "cuda":
+        torch.cuda.synchronize()
+
+
+def agreed_samples(fn, device, budget_s: float) -> int:
+    """A sample count every rank can run within the budget: the smallest of the ranks' estimates."""
+    _sync(device)
+    dist.barrier()
+    t0 = time.perf_counter()
+    for _ in range(3):
+        fn()
+    _sync(device)
+    one = (time.perf_counter() - t0) / 3
+    n = max(MIN_SAMPLES, min(MAX_COLLECTIVE_SAMPLES, int(budget_s / max(one, 1e-9))))
+    t = torch.tensor([n], dtype=torch.int64, device=device.torch_device if device.kind == "cuda" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
+def time_collective(fn, device, budget_s: float, flusher) -> Timing:
+    """Fixed sample count on every rank (an adaptive stop would leave a rank waiting in a collective);
+    each sample starts behind a barrier so the ranks start together."""
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    warmup = time.perf_counter() - t0
+    n = agreed_samples(fn, device, budget_s)
+    samples = []
+    for _ in range(n):
+        if flusher is not None:
+            flusher()
+        _sync(device)
+        dist.barrier()
+        if device.kind == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            samples.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+    return Timing(samples, warmup, flusher is not None, 1)
+
+
+def time_local(fn, device, budget_s: float, flusher) -> Timing:
+    """Per-rank work with no collective: bench.timing's adaptive timer."""
+    timer = time_cuda if device.kind == "cuda" else time_cpu
+    return timer(lambda _: fn(), [None], budget_s, flusher)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The worker
+
+
+def add_worker_arguments(p) -> None:
+    p.add_argument("--model", default="tiny", help="a dense model config (default tiny)")
+    p.add_argument("--batch", default="1,8", help="comma list of batch sizes (default 1,8)")
+    p.add_argument("--context", default="512", help="comma list of context lengths (default 512)")
+    p.add_argument("--dtype", help="bf16 | fp16 | fp32 (default bf16 on GPU, fp32 on CPU)")
+    p.add_argument("--backend", default="torch", help="backend spec for the ops (default torch)")
+    p.add_argument("--device", default="auto", help="auto | cuda | cpu")
+    p.add_argument("--out", default="results", help="folder for the results files (default results/)")
+    p.add_argument("--budget-s", default="1.0", help="timing budget per timed item in seconds (default 1.0)")
+    p.add_argument("--price-per-hour", help="$ per GPU-hour (default: the catalog's)")
+    p.add_argument("--power-kw", help="all-in kW per GPU (default: the catalog's)")
+    p.add_argument("--seed", type=int, default=0, help="weights and inputs seed (default 0)")
+
+
+def _setup(requested: str):
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    want_cuda = requested in ("auto", "cuda") and torch.cuda.is_available()
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda but no CUDA device is visible")
+    if want_cuda:
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if want_cuda else "gloo", rank=rank, world_size=world)
+    device = devices.detect("cuda" if want_cuda else "cpu")
+    if want_cuda:  # detect() describes device 0; this rank runs on its own
+        device.torch_device = f"cuda:{local_rank}"
+    return rank, world, device
+
+
+def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out64 = out.detach().double().cpu()
+    ref = ref.cpu()
+    if not torch.isfinite(out64).all():
+        return math.nan
+    return ((out64 - ref).norm() / ref.norm()).item()
+
+
+def measure_combo(model, dtype_name, backends, device, rank, world, batch, context, budget_s, seed) -> dict:
+    """Verify, then time, on this rank; returns this rank's figures."""
+    d = model.layer_dims
+    dtype = torch_dtype(dtype_name)
+    full = make_layer_inputs(d, batch, context, dtype, device.torch_device, seed)
+    inputs = shard_inputs(d, full, rank, world)
+    dl, _, _ = local_dims(d, rank, world)
+    out = {"rank": rank, "batch": batch, "context": context}
+    # the gate: the group's output against the one-process float64 reference, checked on every rank
+    y, r2 = tp_layer_forward(dl, backends, all_reduce_sum, **_fresh(inputs))
+    ref_y, ref_r2 = layer_reference(d, **full)
+    err = max(rel_error(y, ref_y), rel_error(r2, ref_r2))
+    tol = TOLERANCE[dtype_name]
+    ok = torch.tensor([1 if err <= tol else 0], dtype=torch.int64,
+                      device=device.torch_device if device.kind == "cuda" else "cpu")
+    dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    out.update(rel_error=err, tolerance=tol, valid=bool(ok.item()))
+    del full, ref_y, ref_r2
+    if not out["valid"]:
+        out["check"] = f"relative error {err:.2e} (this rank) above tolerance {tol:.0e} on some rank"
+        return out
+    out["check"] = "ok"
+    llc = devices.last_level_cache_bytes(device)
+    flusher = CacheFlusher(device.torch_device, llc) if results_fit_cache(inputs, llc) else None
+
+    step = time_collective(lambda: tp_layer_forward(dl, backends, all_reduce_sum, **inputs), device, budget_s,
+                           flusher)
+    compute = time_local(lambda: tp_layer_forward(dl, backends, no_reduce, **inputs), device, budget_s, flusher)
+    buf = torch.randn((batch, d.hidden), device=device.torch_device).to(dtype)
+    ar = time_collective(lambda: dist.all_reduce(buf), device, budget_s, None)
+    # model-level ops on the rank: final norm (replicated) and its vocab shard of the LM head
+    fn_in = norm.make_inputs(norm.NormShape(batch, d.hidden, d.norm_eps), dtype, device.torch_device, seed + 1)
+    head = gemm.GemmShape(batch, d.hidden, math.ceil(d.vocab / world))
+    head_in = gemm.make_inputs(head, dtype, device.torch_device, seed + 2)
+    fnorm = time_local(lambda: implementation("norm", backends["norm"])(**fn_in), device, budget_s, flusher)
+    lm = time_local(lambda: implementation("gemm", backends["gemm"])(**head_in), device, budget_s, flusher)
+    eb = torch.empty((), dtype=dtype).element_size()
+    out.update(
+        step=step.summary(), compute=compute.summary(), all_reduce=ar.summary(), final_norm=fnorm.summary(),
+        lm_head=lm.summary(),
+        layer_flops=layer_flops(dl, batch, context), layer_bytes=layer_min_bytes(dl, batch, context, eb),
+        all_reduce_bytes=batch * d.hidden * eb,
+        final_norm_flops=norm.flops(norm.NormShape(batch, d.hidden)),
+        final_norm_bytes=norm.min_bytes(norm.NormShape(batch, d.hidden), eb),
+        lm_head_flops=gemm.flops(head), lm_head_bytes=gemm.min_bytes(head, eb),
+    )
+    return out
+
+
+def results_fit_cache(inputs, llc: int) -> bool:
+    from bench.sweep import tensor_bytes
+
+    return tensor_bytes(inputs) < 2 * llc
+
+
+def _fresh(inputs: dict) -> dict:
+    """A copy whose KV cache the check may write without touching the timed inputs."""
+    out = dict(inputs)
+    out["k_cache"], out["v_cache"] = inputs["k_cache"].clone(), inputs["v_cache"].clone()
+    return out
+
+
+def bus_bandwidth(nbytes: int, seconds: float, world: int) -> tuple[float, float]:
+    """(algbw, busbw) in bytes/s for an all-reduce, NCCL-tests convention: busbw = algbw * 2 (n-1) / n."""
+    algbw = nbytes / seconds
+    return algbw, algbw * 2 * (world - 1) / world
+
+
+def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economics) -> tuple[list, dict]:
+    """Rank 0: one row per (rank, timed item) and the group's derived decode step."""
+    first = per_rank[0]
+    batch, context, dtype = first["batch"], first["context"], plan["dtype"]
+    eb = torch.empty((), dtype=torch_dtype(dtype)).element_size()
+    base = {"batch": batch, "context": context, "backend": plan["backend"], "dtype": dtype, "tp": world}
+    rows = []
+    if not all(r["valid"] for r in per_rank):
+        for r in per_rank:
+            rows.append({**base, "op": "tp_layer", "rank": r["rank"], "valid": False, "check": r["check"],
+                         "rel_error": r["rel_error"], "tolerance": r["tolerance"]})
+        return rows, {**base, "valid": False, "reason": "the sharded layer failed its check; not timed"}
+    copy_bw = plan.get("measured_copy_bw")
+    items = (("tp_layer", "step", "layer_flops", "layer_bytes"),
+             ("tp_layer_compute", "compute", "layer_flops", "layer_bytes"),
+             ("final_norm", "final_norm", "final_norm_flops", "final_norm_bytes"),
+             ("lm_head_shard", "lm_head", "lm_head_flops", "lm_head_bytes"))
+    for r in per_rank:
+        common = {**base, "rank": r["rank"], "valid": True, "check": "ok", "rel_error": r["rel_error"],
+                  "tolerance": r["tolerance"]}
+        for op, key, fkey, bkey in items:
+            t = r[key]
+            rows.append({**common, "op": op, **t, "flops": r[fkey], "bytes": r[bkey],
+                         **metrics.derive(r[fkey], r[bkey], t["seconds_p50"], dtype, device.spec, copy_bw)})
+        t = r["all_reduce"]
+        algbw, busbw = bus_bandwidth(r["all_reduce_bytes"], t["seconds_p50"], world)
+        rows.append({**common, "op": "all_reduce", **t, "flops": 0, "bytes": r["all_reduce_bytes"],
+                     "tflops": 0.0, "gbps": algbw / 1e9, "algbw_gbps": algbw / 1e9, "busbw_gbps": busbw / 1e9})
+    slowest = {key: max(r[key]["seconds_p50"] for r in per_rank)
+               for key in ("step", "compute", "all_reduce", "final_norm", "lm_head")}
+    layer_s = slowest["step"]
+    step_s = model.layers * layer_s + slowest["final_norm"] + slowest["lm_head"]
+    tokens_per_s = batch / step_s
+    per_gpu = tokens_per_s / world
+    weights_gpu = shard_weight_bytes(model, world, eb)
+    kv_gpu = kv_bytes_per_rank(model, world, batch, context, eb)
+    ar_layer = 2 * slowest["all_reduce"]
+    _, busbw = bus_bandwidth(first["all_reduce_bytes"], slowest["all_reduce"], world)
+    step = {
+        **base, "valid": True, "derived": True, "layers": model.layers,
+        "derivation": "layers x tp_layer (slowest rank, 2 all-reduces inside) + final_norm + lm_head shard; "
+                      "the logits all-gather is not timed",
+        "step_seconds": step_s, "layer_seconds": layer_s, "layer_compute_seconds": slowest["compute"],
+        "all_reduce_seconds": slowest["all_reduce"], "all_reduce_seconds_per_layer": ar_layer,
+        "all_reduce_share": ar_layer / layer_s,
+        "all_reduce_share_from_difference": max(0.0, layer_s - slowest["compute"]) / layer_s,
+        "all_reduce_busbw_gbps": busbw / 1e9,
+        "kernel_seconds_per_rank": [r["compute"]["seconds_p50"] for r in per_rank],
+        "all_reduce_seconds_per_rank": [r["all_reduce"]["seconds_p50"] for r in per_rank],
+        "tokens_per_s": tokens_per_s, "tokens_per_s_per_gpu": per_gpu, "tokens_per_s_per_user": 1.0 / step_s,
+        "weight_bytes_per_gpu": weights_gpu, "kv_bytes_per_gpu": kv_gpu,
+        "bytes_needed_per_gpu": weights_gpu + kv_gpu, "memory_bytes": device.memory_bytes,
+        "fits": weights_gpu + kv_gpu <= device.memory_bytes,
+    }
+    if step["fits"]:
+        step.update(economics(per_gpu))
+    else:
+        step.update(cost_per_mtok=None, tokens_per_s_per_mw=None,
+                    cost_note=f"needs {(weights_gpu + kv_gpu) / 2**30:.1f} GiB per GPU, device has "
+                              f"{device.memory_bytes / 2**30:.1f}")
+    return rows, step
+
+
+def run(args) -> int:
+    from bench.commands.run import economics_for, resolve_price
+    from bench.models import get_model
+    from bench.parsing import choice, positive_float, positive_int_list
+    from kernels.dtypes import TORCH_DTYPES
+
+    rank, world, device = _setup(args.device)
+    try:
+        model = get_model(args.model)
+        if model.is_moe:
+            raise UserError(f"{model.name} is a mixture of experts: tensor parallel here covers dense layers "
+                            "(expert parallelism is not implemented); use `tokenbench moe` for its MoE layer")
+        dtype = choice(args.dtype or ("bf16" if device.kind == "cuda" else "fp32"), tuple(TORCH_DTYPES), "dtype")
+        batches = positive_int_list(args.batch, "--batch")
+        contexts = positive_int_list(args.context, "--context")
+        budget = positive_float(args.budget_s, "--budget-s")
+        backends = parse_backend(args.backend)
+        local_dims(model.layer_dims, 0, world)  # shape errors before any work
+        price = resolve_price(args, device)
+        plan = {"dtype": dtype, "backend": args.backend}
+        writer, record = None, None
+        if rank == 0:
+            env = environment.capture()
+            stem = (f"{time.strftime('%Y%m%d-%H%M%S')}-{results.slug(device.key or device.name)}-{model.name}-"
+                    f"{dtype}-tp{world}")
+            writer = results.ResultWriter(args.out, stem)
+            record = {
+                "schema_version": results.SCHEMA_VERSION, "tool": "tokenbench", "kind": "tp",
+                "created": env["created"], "run_id": writer.json_path.stem, "device": device.to_dict(), "env": env,
+                "model": model.to_dict(), "dtype": dtype,
+                "settings": {"batches": batches, "contexts": contexts, "backends": [args.backend],
+                             "budget_s": budget, "tp": world},
+                "tp": {"world_size": world, "process_group_backend": dist.get_backend(),
+                       "nnodes": int(os.environ.get("GROUP_WORLD_SIZE", "1")),
+                       "sharding": "Megatron: column-parallel qkv and gate_up, row-parallel o and down, "
+                                   "2 all-reduces of [B, H] per layer",
+                       "bus_bandwidth": "NCCL-tests convention: busbw = algbw * 2 (n-1) / n"},
+                "price": price, "complete": False, "rows": [], "steps": [],
+            }
+            writer.write(record)
+            print(f"tokenbench tp: {world} ranks ({dist.get_backend()}) on {device.name}; model {model.name}, "
+                  f"{dtype}, batch {batches}, context {contexts}", file=sys.stderr)
+        for batch in batches:
+            for context in contexts:
+                mine = measure_combo(model, dtype, backends, device, rank, world, batch, context, budget, args.seed)
+                gathered = [None] * world
+                dist.all_gather_object(gathered, mine)
+                if rank == 0:
+                    rows, step = rows_and_step(model, plan, gathered, device, world, economics_for(price))
+                    record["rows"].extend(rows)
+                    record["steps"].append(step)
+                    writer.write(record)
+                    _print_step(step)
+        if rank == 0:
+            record["complete"] = True
+            writer.write(record)
+            print(f"wrote {writer.json_path}", file=sys.stderr)
+        return 0
+    finally:
+        dist.destroy_process_group()
+
+
+def _print_step(s: dict) -> None:
+    if not s.get("valid"):
+        print(f"  b={s['batch']} ctx={s['context']}: {s.get('reason')}", file=sys.stderr)
+        return
+    print(f"  b={s['batch']} ctx={s['context']} tp={s['tp']}: layer {s['layer_seconds'] * 1e6:.1f} us "
+          f"(compute {s['layer_compute_seconds'] * 1e6:.1f} us, all-reduce {s['all_reduce_seconds'] * 1e6:.1f} us "
+          f"x2 = {s['all_reduce_share']:.0%} of the layer, busbw {s['all_reduce_busbw_gbps']:.2f} GB/s); "
+          f"step {s['step_seconds'] * 1e3:.3f} ms, {s['tokens_per_s']:.1f} tok/s, "
+          f"{s['tokens_per_s_per_gpu']:.1f} tok/s per GPU; fits {s['fits']}", file=sys.stderr)
+
+
+def compare_worker(rank: int, world: int, init_method: str, model_name: str, batch: int, context: int,
+                   out_path: str) -> None:
+    """For tests (torch.multiprocessing.spawn): the gloo group's layer output, saved by rank 0 beside the
+    one-process output of kernels.layer.layer_forward on the same weights and inputs (float32, CPU)."""
+    from bench.models import get_model
+    from kernels.layer import layer_forward
+
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
+    try:
+        d = get_model(model_name).layer_dims
+        full = make_layer_inputs(d, batch, context, torch.float32, "cpu", seed=3)
+        dl, _, _ = local_dims(d, rank, world)
+        backends = parse_backend("torch")
+        y, r2 = tp_layer_forward(dl, backends, all_reduce_sum, **shard_inputs(d, full, rank, world))
+        if rank == 0:
+            y1, r21 = layer_forward(d, backends, **full)
+            torch.save({"tp": (y, r2), "one": (y1, r21)}, out_path)
+    finally:
+        dist.destroy_process_group()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.tp", description=__doc__.split("\n")[0])
+    add_worker_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"tokenbench tp: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

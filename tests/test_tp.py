@@ -1,0 +1,103 @@
+"""Tensor parallel on CPU: 2 gloo ranks give the one-process layer output; the CLI path launches torchrun."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from bench import tp
+from bench.errors import UserError
+from bench.models import get_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_match_one_process(tmp_path):
+    out = tmp_path / "out.pt"
+    mp.spawn(tp.compare_worker, args=(2, f"tcp://127.0.0.1:{free_port()}", "tiny", 3, 9, str(out)), nprocs=2,
+             join=True)
+    saved = torch.load(out)
+    for got, want in zip(saved["tp"], saved["one"]):
+        # same fp32 math, different summation order across the split: a few ulps
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_shard_dims_and_kv_replication():
+    d = get_model("tiny").layer_dims  # 4 heads, 2 KV heads, ffn 176
+    dl, q, kv = tp.local_dims(d, 1, 2)
+    assert (dl.heads, dl.kv_heads, dl.ffn, q, kv) == (2, 1, 88, [2, 3], [1])
+    dl4, q4, kv4 = tp.local_dims(d, 3, 4)  # more ranks than KV heads: each rank keeps the one it reads
+    assert (dl4.heads, dl4.kv_heads, q4, kv4) == (1, 1, [3], [1])
+    assert kv4[0] == q4[0] // (d.heads // d.kv_heads)
+    with pytest.raises(UserError):
+        tp.local_dims(d, 0, 3)
+    w = {k: v for k, v in __import__("kernels.layer", fromlist=["x"]).make_layer_weights(
+        d, torch.float32, "cpu", 0).items()}
+    s = tp.shard_weights(d, w, 1, 2)
+    assert s["qkv"].shape == (2 * 16 + 2 * 16, 64) and s["o"].shape == (64, 32)
+    assert s["gate_up"].shape == (176, 64) and s["down"].shape == (64, 88)
+    torch.testing.assert_close(s["gate_up"][88:], w["gate_up"][176 + 88:])  # up rows follow the gate rows
+
+
+def test_bus_bandwidth_nccl_tests_convention():
+    algbw, busbw = tp.bus_bandwidth(8e6, 1e-3, 8)
+    assert algbw == pytest.approx(8e9) and busbw == pytest.approx(8e9 * 2 * 7 / 8)
+    assert tp.bus_bandwidth(1, 1, 1)[1] == 0
+
+
+def test_memory_per_gpu_is_sharded():
+    m = get_model("llama-3.1-70b")
+    one, eight = tp.shard_weight_bytes(m, 1, 2), tp.shard_weight_bytes(m, 8, 2)
+    assert one == pytest.approx(m.weight_bytes("bf16"), rel=1e-6)
+    assert eight == pytest.approx(one / 8, rel=0.01)
+    assert tp.kv_bytes_per_rank(m, 8, 1, 1000, 2) * 8 == m.kv_cache_bytes(1, 1000, "bf16")
+
+
+def test_cli_launches_torchrun_and_writes_a_tp_record(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "bench", "tp", "--tp", "2", "--model", "tiny", "--device", "cpu",
+                           "--batch", "2", "--context", "9", "--budget-s", "0.01", "--out", str(tmp_path),
+                           "--price-per-hour", "2", "--power-kw", "1", "--timeout-s", "100"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (path,) = tmp_path.glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["kind"] == "tp" and record["complete"] and record["tp"]["world_size"] == 2
+    assert record["tp"]["process_group_backend"] == "gloo"
+    ranks = {(r["op"], r["rank"]) for r in record["rows"]}
+    assert {("tp_layer", 0), ("tp_layer", 1), ("all_reduce", 0), ("all_reduce", 1)} <= ranks
+    (step,) = record["steps"]
+    assert step["valid"] and step["tp"] == 2
+    assert step["tokens_per_s_per_gpu"] == pytest.approx(step["tokens_per_s"] / 2)
+    assert step["tokens_per_s"] == pytest.approx(2 / step["step_seconds"])
+    assert step["all_reduce_share"] == pytest.approx(2 * step["all_reduce_seconds"] / step["layer_seconds"])
+    assert step["cost_per_mtok"] == pytest.approx(2 / (step["tokens_per_s_per_gpu"] * 3600 / 1e6))
+    ar = next(r for r in record["rows"] if r["op"] == "all_reduce" and r["rank"] == 0)
+    assert ar["busbw_gbps"] == pytest.approx(ar["algbw_gbps"] * 2 * 1 / 2)
+    assert ar["bytes"] == 2 * 64 * 4
+
+
+def test_moe_model_is_refused_with_a_reason(tmp_path):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    tp.add_worker_arguments(p)
+    args = p.parse_args(["--model", "tiny-moe", "--device", "cpu", "--out", str(tmp_path)])
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    try:
+        with pytest.raises(UserError, match="mixture of experts"):
+            tp.run(args)
+    finally:
+        for k in ("MASTER_ADDR", "MASTER_PORT"):
+            os.environ.pop(k)
