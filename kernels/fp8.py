@@ -1,0 +1,142 @@
+"""FP8 (e4m3) decode GEMMs: y = (x_q * sx) @ (W_q * sw)^T, bf16 out, fp32 accumulation.
+
+Weights are quantized once, offline (not timed): W_q = round_e4m3(W / sw) with sw = amax / 448 per tensor,
+or per output channel (one scale per row of W [N, K]). Activations are quantized in the timed call, as a
+serving engine does each step: per tensor (one amax of x) or per token (one scale per row of x, paired
+with per-channel weights: "rowwise" scaling in torch._scaled_mm).
+At decode the weight read dominates, so 1-byte weights halve the bytes of a bf16 GEMM at batch 1:
+  # read W (NK bytes), x (2MK), scales; write y (2MN)
+Hardware: FP8 tensor cores from Ada / Hopper (compute capability 8.9; rowwise scaling needs 9.0) and
+Blackwell. Elsewhere `support()` says why the rows are skipped. FP4 (Blackwell's NVFP4/MXFP4) has no
+stable torch entry point in the torch versions this suite targets, so it is reported as skipped.
+
+The reference is the float64 product of the dequantized operands, x quantized by the same function the
+implementation uses: the check isolates the GEMM's arithmetic from the (intended) quantization error,
+which `quantization_error` reports on its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kernels.dtypes import generator, randn
+from kernels.op import Inputs, OpCase, as_float64
+
+E4M3_MAX = 448.0  # largest finite float8_e4m3fn
+SCALINGS = ("tensor", "channel")
+# Smallest amax used for a scale: an all-zero row would otherwise divide by zero.
+AMAX_FLOOR = 1e-12
+
+
+@dataclass(frozen=True)
+class Fp8GemmShape:
+    m: int
+    k: int
+    n: int
+    scaling: str = "tensor"  # "tensor": one scale each; "channel": per output channel W, per token x
+
+
+def flops(s: Fp8GemmShape) -> int:
+    return 2 * s.m * s.k * s.n
+
+
+def min_bytes(s: Fp8GemmShape) -> int:
+    scales = 4 * (s.n + s.m) if s.scaling == "channel" else 8
+    return s.n * s.k * 1 + s.m * s.k * 2 + s.m * s.n * 2 + scales
+
+
+def fp8_dtype():
+    return getattr(torch, "float8_e4m3fn", None)
+
+
+def support(device) -> tuple[bool, str]:
+    """(True, "") where torch._scaled_mm runs on FP8 tensor cores; else (False, why)."""
+    if fp8_dtype() is None:
+        return False, f"torch {torch.__version__} has no float8_e4m3fn"
+    if getattr(device, "kind", str(device)) != "cuda" or not torch.cuda.is_available():
+        return False, "no FP8 hardware: FP8 GEMMs need an NVIDIA GPU of compute capability >= 8.9 (Ada, Hopper, " \
+                      "Blackwell)"
+    major, minor = torch.cuda.get_device_capability()
+    if (major, minor) < (8, 9):
+        return False, f"compute capability {major}.{minor} < 8.9: no FP8 tensor cores"
+    return True, ""
+
+
+def scaling_support(scaling: str) -> tuple[bool, str]:
+    if scaling == "channel" and torch.cuda.is_available() and torch.cuda.get_device_capability() < (9, 0):
+        return False, "rowwise (per-channel) scaled_mm needs compute capability >= 9.0"
+    return True, ""
+
+
+def fp4_support(device) -> tuple[bool, str]:
+    return False, "FP4 GEMMs are not measured: torch has no stable FP4 matmul entry point in the versions " \
+                  "tokenbench targets (torch 2.11-2.13)"
+
+
+def quantize(t: torch.Tensor, per_row: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t_q float8_e4m3fn, scale float32) with t ~ t_q * scale; scale [rows, 1] when per_row else []."""
+    t32 = t.float()
+    amax = t32.abs().amax(dim=-1, keepdim=True) if per_row else t32.abs().amax()
+    scale = amax.clamp(min=AMAX_FLOOR) / E4M3_MAX
+    q = (t32 / scale).clamp(-E4M3_MAX, E4M3_MAX).to(fp8_dtype())
+    return q, scale
+
+
+def dequantize64(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return as_float64(q) * as_float64(scale)
+
+
+def quantization_error(t: torch.Tensor, per_row: bool) -> float:
+    """||deq(q(t)) - t|| / ||t||: e4m3 keeps 3 mantissa bits, so about 2-3% for Gaussian data."""
+    q, s = quantize(t, per_row)
+    ref = as_float64(t)
+    return ((dequantize64(q, s) - ref).norm() / ref.norm()).item()
+
+
+def make_inputs(s: Fp8GemmShape, device, seed: int) -> Inputs:
+    g = generator(seed, device)
+    x = randn((s.m, s.k), torch.bfloat16, device, g)
+    w = randn((s.n, s.k), torch.float32, device, g, scale=s.k**-0.5)
+    w_q, w_scale = quantize(w, per_row=s.scaling == "channel")  # offline: [N, K] fp8, [N, 1] or []
+    return {"x": x, "w_q": w_q, "w_scale": w_scale, "per_token": s.scaling == "channel"}
+
+
+def quantize_activation(x: torch.Tensor, per_token: bool):
+    return quantize(x, per_row=per_token)
+
+
+def reference(x, w_q, w_scale, per_token, **_) -> tuple:
+    x_q, x_scale = quantize_activation(x, per_token)
+    return (dequantize64(x_q, x_scale) @ dequantize64(w_q, w_scale).T,)
+
+
+def torch_scaled_mm(x, w_q, w_scale, per_token, **_) -> torch.Tensor:
+    """Quantize x, then torch._scaled_mm (cuBLASLt FP8 on GPU). W_q [N, K] row-major is the column-major
+    [K, N] operand it wants; per-tensor scales are 0-d float32, rowwise ones [M, 1] and [1, N]."""
+    x_q, x_scale = quantize_activation(x, per_token)
+    b_scale = w_scale.view(1, -1) if per_token else w_scale
+    out = torch._scaled_mm(x_q, w_q.t(), scale_a=x_scale, scale_b=b_scale, out_dtype=torch.bfloat16)
+    return out[0] if isinstance(out, tuple) else out  # torch < 2.5 returned (out, amax)
+
+
+def triton_fp8(x, w_q, w_scale, per_token, **_) -> torch.Tensor:
+    from kernels.triton.fp8 import triton_fp8_linear
+
+    x_q, x_scale = quantize_activation(x, per_token)
+    return triton_fp8_linear(x_q, x_scale, w_q, w_scale)
+
+
+IMPLS = {"torch": torch_scaled_mm, "triton": triton_fp8}
+
+
+def fp8_case(s: Fp8GemmShape, device, backends=("torch",), name: str = "fp8_gemm") -> OpCase:
+    if s.scaling not in SCALINGS:
+        raise ValueError(f"unknown scaling {s.scaling!r}; choose one of: {', '.join(SCALINGS)}")
+    return OpCase(
+        name=name, kind="fp8_gemm", flops=flops(s), bytes=min_bytes(s),
+        make_inputs=lambda seed: make_inputs(s, device, seed),
+        reference=lambda inp: reference(**inp),
+        impls={b: (lambda inp, fn=IMPLS[b]: fn(**inp)) for b in backends},
+        shape=dict(s.__dict__),
+    )
