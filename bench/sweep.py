@@ -2,8 +2,8 @@
 and derive the model's decode step from them."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 

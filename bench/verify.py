@@ -47,7 +47,7 @@ def check_case(case: OpCase, backend: str, dtype: str, seed: int = VERIFY_SEED) 
         outs = case.pick_outputs(inputs, result)
     except torch.cuda.OutOfMemoryError:
         raise
-    except Exception as exc:  # a crashing kernel is a failed check, reported with its message
+    except Exception as exc:  # noqa: BLE001 - a crashing kernel is a failed check, reported with its message
         return Check(False, math.nan, tol, f"raised {type(exc).__name__}: {exc}".splitlines()[0][:300])
     if len(outs) != len(ref):
         return Check(False, math.nan, tol, f"returned {len(outs)} outputs, reference has {len(ref)}")

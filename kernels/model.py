@@ -12,8 +12,14 @@ import torch
 from kernels import gemm, norm
 from kernels.backends import implementation
 from kernels.dtypes import generator, randn
-from kernels.layer import (LayerDims, layer_flops, layer_forward, layer_min_bytes, layer_reference,
-                           make_layer_inputs)
+from kernels.layer import (
+    LayerDims,
+    layer_flops,
+    layer_forward,
+    layer_min_bytes,
+    layer_reference,
+    make_layer_inputs,
+)
 from kernels.op import OpCase, as_float64
 
 
@@ -57,13 +63,17 @@ def model_bytes(d: LayerDims, layers: int, batch: int, context: int, element_byt
     return layers * layer_min_bytes(d, batch, context, element_bytes) + final + head
 
 
+def _model_runner(d: LayerDims, chosen: dict):
+    return lambda inp: model_forward(d, chosen, **inp)
+
+
 def model_case(d: LayerDims, layers: int, batch: int, context: int, dtype, device, backends) -> OpCase:
     from kernels.backends import parse_backend
 
     element_bytes = torch.empty((), dtype=dtype).element_size()
     flops = layers * layer_flops(d, batch, context) + norm.flops(norm.NormShape(batch, d.hidden)) \
         + gemm.flops(gemm.GemmShape(batch, d.hidden, d.vocab))
-    impls = {spec: (lambda inp, chosen=parse_backend(spec): model_forward(d, chosen, **inp)) for spec in backends}
+    impls = {spec: _model_runner(d, parse_backend(spec)) for spec in backends}
     return OpCase(
         name="model", kind="model", flops=flops, bytes=model_bytes(d, layers, batch, context, element_bytes),
         make_inputs=lambda seed: make_model_inputs(d, layers, batch, context, dtype, device, seed),

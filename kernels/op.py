@@ -1,8 +1,8 @@
 """The unit the harness measures: one op at one shape, with its work, inputs, reference and implementations."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 

@@ -109,7 +109,7 @@ def test_failure_midway_keeps_rows_and_out_of_memory_skips(tmp_path, monkeypatch
     def flaky(case, backend, device, plan, batch, context):
         calls["n"] += 1
         if calls["n"] == 2:  # one shape runs out of memory: recorded as skipped, the sweep goes on
-            import bench.sweep as sweep
+            from bench import sweep
 
             monkeypatch.setattr(sweep, "check_case", _raise_oom)
             row = real(case, backend, device, plan, batch, context)
