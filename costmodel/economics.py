@@ -157,7 +157,8 @@ def economics(
     if kw is None:
         notes.append("no all-in power given: power figures not computed")
     if board_jpt is None:
-        notes.append("no measured board power (needs NVML on an NVIDIA GPU)")
+        # board_power_source then says why there is no reading (a CPU run, no NVML, counter unsupported)
+        notes.append(f"no measured board power ({board_power_source or 'needs NVML on an NVIDIA GPU'})")
 
     cpm = None if price is None or total is None else cost_per_mtok(price, total)
     cpm_out = None
