@@ -1,0 +1,207 @@
+"""The local device (detected on demand, never at import) and the spec-sheet catalog it is matched to."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+from bench.errors import UserError
+
+DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One catalog entry: dense spec-sheet peaks, with the source they come from."""
+
+    key: str
+    name: str
+    vendor: str
+    arch: str
+    peak_tflops: dict  # dtype -> TFLOP/s or None when unknown
+    mem_bw_gbs: float | None
+    memory_gb: float | None
+    tdp_w: float | None
+    source: str
+    match: tuple = ()
+    sm: str | None = None
+
+    def peak_flops(self, dtype: str) -> float | None:
+        tflops = self.peak_tflops.get(dtype)
+        return None if tflops is None else tflops * 1e12
+
+    @property
+    def mem_bw_bytes_per_s(self) -> float | None:
+        return None if self.mem_bw_gbs is None else self.mem_bw_gbs * 1e9
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["match"] = list(self.match)
+        return d
+
+
+@lru_cache(maxsize=1)
+def catalog() -> dict[str, DeviceSpec]:
+    data = json.loads(resources.files("bench").joinpath("data/devices.json").read_text())
+    out = {}
+    for entry in data["devices"]:
+        entry = dict(entry)
+        entry["match"] = tuple(entry.get("match", ()))
+        spec = DeviceSpec(**entry)
+        if spec.key in out:
+            raise ValueError(f"devices.json lists {spec.key!r} twice")
+        out[spec.key] = spec
+    return out
+
+
+def lookup(key: str) -> DeviceSpec:
+    specs = catalog()
+    if key not in specs:
+        raise UserError(f"unknown device {key!r}; choose one of: {', '.join(specs)}")
+    return specs[key]
+
+
+def match_spec(device_name: str) -> DeviceSpec | None:
+    """The catalog entry whose patterns occur in `device_name`; longest pattern wins (GB200 before B200)."""
+    best, best_len = None, 0
+    for spec in catalog().values():
+        for pattern in spec.match:
+            if pattern.lower() in device_name.lower() and len(pattern) > best_len:
+                best, best_len = spec, len(pattern)
+    return best
+
+
+@dataclass
+class LocalDevice:
+    """What was detected on this machine; `spec` is None when the catalog does not know the device."""
+
+    kind: str  # "cuda" or "cpu"
+    name: str
+    torch_device: str
+    memory_bytes: int
+    spec: DeviceSpec | None
+    details: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str | None:
+        return None if self.spec is None else self.spec.key
+
+    def to_dict(self) -> dict:
+        return {
+            "key": self.key,
+            "name": self.name,
+            "kind": self.kind,
+            "memory_bytes": self.memory_bytes,
+            "spec": None if self.spec is None else self.spec.to_dict(),
+            **self.details,
+        }
+
+
+def cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_caches() -> dict:
+    """Cache sizes in bytes from sysfs (Linux); empty where not readable."""
+    caches = {}
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    if not os.path.isdir(base):
+        return caches
+    for entry in sorted(os.listdir(base)):
+        if not entry.startswith("index"):
+            continue
+        try:
+            with open(f"{base}/{entry}/level") as f:
+                level = f.read().strip()
+            with open(f"{base}/{entry}/type") as f:
+                ctype = f.read().strip()
+            with open(f"{base}/{entry}/size") as f:
+                size = f.read().strip()
+        except OSError:
+            continue
+        m = re.fullmatch(r"(\d+)([KMG]?)", size)
+        if not m:
+            continue
+        mult = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[m.group(2)]
+        name = f"L{level}" + ("d" if ctype == "Data" else "i" if ctype == "Instruction" else "")
+        caches[name] = int(m.group(1)) * mult
+    return caches
+
+
+def last_level_cache_bytes(device: LocalDevice) -> int:
+    """Bytes a rotation of input sets must exceed so timings do not measure the cache."""
+    if device.kind == "cuda":
+        return int(device.details.get("l2_bytes") or 60 * 1024**2)
+    caches = device.details.get("caches", {})
+    return max(caches.values(), default=64 * 1024**2)
+
+
+def total_ram_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def nvml_details(index: int) -> dict:
+    """Driver, clocks, power limit and temperature from NVML where it can be read; {} otherwise."""
+    try:
+        import pynvml
+    except ImportError:
+        return {"nvml": "nvidia-ml-py not installed"}
+    out = {}
+    try:
+        pynvml.nvmlInit()
+        h = pynvml.nvmlDeviceGetHandleByIndex(index)
+        readers = {
+            "driver": lambda: pynvml.nvmlSystemGetDriverVersion(),
+            "sm_clock_mhz": lambda: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
+            "mem_clock_mhz": lambda: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM),
+            "max_sm_clock_mhz": lambda: pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_SM),
+            "power_limit_w": lambda: pynvml.nvmlDeviceGetPowerManagementLimit(h) / 1000.0,
+            "temperature_c": lambda: pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU),
+        }
+        for name, read in readers.items():
+            try:
+                value = read()
+                out[name] = value.decode() if isinstance(value, bytes) else value
+            except pynvml.NVMLError:
+                pass
+    except Exception as exc:  # NVML missing or refused: the run goes on without these fields
+        out["nvml"] = f"unavailable: {exc}"
+    return out
+
+
+def detect(requested: str = "auto") -> LocalDevice:
+    """Detect the device to measure: 'auto' prefers CUDA, 'cuda' insists on it, 'cpu' forces the CPU."""
+    import torch
+
+    if requested not in ("auto", "cuda", "cpu"):
+        raise UserError(f"unknown device {requested!r}; choose one of: auto, cuda, cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but torch sees no CUDA device")
+    if requested != "cpu" and torch.cuda.is_available():
+        index = torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        details = {
+            "compute_capability": f"{props.major}.{props.minor}",
+            "sm_count": props.multi_processor_count,
+            "l2_bytes": getattr(props, "L2_cache_size", None),
+            "cuda": torch.version.cuda,
+            "hip": getattr(torch.version, "hip", None),
+        }
+        details.update(nvml_details(index))
+        return LocalDevice("cuda", props.name, f"cuda:{index}", props.total_memory, match_spec(props.name), details)
+    details = {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "caches": cpu_caches()}
+    return LocalDevice("cpu", cpu_model_name(), "cpu", total_ram_bytes(), None, details)

@@ -1,0 +1,30 @@
+"""Names of the element types the suite runs in, and their torch equivalents."""
+from __future__ import annotations
+
+import torch
+
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+# ||out - ref|| / ||ref|| allowed against a float64 reference on the same (rounded) inputs.
+# fp32 lands near 1e-6; bf16 (8 mantissa bits, 2^-9 rounding) and fp16 (2^-12) within a few units of
+# their rounding over a chain of ops; GUIDE.md section 3 puts bf16/fp16 between 1e-3 and 1e-2.
+TOLERANCE = {"fp32": 1e-4, "bf16": 1e-2, "fp16": 3e-3}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return TORCH_DTYPES[name]
+
+
+def generator(seed: int, device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+def randn(shape, dtype: torch.dtype, device, gen: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+    """Normal random values, drawn in float32 on the target device then rounded to `dtype`."""
+    t = torch.randn(shape, generator=gen, device=device, dtype=torch.float32)
+    if scale != 1.0:
+        t.mul_(scale)
+    return t.to(dtype)
