@@ -28,7 +28,7 @@ FIGURES = {
     "tokens_per_s_per_mw": "tokens/s per MW",
 }
 _SUFFIX = {"": 1.0, "K": 1e3, "k": 1e3, "M": 1e6, "G": 1e9, "B": 1e9}
-_NUMBER = re.compile(r"^\$?(?P<mant>[0-9]*\.?[0-9]+|[0-9]+\.)(?:[eE](?P<exp>[-+]?[0-9]+))?(?P<suf>[kKMGB]?)$")
+_NUMBER = re.compile(r"^(?P<sign>[-+]?)\$?(?P<mant>[0-9]*\.?[0-9]+|[0-9]+\.)(?:[eE](?P<exp>[-+]?[0-9]+))?(?P<suf>[kKMGB]?)$")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Figure:
             significant = max(len(digits.rstrip("0")), min(2, len(digits)))
             step = 10.0 ** (len(digits) - significant)
         scale = _SUFFIX[suf] * 10.0 ** exp
-        value = float(mant) * scale
+        value = float(mant) * scale * (-1.0 if m.group("sign") == "-" else 1.0)
         require_positive(name, value)
         half = 0.5 * step * scale
         return cls(value=value, low=max(value - half, 0.0), high=value + half, text=text)

@@ -114,8 +114,8 @@ def match(a: Side, b: Side, batch: int | None = None, context: int | None = None
 # metric key, label, formatter, whether higher is better
 ROWS = [
     ("price_per_hour", "price per device-hour", money, False),
-    ("spec_flops_per_dollar", "spec FLOPS per $ (TFLOP/s per $/h)", sig, True),
-    ("measured_flops_per_dollar", "measured FLOPS per $ (TFLOP/s per $/h)", sig, True),
+    ("spec_flops_per_dollar", "spec FLOPS per $ ({dtype} TFLOP/s per $/h)", sig, True),
+    ("measured_flops_per_dollar", "measured FLOPS per $ ({dtype} TFLOP/s per $/h)", sig, True),
     ("total_tokens_per_s", "tokens/s per device", sig, True),
     ("tokens_per_s_per_user", "tokens/s per user", sig, True),
     ("power_kw", "all-in kW per device", sig, False),
@@ -160,7 +160,8 @@ class Comparison:
             va, vb = self.values("a", key), self.values("b", key)
             if va is None and vb is None:
                 continue
-            out.append([label, fmt(va), fmt(vb), versus(va, vb, higher)])
+            out.append([label.format(dtype=self.a.dtype or self.b.dtype or "?"), fmt(va), fmt(vb),
+                        versus(va, vb, higher)])
         return out
 
     def to_dict(self) -> dict:

@@ -82,7 +82,7 @@ def test_just_outside_rounding_is_flagged_and_slack_absorbs_it():
 
 @pytest.mark.parametrize("figs, needle", [
     ({}, "at least one figure"),
-    ({"price_per_hour": "-1"}, "must be a number"),
+    ({"price_per_hour": "-1"}, "must be a positive number, got -1"),
     ({"price_per_hour": "0"}, "positive"),
     ({"price_per_hour": "abc"}, "must be a number"),
     ({"watts": "1"}, "unknown figure"),

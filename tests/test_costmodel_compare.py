@@ -8,7 +8,7 @@ from costmodel.inputs import resolve_power, resolve_price
 
 def catalog_side(device, tokens_per_s=None, spec=None):
     return Side(device, resolve_price(device=device, tier="hyperscaler-4y"), resolve_power(device=device),
-                spec_tflops=spec, tokens_per_s=tokens_per_s)
+                spec_tflops=spec, tokens_per_s=tokens_per_s, dtype="bf16")
 
 
 def test_public_table_from_catalog_figures():
@@ -23,7 +23,8 @@ def test_public_table_from_catalog_figures():
     assert rows["price per device-hour"][1:] == ["$1.41", "$2.65", "1.88x"]
     assert rows["tokens/s per MW"][3] == "51.9x"
     assert rows["$/M tokens"][3] == "33.5x lower"
-    assert "measured FLOPS per $ (TFLOP/s per $/h)" not in rows  # neither side measured a peak
+    assert rows["spec FLOPS per $ (bf16 TFLOP/s per $/h)"][1:] == ["701", "848", "1.21x"]  # 989/1.41, 2250/2.652
+    assert not any(k.startswith("measured FLOPS") for k in rows)  # neither side measured a peak
 
 
 def test_versus_wording():
