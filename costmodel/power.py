@@ -67,6 +67,22 @@ def _load_nvml():
         return None, "nvidia-ml-py (pynvml) is not installed"
 
 
+def step_board_joules_per_token(rows: list[dict], layers: int, batch: int, context: int,
+                                backend: str) -> float | None:
+    """Board J/token of a decode step from its rows' `board_joules_per_call`, composed like the step time:
+    (layers x layer + final_norm + lm_head) / batch. None when any of the three has no reading.
+
+    The run side records, for each timed row, the NVML energy over its timed region divided by the calls
+    timed in it (EnergyMeter around the timing loop); this turns those into the per-token figure.
+    """
+    by_op = {r["op"]: r.get("board_joules_per_call") for r in rows
+             if r.get("batch") == batch and r.get("context") == context and r.get("backend") == backend}
+    parts = [by_op.get("layer"), by_op.get("final_norm"), by_op.get("lm_head")]
+    if any(p is None or p <= 0 for p in parts):
+        return None
+    return (layers * parts[0] + parts[1] + parts[2]) / batch
+
+
 class EnergyMeter:
     """Context manager: NVML total-energy counter (mJ since driver load, Volta+) before and after.
 
@@ -75,7 +91,8 @@ class EnergyMeter:
         meter.reading.joules, meter.reading.reason
 
     Never raises for a missing GPU, driver or library: the reading carries joules=None and a reason, so
-    a CPU run says "no power reading" instead of failing.
+    a CPU run says "no power reading" instead of failing. The counter advances in steps (boards differ), so
+    meter regions of a second or more; GPU work is asynchronous, so synchronize before leaving the block.
     """
 
     def __init__(self, device_index: int = 0, clock=None):
@@ -115,7 +132,11 @@ class EnergyMeter:
             try:
                 end_mj = self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
                 self.reading.seconds = self._clock() - self._t0
-                self.reading.joules = (end_mj - self._start_mj) / 1000.0
+                if end_mj > self._start_mj:
+                    self.reading.joules = (end_mj - self._start_mj) / 1000.0
+                else:
+                    # the counter advances in steps; a region shorter than one step reads nothing
+                    self.reading.reason = f"NVML energy counter did not advance in {self.reading.seconds:.3g} s"
             except Exception as e:
                 self.reading.reason = f"NVML energy counter not readable ({type(e).__name__}: {e})"
         self._shutdown()

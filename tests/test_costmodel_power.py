@@ -65,3 +65,40 @@ def test_energy_meter_without_library(monkeypatch):
     with EnergyMeter() as m:
         pass
     assert m.reading.joules is None and "not installed" in m.reading.reason
+
+
+def test_counter_that_did_not_advance_is_no_reading(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_nvml([5000, 5000]))
+    with EnergyMeter() as m:
+        pass
+    assert m.reading.joules is None and "did not advance" in m.reading.reason
+
+
+def test_step_board_energy_composed_like_the_step():
+    # 2 layers x 0.5 J + 0.01 J + 0.2 J = 1.21 J per step, over batch 4 -> 0.3025 J/token
+    rows = [{"op": op, "batch": 4, "context": 64, "backend": "torch", "board_joules_per_call": j}
+            for op, j in (("layer", 0.5), ("final_norm", 0.01), ("lm_head", 0.2))]
+    assert power.step_board_joules_per_token(rows, 2, 4, 64, "torch") == pytest.approx(0.3025)
+    assert power.step_board_joules_per_token(rows[:2], 2, 4, 64, "torch") is None  # lm_head unread
+    assert power.step_board_joules_per_token(rows, 2, 8, 64, "torch") is None  # another batch
+
+
+def test_cost_from_run_reports_board_energy_beside_all_in(tmp_path, capsys):
+    # a recorded CPU run, given board readings as a GPU run would record them: the board J/token appears
+    # in its own column, the all-in J/token is untouched
+    import json
+    from pathlib import Path
+
+    from bench.cli import main
+
+    rec = json.loads((Path(__file__).parent / "data" / "cpu-tiny-fp32.json").read_text())
+    for r in rec["rows"]:
+        r["board_joules_per_call"] = 0.1
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(rec))
+    assert main(["cost", "--from", str(path), "--power-kw", "1", "--json"]) == 0
+    steps = json.loads(capsys.readouterr().out)["steps"]
+    first = rec["steps"][0]
+    e = steps[0]["economics"]
+    assert e["board_joules_per_token"] == pytest.approx((2 * 0.1 + 0.1 + 0.1) / first["batch"])
+    assert e["joules_per_token"] == pytest.approx(1000 / first["tokens_per_s"])

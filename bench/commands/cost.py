@@ -17,7 +17,7 @@ from costmodel.economics import economics, require_utilisation
 from costmodel.errors import CostInputError
 from costmodel.fmt import money, sig, si, table
 from costmodel.inputs import PriceQuote, resolve_power, resolve_price
-from costmodel.power import PowerFigure
+from costmodel.power import PowerFigure, step_board_joules_per_token
 from costmodel.report import check_report, economics_table
 from costmodel.runs import label, load_result, measured_peak, spec_peak, usable_steps
 
@@ -176,7 +176,8 @@ def _from_run(args) -> int:
     reason = board_reason(result)
     rows, dicts = [], []
     for step in usable_steps(result):
-        board = step.get("board_joules_per_token")
+        board = step.get("board_joules_per_token") or step_board_joules_per_token(
+            result["rows"], result["model"].get("layers", 0), step["batch"], step["context"], step["backend"])
         e = economics(
             quote.price_per_hour if quote else None, step["tokens_per_s"], power.kw if power else None,
             utilisation=quote.utilisation if quote else 1.0,
