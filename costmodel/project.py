@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from costmodel.errors import CostInputError
 from costmodel.runs import measured_peak, spec_peak
 
+# Bytes per element, to carry a run's byte counts to another dtype (fp4: two elements a byte).
+BYTES_PER_ELEMENT = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
+
 STEP_OPS_PER_LAYER = ("attn_norm", "qkv_proj", "rope", "kv_append", "attention", "o_proj", "ffn_norm",
                       "gate_up_proj", "swiglu", "down_proj")
 
@@ -118,17 +121,31 @@ class Projection:
     ops: list[ProjectedOp]
     steps: list[ProjectedStep]
     notes: list[str] = field(default_factory=list)
+    run_dtype: str | None = None  # set when the projection changes dtype (self.dtype is the target's)
 
     @property
     def assumption(self) -> str:
-        return (f"PROJECTION, not a measurement: each op is assumed to reach on {self.target.key} the same "
+        text = (f"PROJECTION, not a measurement: each op is assumed to reach on {self.target.key} the same "
                 f"fraction of its roofline bound (max of FLOPs / {self.dtype} peak, bytes / bandwidth; "
                 f"{self.target_basis}) that it reached on {self.source} ({self.source_basis}). Launch gaps, "
                 f"caches, kernel tuning and interconnect are not modelled.")
+        if self.run_dtype and self.run_dtype != self.dtype:
+            scale = BYTES_PER_ELEMENT[self.dtype] / BYTES_PER_ELEMENT[self.run_dtype]
+            text += (f" Measured in {self.run_dtype}, projected as {self.dtype}: every byte count scaled by "
+                     f"{scale:g} (all tensors assumed in the run dtype), FLOPs unchanged.")
+        return text
 
 
-def project_run(result: dict, target: DeviceSpec, source: str = "the measured device") -> Projection:
-    dtype = result["dtype"]
+def project_run(result: dict, target: DeviceSpec, source: str = "the measured device",
+                as_dtype: str | None = None) -> Projection:
+    """Project every valid row and every complete step; `as_dtype` carries the run to another dtype
+    (a CPU run measured in fp32, projected as bf16 serving on a GPU) by scaling its byte counts."""
+    run_dtype = result["dtype"]
+    dtype = as_dtype or run_dtype
+    for d in (run_dtype, dtype):
+        if d not in BYTES_PER_ELEMENT:
+            raise CostInputError(f"unknown dtype {d!r}; choose one of: {', '.join(BYTES_PER_ELEMENT)}")
+    scale = BYTES_PER_ELEMENT[dtype] / BYTES_PER_ELEMENT[run_dtype]
     src, tgt = source_ceilings(result), target_ceilings(target, dtype)
     layers = (result.get("model") or {}).get("layers")
     if not isinstance(layers, int) or layers <= 0:
@@ -145,7 +162,7 @@ def project_run(result: dict, target: DeviceSpec, source: str = "the measured de
         over = eff > 1.0
         capped += over
         eff = min(eff, 1.0)  # faster than the bound means cache-resident data; never project past the roofline
-        bound_tgt = tgt.bound(row["flops"], row["bytes"])
+        bound_tgt = tgt.bound(row["flops"], row["bytes"] * scale)
         ops.append(ProjectedOp(row["op"], row["batch"], row["context"], row["backend"], measured, bound_src, eff,
                                bound_tgt, bound_tgt / eff, over))
 
@@ -154,7 +171,7 @@ def project_run(result: dict, target: DeviceSpec, source: str = "the measured de
         notes.append(f"{capped} op rows ran faster than their source bound (data in cache?); their efficiency "
                      f"was capped at 100%")
     if src.tflops is None:
-        notes.append(f"no {dtype} FLOP ceiling for the measured device: its bound is the bandwidth floor only, "
+        notes.append(f"no {run_dtype} FLOP ceiling for the measured device: its bound is the bandwidth floor only, "
                      f"which understates efficiency and so overstates projected time")
 
     source_steps = {(s["batch"], s["context"], s["backend"]): s for s in result["steps"]}
@@ -176,7 +193,7 @@ def project_run(result: dict, target: DeviceSpec, source: str = "the measured de
         src_step = source_steps.get((batch, ctx, backend))
         fits = None
         if src_step is not None and src_step.get("bytes_needed") and target.memory_gb:
-            fits = src_step["bytes_needed"] <= target.memory_gb * 1e9
+            fits = src_step["bytes_needed"] * scale <= target.memory_gb * 1e9
         steps.append(ProjectedStep(batch, ctx, backend, step, batch / step, 1.0 / step, fits,
                                    src_step.get("step_seconds") if src_step else None,
                                    src_step.get("tokens_per_s") if src_step else None, how))
@@ -187,7 +204,7 @@ def project_run(result: dict, target: DeviceSpec, source: str = "the measured de
         notes.append(f"some operating points need more than the {target.memory_gb:g} GB of {target.key}: "
                      f"marked as not fitting")
     return Projection(source, target, dtype, (result.get("model") or {}).get("name", "?"), src.basis, tgt.basis,
-                      ops, steps, notes)
+                      ops, steps, notes, run_dtype=run_dtype)
 
 
 def projected_steps_as_rows(projection: Projection) -> list[dict]:

@@ -80,3 +80,18 @@ def test_cannot_project_without_bandwidth_or_target_peak():
         project_run(fp8_run, TARGET)
     with pytest.raises(CostInputError, match="no complete step"):
         project_run(run(rows[:1]), TARGET)
+
+
+def test_projection_as_another_dtype_scales_bytes():
+    # bf16 run projected as fp8 on a target with 800 TFLOP/s fp8: every byte count halves, FLOPs stay.
+    # layer: max(1e6 / 800e12, 0.5e9 / 4e12 = 0.125 ms) / 50% = 0.25 ms
+    # final_norm: 0.5e6 / 4e12 = 0.125 us / 25% = 0.5 us; lm_head: max(1e12 / 800e12 = 1.25 ms, ...) / 100%
+    # step: 2 * 0.25 ms + 0.5 us + 1.25 ms = 1.7505 ms; fit: 50 GB * 0.5 = 25 GB
+    target = DeviceSpec("t4x", "Target 4x", {"bf16": 400.0, "fp8": 800.0}, 4000.0, memory_gb=30)
+    rows = [row("layer", 1e6, 1e9, 2e-3), row("final_norm", 1e3, 1e6, 4e-6), row("lm_head", 1e12, 1e8, 10e-3)]
+    p = project_run(run(rows), target, as_dtype="fp8")
+    assert p.steps[0].step_seconds == pytest.approx(1.7505e-3)
+    assert p.steps[0].fits is True
+    assert "projected as fp8: every byte count scaled by 0.5" in p.assumption
+    with pytest.raises(CostInputError, match="unknown dtype"):
+        project_run(run(rows), target, as_dtype="int3")

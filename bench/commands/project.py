@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--power-kw", type=float, metavar="K", help="all-in kW per target device (overrides catalog)")
     parser.add_argument("--overhead", type=float, metavar="F", help="all-in power = target TDP x F")
     parser.add_argument("--utilisation", type=float, metavar="U", help="share of hours that serve tokens, in (0, 1]")
+    parser.add_argument("--as-dtype", metavar="DTYPE",
+                        help="project as this dtype (e.g. a CPU fp32 run as bf16 serving): byte counts scaled")
     parser.add_argument("--batch", type=int, help="only this batch size")
     parser.add_argument("--context", type=int, help="only this context length")
     parser.add_argument("--ops", action="store_true", help="show every op's efficiency and projected time")
@@ -57,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     result = load_result(args.from_file)
     target = device_spec(args.to)
-    proj = project_run(result, target, source=label(result))
+    proj = project_run(result, target, source=label(result), as_dtype=args.as_dtype)
     quote, power = target_price_and_power(args.to, target, args)
     steps = [s for s in proj.steps if (args.batch is None or s.batch == args.batch)
              and (args.context is None or s.context == args.context)]
