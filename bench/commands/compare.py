@@ -24,6 +24,7 @@ from costmodel.runs import label, load_result, measured_peak, spec_peak, usable_
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the docstring's examples as laid out
     parser.add_argument("a", metavar="A", help="a result file (results/RUN.json) or a catalog device key")
     parser.add_argument("b", metavar="B", help="a result file or a catalog device key")
     parser.add_argument("--tier", metavar="TIER", help="catalog price tier (default hyperscaler-4y)")

@@ -39,6 +39,7 @@ def _price_and_power_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the docstring's examples as laid out
     _price_and_power_options(parser)
     parser.add_argument("--tokens-per-s", metavar="T", help="output tokens/s per device")
     parser.add_argument("--input-tokens-per-s", metavar="I", help="input tokens/s per device, counted separately")

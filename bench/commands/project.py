@@ -41,6 +41,7 @@ def target_price_and_power(key: str, spec: DeviceSpec, args):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the docstring's examples as laid out
     parser.add_argument("--to", required=True, metavar="DEVICE", help="target device key (b200, gb300, mi355x, ...)")
     parser.add_argument("--from", dest="from_file", required=True, metavar="RUN.json", help="a tokenbench result file")
     parser.add_argument("--tier", metavar="TIER", help="catalog price tier for the target (default hyperscaler-4y)")
