@@ -28,6 +28,7 @@ class OpCase:
     outputs: Callable[[Inputs, object], tuple] = None
     shape: dict = field(default_factory=dict)
     poison: Callable[[Inputs], None] = None  # fills the slots an in-place op must write with NaN
+    tolerance_scale: float = 1.0  # for compositions whose rounding errors add up (see kernels/model.py)
 
     def pick_outputs(self, inputs: Inputs, result) -> tuple:
         if self.outputs is not None:
