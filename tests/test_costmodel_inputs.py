@@ -1,6 +1,7 @@
 """Catalog figures carry their source; user figures override; unknown tier/device is one clear line."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,4 +65,5 @@ def test_costmodel_imports_no_torch():
             "costmodel.fmt; "
             "bad = [m for m in ('torch', 'bench', 'kernels', 'pynvml') if m in sys.modules]; "
             "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=repo)
