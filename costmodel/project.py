@@ -20,6 +20,10 @@ from costmodel.runs import measured_peak, spec_peak
 # Bytes per element, to carry a run's byte counts to another dtype (fp4: two elements a byte).
 BYTES_PER_ELEMENT = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
 
+# A GPU kernel launch costs a few microseconds (more without CUDA graphs: GUIDE.md section 4 cites 165 us gaps
+# against 12 us decode GEMMs); a projected op shorter than this is set by launches, not by its roofline.
+LAUNCH_SCALE_SECONDS = 5e-6
+
 STEP_OPS_PER_LAYER = ("attn_norm", "qkv_proj", "rope", "kv_append", "attention", "o_proj", "ffn_norm",
                       "gate_up_proj", "swiglu", "down_proj")
 
@@ -170,6 +174,11 @@ def project_run(result: dict, target: DeviceSpec, source: str = "the measured de
     if capped:
         notes.append(f"{capped} op rows ran faster than their source bound (data in cache?); their efficiency "
                      f"was capped at 100%")
+    tiny = sum(1 for p in ops if p.projected_seconds < LAUNCH_SCALE_SECONDS)
+    if tiny:
+        notes.append(f"{tiny} of {len(ops)} projected op rows take under {LAUNCH_SCALE_SECONDS * 1e6:g} us, the scale "
+                     f"of one kernel launch: there launch gaps, not the roofline, set the time, so the projection "
+                     f"is optimistic")
     if src.tflops is None:
         notes.append(f"no {run_dtype} FLOP ceiling for the measured device: its bound is the bandwidth floor only, "
                      f"which understates efficiency and so overstates projected time")

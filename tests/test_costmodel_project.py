@@ -55,6 +55,7 @@ def test_per_op_rows_when_no_layer_row_and_invalid_rows_skipped():
     (step,) = project_run(run(rows, layers=3), TARGET).steps
     assert step.composed_from == "per-op rows"
     assert step.step_seconds == pytest.approx(3 * 5e-6 + 2 * 0.5e-6)
+    assert any("kernel launch" in n for n in project_run(run(rows, layers=3), TARGET).notes)  # 0.5 us ops
 
 
 def test_measured_ceilings_when_no_spec_and_cap_at_roofline():
