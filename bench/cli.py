@@ -19,6 +19,8 @@ COMMANDS = {
     "compare": ("bench.commands.compare", "two runs or catalog devices side by side at a matched operating point"),
     "project": ("bench.commands.project", "project a run onto a device you do not have, then cost it"),
     "tp": ("bench.commands.tp", "tensor-parallel decode layer over N ranks (torchrun; NCCL or gloo)"),
+    "moe": ("bench.commands.moe", "time a mixture-of-experts MLP step (router + experts), activated work only"),
+    "fp8": ("bench.commands.fp8", "time the decode projections in FP8 beside bf16 (skipped without FP8)"),
 }
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from bench.models import MODELS
 
@@ -22,12 +23,20 @@ def main(args) -> int:
     from rich.table import Table
 
     table = Table(title="Model configs (sizes derived from the shapes; bytes at bf16)")
-    for col in ("name", "layers", "hidden", "heads", "kv", "head dim", "ffn", "vocab", "params", "weights",
-                "KV/token"):
+    for col in ("name", "layers", "hidden", "heads", "kv", "head dim", "ffn", "vocab", "params", "active",
+                "experts", "weights", "KV/token"):
         table.add_column(col, justify="left" if col == "name" else "right")
     for e in entries:
         table.add_row(e["name"], str(e["layers"]), str(e["hidden"]), str(e["heads"]), str(e["kv_heads"]),
                       str(e["head_dim"]), str(e["ffn"]), str(e["vocab"]), f"{e['params'] / 1e9:.3f} B",
-                      f"{e['weight_bytes'] / 1e9:.2f} GB", f"{e['kv_bytes_per_token'] / 1024:.0f} KiB")
-    Console().print(table)
+                      f"{e['active_params'] / 1e9:.3f} B", _experts(e), f"{e['weight_bytes'] / 1e9:.2f} GB", f"{e['kv_bytes_per_token'] / 1024:.0f} KiB")
+    # piped output gets a fixed width wide enough for every column (rich would squeeze them to 80)
+    Console(width=None if sys.stdout.isatty() else 170).print(table)
     return 0
+
+
+def _experts(e: dict) -> str:
+    if not e.get("experts"):
+        return "-"
+    shared = f"+{e['shared_experts']}" if e.get("shared_experts") else ""
+    return f"{e['experts']}{shared} top-{e['experts_per_token']} x{e['moe_ffn']}"

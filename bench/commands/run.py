@@ -47,6 +47,8 @@ def add_arguments(p):
 def resolve_plan(args, device) -> RunPlan:
     defaults = GPU_DEFAULTS if device.kind == "cuda" else CPU_DEFAULTS
     model = get_model(args.model or defaults["model"])
+    if model.is_moe:  # the layer here is dense: its MLP would be one expert, mislabelled as the model's
+        raise UserError(f"{model.name} is a mixture of experts: time its MoE MLP with `tokenbench moe`")
     dtype = choice(args.dtype or defaults["dtype"], tuple(TORCH_DTYPES), "dtype")
     batches = positive_int_list(args.batch or defaults["batch"], "--batch")
     contexts = positive_int_list(args.context or defaults["context"], "--context")

@@ -1,0 +1,91 @@
+"""Time a mixture-of-experts model's MoE MLP (router + experts) for one decode step: PyTorch (loop over the
+active experts, or gather-and-bmm) and the Triton grouped expert GEMM, each verified against float64 first.
+Work counts only activated experts: bytes at the expected count for uniform routing, and at the count the
+measured input set actually activated."""
+from __future__ import annotations
+
+import json
+
+from bench.commands import _scale_common as common
+from bench.errors import UserError
+from bench.models import MODELS, get_model
+from bench.parsing import choice, positive_int_list
+from kernels import moe
+from kernels.dtypes import TORCH_DTYPES, torch_dtype
+
+GPU_DEFAULTS = {"model": "mixtral-8x7b", "dtype": "bf16", "batch": "1,8,32,128", "backend": "torch,triton"}
+CPU_DEFAULTS = {"model": "tiny-moe", "dtype": "fp32", "batch": "1,8", "backend": "torch,torch-gather"}
+
+
+def add_arguments(p):
+    moe_models = [n for n, m in MODELS.items() if m.is_moe]
+    p.add_argument("--model", help=f"one of: {', '.join(moe_models)} (default mixtral-8x7b on GPU, tiny-moe on CPU)")
+    p.add_argument("--batch", help="comma list of batch sizes (tokens per step)")
+    p.add_argument("--dtype", help="bf16 | fp16 | fp32 (default bf16 on GPU, fp32 on CPU)")
+    p.add_argument("--backend", help=f"comma list of: {', '.join(moe.IMPLS)}")
+    common.add_common_arguments(p)
+
+
+def main(args) -> int:
+    from bench.sweep import measure
+
+    device, label = common.detect(args)
+    d = CPU_DEFAULTS if device.kind == "cpu" else GPU_DEFAULTS
+    model = get_model(args.model or d["model"])
+    if not model.is_moe:
+        raise UserError(f"{model.name} is dense; choose a mixture of experts: "
+                        f"{', '.join(n for n, m in MODELS.items() if m.is_moe)}")
+    dtype = choice(args.dtype or d["dtype"], tuple(TORCH_DTYPES), "dtype")
+    batches = positive_int_list(args.batch or d["batch"], "--batch")
+    backends = common.backends_for(args.backend or d["backend"], tuple(moe.IMPLS), device)
+    plan = common.plan_for(model, batches, dtype, backends, args, device)
+    writer, record, economics = common.start("moe", args, device, model, dtype, {
+        "batches": batches, "backends": backends, "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph})
+    common.say(f"tokenbench moe on {label}: {device.name}; {model.name} ({model.experts} experts, top-"
+               f"{model.experts_per_token}, +{model.shared_experts} shared, expert FFN {model.moe_ffn}), {dtype}")
+    eb = torch_dtype(dtype).itemsize
+    for batch in batches:
+        shape = model.moe_shape(batch)
+        case = moe.moe_case(shape, torch_dtype(dtype), device.torch_device, backends)
+        first = case.make_inputs(0)
+        active = moe.active_experts(first)  # the first timed input set's routing
+        del first
+        rows = []
+        for backend in backends:
+            row = measure(case, backend, device, plan, batch, 0)
+            row.update(expected_active_experts=moe.expected_active_experts(shape), active_experts_measured=active,
+                       active_experts_note="distinct routed experts input set 0 activated (rotated sets differ)",
+                       bytes_actual=moe.min_bytes(shape, eb, active=active))
+            if row.get("seconds_p50"):
+                row["gbps_actual"] = row["bytes_actual"] / row["seconds_p50"] / 1e9
+                row["moe_seconds_all_layers"] = model.moe_layers * row["seconds_p50"]
+            rows.append(row)
+            record["rows"].append(row)
+            writer.write(record)
+            _say_row(row)
+        record["steps"].append({
+            "batch": batch, "derived": True, "moe_layers": model.moe_layers,
+            "expected_active_experts": moe.expected_active_experts(shape), "active_experts_measured": active,
+            "decode_weight_bytes_expected": model.decode_weight_bytes(dtype, batch),
+            "moe_seconds_all_layers": {r["backend"]: r.get("moe_seconds_all_layers") for r in rows},
+            "note": "MoE MLPs only; attention and the dense layers come from `tokenbench run` on the same device",
+        })
+        writer.write(record)
+    record["complete"] = True
+    writer.write(record)
+    common.say(f"wrote {writer.json_path}")
+    if args.json:
+        from bench.results import _clean
+
+        print(json.dumps(_clean(record), indent=1))
+    return 0
+
+
+def _say_row(r: dict) -> None:
+    head = f"  moe b={r['batch']} {r['backend']}:"
+    if not r.get("seconds_p50"):
+        common.say(f"{head} not timed: {r.get('skipped') or r.get('check')}")
+        return
+    common.say(f"{head} {r['seconds_p50'] * 1e6:.1f} us, {r['tflops']:.3f} TFLOP/s, {r['gbps']:.1f} GB/s at "
+               f"{r['expected_active_experts']:.2f} expected experts ({r['gbps_actual']:.1f} GB/s at the "
+               f"{r['active_experts_measured']} activated), rel err {r['rel_error']:.1e}")
