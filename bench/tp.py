@@ -325,7 +325,8 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
         for r in per_rank:
             rows.append({**base, "op": "tp_layer", "rank": r["rank"], "valid": False, "check": r["check"],
                          "rel_error": r["rel_error"], "tolerance": r["tolerance"]})
-        return rows, {**base, "valid": False, "reason": "the sharded layer failed its check; not timed"}
+        return rows, {**base, "valid": False, "fits": True,
+                      "reason": "the sharded layer failed its check; not timed"}
     copy_bw = plan.get("measured_copy_bw")
     items = (("tp_layer", "step", "layer_flops", "layer_bytes"),
              ("tp_layer_compute", "compute", "layer_flops", "layer_bytes"),
@@ -368,6 +369,11 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
         "bytes_needed_per_gpu": weights_gpu + kv_gpu, "memory_bytes": device.memory_bytes,
         "fits": weights_gpu + kv_gpu <= device.memory_bytes,
     }
+    # one rank's work per step (rank 0's shard; all ranks hold equal shards), for per-GPU GB/s and TFLOP/s
+    flops = model.layers * first["layer_flops"] + first["final_norm_flops"] + first["lm_head_flops"]
+    nbytes = model.layers * first["layer_bytes"] + first["final_norm_bytes"] + first["lm_head_bytes"]
+    step.update(flops_per_gpu=flops, bytes_per_gpu=nbytes, bytes_needed=weights_gpu + kv_gpu,
+                **metrics.derive(flops, nbytes, step_s, dtype, device.spec, copy_bw))
     if step["fits"]:
         step.update(economics(per_gpu))
     else:

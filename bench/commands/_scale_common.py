@@ -60,6 +60,16 @@ def plan_for(model, batches, dtype, backends, args, device):
                    cuda_graph=args.cuda_graph and device.kind == "cuda")
 
 
+def measure_ceilings(plan, device, record: dict, writer) -> None:
+    """The device's copy bandwidth, measured in the same run, as `tokenbench run` does."""
+    from bench.bandwidth import copy_bandwidth
+
+    bw = copy_bandwidth(device, budget_s=2.0 if device.kind == "cuda" else 0.3)
+    record.update(bw)
+    plan.ceilings["measured_copy_bw"] = bw["measured_copy_gbps"] * 1e9
+    writer.write(record)
+
+
 def detect(args):
     device = devices.detect(args.device)
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU: figures are CPU figures)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from bench import metrics
 from bench.commands import _scale_common as common
 from bench.models import MODELS, get_model
 from bench.parsing import positive_int_list
@@ -68,16 +69,18 @@ def main(args) -> int:
     writer, record, economics = common.start("fp8", args, device, model, "fp8", {
         "batches": batches, "scalings": scalings, "backends": backends, "budget_s": plan.budget_s,
         "fp8_supported": ok, "fp8_skip_reason": why or None, "fp4_skip_reason": fp4_reason(device)})
+    common.measure_ceilings(plan, device, record, writer)
     common.say(f"tokenbench fp8 on {label}: {device.name}; {model.name}; FP8 " +
                ("available" if ok else f"rows skipped: {why}"))
     variants = [(b, s) for b in backends for s in scalings]
     skipped = {}  # precision key -> why its rows were not run
+    nbytes = {}  # precision key -> op -> minimum bytes
     for batch in batches:
         per = {"bf16": {}}
         for name, (m, k, n) in gemm_shapes(model, batch).items():
             row = measure(bf16_case(name, m, k, n, device.torch_device), "torch", device, plan, batch, 0)
             row.update(precision="bf16")
-            _keep(record, writer, row, per["bf16"], name)
+            _keep(record, writer, row, per["bf16"], name, nbytes)
             for backend, scaling in variants:
                 key = f"fp8-{backend}-{scaling}"
                 per.setdefault(key, {})
@@ -88,14 +91,17 @@ def main(args) -> int:
                 s_ok, s_why = fp8.scaling_support(scaling)
                 if not ok or not s_ok:
                     skipped[key] = why or s_why
-                    _keep(record, writer, {**base, "valid": False, "skipped": why or s_why}, per[key], name)
+                    _keep(record, writer, {**base, "valid": False, "skipped": why or s_why}, per[key], name, nbytes)
                     continue
                 case = fp8.fp8_case(shape, device.torch_device, backends=(backend,), name=name)
-                row = measure(case, backend, device, plan, batch, 0)
+                row = measure(case, backend, device, plan, batch, 0)  # checked at bf16 output tolerance
                 row.update(base | {k: row[k] for k in row if k not in base})
                 row.update(backend=key, dtype="fp8")
-                _keep(record, writer, row, per[key], name)
-        record["steps"].extend(_steps(model, batch, per, economics, skipped))
+                if row.get("seconds_p50"):  # read against the FP8 peak, not bf16's
+                    row.update(metrics.derive(row["flops"], row["bytes"], row["seconds_p50"], "fp8", device.spec,
+                                              plan.ceilings.get("measured_copy_bw")))
+                _keep(record, writer, row, per[key], name, nbytes)
+        record["steps"].extend(_steps(model, batch, per, economics, skipped, nbytes, device))
         writer.write(record)
     record["complete"] = True
     writer.write(record)
@@ -118,7 +124,8 @@ def fp4_reason(device) -> str:
     return fp8.fp4_support(device)[1]
 
 
-def _keep(record, writer, row, into: dict, name: str) -> None:
+def _keep(record, writer, row, into: dict, name: str, nbytes: dict) -> None:
+    nbytes.setdefault(row["backend"] if row.get("precision") == "fp8" else "bf16", {})[name] = row["bytes"]
     record["rows"].append(row)
     writer.write(record)
     into[name] = row.get("seconds_p50")
@@ -126,12 +133,14 @@ def _keep(record, writer, row, into: dict, name: str) -> None:
         common.say(f"  {name} b={row['batch']} {row['backend']}: {row.get('skipped') or row.get('check')}")
 
 
-def _steps(model, batch: int, per: dict, economics, skipped: dict) -> list:
+def _steps(model, batch: int, per: dict, economics, skipped: dict, nbytes: dict, device) -> list:
     """Per precision: the layer's four projections and the LM head as a GEMM-only decode step."""
     out = []
     bf16_step = None
     for key, times in per.items():
-        step = {"batch": batch, "precision": key, "derived": True,
+        wbytes = model.weight_bytes("fp8" if key != "bf16" else "bf16")
+        step = {"batch": batch, "context": 0, "backend": key, "precision": key, "derived": True,
+                "bytes_needed": wbytes, "memory_bytes": device.memory_bytes, "fits": wbytes <= device.memory_bytes,
                 "derivation": "layers x (qkv + o + gate_up + down) + lm_head: GEMMs only, attention and norms "
                               "excluded",
                 "weight_bytes": model.decode_weight_bytes("fp8" if key != "bf16" else "bf16", batch)}
@@ -146,8 +155,10 @@ def _steps(model, batch: int, per: dict, economics, skipped: dict) -> list:
             continue
         per_layer = sum(times[n] for n in LAYER_GEMMS)
         seconds = model.layers * per_layer + times["lm_head"]
-        step.update(valid=True, gemm_seconds_per_layer=per_layer, step_seconds=seconds,
-                    tokens_per_s=batch / seconds, **economics(batch / seconds))
+        moved = model.layers * sum(nbytes[key][n] for n in LAYER_GEMMS) + nbytes[key]["lm_head"]
+        step.update(valid=True, gemm_seconds_per_layer=per_layer, step_seconds=seconds, bytes=moved,
+                    gbps=moved / seconds / 1e9, tokens_per_s=batch / seconds, tokens_per_s_per_user=1.0 / seconds,
+                    **economics(batch / seconds))
         if key == "bf16":
             bf16_step = seconds
         elif bf16_step:

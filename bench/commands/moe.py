@@ -41,6 +41,7 @@ def main(args) -> int:
     plan = common.plan_for(model, batches, dtype, backends, args, device)
     writer, record, economics = common.start("moe", args, device, model, dtype, {
         "batches": batches, "backends": backends, "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph})
+    common.measure_ceilings(plan, device, record, writer)
     common.say(f"tokenbench moe on {label}: {device.name}; {model.name} ({model.experts} experts, top-"
                f"{model.experts_per_token}, +{model.shared_experts} shared, expert FFN {model.moe_ffn}), {dtype}")
     eb = torch_dtype(dtype).itemsize
@@ -63,13 +64,7 @@ def main(args) -> int:
             record["rows"].append(row)
             writer.write(record)
             _say_row(row)
-        record["steps"].append({
-            "batch": batch, "derived": True, "moe_layers": model.moe_layers,
-            "expected_active_experts": moe.expected_active_experts(shape), "active_experts_measured": active,
-            "decode_weight_bytes_expected": model.decode_weight_bytes(dtype, batch),
-            "moe_seconds_all_layers": {r["backend"]: r.get("moe_seconds_all_layers") for r in rows},
-            "note": "MoE MLPs only; attention and the dense layers come from `tokenbench run` on the same device",
-        })
+        record["steps"].extend(_steps(model, dtype, batch, rows, device))
         writer.write(record)
     record["complete"] = True
     writer.write(record)
@@ -79,6 +74,30 @@ def main(args) -> int:
 
         print(json.dumps(_clean(record), indent=1))
     return 0
+
+
+def _steps(model, dtype: str, batch: int, rows: list, device) -> list:
+    """Per backend: the model's MoE MLPs over one decode step (moe_layers x moe). Attention and the dense
+    layers are not in it (`tokenbench run` measures them), so no cost per token is derived from it."""
+    needed = model.weight_bytes(dtype)  # every expert stays resident, active or not
+    out = []
+    for r in rows:
+        step = {"batch": batch, "context": 0, "backend": r["backend"], "dtype": dtype, "derived": True,
+                "derivation": "moe_layers x moe: the MoE MLPs only (attention, dense layers, LM head excluded)",
+                "moe_layers": model.moe_layers, "expected_active_experts": r["expected_active_experts"],
+                "active_experts_measured": r["active_experts_measured"],
+                "decode_weight_bytes_expected": model.decode_weight_bytes(dtype, batch),
+                "bytes_needed": needed, "memory_bytes": device.memory_bytes, "fits": needed <= device.memory_bytes,
+                "cost_per_mtok": None, "tokens_per_s_per_mw": None}
+        if not r.get("seconds_p50"):
+            step.update(valid=False, reason=r.get("skipped") or r.get("check"))
+        else:
+            seconds = model.moe_layers * r["seconds_p50"]
+            step.update(valid=True, step_seconds=seconds, tokens_per_s=batch / seconds,
+                        tokens_per_s_per_user=1.0 / seconds, gbps=model.moe_layers * r["bytes"] / seconds / 1e9,
+                        pct_copy_bw=r.get("pct_copy_bw"))
+        out.append(step)
+    return out
 
 
 def _say_row(r: dict) -> None:
