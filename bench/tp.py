@@ -14,7 +14,8 @@ kernels.layer.make_layer_weights and keeps its shard, so the group's output is c
 one-process float64 reference before anything is timed.
 
 Timing, per rank: the layer step (compute + all-reduces), the compute alone (all-reduce replaced by
-nothing), and one all-reduce of [B, H]. Timers that contain a collective run a sample count agreed by all
+nothing), and one all-reduce of [B, H]; on GPUs each captured in a CUDA graph (NCCL included) where
+every rank can capture, else eager launches with events (the row's `timer` says which). Timers that contain a collective run a sample count agreed by all
 ranks, each sample behind a barrier; compute-only timers are bench.timing's adaptive ones. The group's
 step is set by its slowest rank. All-reduce bandwidth follows the NCCL-tests convention
 (github.com/NVIDIA/nccl-tests, doc/PERFORMANCE.md): algbw = bytes / time, busbw = algbw * 2 (n - 1) / n.
@@ -197,6 +198,39 @@ def time_collective(fn, device, budget_s: float, flusher) -> Timing:
     return Timing(samples, warmup, flusher is not None, 1)
 
 
+def graphed(fn, device):
+    """`fn` captured into a CUDA graph, returned as its replay; None where capture fails (or on a CPU).
+
+    NCCL collectives can be captured (NCCL >= 2.9.6): the replay then runs the layer's kernels and its
+    all-reduces with no launch gaps, as a serving engine's decode graph does. The warm-up call runs on a
+    side stream first, as capture requires; every rank makes the same calls, so collectives stay matched.
+    """
+    if device.kind != "cuda":
+        return None
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        torch.cuda.synchronize()
+        return graph.replay
+    except RuntimeError:
+        torch.cuda.synchronize()
+        return None
+
+
+def graphs_on_every_rank(replays: list, device) -> bool:
+    """True when every rank captured every graph (else all ranks fall back to eager launches together)."""
+    ok = torch.tensor([int(all(r is not None for r in replays))], dtype=torch.int64,
+                      device=device.torch_device if device.kind == "cuda" else "cpu")
+    dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok.item())
+
+
 def time_local(fn, device, budget_s: float, flusher) -> Timing:
     """Per-rank work with no collective: bench.timing's adaptive timer."""
     timer = time_cuda if device.kind == "cuda" else time_cpu
@@ -219,6 +253,8 @@ def add_worker_arguments(p) -> None:
     p.add_argument("--price-per-hour", help="$ per GPU-hour (default: the catalog's)")
     p.add_argument("--power-kw", help="all-in kW per GPU (default: the catalog's)")
     p.add_argument("--seed", type=int, default=0, help="weights and inputs seed (default 0)")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                   help="time eager launches instead of CUDA-graph replays (GPU)")
 
 
 def _setup(requested: str):
@@ -246,7 +282,8 @@ def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out64 - ref).norm() / ref.norm()).item()
 
 
-def measure_combo(model, dtype_name, backends, device, rank, world, batch, context, budget_s, seed) -> dict:
+def measure_combo(model, dtype_name, backends, device, rank, world, batch, context, budget_s, seed,
+                  cuda_graph: bool = True) -> dict:
     """Verify, then time, on this rank; returns this rank's figures."""
     d = model.layer_dims
     dtype = torch_dtype(dtype_name)
@@ -271,11 +308,24 @@ def measure_combo(model, dtype_name, backends, device, rank, world, batch, conte
     llc = devices.last_level_cache_bytes(device)
     flusher = CacheFlusher(device.torch_device, llc) if results_fit_cache(inputs, llc) else None
 
-    step = time_collective(lambda: tp_layer_forward(dl, backends, all_reduce_sum, **inputs), device, budget_s,
-                           flusher)
-    compute = time_local(lambda: tp_layer_forward(dl, backends, no_reduce, **inputs), device, budget_s, flusher)
     buf = torch.randn((batch, d.hidden), device=device.torch_device).to(dtype)
-    ar = time_collective(lambda: dist.all_reduce(buf), device, budget_s, None)
+    fns = {
+        "step": lambda: tp_layer_forward(dl, backends, all_reduce_sum, **inputs),
+        "compute": lambda: tp_layer_forward(dl, backends, no_reduce, **inputs),
+        "all_reduce": lambda: dist.all_reduce(buf),
+    }
+    timer = "cpu-perf-counter"
+    if device.kind == "cuda":
+        timer = "cuda-events"
+        if cuda_graph:
+            replays = {k: graphed(f, device) for k, f in fns.items()}
+            if graphs_on_every_rank(list(replays.values()), device):
+                fns, timer = replays, "cuda-graph"
+            else:
+                timer = "cuda-events (graph capture failed on some rank)"
+    step = time_collective(fns["step"], device, budget_s, flusher)
+    compute = time_local(fns["compute"], device, budget_s, flusher)
+    ar = time_collective(fns["all_reduce"], device, budget_s, None)
     # model-level ops on the rank: final norm (replicated) and its vocab shard of the LM head
     fn_in = norm.make_inputs(norm.NormShape(batch, d.hidden, d.norm_eps), dtype, device.torch_device, seed + 1)
     head = gemm.GemmShape(batch, d.hidden, math.ceil(d.vocab / world))
@@ -284,8 +334,8 @@ def measure_combo(model, dtype_name, backends, device, rank, world, batch, conte
     lm = time_local(lambda: implementation("gemm", backends["gemm"])(**head_in), device, budget_s, flusher)
     eb = torch.empty((), dtype=dtype).element_size()
     out.update(
-        step=step.summary(), compute=compute.summary(), all_reduce=ar.summary(), final_norm=fnorm.summary(),
-        lm_head=lm.summary(),
+        step={**step.summary(), "timer": timer}, compute={**compute.summary(), "timer": timer},
+        all_reduce={**ar.summary(), "timer": timer}, final_norm=fnorm.summary(), lm_head=lm.summary(),
         layer_flops=layer_flops(dl, batch, context), layer_bytes=layer_min_bytes(dl, batch, context, eb),
         all_reduce_bytes=batch * d.hidden * eb,
         final_norm_flops=norm.flops(norm.NormShape(batch, d.hidden)),
@@ -427,7 +477,8 @@ def run(args) -> int:
                   f"{dtype}, batch {batches}, context {contexts}", file=sys.stderr)
         for batch in batches:
             for context in contexts:
-                mine = measure_combo(model, dtype, backends, device, rank, world, batch, context, budget, args.seed)
+                mine = measure_combo(model, dtype, backends, device, rank, world, batch, context, budget, args.seed,
+                                     cuda_graph=getattr(args, "cuda_graph", True))
                 gathered = [None] * world
                 dist.all_gather_object(gathered, mine)
                 if rank == 0:

@@ -101,3 +101,34 @@ def test_moe_model_is_refused_with_a_reason(tmp_path):
     finally:
         for k in ("MASTER_ADDR", "MASTER_PORT"):
             os.environ.pop(k)
+
+
+def test_torchrun_dash_m_bench_tp_runs_the_worker_in_place(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--nnodes", "1",
+                           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
+                           "-m", "bench", "tp", "--model", "tiny", "--device", "cpu", "--batch", "1", "--context", "5",
+                           "--budget-s", "0.01", "--out", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (path,) = tmp_path.glob("*.json")  # one file: only rank 0 writes
+    record = json.loads(path.read_text())
+    assert record["tp"]["world_size"] == 2 and record["steps"][0]["valid"]
+
+
+def test_launcher_passes_worker_flags_and_needs_an_endpoint_for_multinode():
+    import argparse
+
+    from bench.commands import tp as tp_cmd
+
+    p = argparse.ArgumentParser()
+    tp_cmd.add_arguments(p)
+    cmd = tp_cmd.launch_command(p.parse_args(["--tp", "4", "--model", "tiny", "--no-cuda-graph"]))
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--nproc-per-node", "4"]
+    assert "--no-cuda-graph" in cmd and cmd[cmd.index("-m", 3) + 1] == "bench.tp"
+    assert any(c.startswith("127.0.0.1:") for c in cmd)
+    multi = tp_cmd.launch_command(p.parse_args(["--tp", "8", "--nnodes", "2", "--node-rank", "1",
+                                                "--rdzv-endpoint", "head:29500"]))
+    assert ["--nnodes", "2", "--node-rank", "1"] == multi[multi.index("--nnodes"):multi.index("--nnodes") + 4]
+    with pytest.raises(UserError, match="rdzv-endpoint"):
+        tp_cmd.launch_command(p.parse_args(["--nnodes", "2"]))

@@ -13,6 +13,7 @@ and NCCL_IB_HCA select interfaces where it guesses wrong (GLOO_SOCKET_IFNAME for
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +36,7 @@ def add_arguments(p):
 
 WORKER_FLAGS = ("model", "batch", "context", "dtype", "backend", "device", "out", "budget_s", "price_per_hour",
                 "power_kw", "seed")
+WORKER_SWITCHES = {"cuda_graph": (False, "--no-cuda-graph")}  # dest: (value that sets it, flag)
 
 
 def worker_argv(args) -> list:
@@ -43,6 +45,9 @@ def worker_argv(args) -> list:
         value = getattr(args, name)
         if value is not None:
             out += [f"--{name.replace('_', '-')}", str(value)]
+    for name, (value, flag) in WORKER_SWITCHES.items():
+        if getattr(args, name, None) == value:
+            out.append(flag)
     return out
 
 
@@ -75,8 +80,19 @@ def main(args) -> int:
     root = str(Path(__file__).resolve().parents[2])  # the source tree, importable without installing
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     print("launching: " + " ".join(cmd[1:]), file=sys.stderr)
+    # its own session, so a timeout stops torchrun and the workers it started, and nothing else
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
-        return subprocess.run(cmd, env=env, timeout=args.timeout_s).returncode
-    except subprocess.TimeoutExpired:
+        return proc.wait(timeout=args.timeout_s)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
+        for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=wait_s)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
         print(f"tokenbench tp: the group ran past --timeout-s {args.timeout_s}; stopped", file=sys.stderr)
         return 124
