@@ -55,8 +55,8 @@ def support(device) -> tuple[bool, str]:
     if fp8_dtype() is None:
         return False, f"torch {torch.__version__} has no float8_e4m3fn"
     if getattr(device, "kind", str(device)) != "cuda" or not torch.cuda.is_available():
-        return False, "no FP8 hardware: FP8 GEMMs need an NVIDIA GPU of compute capability >= 8.9 (Ada, Hopper, " \
-                      "Blackwell)"
+        return False, ("no FP8 hardware: FP8 GEMMs need an NVIDIA GPU of compute capability >= 8.9 (Ada, "
+                       "Hopper, Blackwell)")
     major, minor = torch.cuda.get_device_capability()
     if (major, minor) < (8, 9):
         return False, f"compute capability {major}.{minor} < 8.9: no FP8 tensor cores"
@@ -70,8 +70,8 @@ def scaling_support(scaling: str) -> tuple[bool, str]:
 
 
 def fp4_support(device) -> tuple[bool, str]:
-    return False, "FP4 GEMMs are not measured: torch has no stable FP4 matmul entry point in the versions " \
-                  "tokenbench targets (torch 2.11-2.13)"
+    return False, ("FP4 GEMMs are not measured: torch has no stable FP4 matmul entry point in the versions "
+                   "tokenbench targets (torch 2.11-2.13)")
 
 
 def quantize(t: torch.Tensor, per_row: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,6 +130,13 @@ def triton_fp8(x, w_q, w_scale, per_token, **_) -> torch.Tensor:
 IMPLS = {"torch": torch_scaled_mm, "triton": triton_fp8}
 
 
+def _bind(fn):
+    def run(inputs):
+        return fn(**inputs)
+
+    return run
+
+
 def fp8_case(s: Fp8GemmShape, device, backends=("torch",), name: str = "fp8_gemm") -> OpCase:
     if s.scaling not in SCALINGS:
         raise ValueError(f"unknown scaling {s.scaling!r}; choose one of: {', '.join(SCALINGS)}")
@@ -137,6 +144,6 @@ def fp8_case(s: Fp8GemmShape, device, backends=("torch",), name: str = "fp8_gemm
         name=name, kind="fp8_gemm", flops=flops(s), bytes=min_bytes(s),
         make_inputs=lambda seed: make_inputs(s, device, seed),
         reference=lambda inp: reference(**inp),
-        impls={b: (lambda inp, fn=IMPLS[b]: fn(**inp)) for b in backends},
+        impls={b: _bind(IMPLS[b]) for b in backends},
         shape=dict(s.__dict__),
     )

@@ -56,7 +56,7 @@ def min_bytes(s: MoeShape, element_bytes: int, active: float | None = None) -> i
     `active` routed experts (default: the expected count for uniform routing)."""
     active = expected_active_experts(s) if active is None else active
     weights = (active + s.shared) * 3 * s.hidden * s.ffn + s.experts * s.hidden
-    return int(round((weights + 2 * s.tokens * s.hidden) * element_bytes))
+    return round((weights + 2 * s.tokens * s.hidden) * element_bytes)
 
 
 def make_inputs(s: MoeShape, dtype: torch.dtype, device, seed: int) -> Inputs:
@@ -172,6 +172,13 @@ def triton_moe(x, router_w, w_gate_up, w_down, top_k, **_) -> torch.Tensor:
 IMPLS = {"torch": torch_moe_loop, "torch-gather": torch_moe_gather, "triton": triton_moe}
 
 
+def _bind(fn):
+    def run(inputs):
+        return fn(**inputs)
+
+    return run
+
+
 def moe_case(s: MoeShape, dtype: torch.dtype, device, backends=("torch",)) -> OpCase:
     element_bytes = torch.empty((), dtype=dtype).element_size()
     unknown = [b for b in backends if b not in IMPLS]
@@ -181,6 +188,6 @@ def moe_case(s: MoeShape, dtype: torch.dtype, device, backends=("torch",)) -> Op
         name="moe", kind="moe", flops=flops(s), bytes=min_bytes(s, element_bytes),
         make_inputs=lambda seed: make_inputs(s, dtype, device, seed),
         reference=lambda inp: reference(**inp),
-        impls={b: (lambda inp, fn=IMPLS[b]: fn(**inp)) for b in backends},
+        impls={b: _bind(IMPLS[b]) for b in backends},
         shape={**s.__dict__, "expected_active_experts": expected_active_experts(s)},
     )

@@ -28,10 +28,10 @@ def backends_for(text: str, allowed, device) -> list:
     for b in chosen:
         if b not in allowed:
             raise UserError(f"unknown backend {b!r}; choose from {', '.join(allowed)}")
-    if device is not None and device.kind == "cpu" and "triton" in chosen:
-        if os.environ.get("TRITON_INTERPRET") != "1":
-            raise UserError("--backend triton on a CPU runs only under the interpreter: set TRITON_INTERPRET=1 "
-                            "(figures then time the interpreter, not a kernel)")
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    if device is not None and device.kind == "cpu" and "triton" in chosen and not interpreted:
+        raise UserError("--backend triton on a CPU runs only under the interpreter: set TRITON_INTERPRET=1 "
+                        "(figures then time the interpreter, not a kernel)")
     return chosen
 
 
