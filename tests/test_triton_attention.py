@@ -12,6 +12,7 @@ from kernels.triton import attention as tattn  # noqa: E402
 from triton_helpers import DEVICE, INTERPRETER_DTYPES, assert_close, nan_like  # noqa: E402
 
 pytestmark = pytest.mark.interpreter
+NO_CUDA_BF16 = "needs CUDA (the interpreter's bf16 tl.dot is wrong)"
 
 # (batch, heads, kv_heads, head_dim, context, num_splits, ragged lengths). The interpreter's block is
 # 16 tokens, so contexts 1, 17, 50 cover a lone token, one-past-a-block and a ragged tail.
@@ -90,9 +91,10 @@ def test_paged_equals_contiguous_on_the_same_tokens():
         p[table.long()] = chunks
         pages[name] = p
     lengths = torch.full((b,), s, device=DEVICE)
-    paged = tattn.triton_paged_decode_attention(inputs["q"], pages["k_cache"], pages["v_cache"], table, lengths,
-                                                num_splits=2)
-    contiguous = tattn.triton_decode_attention(inputs["q"], inputs["k_cache"], inputs["v_cache"], num_splits=2)
+    q = inputs["q"]
+    k_pages, v_pages = pages["k_cache"], pages["v_cache"]
+    paged = tattn.triton_paged_decode_attention(q, k_pages, v_pages, table, lengths, num_splits=2)
+    contiguous = tattn.triton_decode_attention(q, inputs["k_cache"], inputs["v_cache"], num_splits=2)
     torch.testing.assert_close(paged, contiguous, rtol=1e-5, atol=1e-6)
 
 
@@ -102,7 +104,8 @@ def test_attention_rejects_bad_arguments():
     with pytest.raises(ValueError, match="not a multiple"):
         tattn.triton_decode_attention(q, cache, cache)
     with pytest.raises(ValueError, match="lengths"):
-        tattn.triton_decode_attention(q[:, :4], cache, cache, lengths=torch.ones(3, dtype=torch.int32, device=DEVICE))
+        bad = torch.ones(3, dtype=torch.int32, device=DEVICE)
+        tattn.triton_decode_attention(q[:, :4], cache, cache, lengths=bad)
     with pytest.raises(ValueError, match="num_splits"):
         tattn.triton_decode_attention(q[:, :4], cache, cache, num_splits=0)
     with pytest.raises(ValueError, match="lengths is required"):
@@ -121,11 +124,12 @@ def test_split_heuristic():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (bf16 tl.dot is wrong in the interpreter)")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA_BF16)
 @pytest.mark.parametrize("b,s,ratio,d", [(1, 4096, 4, 128), (4, 1000, 8, 128), (8, 517, 1, 64)])
 def test_decode_attention_bf16_on_gpu(b, s, ratio, d):
     hkv = 8 if d == 128 else 4
-    inputs = attention.make_inputs(attention.AttentionShape(b, hkv * ratio, hkv, d, s), torch.bfloat16, "cuda", b)
+    shape = attention.AttentionShape(b, hkv * ratio, hkv, d, s)
+    inputs = attention.make_inputs(shape, torch.bfloat16, "cuda", seed=b)
     inputs["lengths"] = _lengths(b, s, seed=b)
     y = tattn.triton_decode_attention(**inputs, out=nan_like((b, hkv * ratio, d), torch.bfloat16))
     assert_close(y, attention.reference(**inputs)[0], torch.bfloat16, f"bf16 attention B{b} S{s}")

@@ -115,7 +115,8 @@ def test_rope_append_equals_rope_then_append(b, hq, hkv, d, dtype):
     expect = [c.clone() for c in caches]
     q_ref, k_rot = rope.torch_rope(q, k, cos, sin)
     kv_cache.torch_append(k_rot, v, expect[0], expect[1], positions)
-    q_out = triton_rope_append(q, k, v, cos, sin, caches[0], caches[1], positions, q_out=nan_like(q.shape, dtype))
+    q_out = nan_like(q.shape, dtype)
+    assert triton_rope_append(q, k, v, cos, sin, caches[0], caches[1], positions, q_out=q_out) is q_out
     assert_close(q_out, rope.reference(q, k, cos, sin)[0], dtype, "rope_append q")
     # same fp32 rotation rounded once, so equal to PyTorch's up to one rounding of the last bit
     torch.testing.assert_close(caches[0], expect[0], rtol=2e-3 if dtype != torch.float32 else 1e-6, atol=1e-6)
@@ -143,7 +144,8 @@ def test_elementwise_reject_bad_arguments():
         triton_swiglu(torch.randn(2, 7, device=DEVICE))
     q, k, _ = _qkv_views(2, 4, 2, 64, torch.float32, 0)
     with pytest.raises(ValueError, match="float32"):
-        triton_rope(q, k, torch.ones(2, 32, device=DEVICE, dtype=torch.float64), torch.ones(2, 32, device=DEVICE))
+        cos64 = torch.ones(2, 32, device=DEVICE, dtype=torch.float64)
+        triton_rope(q, k, cos64, torch.ones(2, 32, device=DEVICE))
     with pytest.raises(ValueError, match="positions"):
         triton_append(k, k, torch.empty(2, 2, 4, 64, device=DEVICE), torch.empty(2, 2, 4, 64, device=DEVICE),
                       torch.zeros(2, 1, dtype=torch.int64, device=DEVICE))

@@ -12,6 +12,7 @@ from kernels.triton import gemm as tgemm  # noqa: E402
 from triton_helpers import DEVICE, INTERPRETER_DTYPES, assert_close, nan_like  # noqa: E402
 
 pytestmark = pytest.mark.interpreter
+NO_CUDA_BF16 = "needs CUDA (the interpreter's bf16 tl.dot is wrong)"
 
 # (M, K, N, split_k): ragged K and N against the 32-wide interpreter tiles; split_k None = heuristic
 SHAPES = [
@@ -92,7 +93,7 @@ def test_prune_keeps_tiles_no_taller_than_the_batch():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (bf16 tl.dot is wrong in the interpreter)")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA_BF16)
 @pytest.mark.parametrize("m", [1, 4, 16, 64, 256])
 def test_linear_bf16_on_gpu(m):
     """Autotuned kernels (both paths) at a Llama-like K, N in bf16."""

@@ -42,5 +42,6 @@ def triton_swiglu(gate_up, out=None, **_) -> torch.Tensor:
     if b == 0 or f == 0:
         return out
     block = min(BLOCK_F, next_pow2(f))
-    _swiglu_kernel[(b, cdiv(f, block))](gate_up, gate_up.stride(0), out, out.stride(0), f, BLOCK=block, num_warps=4)
+    _swiglu_kernel[(b, cdiv(f, block))](gate_up, gate_up.stride(0), out, out.stride(0), f,
+                                        BLOCK=block, num_warps=4)
     return out

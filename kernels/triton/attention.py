@@ -229,7 +229,8 @@ def _launch(op, q, k, v, block_table, lengths, page_size, capacity, out, num_spl
     return out
 
 
-def triton_decode_attention(q, k_cache, v_cache, lengths=None, out=None, num_splits=None, **_) -> torch.Tensor:
+def triton_decode_attention(q, k_cache, v_cache, lengths=None, out=None, num_splits=None,
+                            **_) -> torch.Tensor:
     """Decode attention over a contiguous cache [B, Hkv, S, D]; returns [B, Hq, D] in q's dtype.
 
     `num_splits` overrides the split heuristic; `out` is an optional output buffer.
@@ -262,7 +263,8 @@ def triton_paged_decode_attention(q, k_pages, v_pages, block_table, lengths, pag
     elif page_size != k_pages.shape[2]:
         raise ValueError(f"{op}: page_size {page_size} != k_pages.shape[2] {k_pages.shape[2]}")
     b, _, _ = _check_q(op, q, k_pages.shape[1], k_pages.shape[3])
-    if block_table.dim() != 2 or block_table.shape[0] != b or block_table.dtype not in (torch.int32, torch.int64):
+    bad_dtype = block_table.dtype not in (torch.int32, torch.int64)
+    if block_table.dim() != 2 or block_table.shape[0] != b or bad_dtype:
         raise ValueError(f"{op}: block_table must be int32/int64 [B={b}, max_pages], got "
                          f"{block_table.dtype} {tuple(block_table.shape)}")
     if lengths is None:

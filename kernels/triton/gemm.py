@@ -64,7 +64,8 @@ def _gemm_tiled_kernel(
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
     x_ptrs = x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :] * stride_xk  # [BLOCK_M, BLOCK_K]
-    w_ptrs = w_ptr + offs_k[:, None] * stride_wk + offs_n[None, :] * stride_wn  # [BLOCK_K, BLOCK_N] = W^T
+    # int64 rows: N K reaches 2^31 for 405B-class LM heads (128256 x 16384 is 2.1e9)
+    w_ptrs = w_ptr + offs_k[:, None] * stride_wk + offs_n.to(tl.int64)[None, :] * stride_wn  # [BK, BN] = W^T
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         k_ok = (k0 + offs_k) < K
@@ -104,7 +105,7 @@ def _gemm_splitk_kernel(
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = k_lo + tl.arange(0, BLOCK_K)
     x_ptrs = x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :] * stride_xk
-    w_ptrs = w_ptr + offs_k[:, None] * stride_wk + offs_n[None, :] * stride_wn
+    w_ptrs = w_ptr + offs_k[:, None] * stride_wk + offs_n.to(tl.int64)[None, :] * stride_wn
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(k_lo, k_hi, BLOCK_K):
         k_ok = (k0 - k_lo + offs_k) < k_hi
@@ -130,7 +131,8 @@ def _splitk_reduce_kernel(
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_s = tl.arange(0, BLOCK_S)
     mask = (offs_s[:, None] < SPLIT_K) & (offs_n[None, :] < N)
-    p = tl.load(p_ptr + offs_s[:, None] * stride_ps + pid_m * stride_pm + offs_n[None, :], mask=mask, other=0.0)
+    p_ptrs = p_ptr + offs_s[:, None] * stride_ps + pid_m * stride_pm + offs_n[None, :]
+    p = tl.load(p_ptrs, mask=mask, other=0.0)
     y = tl.sum(p, axis=0)
     if HAS_BIAS:
         y += tl.load(b_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
@@ -240,12 +242,16 @@ def triton_linear(x, w, b=None, out=None, split_k=None, **_) -> torch.Tensor:
     # fp32 operands: full-precision products (tl.dot would otherwise use tf32, ~1e-3 relative error)
     precision = "ieee" if x.dtype == torch.float32 else "tf32"
     bias = b if b is not None else y  # placeholder pointer, never read when HAS_BIAS is False
-    tiled, splitk = (_gemm_tiled_kernel, _gemm_splitk_kernel) if interpreting() else _autotuned(capability(x.device))
+    if interpreting():
+        tiled, splitk = _gemm_tiled_kernel, _gemm_splitk_kernel
+    else:
+        tiled, splitk = _autotuned(capability(x.device))
     if split_k == 1:
         grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]))  # noqa: E731
         extra = INTERPRETER_TILED if interpreting() else {}
-        tiled[grid](x, x.stride(0), x.stride(1), w, w.stride(0), w.stride(1), bias, y, y.stride(0), y.stride(1),
-                    m, n, k, HAS_BIAS=b is not None, PRECISION=precision, **extra)
+        tiled[grid](x, x.stride(0), x.stride(1), w, w.stride(0), w.stride(1), bias,
+                    y, y.stride(0), y.stride(1), m, n, k,
+                    HAS_BIAS=b is not None, PRECISION=precision, **extra)
         return y
     partial = torch.empty((split_k, m, n), dtype=torch.float32, device=x.device)
     grid = lambda meta: (cdiv(n, meta["BLOCK_N"]), split_k)  # noqa: E731

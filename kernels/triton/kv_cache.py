@@ -15,7 +15,8 @@ from kernels.triton._common import check_same_dtype, check_shape, check_tensors,
 
 
 @triton.jit
-def _slot_offset(b, pos, bt_ptr, stride_btb, stride_cb, stride_cs, PAGE_SIZE: tl.constexpr, PAGED: tl.constexpr):
+def _slot_offset(b, pos, bt_ptr, stride_btb, stride_cb, stride_cs,
+                 PAGE_SIZE: tl.constexpr, PAGED: tl.constexpr):
     """Element offset of (sequence b, token pos, head 0, d 0) in a contiguous or paged cache."""
     if PAGED:
         page = tl.load(bt_ptr + b * stride_btb + pos // PAGE_SIZE).to(tl.int64)
@@ -55,7 +56,8 @@ def check_cache_args(op, k, v, k_cache, v_cache, positions, block_table, page_si
                   block_table=block_table)
     check_same_dtype(op, k, v=v, k_cache=k_cache, v_cache=v_cache)
     if k.dim() != 3 or k_cache.dim() != 4:
-        raise ValueError(f"{op}: expected k [B, Hkv, D] and a 4-d cache, got {tuple(k.shape)}, {tuple(k_cache.shape)}")
+        raise ValueError(f"{op}: expected k [B, Hkv, D] and a 4-d cache, got {tuple(k.shape)}, "
+                         f"{tuple(k_cache.shape)}")
     b, hkv, d = k.shape
     check_shape(op, "v", v, (b, hkv, d))
     check_shape(op, "v_cache", v_cache, k_cache.shape)
@@ -70,7 +72,8 @@ def check_cache_args(op, k, v, k_cache, v_cache, positions, block_table, page_si
         if k_cache.shape[0] != b:
             raise ValueError(f"{op}: cache batch {k_cache.shape[0]} != batch {b}")
         return k_cache, v_cache, None, 1
-    if block_table.dim() != 2 or block_table.shape[0] != b or block_table.dtype not in (torch.int32, torch.int64):
+    bad_dtype = block_table.dtype not in (torch.int32, torch.int64)
+    if block_table.dim() != 2 or block_table.shape[0] != b or bad_dtype:
         raise ValueError(f"{op}: block_table must be int32/int64 [B={b}, max_pages], got "
                          f"{block_table.dtype} {tuple(block_table.shape)}")
     if page_size is not None and page_size != k_cache.shape[2]:
@@ -81,7 +84,8 @@ def check_cache_args(op, k, v, k_cache, v_cache, positions, block_table, page_si
 def triton_append(k, v, k_cache, v_cache, positions, block_table=None, page_size=None, **_) -> None:
     """In place: k_cache[b, :, positions[b]] = k[b] (and v). With `block_table`, the caches are pages."""
     op = "triton_append"
-    k_cache, v_cache, bt, page = check_cache_args(op, k, v, k_cache, v_cache, positions, block_table, page_size)
+    k_cache, v_cache, bt, page = check_cache_args(op, k, v, k_cache, v_cache, positions, block_table,
+                                                  page_size)
     k, v = unit_last_stride(k), unit_last_stride(v)
     b, hkv, d = k.shape
     if b == 0:

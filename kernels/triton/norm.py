@@ -7,7 +7,6 @@ element is read once and written once; statistics in fp32.
 """
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 
@@ -26,7 +25,10 @@ def _rmsnorm_residual_kernel(
     H, eps,
     BLOCK_H: tl.constexpr,
 ):
-    """r = x + res;  out = r * rsqrt(sum(r^2) / H + eps) * w.  Read 2 H (+ H of w, shared in L2); write 2 H."""
+    """r = x + res;  out = r * rsqrt(sum(r^2) / H + eps) * w.
+
+    Traffic per row: read 2 H (+ H of w, shared by all rows in L2); write 2 H.
+    """
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK_H)
     mask = offs < H

@@ -105,7 +105,8 @@ def _rope_append_kernel(
 def _check_rope(op, q, k, cos, sin):
     check_tensors(op, q, q=q, k=k, cos=cos, sin=sin)
     if q.dim() != 3 or k.dim() != 3 or q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
-        raise ValueError(f"{op}: expected q [B, Hq, D] and k [B, Hkv, D], got {tuple(q.shape)}, {tuple(k.shape)}")
+        raise ValueError(f"{op}: expected q [B, Hq, D] and k [B, Hkv, D], got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}")
     if k.dtype != q.dtype:
         raise ValueError(f"{op}: k is {k.dtype}, expected {q.dtype} like q")
     b, _, d = q.shape
@@ -131,7 +132,8 @@ def triton_rope(q, k, cos, sin, q_out=None, k_out=None, **_) -> tuple:
         q, q.stride(0), q.stride(1), k, k.stride(0), k.stride(1),
         q_out, q_out.stride(0), q_out.stride(1), k_out, k_out.stride(0), k_out.stride(1),
         cos, cos.stride(0), sin, sin.stride(0), hq, hkv,
-        HALF=d // 2, BLOCK_HQ=next_pow2(hq), BLOCK_HKV=next_pow2(hkv), BLOCK_HALF=next_pow2(d // 2), num_warps=4,
+        HALF=d // 2, BLOCK_HQ=next_pow2(hq), BLOCK_HKV=next_pow2(hkv), BLOCK_HALF=next_pow2(d // 2),
+        num_warps=4,
     )
     return q_out, k_out
 
@@ -142,7 +144,8 @@ def triton_rope_append(q, k, v, cos, sin, k_cache, v_cache, positions, q_out=Non
     `block_table` is given). Equals triton_rope followed by triton_append, in one launch."""
     op = "triton_rope_append"
     q, k, cos, sin = _check_rope(op, q, k, cos, sin)
-    k_cache, v_cache, bt, page = check_cache_args(op, k, v, k_cache, v_cache, positions, block_table, page_size)
+    k_cache, v_cache, bt, page = check_cache_args(op, k, v, k_cache, v_cache, positions, block_table,
+                                                  page_size)
     v = unit_last_stride(v)
     (b, hq, d), hkv = q.shape, k.shape[1]
     q_out = check_out(op, q_out, q.shape, q.dtype, q.device)
