@@ -20,9 +20,10 @@ def _slot_offset(b, pos, bt_ptr, stride_btb, stride_cb, stride_cs,
     """Element offset of (sequence b, token pos, head 0, d 0) in a contiguous or paged cache."""
     if PAGED:
         page = tl.load(bt_ptr + b * stride_btb + pos // PAGE_SIZE).to(tl.int64)
-        return page * stride_cb + (pos % PAGE_SIZE) * stride_cs
+        offset = page * stride_cb + (pos % PAGE_SIZE) * stride_cs
     else:
-        return b * stride_cb + pos * stride_cs
+        offset = b * stride_cb + pos * stride_cs
+    return offset
 
 
 @triton.jit
