@@ -87,9 +87,20 @@ def test_autotune_configs_fit_shared_memory(cap):
 
 def test_prune_keeps_tiles_no_taller_than_the_batch():
     tiled, _ = tgemm.configs_for((9, 0))
-    kept = tgemm._prune_block_m(tiled, {"M": 3})
+    x16 = torch.empty(3, 8, dtype=torch.float16)
+    kept = tgemm._prune_tiled(tiled, {"M": 3, "x_ptr": x16})
     assert kept and all(c.kwargs["BLOCK_M"] == 16 for c in kept)
-    assert len(tgemm._prune_block_m(tiled, {"M": 256})) == len(tiled)
+    assert len(tgemm._prune_tiled(tiled, {"M": 256, "x_ptr": x16})) == len(tiled)
+
+
+def test_prune_halves_block_k_for_fp32_operands():
+    """fp32 tiles would overflow shared memory with the 16-bit lists (e.g. 240 KB on Hopper)."""
+    tiled, splitk = tgemm.configs_for((9, 0))
+    x32 = torch.empty(3, 8, dtype=torch.float32)
+    for pruned, full in ((tgemm._prune_tiled(tiled, {"M": 3, "x_ptr": x32}), tiled[:2]),
+                         (tgemm._prune_splitk(splitk, {"x_ptr": x32}), splitk)):
+        assert [c.kwargs["BLOCK_K"] * 2 for c in pruned] == [c.kwargs["BLOCK_K"] for c in full]
+        assert [c.num_stages for c in pruned] == [c.num_stages for c in full]
 
 
 @pytest.mark.gpu

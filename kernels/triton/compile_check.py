@@ -34,12 +34,15 @@ LAUNCHED_KERNELS = 10  # every @triton.jit function a launcher launches (helpers
 class _Recorder:
     """Stands in for a kernel: `kernel[grid](*args, **kw)` records the launch (once per autotune config)."""
 
-    def __init__(self, jit_fn, calls, configs=None):
-        self.jit_fn, self.calls, self.configs = jit_fn, calls, configs
+    def __init__(self, jit_fn, calls, configs=None, prune=None):
+        self.jit_fn, self.calls, self.configs, self.prune = jit_fn, calls, configs, prune
 
     def __getitem__(self, _grid):
         def launch(*args, **kwargs):
-            for cfg in self.configs or [None]:
+            configs = self.configs
+            if configs and self.prune:
+                configs = self.prune(configs, dict(zip(self.jit_fn.arg_names, args)))
+            for cfg in configs or [None]:
                 extra = {} if cfg is None else {**cfg.kwargs, "num_warps": cfg.num_warps,
                                                 "num_stages": cfg.num_stages}
                 self.calls.append((self.jit_fn, args, {**kwargs, **extra}))
@@ -65,8 +68,8 @@ def record_launches(cap: tuple) -> list:
         # _common.interpreting() stays as it is: its device check must accept the CPU tensors used here
         patch(mock.patch.object(_common, "interpreting", lambda: True))
         tiled, splitk = gemm.configs_for(cap)
-        tuned = (_Recorder(gemm._gemm_tiled_kernel.jit_fn, calls, tiled),
-                 _Recorder(gemm._gemm_splitk_kernel.jit_fn, calls, splitk))
+        tuned = (_Recorder(gemm._gemm_tiled_kernel.jit_fn, calls, tiled, gemm._prune_tiled),
+                 _Recorder(gemm._gemm_splitk_kernel.jit_fn, calls, splitk, gemm._prune_splitk))
         patch(mock.patch.object(gemm, "_autotuned", lambda _cap: tuned))
         _launch_everything(torch.bfloat16)
     return calls
@@ -79,7 +82,7 @@ def _launch_everything(dt):
 
     h, hq, hkv, d, s, b = 4096, 32, 8, 128, 1024, 2
     gemm.triton_linear(r(1, h), r(h, h))  # split-K + reduction
-    gemm.triton_linear(r(64, h), r(1024, h), r(1024))  # tiled, with bias
+    gemm.triton_linear(r(256, h), r(1024, h), r(1024))  # tiled, with bias, every config kept
     qkv = r(b, (hq + 2 * hkv) * d)
     q, k, v = (qkv[:, : hq * d].view(b, hq, d), qkv[:, hq * d: (hq + hkv) * d].view(b, hkv, d),
                qkv[:, (hq + hkv) * d:].view(b, hkv, d))

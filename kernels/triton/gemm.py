@@ -189,20 +189,34 @@ def configs_for(cap: tuple) -> tuple:
     )
 
 
-def _prune_block_m(configs, named_args, **_):
+def _fit_element_size(configs, element_size: int):
+    """The lists are sized for 16-bit operands; fp32 operands take twice the shared memory per stage,
+    so halve BLOCK_K to keep every config's footprint (and so its fit) the same."""
+    if element_size <= 2:
+        return configs
+    return [triton.Config({**c.kwargs, "BLOCK_K": c.kwargs["BLOCK_K"] // 2}, num_warps=c.num_warps,
+                          num_stages=c.num_stages) for c in configs]
+
+
+def _prune_tiled(configs, named_args, **_):
     """Drop tiles taller than the batch needs (rows past M are wasted loads and math)."""
     limit = max(16, next_pow2(named_args["M"]))
-    kept = [c for c in configs if c.kwargs["BLOCK_M"] <= limit]
-    return kept or configs[:1]
+    kept = [c for c in configs if c.kwargs["BLOCK_M"] <= limit] or configs[:1]
+    return _fit_element_size(kept, named_args["x_ptr"].element_size())
+
+
+def _prune_splitk(configs, named_args, **_):
+    return _fit_element_size(configs, named_args["x_ptr"].element_size())
 
 
 @functools.lru_cache(maxsize=None)
 def _autotuned(cap: tuple):
     tiled, splitk = configs_for(cap)
     return (
-        triton.autotune(tiled, key=["M", "N", "K"], prune_configs_by={"early_config_prune": _prune_block_m})(
+        triton.autotune(tiled, key=["M", "N", "K"], prune_configs_by={"early_config_prune": _prune_tiled})(
             _gemm_tiled_kernel),
-        triton.autotune(splitk, key=["M", "N", "K", "SPLIT_K"])(_gemm_splitk_kernel),
+        triton.autotune(splitk, key=["M", "N", "K", "SPLIT_K"],
+                        prune_configs_by={"early_config_prune": _prune_splitk})(_gemm_splitk_kernel),
     )
 
 
