@@ -79,6 +79,21 @@ class ModelConfig:
     def kv_cache_bytes(self, batch: int, context: int, dtype: str = "bf16") -> int:
         return batch * context * self.kv_bytes_per_token(dtype)
 
+    @property
+    def layer_dims(self):
+        from kernels.layer import LayerDims
+
+        return LayerDims(hidden=self.hidden, heads=self.heads, kv_heads=self.kv_heads, head_dim=self.head_dim,
+                         ffn=self.ffn, vocab=self.vocab, qkv_bias=self.qkv_bias, norm_eps=self.norm_eps,
+                         rope_theta=self.rope_theta)
+
+    def decode_flops(self, context: int, batch: int = 1) -> int:
+        """FLOPs of one decode step for `batch` sequences attending to `context` entries each."""
+        from kernels.layer import layer_flops, model_op_shapes
+
+        model_ops = sum(mod.flops(shape) for _, mod, shape in model_op_shapes(self.layer_dims, batch).values())
+        return self.layers * layer_flops(self.layer_dims, batch, context) + model_ops
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("derived")

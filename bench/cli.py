@@ -1,0 +1,59 @@
+"""`tokenbench`: the command line. Each subcommand lives in bench/commands/<name>.py."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from bench import __version__
+from bench.errors import UserError
+
+# name -> (module, one-line help). Listed explicitly so a command is never silently replaced.
+COMMANDS = {
+    "run": ("bench.commands.run", "measure the decode step on this machine and write a results file"),
+    "devices": ("bench.commands.devices", "list the spec-sheet catalog and mark the detected device"),
+    "models": ("bench.commands.models", "list the model configs and their derived sizes"),
+    "verify": ("bench.commands.verify", "check every op and the layer against the float64 reference"),
+    "show": ("bench.commands.show", "print the tables of saved results files"),
+    "cost": ("bench.commands.cost", "per-token economics of one configuration or a run; `cost check` for figures"),
+    "compare": ("bench.commands.compare", "two runs or catalog devices side by side at a matched operating point"),
+    "project": ("bench.commands.project", "project a run onto a device you do not have, then cost it"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's usage errors: one line, exit 2, like every other user error
+        self.exit(2, f"tokenbench: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tokenbench", description="What does one token really cost on this machine?")
+    parser.add_argument("--version", action="version", version=f"tokenbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._module.main(args) or 0)
+    except UserError as exc:
+        print(f"tokenbench: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        # costmodel's and kernels' input errors are ValueError subclasses with user-facing messages
+        from costmodel.errors import CostInputError
+        from kernels.backends import BackendError
+
+        if isinstance(exc, (CostInputError, BackendError)):
+            print(f"tokenbench: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    except BrokenPipeError:
+        return 1

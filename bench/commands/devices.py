@@ -1,0 +1,44 @@
+"""List the spec-sheet catalog (dense peaks, bandwidth, memory, TDP, source) and mark the detected device."""
+from __future__ import annotations
+
+import json
+
+from bench import devices
+
+
+def add_arguments(p):
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--device", default="auto", help="auto | cuda | cpu: which local device to detect")
+
+
+def main(args) -> int:
+    local = devices.detect(args.device)
+    entries = []
+    for spec in devices.catalog().values():
+        entry = spec.to_dict()
+        entry["detected"] = local.key == spec.key
+        entries.append(entry)
+    if args.json:
+        print(json.dumps({"detected": local.to_dict(), "catalog": entries}, indent=1))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Spec-sheet catalog (dense TFLOP/s; '-' = unknown)")
+    for col in ("", "key", "name", "fp32", "tf32", "bf16", "fp8", "fp4", "TB/s", "GB", "TDP W"):
+        table.add_column(col, justify="right" if col not in ("key", "name", "") else "left")
+
+    def fmt(v):
+        return "-" if v is None else f"{v:g}"
+
+    for e in entries:
+        p = e["peak_tflops"]
+        table.add_row("*" if e["detected"] else "", e["key"], e["name"], fmt(p.get("fp32")), fmt(p.get("tf32")),
+                      fmt(p.get("bf16")), fmt(p.get("fp8")), fmt(p.get("fp4")),
+                      fmt(None if e["mem_bw_gbs"] is None else e["mem_bw_gbs"] / 1000), fmt(e["memory_gb"]),
+                      fmt(e["tdp_w"]))
+    console = Console()
+    console.print(table)
+    where = f"matches catalog entry '{local.key}'" if local.key else "is not in the catalog: spec peaks unknown"
+    console.print(f"Detected: {local.kind} '{local.name}' ({local.memory_bytes / 2**30:.1f} GiB) {where}.")
+    return 0

@@ -1,0 +1,64 @@
+"""Check every op and the decoder layer against the float64 reference on fresh random inputs, for each
+backend, on any device (Triton on a CPU runs under its interpreter), and print a pass/fail table."""
+from __future__ import annotations
+
+import os
+import sys
+
+from bench import devices
+from bench.errors import UserError
+from bench.models import MODELS, get_model
+from bench.parsing import choice, positive_int_list
+from kernels.backends import parse_backend
+from kernels.dtypes import TORCH_DTYPES
+
+
+def add_arguments(p):
+    p.add_argument("--model", default="tiny", help=f"one of: {', '.join(MODELS)} (default tiny)")
+    p.add_argument("--backend", default="torch", help="comma list of backends (torch, triton, mixes)")
+    p.add_argument("--batch", default="1,3", help="comma list of batch sizes (default 1,3)")
+    p.add_argument("--context", default="37", help="comma list of context lengths (default 37)")
+    p.add_argument("--dtype", default=None, help="bf16 | fp16 | fp32 (default fp32 on CPU, bf16 on GPU)")
+    p.add_argument("--device", default="auto", help="auto | cuda | cpu")
+
+
+def main(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    device = devices.detect(args.device)
+    model = get_model(args.model)
+    dtype = choice(args.dtype or ("bf16" if device.kind == "cuda" else "fp32"), tuple(TORCH_DTYPES), "dtype")
+    backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+    if not backends:
+        raise UserError("--backend is empty")
+    uses_triton = any("triton" in parse_backend(b).values() for b in backends)
+    if uses_triton and device.kind == "cpu":
+        if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
+            raise UserError("set TRITON_INTERPRET=1 before starting to verify Triton kernels on a CPU")
+        os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels are defined, i.e. on first import
+        if dtype == "bf16":
+            raise UserError("bf16 Triton kernels cannot be verified on a CPU: the interpreter's bf16 dot is "
+                            "wrong; use --dtype fp16 or fp32, and check bf16 on a GPU")
+    from bench.sweep import RunPlan, cases_for
+    from bench.verify import check_case
+
+    plan = RunPlan(model=model, batches=positive_int_list(args.batch, "--batch"),
+                   contexts=positive_int_list(args.context, "--context"), dtype=dtype, backends=backends)
+    table = Table(title=f"verify: {model.name} {dtype} on {device.name}"
+                        + (" (Triton interpreter)" if uses_triton and device.kind == "cpu" else ""))
+    for col in ("op", "batch", "ctx", "backend", "rel error", "tolerance", "result"):
+        table.add_column(col)
+    failures = 0
+    for batch in plan.batches:
+        for context in plan.contexts:
+            for case in cases_for(plan, device, batch, context):
+                for backend in backends:
+                    c = check_case(case, backend, dtype)
+                    failures += not c.ok
+                    table.add_row(case.name, str(batch), str(context), backend, f"{c.error:.2e}",
+                                  f"{c.tolerance:.0e}", "[green]pass[/]" if c.ok else f"[red]FAIL {c.reason}[/]")
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    console.print(table)
+    console.print(f"{failures} failed" if failures else "all passed")
+    return 1 if failures else 0

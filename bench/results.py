@@ -1,0 +1,95 @@
+"""Result records: one JSON (plus a CSV of its rows) per run under results/, never overwritten.
+
+The file is rewritten after every row, atomically, so a run that fails midway or is interrupted
+keeps every row it measured.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+from bench.errors import UserError
+
+SCHEMA_VERSION = 1
+REQUIRED_KEYS = ("schema_version", "device", "model", "rows", "steps")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")[:40] or "x"
+
+
+def _clean(obj):
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+class ResultWriter:
+    """Owns one run's files. The JSON name is reserved at creation, so two runs never share a file."""
+
+    def __init__(self, out_dir: str | os.PathLike, stem: str):
+        self.dir = Path(out_dir)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create results folder {self.dir}: {exc.strerror}") from exc
+        for i in range(1000):
+            name = stem if i == 0 else f"{stem}-{i}"
+            path = self.dir / f"{name}.json"
+            try:
+                with open(path, "x") as f:  # exclusive create: an earlier run is never overwritten
+                    f.write("{}")
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise UserError(f"cannot write results file {path}: {exc.strerror}") from exc
+            self.json_path, self.csv_path = path, path.with_suffix(".csv")
+            break
+        else:
+            raise UserError(f"no free results file name for {stem} in {self.dir}")
+
+    def write(self, record: dict) -> None:
+        tmp = self.json_path.with_suffix(".json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(_clean(record), f, indent=1)
+            f.write("\n")
+        os.replace(tmp, self.json_path)
+        self._write_csv(record)
+
+    def _write_csv(self, record: dict) -> None:
+        import pandas as pd
+
+        rows = [{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in record.get("rows", [])]
+        tmp = self.csv_path.with_suffix(".csv.tmp")
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+        os.replace(tmp, self.csv_path)
+
+
+def load_record(path: str | os.PathLike) -> dict:
+    """Read a run's JSON, with one clear error naming the file when it cannot be used."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise UserError(f"results file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read results file {p}: {exc}") from None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"results file {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(record, dict) or any(k not in record for k in REQUIRED_KEYS):
+        missing = [k for k in REQUIRED_KEYS if not isinstance(record, dict) or k not in record]
+        raise UserError(f"results file {p} is not a tokenbench run (missing {', '.join(missing)})")
+    if record["schema_version"] != SCHEMA_VERSION:
+        raise UserError(f"results file {p} has schema version {record['schema_version']!r}; "
+                        f"this tokenbench reads version {SCHEMA_VERSION}")
+    return record

@@ -1,0 +1,177 @@
+"""The measure step and the sweep: verify, then time, every op and the layer at every (batch, context),
+and derive the model's decode step from them."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from bench import metrics
+from bench.devices import LocalDevice, last_level_cache_bytes
+from bench.models import ModelConfig
+from bench.timing import CacheFlusher, rotation_count, time_cpu, time_cuda, time_cuda_graph
+from bench.verify import check_case
+from kernels.dtypes import torch_dtype
+from kernels.layer import layer_case, op_cases
+from kernels.model import model_case
+from kernels.op import OpCase
+
+MAX_ROTATION_SETS = 16
+
+
+@dataclass
+class RunPlan:
+    model: ModelConfig
+    batches: list
+    contexts: list
+    dtype: str
+    backends: list
+    budget_s: float = 1.0  # timing budget per case, warm-up and verification excluded
+    cuda_graph: bool = True
+    per_op: bool = True  # time every op, not only the layer and the model-level ops
+    full_model: bool = False  # also time the whole model's step, every layer with its own weights
+    ceilings: dict = field(default_factory=dict)  # measured_copy_bw (bytes/s), measured_peak_flops
+
+
+def tensor_bytes(obj) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def memory_budget(device: LocalDevice) -> int:
+    """Bytes the rotated input sets of one case may take."""
+    if device.kind == "cuda":
+        free, _ = torch.cuda.mem_get_info()
+        return int(free * 0.4)
+    return min(4 << 30, device.memory_bytes // 4)
+
+
+def time_case(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan) -> dict:
+    """Time one verified implementation; returns the timing fields of its row."""
+    first = case.make_inputs(0)
+    per_set = tensor_bytes(first)
+    sets_n = rotation_count(per_set, last_level_cache_bytes(device), MAX_ROTATION_SETS, memory_budget(device))
+    input_sets = [first] + [case.make_inputs(seed) for seed in range(1, sets_n)]
+    needs_flush = per_set * sets_n < 2 * last_level_cache_bytes(device)
+    flusher = CacheFlusher(device.torch_device, last_level_cache_bytes(device)) if needs_flush else None
+    fn = case.impls[backend]
+    timer_name = "cpu-perf-counter"
+    if device.kind == "cuda":
+        timer_name = "cuda-graph" if plan.cuda_graph else "cuda-events"
+        if plan.cuda_graph:
+            try:
+                timing = time_cuda_graph(fn, input_sets, plan.budget_s, flusher)
+            except RuntimeError as exc:
+                if is_oom(exc):
+                    raise
+                timer_name = f"cuda-events (graph capture failed: {str(exc).splitlines()[0][:120]})"
+                timing = time_cuda(fn, input_sets, plan.budget_s, flusher)
+        else:
+            timing = time_cuda(fn, input_sets, plan.budget_s, flusher)
+    else:
+        timing = time_cpu(fn, input_sets, plan.budget_s, flusher)
+    return {**timing.summary(), "timer": timer_name, "rotation_sets": sets_n, "set_bytes": per_set}
+
+
+def measure(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan, batch: int, context: int) -> dict:
+    """Verify, then time: the row for one op, batch, context and backend. A failed check is never timed."""
+    row = {
+        "op": case.name, "kind": case.kind, "batch": batch, "context": context, "backend": backend,
+        "dtype": plan.dtype, "flops": case.flops, "bytes": case.bytes, "shape": case.shape,
+    }
+    try:
+        check = check_case(case, backend, plan.dtype)
+        row.update(check.to_dict())
+        if not check.ok:
+            return row
+        row.update(time_case(case, backend, device, plan))
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        if device.kind == "cuda":
+            torch.cuda.empty_cache()
+        row.update(valid=False, skipped=f"out of memory: {str(exc).splitlines()[0][:200]}")
+        return row
+    row.update(metrics.derive(case.flops, case.bytes, row["seconds_p50"], plan.dtype, device.spec,
+                              plan.ceilings.get("measured_copy_bw"), plan.ceilings.get("measured_peak_flops")))
+    return row
+
+
+def cases_for(plan: RunPlan, device: LocalDevice, batch: int, context: int) -> list[OpCase]:
+    d = plan.model.layer_dims
+    dtype = torch_dtype(plan.dtype)
+    ops = op_cases(d, batch, context, dtype, device.torch_device, plan.backends)
+    if not plan.per_op:
+        ops = [c for c in ops if c.name in ("final_norm", "lm_head")]
+    cases = ops + [layer_case(d, batch, context, dtype, device.torch_device, plan.backends)]
+    if plan.full_model:
+        cases.append(model_case(d, plan.model.layers, batch, context, dtype, device.torch_device, plan.backends))
+    return cases
+
+
+def full_model_fits(plan: RunPlan, device: LocalDevice, batch: int, context: int) -> str | None:
+    """Why the whole model cannot be built for --full-model here, or None when it can."""
+    m = plan.model
+    need = m.decode_weight_bytes(plan.dtype) + m.kv_cache_bytes(batch, context, plan.dtype)
+    # the gate's float64 reference holds one more layer (weights and cache) at 8 bytes per element
+    per_layer = (m.layer_params + 2 * batch * context * m.kv_size) * 8
+    have = torch.cuda.mem_get_info()[0] if device.kind == "cuda" else device.memory_bytes // 2
+    if need + per_layer > 0.85 * have:
+        return f"whole model needs {(need + per_layer) / 2**30:.1f} GiB, {have / 2**30:.1f} GiB available"
+    return None
+
+
+def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, context: int, backend: str,
+                economics: Callable[[float], dict]) -> dict:
+    """The model's decode step as layers x layer + final_norm + lm_head, from this sweep's rows."""
+    m = plan.model
+    by_op = {r["op"]: r for r in rows
+             if r["batch"] == batch and r["context"] == context and r["backend"] == backend}
+    needed = ("layer", "final_norm", "lm_head")
+    step = {"batch": batch, "context": context, "backend": backend, "dtype": plan.dtype, "layers": m.layers,
+            "derived": True, "derivation": "layers x layer + final_norm + lm_head"}
+    bytes_needed = m.weight_bytes(plan.dtype) + m.kv_cache_bytes(batch, context, plan.dtype)
+    step.update(fits=bytes_needed <= device.memory_bytes, bytes_needed=bytes_needed,
+                memory_bytes=device.memory_bytes)
+    missing = [op for op in needed if not by_op.get(op, {}).get("seconds_p50")]
+    if missing:
+        step.update(valid=False, reason=f"no valid timing for {', '.join(missing)}")
+        return step
+    seconds = m.layers * by_op["layer"]["seconds_p50"] + by_op["final_norm"]["seconds_p50"] \
+        + by_op["lm_head"]["seconds_p50"]
+    flops = m.layers * by_op["layer"]["flops"] + by_op["final_norm"]["flops"] + by_op["lm_head"]["flops"]
+    nbytes = m.layers * by_op["layer"]["bytes"] + by_op["final_norm"]["bytes"] + by_op["lm_head"]["bytes"]
+    tokens_per_s = batch / seconds
+    step.update(valid=True, step_seconds=seconds, layer_seconds=by_op["layer"]["seconds_p50"],
+                tokens_per_s=tokens_per_s, tokens_per_s_per_user=1.0 / seconds, flops=flops, bytes=nbytes)
+    step.update(metrics.derive(flops, nbytes, seconds, plan.dtype, device.spec,
+                               plan.ceilings.get("measured_copy_bw"), plan.ceilings.get("measured_peak_flops")))
+    measured = by_op.get("model", {}).get("seconds_p50")
+    if measured:
+        step.update(measured_step_seconds=measured, derived_over_measured=seconds / measured)
+    if step["fits"]:
+        step.update(economics(tokens_per_s))
+    else:
+        step.update(cost_per_mtok=None, tokens_per_s_per_mw=None,
+                    cost_note=f"needs {bytes_needed / 2**30:.1f} GiB, device has {device.memory_bytes / 2**30:.1f}")
+    return step
+
+
+def combos(plan: RunPlan):
+    for batch in plan.batches:
+        for context in plan.contexts:
+            yield batch, context
+

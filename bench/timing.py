@@ -1,0 +1,181 @@
+"""Timers that measure the device, not the cache or the launch queue.
+
+CUDA: events around each sample, the L2 flushed before a sample when the rotated input sets fit in it.
+CPU:  perf_counter around each sample, the last-level cache flushed the same way.
+Samples are taken until the noise (IQR / median) is under the target or the time budget ends.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+NOISE_TARGET = 0.05
+MIN_SAMPLES = 10
+MAX_SAMPLES = 2000
+# A CPU sample shorter than this is dominated by perf_counter and Python call overhead,
+# so short ops are repeated inside one sample (rotating input sets) up to this length.
+CPU_MIN_SAMPLE_S = 200e-6
+
+
+@dataclass
+class Timing:
+    samples: list  # seconds per call, one entry per sample
+    warmup_s: float  # first-call time (compile, autotune, allocator), reported apart
+    flushed: bool  # the cache was flushed before each sample
+    inner: int = 1  # calls per sample
+
+    @property
+    def p10(self) -> float:
+        return float(np.percentile(self.samples, 10))
+
+    @property
+    def p50(self) -> float:
+        return float(np.median(self.samples))
+
+    @property
+    def p90(self) -> float:
+        return float(np.percentile(self.samples, 90))
+
+    @property
+    def noise(self) -> float:
+        q1, q3 = np.percentile(self.samples, [25, 75])
+        return float((q3 - q1) / self.p50) if self.p50 > 0 else math.inf
+
+    @property
+    def noisy(self) -> bool:
+        return self.noise > NOISE_TARGET
+
+    def summary(self) -> dict:
+        return {
+            "seconds_p50": self.p50, "seconds_p10": self.p10, "seconds_p90": self.p90,
+            "samples": len(self.samples), "noise": self.noise, "noisy": self.noisy,
+            "warmup_s": self.warmup_s, "cache_flushed": self.flushed, "calls_per_sample": self.inner,
+        }
+
+
+class CacheFlusher:
+    """Writes a buffer twice the size of the last-level cache, evicting whatever the last call left."""
+
+    def __init__(self, device: str, cache_bytes: int):
+        self.buf = torch.empty(max(2 * cache_bytes, 1 << 20) // 4, dtype=torch.int32, device=device)
+        self.counter = 0
+
+    def __call__(self) -> None:
+        self.counter += 1
+        self.buf.fill_(self.counter)
+
+
+def rotation_count(bytes_per_set: int, cache_bytes: int, max_sets: int, memory_budget: int) -> int:
+    """Input sets to rotate among so that together they exceed twice the cache (bounded by memory)."""
+    if bytes_per_set <= 0:
+        return 1
+    wanted = math.ceil(2 * cache_bytes / bytes_per_set) + 1
+    affordable = max(1, memory_budget // bytes_per_set)
+    return max(1, min(wanted, max_sets, affordable))
+
+
+def _enough(samples: list, started: float, budget_s: float) -> bool:
+    if len(samples) >= MAX_SAMPLES:
+        return True
+    if len(samples) < MIN_SAMPLES:
+        return False
+    if time.perf_counter() - started > budget_s:
+        return True
+    q1, q50, q3 = np.percentile(samples, [25, 50, 75])
+    return (q3 - q1) / q50 < NOISE_TARGET
+
+
+def time_cpu(fn: Callable, input_sets: Sequence, budget_s: float, flusher: CacheFlusher | None) -> Timing:
+    t0 = time.perf_counter()
+    fn(input_sets[0])
+    warmup = time.perf_counter() - t0
+    for inp in input_sets[1:]:
+        fn(inp)
+    # calibrate calls per sample so each sample lasts at least CPU_MIN_SAMPLE_S
+    t0 = time.perf_counter()
+    fn(input_sets[0])
+    one = time.perf_counter() - t0
+    inner = 1 if flusher is not None else max(1, min(1000, math.ceil(CPU_MIN_SAMPLE_S / max(one, 1e-9))))
+    samples, started, i = [], time.perf_counter(), 0
+    while not _enough(samples, started, budget_s):
+        if flusher is not None:
+            flusher()
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn(input_sets[i % len(input_sets)])
+            i += 1
+        samples.append((time.perf_counter() - t0) / inner)
+    return Timing(samples, warmup, flusher is not None, inner)
+
+
+def time_cuda(fn: Callable, input_sets: Sequence, budget_s: float, flusher: CacheFlusher | None) -> Timing:
+    sync = torch.cuda.synchronize
+    sync()
+    t0 = time.perf_counter()
+    fn(input_sets[0])
+    sync()
+    warmup = time.perf_counter() - t0
+    for inp in input_sets[1:]:
+        fn(inp)
+    samples, started, i = [], time.perf_counter(), 0
+    batch = 25  # events are read back in batches to keep host syncs out of the timed region
+    while not _enough(samples, started, budget_s):
+        events = []
+        for _ in range(batch):
+            if flusher is not None:
+                flusher()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn(input_sets[i % len(input_sets)])
+            end.record()
+            events.append((start, end))
+            i += 1
+        sync()
+        samples.extend(s.elapsed_time(e) / 1e3 for s, e in events)
+    return Timing(samples, warmup, flusher is not None, 1)
+
+
+def time_cuda_graph(fn: Callable, input_sets: Sequence, budget_s: float, flusher: CacheFlusher | None) -> Timing:
+    """Capture one call per input set into a CUDA graph and time replays, so launch gaps vanish.
+
+    The first (eager) call is the warm-up: it compiles and autotunes outside the capture.
+    """
+    sync = torch.cuda.synchronize
+    sync()
+    t0 = time.perf_counter()
+    for inp in input_sets:
+        fn(inp)
+    sync()
+    warmup = time.perf_counter() - t0
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for inp in input_sets:  # warm the side stream as the capture requires
+            fn(inp)
+    torch.cuda.current_stream().wait_stream(stream)
+    # With a flush per replay only the first call in a graph would start cold, so capture one call.
+    captured = input_sets if flusher is None else input_sets[:1]
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for inp in captured:
+            fn(inp)
+    calls = len(captured)
+    samples, started = [], time.perf_counter()
+    while not _enough(samples, started, budget_s):
+        events = []
+        for _ in range(10):
+            if flusher is not None:
+                flusher()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            graph.replay()
+            end.record()
+            events.append((start, end))
+        sync()
+        samples.extend(s.elapsed_time(e) / 1e3 / calls for s, e in events)
+    return Timing(samples, warmup, flusher is not None, calls)
