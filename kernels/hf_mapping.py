@@ -75,7 +75,8 @@ def layer_weights_to_hf(weights: dict, d: LayerDims, prefix: str = "") -> dict:
 
 
 def model_weights_from_hf(model, d: LayerDims) -> dict:
-    """Our model weights (see kernels.model) from a LlamaForCausalLM."""
+    """{"embed", "final_norm", "lm_head": tensors; "layers": [our layer weights]} from a LlamaForCausalLM
+    (kernels.model.model_forward takes the last three; the embedding gather happens before it)."""
     state = model.state_dict()
     layers = model.config.num_hidden_layers
     weights = {ours: state[hf].detach().clone() for ours, hf in MODEL_MAP.items()}

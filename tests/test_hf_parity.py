@@ -19,7 +19,7 @@ from kernels import hf_mapping as hf  # noqa: E402
 from kernels import rope  # noqa: E402
 from kernels.backends import parse_backend  # noqa: E402
 from kernels.layer import LayerDims, layer_forward  # noqa: E402
-from kernels.model import model_decode_step  # noqa: E402
+from kernels.model import model_forward  # noqa: E402
 from triton_helpers import DEVICE, rel_error  # noqa: E402
 
 TINY = MODELS["tiny"]
@@ -105,11 +105,19 @@ def test_tiny_model_next_token_logits_match_hf(hf_model, backend):
         hf_logits = hf_model(input_ids=next_tokens[:, None], use_cache=True,
                              **{hf.cache_kwarg(hf_model.forward): cache}).logits[:, -1]
 
-    kv_caches = [tuple(torch.cat([t, torch.full_like(t[:, :, :1], float("nan"))], dim=2) for t in pair)
-                 for pair in past]
     weights = hf.model_weights_from_hf(hf_model, DIMS)
+    layers = []
+    for layer_weights, (k_past, v_past) in zip(weights["layers"], past):
+        # the past from HF's prefill, and NaN in the new token's slot: the step must fill it before use
+        k_cache, v_cache = (torch.cat([t, torch.full_like(t[:, :, :1], float("nan"))], dim=2)
+                            for t in (k_past, v_past))
+        layers.append({"weights": layer_weights, "k_cache": k_cache, "v_cache": v_cache})
     positions = torch.full((BATCH,), CONTEXT - 1, device=DEVICE)
-    logits = model_decode_step(DIMS, parse_backend(backend), weights, next_tokens, kv_caches, positions)
+    cos, sin = rope.cos_sin(positions, DIMS.head_dim, DIMS.rope_theta)
+    x = weights["embed"][next_tokens]  # the embedding gather (model_forward starts after it)
+    # the first layer's residual stream is the embedding itself: x + 0 (a real zero, not a test input)
+    logits = model_forward(DIMS, parse_backend(backend), x, torch.zeros_like(x), positions, cos, sin, layers,
+                           weights["final_norm"], weights["lm_head"])
     assert torch.isfinite(logits).all()
     assert rel_error(logits, hf_logits) < TOL
     assert torch.equal(logits.argmax(-1), hf_logits.argmax(-1))
