@@ -15,6 +15,7 @@ COMMANDS = {
     "models": ("bench.commands.models", "list the model configs and their derived sizes"),
     "verify": ("bench.commands.verify", "check every op and the layer against the float64 reference"),
     "show": ("bench.commands.show", "print the tables of saved results files"),
+    "report": ("bench.commands.report", "plots and a Markdown/HTML page from results files"),
 }
 
 
