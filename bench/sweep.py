@@ -2,8 +2,8 @@
 and derive the model's decode step from them."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -14,6 +14,7 @@ from bench.timing import CacheFlusher, rotation_count, time_cpu, time_cuda, time
 from bench.verify import check_case
 from kernels.dtypes import torch_dtype
 from kernels.layer import layer_case, op_cases
+from kernels.model import model_case
 from kernels.op import OpCase
 
 MAX_ROTATION_SETS = 16
@@ -29,6 +30,7 @@ class RunPlan:
     budget_s: float = 1.0  # timing budget per case, warm-up and verification excluded
     cuda_graph: bool = True
     per_op: bool = True  # time every op, not only the layer and the model-level ops
+    full_model: bool = False  # also time the whole model's step, every layer with its own weights
     ceilings: dict = field(default_factory=dict)  # measured_copy_bw (bytes/s), measured_peak_flops
 
 
@@ -114,7 +116,22 @@ def cases_for(plan: RunPlan, device: LocalDevice, batch: int, context: int) -> l
     ops = op_cases(d, batch, context, dtype, device.torch_device, plan.backends)
     if not plan.per_op:
         ops = [c for c in ops if c.name in ("final_norm", "lm_head")]
-    return ops + [layer_case(d, batch, context, dtype, device.torch_device, plan.backends)]
+    cases = ops + [layer_case(d, batch, context, dtype, device.torch_device, plan.backends)]
+    if plan.full_model:
+        cases.append(model_case(d, plan.model.layers, batch, context, dtype, device.torch_device, plan.backends))
+    return cases
+
+
+def full_model_fits(plan: RunPlan, device: LocalDevice, batch: int, context: int) -> str | None:
+    """Why the whole model cannot be built for --full-model here, or None when it can."""
+    m = plan.model
+    need = m.decode_weight_bytes(plan.dtype) + m.kv_cache_bytes(batch, context, plan.dtype)
+    # the gate's float64 reference holds one more layer (weights and cache) at 8 bytes per element
+    per_layer = (m.layer_params + 2 * batch * context * m.kv_size) * 8
+    have = torch.cuda.mem_get_info()[0] if device.kind == "cuda" else device.memory_bytes // 2
+    if need + per_layer > 0.85 * have:
+        return f"whole model needs {(need + per_layer) / 2**30:.1f} GiB, {have / 2**30:.1f} GiB available"
+    return None
 
 
 def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, context: int, backend: str,
@@ -142,6 +159,9 @@ def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, cont
                 tokens_per_s=tokens_per_s, tokens_per_s_per_user=1.0 / seconds, flops=flops, bytes=nbytes)
     step.update(metrics.derive(flops, nbytes, seconds, plan.dtype, device.spec,
                                plan.ceilings.get("measured_copy_bw"), plan.ceilings.get("measured_peak_flops")))
+    measured = by_op.get("model", {}).get("seconds_p50")
+    if measured:
+        step.update(measured_step_seconds=measured, derived_over_measured=seconds / measured)
     if step["fits"]:
         step.update(economics(tokens_per_s))
     else:
