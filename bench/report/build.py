@@ -20,9 +20,9 @@ CPU_NOTE = "Measured on a CPU, not an accelerator: CPU figures."
 @dataclass
 class Options:
     allow_mixed: bool = False
-    pairs: list = field(default_factory=list)  # [(a, b)]: result paths among the inputs or catalog device keys
-    projections: list = field(default_factory=list)  # [Curve] drawn dashed on the cost plot (from costmodel)
-    projection_notes: list = field(default_factory=list)
+    pairs: list = field(default_factory=list)  # [(a, b)]: each a Run or a catalog device key
+    project_to: list = field(default_factory=list)  # catalog device keys: runs projected there, drawn dashed
+    project_as: str | None = None  # dtype the projections serve in (default: the run's)
 
 
 def _unique(values) -> list:
@@ -138,14 +138,26 @@ class Report:
         priced = [c for c in self.curves if any(s.get("cost_per_mtok") or s.get("tokens_per_s_per_mw")
                                                  for s in c.steps)]
         unpriced = _unique(c.run.label for c in self.curves if c not in priced)
-        projected = self.options.projections
+        projected, projection_notes = [], []
+        if self.options.project_to:
+            from bench.report import generation
+
+            projected, projection_notes = generation.projections(self.runs, self.options.project_to,
+                                                                 self.options.project_as)
         if not priced and not projected:
             b.append(page.Para("No run carries a price or a power figure (give `--price-per-hour` and "
                                "`--power-kw` to `tokenbench run`): no cost curve."))
             return
         status = [DERIVED_COST]
-        status.append(("Projected (dashed): " + " ".join(self.options.projection_notes)) if projected
-                      else NOT_PROJECTED)
+        if projected:
+            as_dtype = f" as {self.options.project_as}" if self.options.project_as else ""
+            status.append(f"Projected (dashed, square markers): the runs carried onto "
+                          f"{', '.join(self.options.project_to)}{as_dtype} by `tokenbench project` and costed at the "
+                          f"catalog's price and all-in power; a PROJECTION, not a measurement: each op is assumed to "
+                          f"reach there the fraction of its roofline bound it reached where measured (assumptions "
+                          f"and notes on the report page).")
+        else:
+            status.append(NOT_PROJECTED)
         if unpriced:
             status.append(f"Not drawn (no price or power recorded): {', '.join(unpriced)}.")
         runs = _unique([c.run for c in priced] + [c.run for c in projected])
@@ -156,6 +168,9 @@ class Report:
         rows = [[c.label + (" (projected)" if c in projected else ""), c.backend, str(s["batch"]), str(s["context"]),
                  fmt.num(s["tokens_per_s_per_user"]), fmt.num(s.get("cost_per_mtok")),
                  fmt.num(s.get("tokens_per_s_per_mw"))] for c in priced + projected for s in c.steps]
+        if projection_notes:
+            b.append(page.Para("Projections (as `tokenbench project` states them):"))
+            b.append(page.Bullets(projection_notes))
         b.append(page.Table(["curve", "backend", "batch", "context", "tokens/s per user", "$/M tokens",
                              "tokens/s per MW"], rows, caption="The plotted points.", align_left={0, 1}))
 

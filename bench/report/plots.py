@@ -45,7 +45,12 @@ def _save(fig, path: Path, title: str, caption: str) -> None:
     """Title above, caption below the plot, so a PNG passed around alone still says what it shows."""
     fig.suptitle(_text(title), fontsize=11, fontweight="bold")
     width_chars = int(fig.get_figwidth() * 72 / (7.5 * 0.55))
-    fig.text(0.0, 0.0, _text("\n".join(textwrap.wrap(caption, width_chars))), fontsize=7.5, va="top", ha="left",
+    top = 0.0
+    if fig.legends:  # a legend hung below the axes: the caption goes under it
+        fig.canvas.draw()
+        to_fig = fig.transFigure.inverted()
+        top = min(leg.get_window_extent().transformed(to_fig).y0 for leg in fig.legends) - 0.01
+    fig.text(0.0, top, _text("\n".join(textwrap.wrap(caption, width_chars))), fontsize=7.5, va="top", ha="left",
              color="#333333")
     fig.savefig(path, format="png", bbox_inches="tight", pad_inches=0.15)
 
@@ -234,9 +239,24 @@ def throughput_interactivity(curves: list[Curve], path: Path, title: str, captio
     ax.set_xlabel("interactivity: tokens/s per user (1 / step time)")
     ax.set_ylabel("throughput: tokens/s per device (batch / step time)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7.5, loc="best", framealpha=0.9)
+    _legend(fig, [ax], len(curves))
     _save(fig, path, title, caption)
     return caption
+
+
+def _legend(fig, axes, entries: int) -> None:
+    """One legend for the figure: inside the plot when short, below it (never over the data) when long."""
+    handles = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    if not handles:
+        return
+    if entries <= 3 and len(axes) == 1:
+        axes[0].legend(handles.values(), handles.keys(), fontsize=7.5, loc="best", framealpha=0.9)
+    else:
+        fig.legend(handles.values(), handles.keys(), fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=2 if len(handles) > 3 else len(handles), frameon=False)
 
 
 # --- cost -----------------------------------------------------------------------------------------------
@@ -267,10 +287,9 @@ def cost_curves(curves: list[Curve], projected: list[Curve], path: Path, title: 
         ax.set_xlabel("interactivity: tokens/s per user")
         ax.set_ylabel(label)
         ax.grid(True, which="major", alpha=0.3)
-        if ys:
-            ax.legend(fontsize=7.5, loc="best", framealpha=0.9)
-        else:
+        if not ys:
             ax.text(0.5, 0.5, "no run carries this figure", transform=ax.transAxes, ha="center", color="grey")
+    _legend(fig, [left, right], len(curves) + len(projected))
     left.set_title("cost per token (lower is better)", fontsize=9)
     right.set_title("tokens per megawatt (higher is better)", fontsize=9)
     _save(fig, path, title, caption)
