@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.report import fmt, page, plots
 from bench.report.load import Ceilings, Curve, Run, ceilings, check_mixing, curves
-from bench.results import slug
+import re
 
 MEASURED_OPS = "Measured: each op's and the layer's median (p50) time, after a check against a float64 reference."
 DERIVED_STEP = "Derived: the decode step = layers x layer + final_norm + lm_head; tokens/s per device = batch / " \
@@ -53,7 +53,7 @@ class Report:
 
     def name(self, stem: str) -> str:
         """A file name in the report folder not used yet by this report."""
-        base = slug(stem)
+        base = re.sub(r"[^a-z0-9.]+", "-", stem.lower())[:80].strip("-.") or "figure"
         name, i = f"{base}.png", 1
         while name in self._names:
             i += 1
@@ -212,6 +212,11 @@ class Report:
             points, cut = plots.efficiency_points(r)
             b.append(page.Heading(f"Efficiency: {r.label}", 2))
             status = [MEASURED_OPS, meaning, NOT_PROJECTED]
+            over = sorted({x["op"] for x in rows if (x.get(key) or 0) > 1}, key=plots._op_rank)
+            if over:
+                status.append(f"Above 100% ({', '.join(over)}): faster than the bound allows, so that ceiling is not "
+                              f"a true one there (a read-mostly op can outrun a copy, which reads and writes; or the "
+                              f"data stayed in cache).")
             if cut:
                 status.append(f"{len(points)} of the run's (batch, context) points shown; the table has them all.")
             caption = describe([r], "Each op's % of its roofline bound, per backend.", *status)
@@ -248,8 +253,8 @@ def _collapse(per_run: dict[str, Ceilings]) -> dict[str, Ceilings]:
 def build(runs: list[Run], out: Path, options: Options | None = None) -> list[Path]:
     """Write the PNGs, report.md and report.html into `out`; the paths written, page files last."""
     options = options or Options()
+    rep = Report(runs, out, options)  # refuses mixed models or dtypes before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    rep = Report(runs, out, options)
     rep.inputs()
     rep.throughput()
     rep.cost()
