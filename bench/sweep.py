@@ -12,6 +12,7 @@ from bench.devices import LocalDevice, last_level_cache_bytes
 from bench.models import ModelConfig
 from bench.timing import CacheFlusher, rotation_count, time_cpu, time_cuda, time_cuda_graph
 from bench.verify import check_case
+from costmodel.power import step_board_joules_per_token
 from kernels.dtypes import torch_dtype
 from kernels.layer import layer_case, op_cases
 from kernels.model import model_case
@@ -68,22 +69,37 @@ def time_case(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan) ->
     needs_flush = per_set * sets_n < 2 * last_level_cache_bytes(device)
     flusher = CacheFlusher(device.torch_device, last_level_cache_bytes(device)) if needs_flush else None
     fn = case.impls[backend]
-    timer_name = "cpu-perf-counter"
+    timer_name, energy = "cpu-perf-counter", {}
     if device.kind == "cuda":
+        from costmodel.power import EnergyMeter
+
+        meter = EnergyMeter(torch.cuda.current_device())
         timer_name = "cuda-graph" if plan.cuda_graph else "cuda-events"
+        timing = None
         if plan.cuda_graph:
             try:
-                timing = time_cuda_graph(fn, input_sets, plan.budget_s, flusher)
+                timing = time_cuda_graph(fn, input_sets, plan.budget_s, flusher, meter)
             except RuntimeError as exc:
                 if is_oom(exc):
                     raise
                 timer_name = f"cuda-events (graph capture failed: {str(exc).splitlines()[0][:120]})"
-                timing = time_cuda(fn, input_sets, plan.budget_s, flusher)
-        else:
-            timing = time_cuda(fn, input_sets, plan.budget_s, flusher)
+                meter = EnergyMeter(torch.cuda.current_device())
+        if timing is None:
+            timing = time_cuda(fn, input_sets, plan.budget_s, flusher, meter)
+        energy = board_energy(meter.reading, len(timing.samples) * timing.inner, flusher is not None)
     else:
         timing = time_cpu(fn, input_sets, plan.budget_s, flusher)
-    return {**timing.summary(), "timer": timer_name, "rotation_sets": sets_n, "set_bytes": per_set}
+    return {**timing.summary(), "timer": timer_name, "rotation_sets": sets_n, "set_bytes": per_set, **energy}
+
+
+def board_energy(reading, calls: int, flushed: bool) -> dict:
+    """The GPU board's own energy per call over the timed samples (NVML), or why there is none."""
+    if reading.joules is None or calls <= 0:
+        return {"board_joules_per_call": None, "board_energy_note": reading.reason}
+    out = {"board_joules_per_call": reading.joules / calls, "board_watts": reading.watts}
+    if flushed:
+        out["board_energy_note"] = "includes the cache flush run before each sample"
+    return out
 
 
 def measure(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan, batch: int, context: int) -> dict:
@@ -159,6 +175,7 @@ def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, cont
                 tokens_per_s=tokens_per_s, tokens_per_s_per_user=1.0 / seconds, flops=flops, bytes=nbytes)
     step.update(metrics.derive(flops, nbytes, seconds, plan.dtype, device.spec,
                                plan.ceilings.get("measured_copy_bw"), plan.ceilings.get("measured_peak_flops")))
+    step["board_joules_per_token"] = step_board_joules_per_token(rows, m.layers, batch, context, backend)
     measured = by_op.get("model", {}).get("seconds_p50")
     if measured:
         step.update(measured_step_seconds=measured, derived_over_measured=seconds / measured)

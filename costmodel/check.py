@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from costmodel.economics import SECONDS_PER_HOUR, require_positive
 from costmodel.errors import CostInputError
-from costmodel.fmt import money, sig, si
+from costmodel.fmt import money, si, sig
 
 FIGURES = {
     "price_per_hour": "price per device-hour ($)",
@@ -45,7 +45,7 @@ class Figure:
         return "$" + self.text.lstrip("$")
 
     @classmethod
-    def parse(cls, name: str, given: str | float) -> "Figure":
+    def parse(cls, name: str, given: str | float) -> Figure:
         """'4.20', '$1.41', '906,000', '54K', '2.8M', '4.3e-4', or a float (its shortest repr's digits)."""
         if isinstance(given, bool):
             raise CostInputError(f"{name} must be a number, got {given!r}")
@@ -71,7 +71,7 @@ class Figure:
         half = 0.5 * step * scale
         return cls(value=value, low=max(value - half, 0.0), high=value + half, text=text)
 
-    def widened(self, rtol: float) -> "Figure":
+    def widened(self, rtol: float) -> Figure:
         return Figure(self.value, self.low * (1 - rtol), self.high * (1 + rtol), self.text)
 
 

@@ -106,7 +106,7 @@ class EnergyMeter:
         self._start_mj = None
         self._t0 = None
 
-    def __enter__(self) -> "EnergyMeter":
+    def __enter__(self) -> EnergyMeter:
         nvml, reason = _load_nvml()
         if nvml is None:
             self.reading.reason = reason

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from costmodel.check import FIGURES, CheckResult
 from costmodel.economics import Economics
-from costmodel.fmt import money, sig, si, table
+from costmodel.fmt import money, si, sig, table
 
 
 def economics_table(e: Economics, dtype: str | None = None) -> str:

@@ -15,7 +15,7 @@ from costmodel import catalog as prices
 from costmodel.check import Figure, check
 from costmodel.economics import economics, require_utilisation
 from costmodel.errors import CostInputError
-from costmodel.fmt import money, sig, si, table
+from costmodel.fmt import money, si, sig, table
 from costmodel.inputs import PriceQuote, resolve_power, resolve_price
 from costmodel.power import PowerFigure, step_board_joules_per_token
 from costmodel.report import check_report, economics_table

@@ -11,7 +11,7 @@ import argparse
 import json
 
 from costmodel.economics import economics
-from costmodel.fmt import money, sig, si, table
+from costmodel.fmt import money, si, sig, table
 from costmodel.inputs import resolve_power, resolve_price
 from costmodel.project import DeviceSpec, Projection, project_run
 from costmodel.runs import label, load_result

@@ -124,6 +124,8 @@ def main(args) -> int:
                      "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph, "per_op": plan.per_op,
                      "full_model": plan.full_model},
         "price": price, "complete": False, "rows": [], "steps": [],
+        "energy": {"source": "NVML energy counter around each row's timed samples, GPU board only"}
+        if device.kind == "cuda" else {"reason": "no power reading: CPU run (NVML reads NVIDIA GPUs only)"},
     }
     writer.write(record)
     started = time.perf_counter()
