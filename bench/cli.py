@@ -18,6 +18,7 @@ COMMANDS = {
     "cost": ("bench.commands.cost", "per-token economics of one configuration or a run; `cost check` for figures"),
     "compare": ("bench.commands.compare", "two runs or catalog devices side by side at a matched operating point"),
     "project": ("bench.commands.project", "project a run onto a device you do not have, then cost it"),
+    "report": ("bench.commands.report", "plots and a Markdown/HTML page from results files"),
 }
 
 
