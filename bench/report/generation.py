@@ -17,16 +17,16 @@ def _record(run: Run) -> dict:
 
 
 def _side_args():
-    from bench.commands.compare import _SideArgs
+    from bench.commands.compare import SideArgs
 
     # the recorded price and power of a run, the catalog's for a device: no overrides from the report
-    return _SideArgs(SimpleNamespace(price_per_hour=None, power_kw=None, tier=None), 0)
+    return SideArgs(SimpleNamespace(price_per_hour=None, power_kw=None, tier=None), 0)
 
 
 def comparison(a: Run | str, b: Run | str):
     """`tokenbench compare A B` with its defaults: each side a run, or a catalog device key (the other side's
     run projected onto it). Returns costmodel.compare.Comparison."""
-    from bench.commands.compare import _device_side, _run_side
+    from bench.commands.compare import device_side, run_side
     from costmodel.compare import compare
 
     runs = [x for x in (a, b) if isinstance(x, Run)]
@@ -34,8 +34,8 @@ def comparison(a: Run | str, b: Run | str):
         raise UserError(f"--compare {a} {b}: at least one side must be a result file (two catalog devices have "
                         f"no tokens/s to compare; use `tokenbench compare` with --tokens-per-s)")
     anchor = _record(runs[0])
-    sides = [_run_side(_record(x), _side_args()) if isinstance(x, Run)
-             else _device_side(x, _side_args(), anchor["dtype"], anchor, None) for x in (a, b)]
+    sides = [run_side(_record(x), _side_args()) if isinstance(x, Run)
+             else device_side(x, _side_args(), anchor["dtype"], anchor, None) for x in (a, b)]
     return compare(sides[0], sides[1])
 
 
