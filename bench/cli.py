@@ -18,6 +18,7 @@ COMMANDS = {
     "cost": ("bench.commands.cost", "per-token economics of one configuration or a run; `cost check` for figures"),
     "compare": ("bench.commands.compare", "two runs or catalog devices side by side at a matched operating point"),
     "project": ("bench.commands.project", "project a run onto a device you do not have, then cost it"),
+    "report": ("bench.commands.report", "plots and a Markdown/HTML page from results files"),
     "tp": ("bench.commands.tp", "tensor-parallel decode layer over N ranks (torchrun; NCCL or gloo)"),
     "moe": ("bench.commands.moe", "time a mixture-of-experts MLP step (router + experts), activated work only"),
     "fp8": ("bench.commands.fp8", "time the decode projections in FP8 beside bf16 (skipped without FP8)"),

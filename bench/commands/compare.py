@@ -45,7 +45,7 @@ def _is_run(arg: str) -> bool:
     return arg.endswith(".json") or os.path.sep in arg or os.path.exists(arg)
 
 
-class _SideArgs:
+class SideArgs:
     """The per-side view of the options (target_price_and_power reads single figures)."""
 
     def __init__(self, args, i: int):
@@ -54,7 +54,7 @@ class _SideArgs:
         self.tier, self.utilisation, self.overhead, self.tco = args.tier, None, None, None
 
 
-def _run_side(run: dict, sargs: _SideArgs) -> Side:
+def run_side(run: dict, sargs: SideArgs) -> Side:
     dev, dtype = run["device"], run["dtype"]
     key, spec, recorded = dev.get("key"), dev.get("spec") or {}, run.get("price") or {}
     if sargs.price_per_hour is None and recorded.get("price_per_hour") and not sargs.tier:
@@ -73,7 +73,7 @@ def _run_side(run: dict, sargs: _SideArgs) -> Side:
                 steps=usable_steps(run), kind="measured", model=run["model"].get("name"), dtype=dtype)
 
 
-def _device_side(key: str, sargs: _SideArgs, dtype: str, run: dict | None, tokens_per_s: float | None) -> Side:
+def device_side(key: str, sargs: SideArgs, dtype: str, run: dict | None, tokens_per_s: float | None) -> Side:
     spec = device_spec(key)
     quote, power = target_price_and_power(key, spec, sargs)
     if run is None:
@@ -94,11 +94,11 @@ def main(args) -> int:
     anchor = next((r for r in runs if r is not None), None)
     sides = []
     for i, (arg, run) in enumerate(zip((args.a, args.b), runs)):
-        sargs = _SideArgs(args, i)
+        sargs = SideArgs(args, i)
         if run is not None:
-            sides.append(_run_side(run, sargs))
+            sides.append(run_side(run, sargs))
         else:
-            sides.append(_device_side(arg, sargs, args.dtype, anchor,
+            sides.append(device_side(arg, sargs, args.dtype, anchor,
                                       args.tokens_per_s[i] if args.tokens_per_s else None))
     c = compare(sides[0], sides[1], batch=args.batch, context=args.context,
                 tokens_per_s_per_user=args.tokens_per_s_per_user, backend=args.backend)
