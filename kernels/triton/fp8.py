@@ -4,7 +4,12 @@ Both operands float8_e4m3fn (Triton's fp8e4nv), fed to tl.dot as they are (FP8 t
 accumulation); the scales are applied once to the accumulator: per tensor (two scalars) or per token x
 per channel (sx [M], sw [N]). Decode M is 1..256, so a program covers BLOCK_M = 16..64 rows and a narrow
 BLOCK_N: at M = 1 the kernel is a weight stream, and many N-tiles keep every SM reading.
-Needs compute capability >= 8.9; tested on GPU only (the interpreter has no fp8 dot).
+What Triton 3.6 emits for sm_90 (seen in the PTX from kernels/triton/compile_check_scale.py): at BLOCK_M 64
+a native FP8 wgmma (m64n32k32 e4m3); at BLOCK_M 16 it widens e4m3 to f16 in registers (exact: every e4m3
+value is an f16 value) and runs f16 mma.sync. Either way the weights cross memory as 1 byte, which is what
+a memory-bound decode GEMM needs; only batches > 32 take the FP8 tensor-core path.
+Needs compute capability >= 8.9. Under the interpreter (CPU tests) a fixed config runs; GPU tests cover
+the autotuned path.
 """
 from __future__ import annotations
 
