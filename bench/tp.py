@@ -41,6 +41,8 @@ from kernels.dtypes import TOLERANCE, torch_dtype
 from kernels.layer import LayerDims, layer_flops, layer_min_bytes, layer_reference, make_layer_inputs
 
 MAX_COLLECTIVE_SAMPLES = 500
+COLLECTIVE_SAMPLE_S = 2e-3  # target length of one sample of a collective timer (see agreed_plan)
+MAX_CALLS_PER_SAMPLE = 100
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -154,30 +156,37 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def agreed_samples(fn, device, budget_s: float) -> int:
-    """A sample count every rank can run within the budget: the smallest of the ranks' estimates."""
+def agreed_plan(fn, device, budget_s: float, flushed: bool) -> tuple[int, int]:
+    """(samples, calls per sample) every rank runs: a collective needs the same count on every rank.
+
+    Calls per sample: enough back-to-back calls for ~COLLECTIVE_SAMPLE_S, so that the skew with which
+    ranks leave the barrier (paid once per sample, as in NCCL-tests' timed loops) is amortised; 1 when
+    the cache is flushed before each sample, so every timed call starts cold.
+    """
     _sync(device)
     dist.barrier()
     t0 = time.perf_counter()
     for _ in range(3):
         fn()
     _sync(device)
-    one = (time.perf_counter() - t0) / 3
-    n = max(MIN_SAMPLES, min(MAX_COLLECTIVE_SAMPLES, int(budget_s / max(one, 1e-9))))
-    t = torch.tensor([n], dtype=torch.int64, device=device.torch_device if device.kind == "cuda" else "cpu")
+    one = max((time.perf_counter() - t0) / 3, 1e-9)
+    inner = 1 if flushed else max(1, min(MAX_CALLS_PER_SAMPLE, math.ceil(COLLECTIVE_SAMPLE_S / one)))
+    n = max(MIN_SAMPLES, min(MAX_COLLECTIVE_SAMPLES, int(budget_s / (one * inner))))
+    # every rank takes the smallest sample count and the largest calls per sample (one all-reduce: MIN of -inner)
+    t = torch.tensor([n, -inner], dtype=torch.int64, device=device.torch_device if device.kind == "cuda" else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return int(t.item())
+    return int(t[0].item()), int(-t[1].item())
 
 
 def time_collective(fn, device, budget_s: float, flusher) -> Timing:
     """Fixed sample count on every rank (an adaptive stop would leave a rank waiting in a collective);
-    each sample starts behind a barrier so the ranks start together."""
+    each sample starts behind a barrier so the ranks start together, then runs `inner` calls."""
     _sync(device)
     t0 = time.perf_counter()
     fn()
     _sync(device)
     warmup = time.perf_counter() - t0
-    n = agreed_samples(fn, device, budget_s)
+    n, inner = agreed_plan(fn, device, budget_s, flusher is not None)
     samples = []
     for _ in range(n):
         if flusher is not None:
@@ -187,15 +196,17 @@ def time_collective(fn, device, budget_s: float, flusher) -> Timing:
         if device.kind == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            fn()
+            for _ in range(inner):
+                fn()
             end.record()
             end.synchronize()
-            samples.append(start.elapsed_time(end) / 1e3)
+            samples.append(start.elapsed_time(end) / 1e3 / inner)
         else:
             t0 = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - t0)
-    return Timing(samples, warmup, flusher is not None, 1)
+            for _ in range(inner):
+                fn()
+            samples.append((time.perf_counter() - t0) / inner)
+    return Timing(samples, warmup, flusher is not None, inner)
 
 
 def graphed(fn, device):
