@@ -3,7 +3,8 @@
 Weights are quantized once, offline (not timed): W_q = round_e4m3(W / sw) with sw = amax / 448 per tensor,
 or per output channel (one scale per row of W [N, K]). Activations are quantized in the timed call, as a
 serving engine does each step: per tensor (one amax of x) or per token (one scale per row of x, paired
-with per-channel weights: "rowwise" scaling in torch._scaled_mm).
+with per-channel weights: "rowwise" scaling in torch._scaled_mm). Or not at all: `triton-w8a16` keeps x in
+bf16 and widens the FP8 weight tiles in registers (weight-only FP8, no quantization kernel per step).
 At decode the weight read dominates, so 1-byte weights halve the bytes of a bf16 GEMM at batch 1:
   # read W (NK bytes), x (2MK), scales; write y (2MN)
 Hardware: FP8 tensor cores from Ada / Hopper (compute capability 8.9; rowwise scaling needs 9.0) and
@@ -94,9 +95,9 @@ def quantization_error(t: torch.Tensor, per_row: bool) -> float:
     return ((dequantize64(q, s) - ref).norm() / ref.norm()).item()
 
 
-def make_inputs(s: Fp8GemmShape, device, seed: int) -> Inputs:
+def make_inputs(s: Fp8GemmShape, device, seed: int, x_dtype=torch.bfloat16) -> Inputs:
     g = generator(seed, device)
-    x = randn((s.m, s.k), torch.bfloat16, device, g)
+    x = randn((s.m, s.k), x_dtype, device, g)
     w = randn((s.n, s.k), torch.float32, device, g, scale=s.k**-0.5)
     w_q, w_scale = quantize(w, per_row=s.scaling == "channel")  # offline: [N, K] fp8, [N, 1] or []
     return {"x": x, "w_q": w_q, "w_scale": w_scale, "per_token": s.scaling == "channel"}
@@ -109,6 +110,11 @@ def quantize_activation(x: torch.Tensor, per_token: bool):
 def reference(x, w_q, w_scale, per_token, **_) -> tuple:
     x_q, x_scale = quantize_activation(x, per_token)
     return (dequantize64(x_q, x_scale) @ dequantize64(w_q, w_scale).T,)
+
+
+def reference_weight_only(x, w_q, w_scale, **_) -> tuple:
+    """W8A16: x as it is, against the dequantized weights."""
+    return (as_float64(x) @ dequantize64(w_q, w_scale).T,)
 
 
 def torch_scaled_mm(x, w_q, w_scale, per_token, **_) -> torch.Tensor:
@@ -127,7 +133,14 @@ def triton_fp8(x, w_q, w_scale, per_token, **_) -> torch.Tensor:
     return triton_fp8_linear(x_q, x_scale, w_q, w_scale)
 
 
-IMPLS = {"torch": torch_scaled_mm, "triton": triton_fp8}
+def triton_w8a16(x, w_q, w_scale, **_) -> torch.Tensor:
+    from kernels.triton.fp8 import triton_fp8_linear
+
+    return triton_fp8_linear(x, None, w_q, w_scale)
+
+
+IMPLS = {"torch": torch_scaled_mm, "triton": triton_fp8, "triton-w8a16": triton_w8a16}
+WEIGHT_ONLY = ("triton-w8a16",)  # FP8 weights, bf16 activations: no per-step quantization
 
 
 def _bind(fn):
@@ -137,13 +150,20 @@ def _bind(fn):
     return run
 
 
-def fp8_case(s: Fp8GemmShape, device, backends=("torch",), name: str = "fp8_gemm") -> OpCase:
+def fp8_case(s: Fp8GemmShape, device, backends=("torch",), name: str = "fp8_gemm",
+             x_dtype=torch.bfloat16) -> OpCase:
+    """W8A8 backends (x quantized per step) or W8A16 ones (x as it is): one kind per case, since the
+    reference differs. `x_dtype` float16 lets the interpreter tests run (its bf16 dot is wrong)."""
     if s.scaling not in SCALINGS:
         raise ValueError(f"unknown scaling {s.scaling!r}; choose one of: {', '.join(SCALINGS)}")
+    weight_only = {b in WEIGHT_ONLY for b in backends}
+    if len(weight_only) != 1:
+        raise ValueError("W8A16 and W8A8 backends check against different references: use separate cases")
+    ref = reference_weight_only if weight_only.pop() else reference
     return OpCase(
         name=name, kind="fp8_gemm", flops=flops(s), bytes=min_bytes(s),
-        make_inputs=lambda seed: make_inputs(s, device, seed),
-        reference=lambda inp: reference(**inp),
+        make_inputs=lambda seed: make_inputs(s, device, seed, x_dtype),
+        reference=lambda inp: ref(**inp),
         impls={b: _bind(IMPLS[b]) for b in backends},
         shape=dict(s.__dict__),
     )

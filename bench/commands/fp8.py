@@ -22,7 +22,8 @@ def add_arguments(p):
     p.add_argument("--model", help=f"one of: {', '.join(MODELS)} (default llama-3.1-8b on GPU, tiny on CPU)")
     p.add_argument("--batch", help="comma list of batch sizes")
     p.add_argument("--scaling", default="tensor,channel", help="comma list of: tensor, channel")
-    p.add_argument("--backend", default="torch,triton", help="FP8 backends: torch (_scaled_mm), triton")
+    p.add_argument("--backend", default="torch,triton,triton-w8a16",
+                   help="FP8 backends: torch (_scaled_mm), triton (W8A8), triton-w8a16 (FP8 weights, bf16 x)")
     common.add_common_arguments(p)
 
 

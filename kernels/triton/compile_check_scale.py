@@ -47,10 +47,13 @@ def fp8_launches() -> list:
     for per_row in (False, True):
         xs = torch.empty(m if per_row else 1, dtype=torch.float32)
         ws = torch.empty(n if per_row else 1, dtype=torch.float32)
-        args = (xq, k, 1, xs, wq, k, 1, ws, y, n, 1, m, n, k)
-        for cfg in tfp8._configs():
-            out.append((tfp8._fp8_linear_kernel, args, {"PER_ROW": per_row, "BLOCK_M": 16, **cfg.kwargs,
-                                                        "num_warps": cfg.num_warps, "num_stages": cfg.num_stages}))
+        x16 = torch.empty((m, k), dtype=torch.bfloat16)
+        for x, weight_only in ((xq, False), (x16, True)):
+            args = (x, k, 1, xs, wq, k, 1, ws, y, n, 1, m, n, k)
+            for cfg in tfp8._configs():
+                out.append((tfp8._fp8_linear_kernel, args,
+                            {"PER_ROW": per_row, "WEIGHT_ONLY": weight_only, "BLOCK_M": 16, **cfg.kwargs,
+                             "num_warps": cfg.num_warps, "num_stages": cfg.num_stages}))
     return out
 
 

@@ -33,9 +33,12 @@ def _fp8_linear_kernel(
     ws_ptr,  # [N] (PER_ROW) or [1] float32
     y_ptr, stride_ym, stride_yn,  # y [M, N] bf16
     M, N, K: tl.constexpr,
-    PER_ROW: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    PER_ROW: tl.constexpr, WEIGHT_ONLY: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """acc = sum_k x_q[m, k] W_q[n, k] in fp32, then y = acc * sx[m] * sw[n] rounded to bf16."""
+    """acc = sum_k x_q[m, k] W_q[n, k] in fp32, then y = acc * sx[m] * sw[n] rounded to bf16.
+    WEIGHT_ONLY (W8A16): x is bf16/fp16 as it is (sx = 1) and each W tile is widened to x's type in
+    registers, so the weights still cross memory as 1 byte and no activation quantization runs."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -50,6 +53,8 @@ def _fp8_linear_kernel(
                     mask=mask_m[:, None] & mask_k[None, :], other=0.0)
         b = tl.load(w_ptr + offs_n[None, :] * stride_wn + offs_k[:, None] * stride_wk,
                     mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        if WEIGHT_ONLY:
+            b = b.to(x_ptr.dtype.element_ty)  # e4m3 -> bf16/fp16 is exact
         acc = tl.dot(a, b, acc)
     if PER_ROW:
         sx = tl.load(xs_ptr + offs_m, mask=mask_m, other=0.0)
@@ -68,9 +73,15 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def triton_fp8_linear(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor):
-    """x_q [M, K] and W_q [N, K] float8_e4m3fn; scales both 0-d (per tensor) or [M, 1] and [N, 1]."""
+def triton_fp8_linear(x_q: torch.Tensor, x_scale, w_q: torch.Tensor, w_scale: torch.Tensor):
+    """x_q [M, K] and W_q [N, K] float8_e4m3fn; scales both 0-d (per tensor) or [M, 1] and [N, 1].
+    x_q in bf16/fp16 with x_scale None: weight-only FP8 (W8A16)."""
     m, k = x_q.shape
+    weight_only = x_q.dtype != w_q.dtype
+    if weight_only:
+        if x_scale is not None:
+            raise ValueError("weight-only FP8 takes x as it is: x_scale must be None")
+        x_scale = torch.ones(m if w_scale.numel() > 1 else 1, dtype=torch.float32, device=x_q.device)
     n, k_w = w_q.shape
     if k != k_w:
         raise ValueError(f"x_q {tuple(x_q.shape)} and W_q {tuple(w_q.shape)} disagree on K")
@@ -87,7 +98,8 @@ def triton_fp8_linear(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.Tenso
             w_q, w_q.stride(0), w_q.stride(1), w_scale.reshape(-1).float().contiguous(),
             y, y.stride(0), y.stride(1), m, n, k)
     if _interpreting():  # the autotuner needs a GPU to time configs; the interpreter runs one fixed config
-        _fp8_linear_kernel[grid](*args, PER_ROW=per_row, BLOCK_M=block_m, BLOCK_N=32, BLOCK_K=32)
+        _fp8_linear_kernel[grid](*args, PER_ROW=per_row, WEIGHT_ONLY=weight_only, BLOCK_M=block_m, BLOCK_N=32,
+                                 BLOCK_K=32)
     else:
-        _fp8_linear_autotuned[grid](*args, PER_ROW=per_row, BLOCK_M=block_m)
+        _fp8_linear_autotuned[grid](*args, PER_ROW=per_row, WEIGHT_ONLY=weight_only, BLOCK_M=block_m)
     return y
