@@ -132,3 +132,15 @@ def test_launcher_passes_worker_flags_and_needs_an_endpoint_for_multinode():
     assert ["--nnodes", "2", "--node-rank", "1"] == multi[multi.index("--nnodes"):multi.index("--nnodes") + 4]
     with pytest.raises(UserError, match="rdzv-endpoint"):
         tp_cmd.launch_command(p.parse_args(["--nnodes", "2"]))
+
+
+def test_run_dash_dash_tp_hands_over_to_the_tp_launcher(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--tp", "2", "--model", "tiny", "--device", "cpu",
+                           "--batch", "1", "--context", "5", "--budget-s", "0.01", "--out", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (path,) = tmp_path.glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["kind"] == "tp" and record["tp"]["world_size"] == 2
+    assert record["settings"]["batches"] == [1] and record["settings"]["contexts"] == [5]

@@ -42,6 +42,7 @@ def add_arguments(p):
                    help="also time the whole model's step (every layer with its own weights) where it fits, "
                         "to check the layers x layer derivation")
     p.add_argument("--json", action="store_true", help="print the results record as JSON on stdout")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks: N > 1 hands over to `tokenbench tp`")
 
 
 def resolve_plan(args, device) -> RunPlan:
@@ -102,6 +103,10 @@ def economics_for(price: dict):
 
 
 def main(args) -> int:
+    from bench.commands import tp
+
+    if tp.wants_tp(args):  # --tp N, or started under torchrun: the sharded layer, bench/tp.py
+        return tp.from_run_args(args, GPU_DEFAULTS, CPU_DEFAULTS)
     from rich.console import Console
 
     from bench.report_table import print_summary

@@ -71,6 +71,32 @@ def launch_command(args) -> list:
     return cmd + ["-m", "bench.tp", *worker_argv(args)]
 
 
+def wants_tp(run_args) -> bool:
+    """`tokenbench run --tp N` (N > 1), or `run` started by torchrun with more than one rank."""
+    return getattr(run_args, "tp", 1) > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def from_run_args(run_args, gpu_defaults: dict, cpu_defaults: dict) -> int:
+    """`tokenbench run --tp N ...`: the same options, handed to this command (run's defaults kept)."""
+    import argparse
+
+    import torch
+
+    if getattr(run_args, "tp", 1) < 1:
+        raise UserError("--tp must be positive")
+    cuda = run_args.device != "cpu" and torch.cuda.is_available()
+    defaults = gpu_defaults if cuda else cpu_defaults
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args([])
+    for name in ("model", "batch", "context", "dtype", "backend"):
+        setattr(args, name, getattr(run_args, name) or defaults.get(name))
+    for name in ("device", "out", "budget_s", "price_per_hour", "power_kw", "cuda_graph"):
+        setattr(args, name, getattr(run_args, name))
+    args.tp = max(1, run_args.tp)
+    return main(args)
+
+
 def main(args) -> int:
     if "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ:  # already a torchrun worker
         from bench.tp import run
