@@ -388,7 +388,9 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
                          "rel_error": r["rel_error"], "tolerance": r["tolerance"]})
         return rows, {**base, "valid": False, "fits": True,
                       "reason": "the sharded layer failed its check; not timed"}
-    copy_bw = plan.get("measured_copy_bw")
+    # each rank's own copy bandwidth (measured by all ranks at once, as they run); the step reads the lowest
+    copy_bws = [r.get("copy_bw") for r in per_rank]
+    copy_bw = min(copy_bws) if all(copy_bws) else None
     items = (("tp_layer", "step", "layer_flops", "layer_bytes"),
              ("tp_layer_compute", "compute", "layer_flops", "layer_bytes"),
              ("final_norm", "final_norm", "final_norm_flops", "final_norm_bytes"),
@@ -399,7 +401,8 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
         for op, key, fkey, bkey in items:
             t = r[key]
             rows.append({**common, "op": op, **t, "flops": r[fkey], "bytes": r[bkey],
-                         **metrics.derive(r[fkey], r[bkey], t["seconds_p50"], dtype, device.spec, copy_bw)})
+                         **metrics.derive(r[fkey], r[bkey], t["seconds_p50"], dtype, device.spec,
+                                          r.get("copy_bw"))})
         t = r["all_reduce"]
         algbw, busbw = bus_bandwidth(r["all_reduce_bytes"], t["seconds_p50"], world)
         rows.append({**common, "op": "all_reduce", **t, "flops": 0, "bytes": r["all_reduce_bytes"],
@@ -486,10 +489,19 @@ def run(args) -> int:
             writer.write(record)
             print(f"tokenbench tp: {world} ranks ({dist.get_backend()}) on {device.name}; model {model.name}, "
                   f"{dtype}, batch {batches}, context {contexts}", file=sys.stderr)
+        from bench.bandwidth import copy_bandwidth
+
+        dist.barrier()
+        copy_bw = copy_bandwidth(device, budget_s=1.0 if device.kind == "cuda" else 0.3)["measured_copy_gbps"] * 1e9
+        copy_bws = [None] * world
+        dist.all_gather_object(copy_bws, copy_bw)
+        if rank == 0:
+            record["measured_copy_gbps_per_rank"] = [b / 1e9 for b in copy_bws]
         for batch in batches:
             for context in contexts:
                 mine = measure_combo(model, dtype, backends, device, rank, world, batch, context, budget, args.seed,
                                      cuda_graph=getattr(args, "cuda_graph", True))
+                mine["copy_bw"] = copy_bw
                 gathered = [None] * world
                 dist.all_gather_object(gathered, mine)
                 if rank == 0:
