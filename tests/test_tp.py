@@ -144,3 +144,12 @@ def test_run_dash_dash_tp_hands_over_to_the_tp_launcher(tmp_path):
     record = json.loads(path.read_text())
     assert record["kind"] == "tp" and record["tp"]["world_size"] == 2
     assert record["settings"]["batches"] == [1] and record["settings"]["contexts"] == [5]
+
+
+def test_bad_tp_sizes_fail_before_launching(capsys):
+    from bench.cli import main
+
+    assert main(["tp", "--tp", "3", "--model", "tiny", "--device", "cpu"]) == 2  # 4 heads, 3 ranks
+    assert "must divide" in capsys.readouterr().err
+    assert main(["tp", "--tp", "2", "--model", "tiny-moe", "--device", "cpu"]) == 2
+    assert "mixture of experts" in capsys.readouterr().err

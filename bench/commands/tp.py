@@ -57,6 +57,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def preflight(args) -> None:
+    """The mistakes every rank would hit, reported once before anything is launched."""
+    from bench.models import get_model
+    from bench.tp import local_dims
+
+    model = get_model(args.model)
+    if model.is_moe:
+        raise UserError(f"{model.name} is a mixture of experts: tensor parallel here covers dense layers "
+                        "(expert parallelism is not implemented); use `tokenbench moe`")
+    local_dims(model.layer_dims, 0, max(1, args.tp) * max(1, args.nnodes))
+
+
 def launch_command(args) -> list:
     if args.tp < 1 or args.nnodes < 1:
         raise UserError("--tp and --nnodes must be positive")
@@ -102,6 +114,7 @@ def main(args) -> int:
         from bench.tp import run
 
         return run(args)
+    preflight(args)
     cmd = launch_command(args)
     root = str(Path(__file__).resolve().parents[2])  # the source tree, importable without installing
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
