@@ -59,17 +59,27 @@ def min_bytes(s: MoeShape, element_bytes: int, active: float | None = None) -> i
     return round((weights + 2 * s.tokens * s.hidden) * element_bytes)
 
 
+def _draw_routing(s: MoeShape, dtype, device, g) -> Inputs:
+    return {
+        "x": randn((s.tokens, s.hidden), dtype, device, g),
+        # H^-1/2: logits of unit size spread the choice over experts, as a trained router roughly does
+        "router_w": randn((s.experts, s.hidden), dtype, device, g, scale=s.hidden**-0.5),
+        "top_k": s.top_k,
+    }
+
+
 def make_inputs(s: MoeShape, dtype: torch.dtype, device, seed: int) -> Inputs:
     g = generator(seed, device)
     e = s.total_experts
-    return {
-        "x": randn((s.tokens, s.hidden), dtype, device, g),
-        # scale 1: logits of unit size spread the choice over experts, as a trained router roughly does
-        "router_w": randn((s.experts, s.hidden), dtype, device, g, scale=s.hidden**-0.5),
-        "w_gate_up": randn((e, 2 * s.ffn, s.hidden), dtype, device, g, scale=s.hidden**-0.5),
-        "w_down": randn((e, s.hidden, s.ffn), dtype, device, g, scale=s.ffn**-0.5),
-        "top_k": s.top_k,
-    }
+    inputs = _draw_routing(s, dtype, device, g)  # drawn first: routing_inputs(seed) repeats them alone
+    inputs["w_gate_up"] = randn((e, 2 * s.ffn, s.hidden), dtype, device, g, scale=s.hidden**-0.5)
+    inputs["w_down"] = randn((e, s.hidden, s.ffn), dtype, device, g, scale=s.ffn**-0.5)
+    return inputs
+
+
+def routing_inputs(s: MoeShape, dtype: torch.dtype, device, seed: int) -> Inputs:
+    """The x and router weights make_inputs(seed) draws, without the experts (cheap at any size)."""
+    return _draw_routing(s, dtype, device, generator(seed, device))
 
 
 def route(x: torch.Tensor, router_w: torch.Tensor, top_k: int, shared: int = 0):

@@ -155,3 +155,12 @@ def hf_mixtral_weights(block):
 def test_moe_models_listed():
     assert {"mixtral-8x7b", "deepseek-v3-style", "gpt-oss-120b-style"} <= set(MODELS)
     assert not math.isnan(get_model("mixtral-8x7b").expected_active_experts(3))
+
+
+def test_routing_inputs_repeat_make_inputs_without_the_experts():
+    s = moe.MoeShape(tokens=3, hidden=32, ffn=16, experts=6, top_k=2, shared=1)
+    full = moe.make_inputs(s, torch.float32, "cpu", 7)
+    light = moe.routing_inputs(s, torch.float32, "cpu", 7)
+    assert set(light) == {"x", "router_w", "top_k"}
+    assert torch.equal(full["x"], light["x"]) and torch.equal(full["router_w"], light["router_w"])
+    assert moe.active_experts(full) == moe.active_experts(light)

@@ -23,6 +23,7 @@ def test_moe_command_times_activated_work(tmp_path):
         if r["batch"] == 1:
             assert r["expected_active_experts"] == pytest.approx(2) and r["active_experts_measured"] == 2
         assert r["gbps_actual"] == pytest.approx(r["bytes_actual"] / r["seconds_p50"] / 1e9)
+        assert len(r["active_experts_per_set"]) == r["rotation_sets"]
     assert record["steps"][1]["expected_active_experts"] == pytest.approx(8 * (1 - 0.75**4))
 
 
