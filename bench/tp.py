@@ -525,7 +525,8 @@ def _print_step(s: dict) -> None:
         return
     print(f"  b={s['batch']} ctx={s['context']} tp={s['tp']}: layer {s['layer_seconds'] * 1e6:.1f} us "
           f"(compute {s['layer_compute_seconds'] * 1e6:.1f} us, all-reduce {s['all_reduce_seconds'] * 1e6:.1f} us "
-          f"x2 = {s['all_reduce_share']:.0%} of the layer, busbw {s['all_reduce_busbw_gbps']:.2f} GB/s); "
+          f"x2 = {s['all_reduce_share']:.0%} of the layer; layer - compute = "
+          f"{s['all_reduce_share_from_difference']:.0%}; busbw {s['all_reduce_busbw_gbps']:.3f} GB/s); "
           f"step {s['step_seconds'] * 1e3:.3f} ms, {s['tokens_per_s']:.1f} tok/s, "
           f"{s['tokens_per_s_per_gpu']:.1f} tok/s per GPU; fits {s['fits']}", file=sys.stderr)
 
