@@ -15,6 +15,8 @@ COMMANDS = {
     "models": ("bench.commands.models", "list the model configs and their derived sizes"),
     "verify": ("bench.commands.verify", "check every op and the layer against the float64 reference"),
     "show": ("bench.commands.show", "print the tables of saved results files"),
+    "peak": ("bench.commands.peak", "measure this device's matmul and bandwidth ceilings against the spec sheet"),
+    "history": ("bench.commands.history", "print one op's pytest-benchmark figures across devices and dates"),
 }
 
 

@@ -9,6 +9,7 @@ import time
 from bench import devices, environment, results
 from bench.bandwidth import copy_bandwidth
 from bench.errors import UserError
+from bench.measured_peak import use_measured_peak
 from bench.models import MODELS, get_model
 from bench.parsing import choice, positive_float, positive_int_list
 from bench.sweep import RunPlan, cases_for, combos, derive_step, measure
@@ -121,6 +122,7 @@ def main(args) -> int:
                      "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph, "per_op": plan.per_op},
         "price": price, "complete": False, "rows": [], "steps": [],
     }
+    record["measured_peak"] = use_measured_peak(plan, device, args.out, console)  # newest `tokenbench peak` file
     writer.write(record)
     started = time.perf_counter()
     status = 0
