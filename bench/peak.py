@@ -180,11 +180,13 @@ def measure_matmul_shape(op: Matmul, device: LocalDevice, budget_s: float) -> di
     return row
 
 
-def _predicted_s(work: float, rate: float | None, sets: int = 1) -> float:
-    """Seconds one more shape is expected to take: warm-up, rotation, check, and MIN_SAMPLES-ish samples."""
+def _predicted_s(work: float, rate: float | None, device: LocalDevice) -> float:
+    """Seconds one more shape is expected to take at the last shape's rate: the check, warm-up, a second
+    rotation set and the samples (time_cuda reads events in batches of 25; time_cpu takes at least 10)."""
     if not rate:
         return 0.0
-    return work / rate * (14 + sets)
+    calls = 30 if device.kind == "cuda" else 14
+    return work / rate * calls
 
 
 def sweep_matmul(dtype: str, device: LocalDevice, budget_s: float, shapes=None) -> dict:
@@ -210,7 +212,7 @@ def sweep_matmul(dtype: str, device: LocalDevice, budget_s: float, shapes=None) 
         for i, (m, n, k) in enumerate(shapes):
             op = Matmul(dtype, m, n, k, device.torch_device)
             left = budget_s - (time.perf_counter() - started)
-            if tried and (left <= 0 or _predicted_s(op.flops, rate) > left):
+            if tried and (left <= 0 or _predicted_s(op.flops, rate, device) > left):
                 row["stopped"] = f"budget: {len(shapes) - i} larger shape(s) not tried"
                 break
             try:
@@ -297,7 +299,7 @@ def sweep_bandwidth(device: LocalDevice, budget_s: float) -> list[dict]:
         share = budget_s / 2
         for i, size in enumerate(sizes):
             left = share - (time.perf_counter() - started)
-            if tried and (left <= 0 or _predicted_s(size, rate) > left):
+            if tried and (left <= 0 or _predicted_s(size * (2 if metric == "copy" else 1), rate, device) > left):
                 row["stopped"] = f"budget: {len(sizes) - i} larger size(s) not tried"
                 break
             try:
