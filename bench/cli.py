@@ -15,6 +15,10 @@ COMMANDS = {
     "models": ("bench.commands.models", "list the model configs and their derived sizes"),
     "verify": ("bench.commands.verify", "check every op and the layer against the float64 reference"),
     "show": ("bench.commands.show", "print the tables of saved results files"),
+    "cost": ("bench.commands.cost", "per-token economics of one configuration or a run; `cost check` for figures"),
+    "compare": ("bench.commands.compare", "two runs or catalog devices side by side at a matched operating point"),
+    "project": ("bench.commands.project", "project a run onto a device you do not have, then cost it"),
+    "report": ("bench.commands.report", "plots and a Markdown/HTML page from results files"),
     "peak": ("bench.commands.peak", "measure this device's matmul and bandwidth ceilings against the spec sheet"),
     "history": ("bench.commands.history", "print one op's pytest-benchmark figures across devices and dates"),
 }

@@ -178,7 +178,7 @@ def nvml_details(index: int) -> dict:
                 out[name] = value.decode() if isinstance(value, bytes) else value
             except pynvml.NVMLError:
                 pass
-    except Exception as exc:  # NVML missing or refused: the run goes on without these fields
+    except Exception as exc:  # noqa: BLE001 - NVML missing or refused: the run goes on without these fields
         out["nvml"] = f"unavailable: {exc}"
     return out
 

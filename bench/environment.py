@@ -14,7 +14,7 @@ def git_commit(repo_dir: str | None = None) -> str | None:
         out = subprocess.run(["git", "-C", repo_dir, "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=5, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", repo_dir, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+                               capture_output=True, text=True, timeout=5, check=False).stdout.strip()
         return out + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -27,7 +27,7 @@ def versions() -> dict:
         if module is None:
             try:
                 module = __import__(name)
-            except Exception:  # optional packages: absent is a fact to record, not an error
+            except Exception:  # noqa: BLE001 - optional packages: absent is a fact to record, not an error
                 out[name] = None
                 continue
         out[name] = getattr(module, "__version__", None)

@@ -2,8 +2,8 @@
 and derive the model's decode step from them."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -12,8 +12,10 @@ from bench.devices import LocalDevice, last_level_cache_bytes
 from bench.models import ModelConfig
 from bench.timing import CacheFlusher, rotation_count, time_cpu, time_cuda, time_cuda_graph
 from bench.verify import check_case
+from costmodel.power import step_board_joules_per_token
 from kernels.dtypes import torch_dtype
 from kernels.layer import layer_case, op_cases
+from kernels.model import model_case
 from kernels.op import OpCase
 
 MAX_ROTATION_SETS = 16
@@ -29,6 +31,7 @@ class RunPlan:
     budget_s: float = 1.0  # timing budget per case, warm-up and verification excluded
     cuda_graph: bool = True
     per_op: bool = True  # time every op, not only the layer and the model-level ops
+    full_model: bool = False  # also time the whole model's step, every layer with its own weights
     ceilings: dict = field(default_factory=dict)  # measured_copy_bw (bytes/s), measured_peak_flops
 
 
@@ -66,22 +69,37 @@ def time_case(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan) ->
     needs_flush = per_set * sets_n < 2 * last_level_cache_bytes(device)
     flusher = CacheFlusher(device.torch_device, last_level_cache_bytes(device)) if needs_flush else None
     fn = case.impls[backend]
-    timer_name = "cpu-perf-counter"
+    timer_name, energy = "cpu-perf-counter", {}
     if device.kind == "cuda":
+        from costmodel.power import EnergyMeter
+
+        meter = EnergyMeter(torch.cuda.current_device())
         timer_name = "cuda-graph" if plan.cuda_graph else "cuda-events"
+        timing = None
         if plan.cuda_graph:
             try:
-                timing = time_cuda_graph(fn, input_sets, plan.budget_s, flusher)
+                timing = time_cuda_graph(fn, input_sets, plan.budget_s, flusher, meter)
             except RuntimeError as exc:
                 if is_oom(exc):
                     raise
                 timer_name = f"cuda-events (graph capture failed: {str(exc).splitlines()[0][:120]})"
-                timing = time_cuda(fn, input_sets, plan.budget_s, flusher)
-        else:
-            timing = time_cuda(fn, input_sets, plan.budget_s, flusher)
+                meter = EnergyMeter(torch.cuda.current_device())
+        if timing is None:
+            timing = time_cuda(fn, input_sets, plan.budget_s, flusher, meter)
+        energy = board_energy(meter.reading, len(timing.samples) * timing.inner, flusher is not None)
     else:
         timing = time_cpu(fn, input_sets, plan.budget_s, flusher)
-    return {**timing.summary(), "timer": timer_name, "rotation_sets": sets_n, "set_bytes": per_set}
+    return {**timing.summary(), "timer": timer_name, "rotation_sets": sets_n, "set_bytes": per_set, **energy}
+
+
+def board_energy(reading, calls: int, flushed: bool) -> dict:
+    """The GPU board's own energy per call over the timed samples (NVML), or why there is none."""
+    if reading.joules is None or calls <= 0:
+        return {"board_joules_per_call": None, "board_energy_note": reading.reason}
+    out = {"board_joules_per_call": reading.joules / calls, "board_watts": reading.watts}
+    if flushed:
+        out["board_energy_note"] = "includes the cache flush run before each sample"
+    return out
 
 
 def measure(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan, batch: int, context: int) -> dict:
@@ -114,7 +132,22 @@ def cases_for(plan: RunPlan, device: LocalDevice, batch: int, context: int) -> l
     ops = op_cases(d, batch, context, dtype, device.torch_device, plan.backends)
     if not plan.per_op:
         ops = [c for c in ops if c.name in ("final_norm", "lm_head")]
-    return ops + [layer_case(d, batch, context, dtype, device.torch_device, plan.backends)]
+    cases = ops + [layer_case(d, batch, context, dtype, device.torch_device, plan.backends)]
+    if plan.full_model:
+        cases.append(model_case(d, plan.model.layers, batch, context, dtype, device.torch_device, plan.backends))
+    return cases
+
+
+def full_model_fits(plan: RunPlan, device: LocalDevice, batch: int, context: int) -> str | None:
+    """Why the whole model cannot be built for --full-model here, or None when it can."""
+    m = plan.model
+    need = m.decode_weight_bytes(plan.dtype) + m.kv_cache_bytes(batch, context, plan.dtype)
+    # the gate's float64 reference holds one more layer (weights and cache) at 8 bytes per element
+    per_layer = (m.layer_params + 2 * batch * context * m.kv_size) * 8
+    have = torch.cuda.mem_get_info()[0] if device.kind == "cuda" else device.memory_bytes // 2
+    if need + per_layer > 0.85 * have:
+        return f"whole model needs {(need + per_layer) / 2**30:.1f} GiB, {have / 2**30:.1f} GiB available"
+    return None
 
 
 def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, context: int, backend: str,
@@ -142,6 +175,10 @@ def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, cont
                 tokens_per_s=tokens_per_s, tokens_per_s_per_user=1.0 / seconds, flops=flops, bytes=nbytes)
     step.update(metrics.derive(flops, nbytes, seconds, plan.dtype, device.spec,
                                plan.ceilings.get("measured_copy_bw"), plan.ceilings.get("measured_peak_flops")))
+    step["board_joules_per_token"] = step_board_joules_per_token(rows, m.layers, batch, context, backend)
+    measured = by_op.get("model", {}).get("seconds_p50")
+    if measured:
+        step.update(measured_step_seconds=measured, derived_over_measured=seconds / measured)
     if step["fits"]:
         step.update(economics(tokens_per_s))
     else:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -113,7 +114,9 @@ def time_cpu(fn: Callable, input_sets: Sequence, budget_s: float, flusher: Cache
     return Timing(samples, warmup, flusher is not None, inner)
 
 
-def time_cuda(fn: Callable, input_sets: Sequence, budget_s: float, flusher: CacheFlusher | None) -> Timing:
+def time_cuda(fn: Callable, input_sets: Sequence, budget_s: float, flusher: CacheFlusher | None,
+              meter=None) -> Timing:
+    """`meter`, a context manager (e.g. an NVML energy meter), is entered around the samples only."""
     sync = torch.cuda.synchronize
     sync()
     t0 = time.perf_counter()
@@ -122,8 +125,15 @@ def time_cuda(fn: Callable, input_sets: Sequence, budget_s: float, flusher: Cach
     warmup = time.perf_counter() - t0
     for inp in input_sets[1:]:
         fn(inp)
-    samples, started, i = [], time.perf_counter(), 0
-    batch = 25  # events are read back in batches to keep host syncs out of the timed region
+    samples, started = [], time.perf_counter()
+    with meter or nullcontext():
+        _sample_events(fn, input_sets, budget_s, flusher, samples, started)
+    return Timing(samples, warmup, flusher is not None, 1)
+
+
+def _sample_events(fn, input_sets, budget_s, flusher, samples, started, batch=25) -> None:
+    """Event-timed samples, read back `batch` at a time so host syncs stay out of the timed region."""
+    sync, i = torch.cuda.synchronize, 0
     while not _enough(samples, started, budget_s):
         events = []
         for _ in range(batch):
@@ -137,10 +147,10 @@ def time_cuda(fn: Callable, input_sets: Sequence, budget_s: float, flusher: Cach
             i += 1
         sync()
         samples.extend(s.elapsed_time(e) / 1e3 for s, e in events)
-    return Timing(samples, warmup, flusher is not None, 1)
 
 
-def time_cuda_graph(fn: Callable, input_sets: Sequence, budget_s: float, flusher: CacheFlusher | None) -> Timing:
+def time_cuda_graph(fn: Callable, input_sets: Sequence, budget_s: float, flusher: CacheFlusher | None,
+                    meter=None) -> Timing:
     """Capture one call per input set into a CUDA graph and time replays, so launch gaps vanish.
 
     The first (eager) call is the warm-up: it compiles and autotunes outside the capture.
@@ -166,16 +176,17 @@ def time_cuda_graph(fn: Callable, input_sets: Sequence, budget_s: float, flusher
             fn(inp)
     calls = len(captured)
     samples, started = [], time.perf_counter()
-    while not _enough(samples, started, budget_s):
-        events = []
-        for _ in range(10):
-            if flusher is not None:
-                flusher()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            graph.replay()
-            end.record()
-            events.append((start, end))
-        sync()
-        samples.extend(s.elapsed_time(e) / 1e3 / calls for s, e in events)
+    with meter or nullcontext():
+        while not _enough(samples, started, budget_s):
+            events = []
+            for _ in range(10):
+                if flusher is not None:
+                    flusher()
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                graph.replay()
+                end.record()
+                events.append((start, end))
+            sync()
+            samples.extend(s.elapsed_time(e) / 1e3 / calls for s, e in events)
     return Timing(samples, warmup, flusher is not None, calls)

@@ -33,6 +33,13 @@ def devices() -> list[str]:
     return list(load_prices()["devices"])
 
 
+def require_tier(tier: str) -> str:
+    data = load_prices()
+    if tier not in data["tiers"]:
+        raise CostInputError(f"unknown price tier {tier!r}; choose one of: {', '.join(data['tiers'])}")
+    return tier
+
+
 def all_in_kw(device: str) -> float | None:
     """All-in kW per device from the catalog, or None for a device the catalog does not price."""
     entry = load_prices()["devices"].get(device)
@@ -42,9 +49,7 @@ def all_in_kw(device: str) -> float | None:
 def catalog_price(device: str, tier: str | None = None) -> CatalogPrice | None:
     """The catalog's $/device-hour for `device` in `tier` (default tier when None); None if unpriced."""
     data = load_prices()
-    tier = tier or data["default_tier"]
-    if tier not in data["tiers"]:
-        raise CostInputError(f"unknown price tier {tier!r}; choose one of: {', '.join(data['tiers'])}")
+    tier = require_tier(tier or data["default_tier"])
     entry = data["devices"].get(device)
     if entry is None:
         return None
@@ -56,3 +61,16 @@ def catalog_price(device: str, tier: str | None = None) -> CatalogPrice | None:
         source=f"{data['source']} ({data['as_of']}), tier {tier}",
         provisional=bool(entry.get("provisional", False)),
     )
+
+
+def require_catalog_price(device: str, tier: str | None = None) -> CatalogPrice:
+    """Like catalog_price, but an unknown device is a CostInputError naming the devices that are priced."""
+    price = catalog_price(device, tier)
+    if price is None:
+        raise CostInputError(f"no catalog price for device {device!r}; priced devices: {', '.join(devices())}")
+    return price
+
+
+def power_source(device: str) -> str:
+    data = load_prices()
+    return f"all-in kW per device, {data['source']} ({data['as_of']})"

@@ -204,9 +204,13 @@ def layer_reference(d: LayerDims, weights, x, residual, k_cache, v_cache, positi
     return (y, r2)
 
 
+def _layer_runner(d: LayerDims, chosen: dict):
+    return lambda inp: layer_forward(d, chosen, **inp)
+
+
 def layer_case(d: LayerDims, batch: int, context: int, dtype: torch.dtype, device, backends=("torch",)) -> OpCase:
     element_bytes = torch.empty((), dtype=dtype).element_size()
-    impls = {spec: (lambda inp, chosen=parse_backend(spec): layer_forward(d, chosen, **inp)) for spec in backends}
+    impls = {spec: _layer_runner(d, parse_backend(spec)) for spec in backends}
     return OpCase(
         name="layer", kind="layer",
         flops=layer_flops(d, batch, context),

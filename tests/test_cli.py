@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(*argv):
     return subprocess.run([sys.executable, "-m", "bench", *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
 
 
 @pytest.mark.parametrize("argv,expect", [

@@ -109,7 +109,7 @@ def test_failure_midway_keeps_rows_and_out_of_memory_skips(tmp_path, monkeypatch
     def flaky(case, backend, device, plan, batch, context):
         calls["n"] += 1
         if calls["n"] == 2:  # one shape runs out of memory: recorded as skipped, the sweep goes on
-            import bench.sweep as sweep
+            from bench import sweep
 
             monkeypatch.setattr(sweep, "check_case", _raise_oom)
             row = real(case, backend, device, plan, batch, context)
@@ -131,3 +131,13 @@ def test_failure_midway_keeps_rows_and_out_of_memory_skips(tmp_path, monkeypatch
 
 def _raise_oom(*_args, **_kwargs):
     raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_full_model_step_is_measured_beside_the_derived_one(tmp_path):
+    assert main(["run", *FAST, "--batch", "2", "--layer-only", "--full-model", "--out", str(tmp_path)]) == 0
+    record, _ = load_only(tmp_path)
+    model_row = next(r for r in record["rows"] if r["op"] == "model")
+    assert model_row["valid"] is True and model_row["rel_error"] < 1e-4
+    step = record["steps"][0]
+    assert step["measured_step_seconds"] == model_row["seconds_p50"]
+    assert step["derived_over_measured"] == pytest.approx(step["step_seconds"] / model_row["seconds_p50"])

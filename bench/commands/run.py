@@ -12,7 +12,7 @@ from bench.errors import UserError
 from bench.measured_peak import use_measured_peak
 from bench.models import MODELS, get_model
 from bench.parsing import choice, positive_float, positive_int_list
-from bench.sweep import RunPlan, cases_for, combos, derive_step, measure
+from bench.sweep import RunPlan, cases_for, combos, derive_step, full_model_fits, measure
 from kernels.backends import parse_backend
 from kernels.dtypes import TORCH_DTYPES
 
@@ -39,6 +39,9 @@ def add_arguments(p):
     p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
                    help="time eager launches with events instead of CUDA-graph replays")
     p.add_argument("--layer-only", action="store_true", help="time only the layer and model-level ops")
+    p.add_argument("--full-model", action="store_true",
+                   help="also time the whole model's step (every layer with its own weights) where it fits, "
+                        "to check the layers x layer derivation")
     p.add_argument("--json", action="store_true", help="print the results record as JSON on stdout")
 
 
@@ -59,7 +62,7 @@ def resolve_plan(args, device) -> RunPlan:
     budget = positive_float(args.budget_s, "--budget-s")
     return RunPlan(model=model, batches=batches, contexts=contexts, dtype=dtype, backends=backends,
                    budget_s=budget, cuda_graph=args.cuda_graph and device.kind == "cuda",
-                   per_op=not args.layer_only)
+                   per_op=not args.layer_only, full_model=args.full_model)
 
 
 def resolve_price(args, device) -> dict:
@@ -119,8 +122,11 @@ def main(args) -> int:
         "run_id": writer.json_path.stem, "device": device.to_dict(), "env": env, "model": model.to_dict(),
         "dtype": plan.dtype,
         "settings": {"batches": plan.batches, "contexts": plan.contexts, "backends": plan.backends,
-                     "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph, "per_op": plan.per_op},
+                     "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph, "per_op": plan.per_op,
+                     "full_model": plan.full_model},
         "price": price, "complete": False, "rows": [], "steps": [],
+        "energy": {"source": "NVML energy counter around each row's timed samples, GPU board only"}
+        if device.kind == "cuda" else {"reason": "no power reading: CPU run (NVML reads NVIDIA GPUs only)"},
     }
     record["measured_peak"] = use_measured_peak(plan, device, args.out, console)  # newest `tokenbench peak` file
     writer.write(record)
@@ -167,6 +173,11 @@ def run_sweep(plan: RunPlan, device, record: dict, writer, economics, console) -
             cases = cases_for(plan, device, batch, context)
             for backend in plan.backends:
                 for case in cases:
+                    if case.name == "model" and (why := full_model_fits(plan, device, batch, context)):
+                        record["rows"].append({"op": "model", "kind": "model", "batch": batch, "context": context,
+                                               "backend": backend, "valid": False, "skipped": why})
+                        progress.advance(task)
+                        continue
                     progress.update(task, description=f"b={batch} ctx={context} {backend} {case.name}")
                     row = measure(case, backend, device, plan, batch, context)
                     record["rows"].append(row)

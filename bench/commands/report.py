@@ -1,0 +1,69 @@
+"""Turn result files into plots and a page: roofline per device, throughput vs interactivity with its Pareto
+frontier, cost per token, each op's efficiency, and side-by-side tables. Writes PNGs, report.md and a
+self-contained report.html (the PNGs embedded).
+
+    tokenbench report results/a.json results/b.json --out reports/ab
+    tokenbench report results/            # every result file in the folder
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bench.errors import UserError
+
+
+def add_arguments(p):
+    p.add_argument("results", nargs="*", metavar="RESULTS",
+                   help="result files of `tokenbench run` (or folders of them); `tokenbench peak` files among them "
+                        "give their device a measured FLOP ceiling")
+    p.add_argument("--out", help="folder for the report (default reports/<date>-<time>)")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="draw runs of different models or dtypes on the same axes (refused by default)")
+    p.add_argument("--compare", nargs=2, action="append", metavar=("A", "B"), default=[],
+                   help="add `tokenbench compare A B`'s table: each a result file among RESULTS or a catalog device "
+                        "key (the other side's run projected onto it); repeatable")
+    p.add_argument("--project-to", metavar="DEVICES",
+                   help="comma list of catalog devices: every run projected there (`tokenbench project`), costed at "
+                        "the catalog's price and power, drawn dashed on the cost plot")
+    p.add_argument("--project-as", metavar="DTYPE",
+                   help="dtype the projections serve in (e.g. a CPU fp32 run as bf16); default the run's own")
+
+
+def main(args) -> int:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UserError("tokenbench report needs matplotlib: pip install 'tokenbench[report]'") from None
+    from bench.report.build import Options, build
+    from bench.report.load import read_runs
+
+    runs, _ = read_runs(args.results)
+    pairs = [(_side(runs, a), _side(runs, b)) for a, b in args.compare]
+    targets = [t.strip() for t in (args.project_to or "").split(",") if t.strip()]
+    if args.project_to is not None and not targets:
+        raise UserError("--project-to is empty; give catalog device keys (see `tokenbench devices`)")
+    for key in targets + [x for pair in pairs for x in pair if isinstance(x, str)]:
+        from bench.devices import lookup
+
+        lookup(key)  # an unknown key fails here, naming the known ones, before anything is drawn
+    out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
+    options = Options(allow_mixed=args.allow_mixed, pairs=pairs, project_to=targets, project_as=args.project_as)
+    try:
+        written = build(runs, out, options)
+    except OSError as exc:
+        raise UserError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
+    for path in written:
+        print(path)
+    print(f"report: {out / 'report.md'} (self-contained: {out / 'report.html'})")
+    return 0
+
+
+def _side(runs, arg: str):
+    """A --compare side: a run given among RESULTS (by path or file name), else a catalog device key."""
+    for run in runs:
+        if arg in (str(run.path), run.path.name) or Path(arg).resolve() == run.path.resolve():
+            return run
+    if arg.endswith(".json") or Path(arg).exists():
+        raise UserError(f"--compare: {arg} is not among the result files given; add it to RESULTS")
+    return arg

@@ -1,0 +1,8 @@
+"""`tokenbench report`: result files turned into plots and a page that links them.
+
+load.py   reads and checks the inputs, groups steps into curves, finds each run's ceilings
+fmt.py    every figure printed on the page, formatted in one place
+plots.py  one function per figure (matplotlib's Agg canvas; pyplot is never used)
+page.py   the Markdown page and the self-contained HTML page, from one list of blocks
+build.py  puts them together: the figures and tables for a set of runs
+"""

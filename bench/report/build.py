@@ -1,0 +1,267 @@
+"""A report for a set of runs: the figures, the tables with the figures they plot, the page in two forms."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.report import fmt, page, plots
+from bench.report.load import Ceilings, Curve, Run, ceilings, check_mixing, curves
+import re
+
+MEASURED_OPS = "Measured: each op's and the layer's median (p50) time, after a check against a float64 reference."
+DERIVED_STEP = "Derived: the decode step = layers x layer + final_norm + lm_head; tokens/s per device = batch / " \
+               "step time, per user = 1 / step time."
+DERIVED_COST = "Derived: $/M tokens = $ per device-hour / (tokens/s x 3600 / 1e6) and tokens/s per MW = tokens/s " \
+               "x 1000 / all-in kW, from the derived tokens/s and the price and power recorded in each run."
+NOT_PROJECTED = "Projected: nothing in this figure."
+CPU_NOTE = "Measured on a CPU, not an accelerator: CPU figures."
+
+
+@dataclass
+class Options:
+    allow_mixed: bool = False
+    pairs: list = field(default_factory=list)  # [(a, b)]: each a Run or a catalog device key
+    project_to: list = field(default_factory=list)  # catalog device keys: runs projected there, drawn dashed
+    project_as: str | None = None  # dtype the projections serve in (default: the run's)
+
+
+def _unique(values) -> list:
+    return list(dict.fromkeys(values))
+
+
+def describe(runs: list[Run], *status: str) -> str:
+    """A caption's fixed part: device, model, dtype, date, and what is measured, derived or projected."""
+    devices = _unique(f"{r.device_name} ({r.device.get('kind', '?')})" for r in runs)
+    text = (f"Device: {', '.join(devices)}. Model: {', '.join(_unique(r.model for r in runs))}. "
+            f"Dtype: {', '.join(_unique(r.dtype for r in runs))}. Date: {', '.join(_unique(r.date for r in runs))}. "
+            + " ".join(status))
+    if any(r.is_cpu for r in runs):
+        text += " " + CPU_NOTE
+    return text
+
+
+class Report:
+    """Collects blocks and written files while the figures are drawn."""
+
+    def __init__(self, runs: list[Run], out: Path, options: Options):
+        self.runs, self.out, self.options = runs, out, options
+        self.mixed = check_mixing(runs, options.allow_mixed)
+        self.curves = curves(runs, self.mixed)
+        self.blocks: list = []
+        self.files: list[Path] = []
+        self._names: set[str] = set()
+
+    def name(self, stem: str) -> str:
+        """A file name in the report folder not used yet by this report."""
+        base = re.sub(r"[^a-z0-9.]+", "-", stem.lower())[:80].strip("-.") or "figure"
+        name, i = f"{base}.png", 1
+        while name in self._names:
+            i += 1
+            name = f"{base}-{i}.png"
+        self._names.add(name)
+        return name
+
+    def figure(self, name: str, alt: str, draw) -> None:
+        caption = draw(self.out / name)
+        self.files.append(self.out / name)
+        self.blocks.append(page.Image(name, alt, caption))
+
+    # --- sections ---
+
+    def inputs(self) -> None:
+        b = self.blocks
+        b.append(page.Heading("tokenbench report", 1))
+        from bench import __version__
+
+        b.append(page.Para(f"Made by tokenbench {__version__} from {len(self.runs)} result file(s). Every "
+                           f"figure below is read from these files; measured, derived and projected figures are "
+                           f"labelled as such."))
+        rows = []
+        for r in self.runs:
+            rec = r.record
+            price = rec.get("price") or {}
+            status = "complete" if rec.get("complete", True) else "incomplete: " + (
+                rec.get("interrupted") or rec.get("failed") or "run did not finish")
+            rows.append([r.path.name, r.label, r.device_name, r.device.get("kind", "?"), r.model, r.dtype,
+                         rec.get("created", "-"), ", ".join(_unique(s["backend"] for s in rec["steps"])) or "-",
+                         fmt.num(rec.get("measured_copy_gbps")), fmt.num(price.get("price_per_hour")),
+                         fmt.num(price.get("power_kw")), status])
+        b.append(page.Table(["file", "label", "device", "kind", "model", "dtype", "created", "backends",
+                             "measured copy GB/s", "$/device-hour", "all-in kW", "status"], rows,
+                            align_left={0, 1, 2, 3, 4, 5, 6, 7, 11}))
+        notes = []
+        if self.mixed:
+            notes.append("Mixed models or dtypes (--allow-mixed): curves on one plot are not like for like.")
+        for r in self.runs:
+            if r.is_cpu:
+                notes.append(f"{r.label}: {CPU_NOTE}")
+            hint = (r.record.get("price") or {}).get("hint")
+            if hint:
+                notes.append(f"{r.label}: {hint} (at run time).")
+            bad = [x for x in r.record["rows"] if not (x.get("valid") and x.get("seconds_p50"))]
+            for x in bad:
+                notes.append(f"{r.label}: {x['op']} batch {x['batch']} context {x['context']} {x['backend']} not "
+                             f"timed ({x.get('skipped') or x.get('check') or 'no timing'}).")
+            for s in r.record["steps"]:
+                if not s.get("valid"):
+                    notes.append(f"{r.label}: decode step batch {s['batch']} context {s['context']} not derived "
+                                 f"({s.get('reason', 'invalid')}).")
+        if notes:
+            b.append(page.Heading("Notes", 2))
+            b.append(page.Bullets(notes))
+
+    def throughput(self) -> None:
+        b = self.blocks
+        b.append(page.Heading("Throughput vs interactivity", 2))
+        if not self.curves:
+            b.append(page.Para("No run has a valid decode step: nothing to draw."))
+            return
+        runs = _unique(c.run for c in self.curves)
+        caption = describe(runs, "Tokens/s per device against tokens/s per user across the batch sweep (b = batch), "
+                                 "one curve per run, backend and context; the Pareto frontier is marked.",
+                           MEASURED_OPS, DERIVED_STEP, NOT_PROJECTED)
+        self.figure(self.name("throughput-interactivity"), "throughput vs interactivity",
+                    lambda p: plots.throughput_interactivity(self.curves, p, "Throughput vs interactivity", caption))
+        front = set(plots.pareto([(s["tokens_per_s_per_user"], s["tokens_per_s"]) for c in self.curves
+                                  for s in c.steps if s.get("fits", True) is not False]))
+        rows = [[c.label, c.backend, str(s["batch"]), str(s["context"]), fmt.scaled(s["step_seconds"], 1e3),
+                 fmt.num(s["tokens_per_s"]), fmt.num(s["tokens_per_s_per_user"]), fmt.num(s.get("fits")),
+                 "yes" if (s["tokens_per_s_per_user"], s["tokens_per_s"]) in front else ""]
+                for c in self.curves for s in c.steps]
+        b.append(page.Table(["curve", "backend", "batch", "context", "step ms (derived)", "tokens/s per device",
+                             "tokens/s per user", "fits in memory", "on frontier"], rows,
+                            caption="The plotted points (derived decode steps).", align_left={0, 1}))
+
+    def cost(self) -> None:
+        b = self.blocks
+        b.append(page.Heading("Cost per token", 2))
+        priced = [c for c in self.curves if any(s.get("cost_per_mtok") or s.get("tokens_per_s_per_mw")
+                                                 for s in c.steps)]
+        unpriced = _unique(c.run.label for c in self.curves if c not in priced)
+        projected, projection_notes = [], []
+        if self.options.project_to:
+            from bench.report import generation
+
+            projected, projection_notes = generation.projections(self.runs, self.options.project_to,
+                                                                 self.options.project_as)
+        if not priced and not projected:
+            b.append(page.Para("No run carries a price or a power figure (give `--price-per-hour` and "
+                               "`--power-kw` to `tokenbench run`): no cost curve."))
+            return
+        status = [DERIVED_COST]
+        if projected:
+            as_dtype = f" as {self.options.project_as}" if self.options.project_as else ""
+            status.append(f"Projected (dashed, square markers): the runs carried onto "
+                          f"{', '.join(self.options.project_to)}{as_dtype} by `tokenbench project` and costed at the "
+                          f"catalog's price and all-in power; a PROJECTION, not a measurement: each op is assumed to "
+                          f"reach there the fraction of its roofline bound it reached where measured (assumptions "
+                          f"and notes on the report page).")
+        else:
+            status.append(NOT_PROJECTED)
+        if unpriced:
+            status.append(f"Not drawn (no price or power recorded): {', '.join(unpriced)}.")
+        runs = _unique([c.run for c in priced] + [c.run for c in projected])
+        caption = describe(runs, "$/M tokens and tokens/s per MW against tokens/s per user, one curve per run, "
+                                 "backend and context.", *status)
+        self.figure(self.name("cost"), "cost curves",
+                    lambda p: plots.cost_curves(priced, projected, p, "Cost per token and per megawatt", caption))
+        rows = [[c.label + (" (projected)" if c in projected else ""), c.backend, str(s["batch"]), str(s["context"]),
+                 fmt.num(s["tokens_per_s_per_user"]), fmt.num(s.get("cost_per_mtok")),
+                 fmt.num(s.get("tokens_per_s_per_mw"))] for c in priced + projected for s in c.steps]
+        if projection_notes:
+            b.append(page.Para("Projections (as `tokenbench project` states them):"))
+            b.append(page.Bullets(projection_notes))
+        b.append(page.Table(["curve", "backend", "batch", "context", "tokens/s per user", "$/M tokens",
+                             "tokens/s per MW"], rows, caption="The plotted points.", align_left={0, 1}))
+
+    def rooflines(self) -> None:
+        b = self.blocks
+        groups: dict[tuple, list[Run]] = {}
+        for r in self.runs:
+            groups.setdefault((r.device_id, r.dtype), []).append(r)
+        for (device_id, dtype), runs in groups.items():
+            b.append(page.Heading(f"Roofline: {runs[0].device_name}, {dtype}", 2))
+            per_run = {r.label: ceilings(r) for r in runs}
+            shown = _collapse(per_run)
+            notes = _unique(n for c in per_run.values() for n in c.notes)
+            peak_sources = _unique(r.measured_peak[1] for r in runs if r.measured_peak)
+            status = [MEASURED_OPS, DERIVED_STEP.split(";")[0] + " (black stars).", NOT_PROJECTED,
+                      "Ceilings: spec sheet solid, measured on the device dashed."]
+            if notes:
+                text = "; ".join(notes)
+                status.append(text[:1].upper() + text[1:] + ".")
+            if peak_sources:
+                status.append("Measured FLOP ceiling: " + "; ".join(peak_sources) + ".")
+            caption = describe(runs, "Each op (colour) and the whole decode step placed by arithmetic intensity "
+                                     "and achieved TFLOP/s, under the roofline ceilings.", *status)
+            self.figure(self.name(f"roofline-{device_id}-{dtype}"), f"roofline {device_id} {dtype}",
+                        lambda p, runs=runs, shown=shown, caption=caption: plots.roofline(
+                            runs, shown, p, f"Roofline: {runs[0].device_name}, {dtype}", caption))
+            rows = [[label, fmt.num(c.spec_tflops), fmt.num(c.spec_gbps), fmt.num(c.measured_tflops),
+                     fmt.num(c.measured_gbps)] for label, c in per_run.items()]
+            b.append(page.Table(["run", "spec TFLOP/s", "spec GB/s", "measured TFLOP/s", "measured copy GB/s"],
+                                rows, caption="Ceilings ('-': unknown).", align_left={0}))
+
+    def efficiency(self) -> None:
+        b = self.blocks
+        for r in self.runs:
+            rows = r.valid_rows()
+            if not rows:
+                continue
+            key, ylabel, meaning = plots.efficiency_basis(r)
+            points, cut = plots.efficiency_points(r)
+            b.append(page.Heading(f"Efficiency: {r.label}", 2))
+            status = [MEASURED_OPS, meaning, NOT_PROJECTED]
+            over = sorted({x["op"] for x in rows if (x.get(key) or 0) > 1}, key=plots._op_rank)
+            if over:
+                status.append(f"Above 100% ({', '.join(over)}): faster than the bound allows, so that ceiling is not "
+                              f"a true one there (a read-mostly op can outrun a copy, which reads and writes; or the "
+                              f"data stayed in cache).")
+            if cut:
+                status.append(f"{len(points)} of the run's (batch, context) points shown; the table has them all.")
+            caption = describe([r], "Each op's % of its roofline bound, per backend.", *status)
+            self.figure(self.name(f"efficiency-{r.path.stem}"), f"efficiency {r.label}",
+                        lambda p, r=r, caption=caption: plots.efficiency_bars(r, p, f"Efficiency: {r.label}",
+                                                                              caption))
+            rows = sorted(rows, key=lambda x: (x["context"], x["batch"], x["backend"], plots._op_rank(x["op"])))
+            table = [[x["op"], str(x["batch"]), str(x["context"]), x["backend"], fmt.scaled(x["seconds_p50"], 1e6),
+                      fmt.num(x.get("tflops")), fmt.num(x.get("gbps")), fmt.num(x.get("intensity")),
+                      fmt.pct(x.get(key))] for x in rows]
+            b.append(page.Table(["op", "batch", "context", "backend", "p50 us", "TFLOP/s", "GB/s", "FLOP/byte",
+                                 ylabel], table, caption="Measured op timings and the figures derived from them.",
+                                align_left={0, 3}))
+
+    def generation(self) -> None:
+        if not self.options.pairs:
+            return
+        from bench.report import generation
+
+        b = self.blocks
+        b.append(page.Heading("Generation comparison", 2))
+        for a, c in self.options.pairs:
+            b.extend(generation.blocks(a, c))
+
+
+def _collapse(per_run: dict[str, Ceilings]) -> dict[str, Ceilings]:
+    """One set of ceiling lines when the runs agree, else one per run."""
+    distinct = _unique((c.spec_tflops, c.spec_gbps, c.measured_tflops, c.measured_gbps) for c in per_run.values())
+    if len(distinct) == 1:
+        return {"": next(iter(per_run.values()))}
+    return per_run
+
+
+def build(runs: list[Run], out: Path, options: Options | None = None) -> list[Path]:
+    """Write the PNGs, report.md and report.html into `out`; the paths written, page files last."""
+    options = options or Options()
+    rep = Report(runs, out, options)  # refuses mixed models or dtypes before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    rep.inputs()
+    rep.throughput()
+    rep.cost()
+    rep.rooflines()
+    rep.efficiency()
+    rep.generation()
+    md, htm = out / "report.md", out / "report.html"
+    md.write_text(page.markdown(rep.blocks))
+    htm.write_text(page.html_page(rep.blocks, out, "tokenbench report"))
+    return rep.files + [md, htm]

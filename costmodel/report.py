@@ -1,0 +1,70 @@
+"""Plain-text reports of Economics and check results: every figure with its unit, every input with its source."""
+from __future__ import annotations
+
+from costmodel.check import FIGURES, CheckResult
+from costmodel.economics import Economics
+from costmodel.fmt import money, si, sig, table
+
+
+def economics_table(e: Economics, dtype: str | None = None) -> str:
+    """Inputs (with sources) then outputs; a missing input shows '-' and the note says why."""
+    tag = f" {dtype}" if dtype else ""
+    inputs = [
+        ["price", f"{money(e.price_per_hour)}/device-hour" if e.price_per_hour else "-", e.price_source or ""],
+        ["power (all-in)", f"{sig(e.power_kw)} kW/device" if e.power_kw else "-", e.power_source or ""],
+        ["tokens/s", f"{sig(e.tokens_per_s)} per device", "output (decode) tokens"],
+    ]
+    if e.input_tokens_per_s is not None:
+        inputs.append(["input tokens/s", sig(e.input_tokens_per_s), "counted separately"])
+    inputs.append(["utilisation", f"{e.utilisation:.0%}", "share of hours that serve tokens"])
+    if e.spec_tflops:
+        inputs.append([f"spec peak{tag}", f"{sig(e.spec_tflops)} TFLOP/s", "spec sheet, dense"])
+    if e.measured_tflops:
+        inputs.append([f"measured peak{tag}", f"{sig(e.measured_tflops)} TFLOP/s", "tokenbench peak"])
+
+    outputs = [["$/M tokens", money(e.cost_per_mtok)]]
+    if e.cost_per_mtok_output is not None:
+        outputs.append(["$/M output tokens", money(e.cost_per_mtok_output)])
+    outputs += [
+        [f"effective $/M tokens (at {e.utilisation:.0%} utilisation)", money(e.effective_cost_per_mtok)],
+        ["tokens per $", sig(e.tokens_per_dollar)],
+        ["tokens/s per MW (all-in)", si(e.tokens_per_s_per_mw)],
+        ["J/token (all-in)", sig(e.joules_per_token)],
+        ["kWh per M tokens (all-in)", sig(e.kwh_per_mtok)],
+        ["J/token (GPU board, measured by NVML)",
+         sig(e.board_joules_per_token) if e.board_joules_per_token else "- (no power reading)"],
+        [f"spec FLOPS per $ (TFLOP/s{tag} per $/h)", sig(e.spec_flops_per_dollar)],
+        [f"measured FLOPS per $ (TFLOP/s{tag} per $/h)", sig(e.measured_flops_per_dollar)],
+    ]
+    if e.board_kwh_per_mtok is not None:
+        outputs.insert(-2, ["kWh per M tokens (GPU board, measured)", sig(e.board_kwh_per_mtok)])
+    text = table(["input", "value", "source"], inputs, align_left=3) + "\n\n" + table(["figure", "value"], outputs)
+    if e.board_power_source and e.board_joules_per_token is not None:
+        text += f"\nboard power: {e.board_power_source}"
+    if e.notes:
+        text += "\n" + "\n".join(f"note: {n}" for n in e.notes)
+    return text
+
+
+_UNITS = {
+    "price_per_hour": lambda v: f"{money(v)}/h",
+    "tokens_per_s": lambda v: sig(v),
+    "cost_per_mtok": lambda v: f"{money(v)}/M",
+    "power_kw": lambda v: f"{sig(v)} kW",
+    "tokens_per_s_per_mw": si,
+    "tokens_per_dollar": sig,
+    "joules_per_token": sig,
+    "kwh_per_mtok": sig,
+}
+_LABELS = {**FIGURES, "tokens_per_dollar": "tokens per $", "joules_per_token": "J/token (all-in)",
+           "kwh_per_mtok": "kWh per M tokens (all-in)"}
+
+
+def check_report(r: CheckResult) -> str:
+    rows = [[_LABELS[k], f.text, "given"] for k, f in r.given.items()]
+    rows += [[_LABELS[k], _UNITS[k](v), f"derived from {r.derived_from.get(k, '?')}"] for k, v in r.derived.items()]
+    text = table(["figure", "value", "how"], rows)
+    if r.ok:
+        return text + "\n\nconsistent: no two given figures contradict each other beyond rounding"
+    lines = [f"CONTRADICTION: {c.message}" for c in r.contradictions]
+    return text + "\n\n" + "\n".join(lines)

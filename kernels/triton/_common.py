@@ -1,0 +1,122 @@
+"""Helpers every Triton launcher shares: interpreter detection, device facts, argument checks.
+
+Nothing here runs at import time except the interpreter shim below, which only acts when
+TRITON_INTERPRET=1 (a CPU run) and touches no device.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+# Stand-in SM count under the interpreter: programs run one after another on the CPU, so any small
+# number keeps the split heuristics cheap there; tests pass split counts explicitly to cover splitting.
+INTERPRETER_SMS = 4
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels under its CPU interpreter (read when asked, never cached)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of `device` (queried once per device, on first use)."""
+    if interpreting() or device.type != "cuda":
+        return INTERPRETER_SMS
+    return _cuda_sm_count(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_capability(index: int) -> tuple:
+    return torch.cuda.get_device_capability(index)
+
+
+def capability(device: torch.device) -> tuple:
+    """(major, minor) compute capability, e.g. (9, 0) Hopper; queried lazily and cached."""
+    return _cuda_capability(device.index if device.index is not None else torch.cuda.current_device())
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def check_tensors(op: str, dtype_from: torch.Tensor, **tensors) -> None:
+    """Same device for all, on CUDA unless interpreting, float dtype shared with `dtype_from`."""
+    if dtype_from.dtype not in DTYPES:
+        raise ValueError(f"{op}: dtype {dtype_from.dtype} not supported; use one of {DTYPES}")
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.device != dtype_from.device:
+            raise ValueError(f"{op}: {name} is on {t.device}, expected {dtype_from.device}")
+    if not interpreting() and dtype_from.device.type != "cuda":
+        raise ValueError(
+            f"{op}: Triton kernels need CUDA tensors (got {dtype_from.device}); on a CPU set "
+            "TRITON_INTERPRET=1 before importing kernels.triton")
+
+
+def check_shape(op: str, name: str, t: torch.Tensor, shape: tuple) -> None:
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{op}: {name} has shape {tuple(t.shape)}, expected {tuple(shape)}")
+
+
+def check_same_dtype(op: str, ref: torch.Tensor, **tensors) -> None:
+    for name, t in tensors.items():
+        if t is not None and t.dtype != ref.dtype:
+            raise ValueError(f"{op}: {name} is {t.dtype}, expected {ref.dtype} like the other operands")
+
+
+def check_out(op: str, out, shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Validate a caller-given output buffer, or allocate one."""
+    if out is None:
+        return torch.empty(shape, dtype=dtype, device=device)
+    check_shape(op, "out", out, shape)
+    if out.dtype != dtype or out.device != device:
+        raise ValueError(f"{op}: out is {out.dtype} on {out.device}, expected {dtype} on {device}")
+    if out.stride(-1) != 1:
+        raise ValueError(f"{op}: out must have unit stride in its last dimension")
+    return out
+
+
+def unit_last_stride(t: torch.Tensor) -> torch.Tensor:
+    """Kernels index the last dimension densely; views from the fused qkv output already are."""
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _patch_interpreter_for_numpy_2_4() -> None:
+    """Triton 3.6's interpreter turns a scalar into Python int with int(array of shape (1,)), which
+    numpy >= 2.4 rejects, so any loop with a runtime bound fails (triton-lang/triton#9171, fixed
+    after 3.6). Wrap its tensor patch to convert through .item(); a no-op where the bug is absent."""
+    import numpy as np
+
+    if tuple(int(p) for p in np.__version__.split(".")[:2]) < (2, 4):
+        return
+    from triton.runtime import interpreter
+
+    original = getattr(interpreter, "_patch_lang_tensor", None)
+    if original is None or getattr(original, "_tokenbench_fixed", False):
+        return
+
+    def patched(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    patched._tokenbench_fixed = True
+    interpreter._patch_lang_tensor = patched
+
+
+if interpreting():
+    _patch_interpreter_for_numpy_2_4()

@@ -1,0 +1,31 @@
+"""Checks shared by the Triton kernel tests (imported after each module has set TRITON_INTERPRET)."""
+from __future__ import annotations
+
+import torch
+
+from kernels.dtypes import TOLERANCE
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DTYPE_NAME = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+# the interpreter's tl.dot on bf16 multiplies raw bits: bf16 runs only on a GPU (gpu-marked tests)
+INTERPRETER_DTYPES = (torch.float16, torch.float32)
+
+
+def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out, ref = out.double(), ref.double()
+    return ((out - ref).norm() / ref.norm()).item()
+
+
+def assert_close(out: torch.Tensor, ref: torch.Tensor, dtype: torch.dtype, what: str = "") -> None:
+    """||out - ref|| / ||ref|| within the dtype's tolerance; any NaN/inf fails (NaN poison included)."""
+    assert out.shape == ref.shape, f"{what}: shape {tuple(out.shape)} != {tuple(ref.shape)}"
+    bad = (~torch.isfinite(out)).sum().item()
+    assert bad == 0, f"{what}: {bad} non-finite elements (unwritten output or overflow)"
+    err = rel_error(out, ref)
+    tol = TOLERANCE[DTYPE_NAME[dtype]]
+    assert err <= tol, f"{what}: relative error {err:.3g} > {tol:g} ({DTYPE_NAME[dtype]})"
+
+
+def nan_like(shape, dtype) -> torch.Tensor:
+    """An output buffer full of NaN: any element a kernel fails to write fails assert_close."""
+    return torch.full(shape, float("nan"), dtype=dtype, device=DEVICE)
