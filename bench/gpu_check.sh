@@ -12,8 +12,8 @@
 #   run-triton   the same with backend triton
 #   benchmarks   the pytest-benchmark suites (CUDA-event timer), saved as pytest-benchmark JSON
 # and packs everything into OUT_DIR as a few files: summary.txt (step -> exit code, seconds), logs.txt (every
-# step's output), results.tar.gz (results/ files of the runs and peak, results/benchmarks/<device>/... and
-# the benchmark JSON). Timeouts add up to 450 s (7.5 minutes) if every step hits its own; the budgets
+# step's output), results.tar.gz (results/ files of the runs and peak, and the pytest-benchmark JSON under
+# results/benchmarks/<device>/<machine>/, the layout `tokenbench history` and --tokenbench-baseline read). Timeouts add up to 450 s (7.5 minutes) if every step hits its own; the budgets
 # passed to each step keep an H200 well inside them. Exit code: 0 when every step passed, 1 otherwise.
 #
 # Environment overrides: PYTHON (default python3), PEAK_BUDGET_S, RUN_BUDGET_S, BENCH_BUDGET_S, BENCH_MODELS.
@@ -86,7 +86,7 @@ BASE=$(ls -1 "$ROOT"/results/benchmarks/"$DEVICE_SLUG"/*/[0-9][0-9][0-9][0-9]_*.
 MODELS=()
 [ -n "$BENCH_MODELS" ] && MODELS=("--tokenbench-models" "$BENCH_MODELS")
 step benchmarks 90 "$PY" -m pytest bench/benchmarks -q -p no:cacheprovider \
-  "--benchmark-storage=file://$STORAGE" --benchmark-autosave "--benchmark-json=$WORK/results/benchmarks-$DEVICE_SLUG.json" \
+  "--benchmark-storage=file://$STORAGE" --benchmark-autosave \
   --tokenbench-budget-s "$BENCH_BUDGET_S" ${MODELS[@]+"${MODELS[@]}"} ${COMPARE[@]+"${COMPARE[@]}"}
 
 TOTAL=$(( $(date +%s) - STARTED ))

@@ -84,30 +84,35 @@ def ceiling(record: dict, metric: str, dtype: str | None = None) -> dict | None:
     return None
 
 
-def use_measured_peak(plan, device, folder, console=None) -> dict | None:
+def use_measured_peak(plan, device, folder, record: dict, console=None) -> dict | None:
     """Set the run's measured matmul ceiling from the newest peak file of this device in `folder`.
 
-    Returns what the run record stores as "measured_peak" (the file and the figures used), or None.
+    Sets record["measured_peak"] (the file and the figures used, or None) and, when the file has a matmul row
+    for the run's dtype, record["measured_peak_tflops"] = {dtype: TFLOP/s} (what `compare` and `report` read)
+    and plan.ceilings["measured_peak_flops"] (what fills each row's efficiency_measured).
     A run's dtype maps to the peak row it is read against as for the spec sheet (fp32 -> fp32, not tf32).
     """
     found = latest_peak(folder, device.name)
+    record["measured_peak"] = None
     if found is None:
         if console is not None:
             console.print(f"[dim]no peak file for {device.name} in {folder}: run `tokenbench peak` first for "
                           f"efficiency against the measured ceiling[/]")
         return None
-    path, record = found
+    path, peak = found
     peak_dtype = metrics.PEAK_DTYPE.get(plan.dtype, plan.dtype)
-    matmul = ceiling(record, "matmul", peak_dtype)
+    matmul = ceiling(peak, "matmul", peak_dtype)
     used = {
-        "file": str(path), "run_id": record.get("run_id"), "created": record.get("created"), "dtype": peak_dtype,
+        "file": str(path), "run_id": peak.get("run_id"), "created": peak.get("created"), "dtype": peak_dtype,
         "tflops": None if matmul is None else matmul["measured"],
         "best_shape": None if matmul is None else matmul.get("best_shape"),
-        "copy_gbps": (ceiling(record, "copy") or {}).get("measured"),
-        "read_gbps": (ceiling(record, "read") or {}).get("measured"),
+        "copy_gbps": (ceiling(peak, "copy") or {}).get("measured"),
+        "read_gbps": (ceiling(peak, "read") or {}).get("measured"),
     }
+    record["measured_peak"] = used
     if matmul is not None:
         plan.ceilings["measured_peak_flops"] = matmul["measured"] * 1e12
+        record["measured_peak_tflops"] = {plan.dtype: matmul["measured"]}
     if console is not None:
         figure = "no measured matmul row" if matmul is None else f"{matmul['measured']:.4g} TFLOP/s {peak_dtype}"
         console.print(f"measured ceiling from {path.name}: {figure}")

@@ -157,6 +157,7 @@ def test_run_reads_the_newest_peak_of_the_same_device(cpu_peak, tmp_path):
     fp32 = next(r for r in record["rows"] if r["metric"] == "matmul" and r["dtype"] == "fp32")
     used = run["measured_peak"]
     assert used["file"] == str(out / path.name) and used["dtype"] == "fp32"
+    assert run["measured_peak_tflops"] == {"fp32": pytest.approx(fp32["measured"])}
     assert used["tflops"] == pytest.approx(fp32["measured"]) and used["best_shape"] == fp32["best_shape"]
     for row in run["rows"]:
         assert row["efficiency_measured"] is not None
@@ -164,6 +165,25 @@ def test_run_reads_the_newest_peak_of_the_same_device(cpu_peak, tmp_path):
     gemm = next(r for r in run["rows"] if r["op"] == "lm_head")
     expect = max(gemm["flops"] / (fp32["measured"] * 1e12), gemm["bytes"] / (run["measured_copy_gbps"] * 1e9))
     assert gemm["roofline_seconds_measured"] == pytest.approx(expect)
+
+
+def test_compare_and_report_read_the_measured_ceiling(cpu_peak, tmp_path, capsys):
+    out, record, path = cpu_peak
+    assert record["measured_peak_tflops"].keys() == {"fp32", "bf16"}
+    assert record["measured_copy_gbps"] > 0 and record["measured_read_gbps"] > 0
+    (tmp_path / path.name).write_text(path.read_text())
+    assert main(["run", *RUN_FAST, "--layer-only", "--out", str(tmp_path)]) == 0
+    run_path = next(p for p in tmp_path.glob("*tiny*.json"))
+    capsys.readouterr()
+    assert main(["compare", str(run_path), str(run_path), "--json"]) == 0
+    compared = json.loads(capsys.readouterr().out)
+    assert f'"measured_tflops": {record["measured_peak_tflops"]["fp32"]}' in json.dumps(compared)
+
+    from bench.report.load import read_runs
+
+    runs, peaks = read_runs([str(tmp_path)])  # a folder holding the run and the peak file
+    assert [p.name for p, _ in peaks] == [path.name]
+    assert runs[0].measured_peak[0] == pytest.approx(record["measured_peak_tflops"]["fp32"])
 
 
 def test_run_without_a_peak_file_leaves_measured_efficiency_empty_for_compute(tmp_path):

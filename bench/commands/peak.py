@@ -62,12 +62,17 @@ def main(args) -> int:
         "created": env["created"], "run_id": writer.json_path.stem, "device": device.to_dict(), "env": env,
         "settings": {"dtypes": dtypes, "budget_s": budget, "bandwidth": args.bandwidth},
         "complete": False, "rows": [],
+        "measured_peak_tflops": {},  # dtype -> the matmul ceiling, the summary `report` and `compare` read
     }
     writer.write(record)
 
     def on_row(row):
         row["best_shape_label"] = shape_label(row.get("best_shape"))
         record["rows"].append(row)
+        if row["metric"] == "matmul" and row.get("measured"):
+            record["measured_peak_tflops"][row["dtype"]] = row["measured"]
+        elif row["metric"] in ("copy", "read") and row.get("measured"):
+            record[f"measured_{row['metric']}_gbps"] = row["measured"]
         writer.write(record)
         what = f"{row['metric']} {row['dtype']}"
         if row.get("measured") is not None:

@@ -128,7 +128,7 @@ def main(args) -> int:
         "energy": {"source": "NVML energy counter around each row's timed samples, GPU board only"}
         if device.kind == "cuda" else {"reason": "no power reading: CPU run (NVML reads NVIDIA GPUs only)"},
     }
-    record["measured_peak"] = use_measured_peak(plan, device, args.out, console)  # newest `tokenbench peak` file
+    use_measured_peak(plan, device, args.out, record, console)  # the newest `tokenbench peak` file of this device
     writer.write(record)
     started = time.perf_counter()
     status = 0

@@ -1,4 +1,6 @@
-"""pytest-benchmark suites: the ops of a decode step and the whole step, at a curated set of shapes per model.
+"""pytest-benchmark suites (bench/benchmarks/): the ops of a decode step and the whole step, at a curated set of
+shapes per model. This conftest sits in bench/ so that `pytest bench/ --benchmark-...` loads it before
+pytest-benchmark reads its options, as `pytest bench/benchmarks` and a plain `pytest` do.
 
     pytest bench/benchmarks                                # time, print pytest-benchmark's table
     pytest bench/benchmarks --benchmark-autosave           # ... and store results/benchmarks/<device>/...
@@ -29,10 +31,10 @@ import pytest
 
 from bench.benchmarks import harness
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STORAGE = "file://./.benchmarks"  # pytest-benchmark's own default
 SCHEMA = 1  # of the "tokenbench" section this suite adds to pytest-benchmark's JSON
-HERE = Path(__file__).resolve().parent
+SUITE = Path(__file__).resolve().parent / "benchmarks"
 _STARTED = {}
 
 
@@ -105,7 +107,7 @@ def pytest_sessionstart(session):
 
 
 def _in_suite(item) -> bool:
-    return HERE in Path(str(item.path)).resolve().parents
+    return SUITE in Path(str(item.path)).resolve().parents
 
 
 def pytest_collection_modifyitems(config, items):
