@@ -12,6 +12,7 @@ How a benchmark times (never anything pytest-benchmark did not time itself):
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -184,66 +185,41 @@ def economics(device: LocalDevice, tokens_per_s: float) -> dict:
 
 
 class DecodeStep:
-    """One decode step of `model` as a single call: every layer, then final_norm and lm_head.
+    """One decode step of `model` as a single call and an OpCase: every layer, then final_norm and lm_head
+    (kernels.model's forward and float64 reference).
 
-    A real step reads distinct weights and KV cache per layer. Holding all of them (16 GB for an 8B model)
+    A real step reads distinct weights and KV cache per layer. Holding all of them (140 GB for a 70B model)
     is not needed to measure that: `layer_sets` distinct layers whose total exceeds twice the last-level
-    cache are cycled through, so each layer's reads come from memory just as they would with all layers.
+    cache are cycled through (layer i uses set i mod layer_sets), so every layer's reads come from memory
+    as they would with all layers. The reference runs the same sequence in float64, so the gate
+    (bench.verify.check_case) checks the whole step; its tolerance grows with sqrt(layers) as
+    kernels.model's does for the full model.
     """
 
     def __init__(self, model, batch: int, context: int, dtype: str, device: LocalDevice, backend: str):
-        from kernels.backends import parse_backend
         from kernels.dtypes import torch_dtype
-        from kernels.layer import layer_flops, layer_min_bytes, model_op_shapes
+        from kernels.layer import layer_min_bytes
+        from kernels.model import model_case
 
         self.model, self.batch, self.context, self.dtype = model, batch, context, dtype
         self.device, self.backend = device, backend
         self.dims = model.layer_dims
         self.torch_dtype = torch_dtype(dtype)
-        self.chosen = parse_backend(backend)
         element = torch.empty((), dtype=self.torch_dtype).element_size()
-        head = model_op_shapes(self.dims, batch)
-        self.flops = model.layers * layer_flops(self.dims, batch, context) + sum(
-            mod.flops(shape) for _, mod, shape in head.values())
-        self.bytes = model.layers * layer_min_bytes(self.dims, batch, context, element) + sum(
-            mod.min_bytes(shape, element) for _, mod, shape in head.values())
         layer_bytes = layer_min_bytes(self.dims, batch, context, element)
         self.layer_sets = rotation_count(layer_bytes, last_level_cache_bytes(device), model.layers,
                                          memory_budget(device) // 2)
-
-    def gate_cases(self) -> list:
-        """The implementations the step composes, as OpCases for bench.verify.check_case."""
-        from kernels.layer import layer_case, op_cases
-
-        d, dev = self.dims, self.device.torch_device
-        heads = [c for c in op_cases(d, self.batch, self.context, self.torch_dtype, dev, [self.backend])
-                 if c.name in ("final_norm", "lm_head")]
-        return [layer_case(d, self.batch, self.context, self.torch_dtype, dev, [self.backend]), *heads]
+        full = model_case(self.dims, model.layers, batch, context, self.torch_dtype, device.torch_device,
+                          [backend])  # FLOPs, bytes, forward and reference of the whole step
+        self.case = dataclasses.replace(full, name="decode_step", kind="step", make_inputs=self.make_inputs,
+                                        shape={**full.shape, "layer_sets": self.layer_sets})
+        self.flops, self.bytes = self.case.flops, self.case.bytes
+        self.run = self.case.impls[backend]
 
     def make_inputs(self, seed: int) -> dict:
-        from kernels.dtypes import generator, randn
-        from kernels.layer import make_layer_inputs
+        from kernels.model import make_model_inputs
 
-        d, dev = self.dims, self.device.torch_device
-        layers = [make_layer_inputs(d, self.batch, self.context, self.torch_dtype, dev, seed * 1009 + j)
-                  for j in range(self.layer_sets)]
-        g = generator(seed * 1009 + 1008, dev)
-        return {
-            "layers": layers,
-            "final_norm": (1.0 + randn((d.hidden,), torch.float32, dev, g, scale=0.1)).to(self.torch_dtype),
-            "lm_head": randn((d.vocab, d.hidden), self.torch_dtype, dev, g, scale=d.hidden**-0.5),
-        }
-
-    def run(self, inp: dict) -> torch.Tensor:
-        from kernels.backends import implementation
-        from kernels.layer import layer_forward
-
-        layers = inp["layers"]
-        y, r = layers[0]["x"], layers[0]["residual"]  # [B, H] each
-        for i in range(self.model.layers):
-            li = layers[i % len(layers)]
-            y, r = layer_forward(self.dims, self.chosen, li["weights"], y, r, li["k_cache"], li["v_cache"],
-                                 li["positions"], li["cos"], li["sin"])
-        h, _ = implementation("norm", self.chosen["norm"])(x=y, residual=r, w=inp["final_norm"],
-                                                           eps=self.dims.norm_eps)
-        return implementation("gemm", self.chosen["gemm"])(x=h, w=inp["lm_head"], b=None)  # [B, vocab]
+        inp = make_model_inputs(self.dims, self.layer_sets, self.batch, self.context, self.torch_dtype,
+                                self.device.torch_device, seed)
+        inp["layers"] = [inp["layers"][i % self.layer_sets] for i in range(self.model.layers)]
+        return inp

@@ -1,8 +1,7 @@
 """The whole decode step of each model, timed as one call: layers x decoder layer (over distinct rotated
 layer weights and KV caches) + final_norm + lm_head, with tokens/s and $/M tokens in extra_info.
 
-The gate: the decoder layer, final_norm and lm_head each pass bench.verify.check_case before the step
-is timed; the step composes exactly those implementations.
+The gate: the step passes bench.verify.check_case against its float64 reference before it is timed.
 """
 from __future__ import annotations
 
@@ -19,15 +18,15 @@ def test_decode_step(benchmark, workload, backend, device, run_dtype, ceilings, 
     step = harness.DecodeStep(model, batch, context, run_dtype, device, backend)
     benchmark.group = f"{name} b{batch} ctx{context}"
 
-    for case in step.gate_cases():
-        check = check_case(case, backend, run_dtype)
-        assert check.ok, f"{case.name} {backend} failed its correctness check: {check.reason}"
+    check = check_case(step.case, backend, run_dtype)
+    assert check.ok, f"decode_step {backend} failed its correctness check: {check.reason}"
 
     prepared = harness.Prepared(step.run, step.make_inputs, device)
     median = harness.run_pedantic(benchmark, prepared, step_rounds)
     info = dict(op="decode_step", kind="step", model=name, batch=batch, context=context, dtype=run_dtype,
                 backend=backend, device=device.name, layers=model.layers, layer_sets=step.layer_sets,
-                flops=step.flops, bytes=step.bytes, median_s=median, peak_file=ceilings.get("file"),
+                flops=step.flops, bytes=step.bytes, rel_error=check.error, median_s=median,
+                peak_file=ceilings.get("file"),
                 **prepared.describe(), **harness.derived(step.flops, step.bytes, median, run_dtype, device, ceilings))
     if median:
         tokens_per_s = batch / median
