@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from bench.benchfiles import benchmark_files, flatten, load_benchmark_file
 from bench.errors import UserError
@@ -42,6 +43,9 @@ def _num(value, fmt: str, scale: float = 1.0) -> str:
 
 def main(args) -> int:
     paths = args.paths or [DEFAULT_PATH]
+    if not args.paths and not Path(DEFAULT_PATH).is_dir():
+        raise UserError(f"no {DEFAULT_PATH}/ here; store benchmark runs with `pytest bench/benchmarks "
+                        f"--benchmark-autosave` or name the files")
     files = benchmark_files(paths)
     if not files:
         raise UserError(f"no pytest-benchmark files under {', '.join(paths)}; store some with "
