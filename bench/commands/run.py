@@ -9,6 +9,7 @@ import time
 from bench import devices, environment, results
 from bench.bandwidth import copy_bandwidth
 from bench.errors import UserError
+from bench.measured_peak import use_measured_peak
 from bench.models import MODELS, get_model
 from bench.parsing import choice, positive_float, positive_int_list
 from bench.sweep import RunPlan, cases_for, combos, derive_step, full_model_fits, measure
@@ -134,6 +135,7 @@ def main(args) -> int:
         "energy": {"source": "NVML energy counter around each row's timed samples, GPU board only"}
         if device.kind == "cuda" else {"reason": "no power reading: CPU run (NVML reads NVIDIA GPUs only)"},
     }
+    use_measured_peak(plan, device, args.out, record, console)  # the newest `tokenbench peak` file of this device
     writer.write(record)
     started = time.perf_counter()
     status = 0

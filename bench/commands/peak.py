@@ -1,0 +1,129 @@
+"""Measure this device's ceilings: the fastest matmul per dtype that a bounded sweep of shapes finds (fp32,
+tf32, bf16, fp16, and fp8 where the device has it) and the achievable memory bandwidth (a copy and a read-only
+reduction), each against the spec sheet. The result is written to results/ like a run, and `tokenbench run`
+reads the newest one of the same device as its measured ceiling."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from bench import devices, environment, results
+from bench.errors import UserError
+from bench.measured_peak import PEAK_KIND, shape_label
+from bench.parsing import positive_float
+from bench.peak import DEFAULT_BUDGET_S, PEAK_DTYPES, measure_peaks
+
+
+def add_arguments(p):
+    p.add_argument("--dtype", default=",".join(PEAK_DTYPES),
+                   help=f"comma list of matmul dtypes (default all: {','.join(PEAK_DTYPES)}); one the device "
+                        f"lacks is reported as a skipped row with the reason")
+    p.add_argument("--budget-s", help=f"time budget of the whole sweep in seconds (default "
+                                      f"{DEFAULT_BUDGET_S['cuda']:.0f} on a GPU, {DEFAULT_BUDGET_S['cpu']:.0f} on a CPU)")
+    p.add_argument("--device", default="auto", help="auto | cuda | cpu")
+    p.add_argument("--out", default="results", help="folder for the peak file (default results/)")
+    p.add_argument("--no-bandwidth", dest="bandwidth", action="store_false",
+                   help="skip the copy and read bandwidth rows")
+    p.add_argument("--json", action="store_true", help="print the peak record as JSON on stdout")
+
+
+def parse_dtypes(text: str) -> list[str]:
+    chosen = []
+    for item in str(text).split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item not in PEAK_DTYPES:
+            raise UserError(f"unknown dtype {item!r} for peak; choose one of: {', '.join(PEAK_DTYPES)}")
+        if item not in chosen:
+            chosen.append(item)
+    if not chosen:
+        raise UserError("--dtype is empty; choose one or more of: " + ", ".join(PEAK_DTYPES))
+    return chosen
+
+
+def main(args) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
+    dtypes = parse_dtypes(args.dtype)
+    budget = positive_float(args.budget_s, "--budget-s")
+    device = devices.detect(args.device)
+    budget = budget or DEFAULT_BUDGET_S[device.kind]
+    env = environment.capture()
+    label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"
+    console.print(f"[bold]tokenbench peak[/] on {label}: {device.name}; dtypes {dtypes}, budget {budget:g} s")
+
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{results.slug(device.key or device.name)}-peak"
+    writer = results.ResultWriter(args.out, stem)
+    record = {
+        "schema_version": results.SCHEMA_VERSION, "kind": PEAK_KIND, "tool": "tokenbench",
+        "created": env["created"], "run_id": writer.json_path.stem, "device": device.to_dict(), "env": env,
+        "settings": {"dtypes": dtypes, "budget_s": budget, "bandwidth": args.bandwidth},
+        "complete": False, "rows": [],
+        "measured_peak_tflops": {},  # dtype -> the matmul ceiling, the summary `report` and `compare` read
+    }
+    writer.write(record)
+
+    def on_row(row):
+        row["best_shape_label"] = shape_label(row.get("best_shape"))
+        record["rows"].append(row)
+        if row["metric"] == "matmul" and row.get("measured"):
+            record["measured_peak_tflops"][row["dtype"]] = row["measured"]
+        elif row["metric"] in ("copy", "read") and row.get("measured"):
+            record[f"measured_{row['metric']}_gbps"] = row["measured"]
+        writer.write(record)
+        what = f"{row['metric']} {row['dtype']}"
+        if row.get("measured") is not None:
+            console.print(f"  {what}: {row['measured']:.4g} {row['unit']} at {row['best_shape_label']}")
+        else:
+            console.print(f"  {what}: [yellow]skipped[/] ({row.get('skipped')})")
+
+    started = time.perf_counter()
+    status = 0
+    try:
+        measure_peaks(device, dtypes, budget, on_row=on_row, bandwidth=args.bandwidth)
+        record["complete"] = True
+    except KeyboardInterrupt:
+        record["interrupted"] = "stopped by Ctrl-C; the rows measured before it are kept"
+        status = 130
+    except Exception as exc:
+        record["failed"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        console.print(f"[red]peak failed midway[/] ({record['failed']}); rows so far kept in {writer.json_path}")
+        raise
+    finally:
+        record["wall_s"] = time.perf_counter() - started
+        writer.write(record)
+
+    print_peak(record, console)
+    console.print(f"wrote {writer.json_path} and {writer.csv_path.name}")
+    if args.json:
+        print(json.dumps(results._clean(record), indent=1))
+    return status
+
+
+def _fmt(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def print_peak(record: dict, console) -> None:
+    from rich.table import Table
+
+    dev = record["device"]
+    table = Table(title=f"Measured ceilings: {dev['name']} ({dev['kind']}), "
+                        f"spec {'unknown' if dev.get('spec') is None else dev['spec']['name']}",
+                  title_justify="left")
+    for col in ("metric", "dtype", "measured", "spec", "ratio", "unit", "best shape", "noise", "note"):
+        table.add_column(col, justify="left" if col in ("metric", "dtype", "unit", "best shape", "note") else "right")
+    for r in record["rows"]:
+        note = r.get("skipped") or r.get("stopped") or ""
+        if r.get("skipped"):
+            note = f"[yellow]skipped: {note}[/]"
+        noise = _fmt(r.get("noise"), ".1%")
+        table.add_row(r["metric"], r["dtype"], _fmt(r.get("measured"), ".4g"), _fmt(r.get("spec"), ".4g"),
+                      _fmt(r.get("ratio"), ".0%"), r["unit"], r.get("best_shape_label") or "-", noise, note)
+    console.print(table)
+    if dev["kind"] == "cpu":
+        console.print("[yellow]Measured on a CPU: these are CPU figures, not an accelerator's; "
+                      "a CPU has no spec-sheet entry, so spec and ratio are empty.[/]")
