@@ -45,6 +45,8 @@ def print_summary(record: dict, console) -> None:
                       _num(s["gbps"], ".1f"), _num(s.get("pct_copy_bw"), ".0%"), fits,
                       _num(s.get("cost_per_mtok"), ",.4f"), _num(s.get("tokens_per_s_per_mw"), ",.0f"))
     console.print(steps)
+    if record.get("bandwidth_warning"):
+        console.print(f"[yellow]{record['bandwidth_warning']}[/]")
     hint = (record.get("price") or {}).get("hint")
     if hint:
         console.print(f"[dim]{hint}[/]")

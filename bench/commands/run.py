@@ -146,6 +146,7 @@ def main(args) -> int:
         plan.ceilings["measured_copy_bw"] = bw["measured_copy_gbps"] * 1e9
         writer.write(record)
         run_sweep(plan, device, record, writer, economics_for(price), console)
+        check_bandwidth_drift(device, record, console)
         record["complete"] = True
     except KeyboardInterrupt:
         record["interrupted"] = "stopped by Ctrl-C; the rows measured before it are kept"
@@ -165,6 +166,25 @@ def main(args) -> int:
     if args.json:
         print(json.dumps(results._clean(record), indent=1))
     return status
+
+
+# Beyond this change between the copy bandwidth before and after the sweep, "% of copy bandwidth" figures
+# are flagged: seen on a shared 2-core VM, whose copy bandwidth moved between about 40 and 70 GB/s.
+BANDWIDTH_DRIFT = 0.15
+
+
+def check_bandwidth_drift(device, record: dict, console) -> None:
+    """Measure the copy bandwidth again after the sweep, so a machine whose memory bandwidth moved while
+    it was measured is flagged rather than trusted."""
+    after = copy_bandwidth(device)["measured_copy_gbps"]
+    before = record["measured_copy_gbps"]
+    record["measured_copy_gbps_after"] = after
+    drift = abs(after - before) / before
+    record["bandwidth_drift"] = drift
+    if drift > BANDWIDTH_DRIFT:
+        record["bandwidth_warning"] = (f"copy bandwidth moved from {before:.1f} to {after:.1f} GB/s during the run: "
+                                       "figures relative to it are unreliable on this machine")
+        console.print(f"[yellow]{record['bandwidth_warning']}[/]")
 
 
 def run_sweep(plan: RunPlan, device, record: dict, writer, economics, console) -> None:
