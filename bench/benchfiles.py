@@ -6,11 +6,11 @@ extra_info (op, model, batch, context, backend, dtype and the derived figures).
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.results import read_json
 
 REQUIRED = ("machine_info", "benchmarks", "datetime", "version")
 KNOWN_MAJORS = ("3", "4", "5")  # pytest-benchmark versions whose file layout this reader knows
@@ -20,14 +20,7 @@ TOKENBENCH_SCHEMA = 1
 def load_benchmark_file(path: str | os.PathLike) -> dict:
     """Read one pytest-benchmark file, with one clear error naming it when it cannot be used."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise UserError(f"benchmark file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read benchmark file {p}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"benchmark file {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    data = read_json(p, "benchmark file")
     if not isinstance(data, dict):
         raise UserError(f"{p} is not a pytest-benchmark file (a JSON {type(data).__name__}, not an object)")
     missing = [k for k in REQUIRED if k not in data]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench import metrics
 from bench.errors import UserError
-from bench.results import SCHEMA_VERSION
+from bench.results import SCHEMA_VERSION, read_json
 
 PEAK_KIND = "peak"
 PEAK_KEYS = ("schema_version", "kind", "device", "rows")
@@ -30,14 +30,7 @@ def shape_label(shape: dict | None) -> str | None:
 def load_peak(path: str | os.PathLike) -> dict:
     """Read a peak record, with one clear error naming the file when it cannot be used."""
     p = Path(path)
-    try:
-        record = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise UserError(f"peak file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read peak file {p}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"peak file {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    record = read_json(p, "peak file")
     if not isinstance(record, dict) or record.get("kind") != PEAK_KIND:
         raise UserError(f"{p} is not a tokenbench peak file (no \"kind\": \"peak\")")
     missing = [k for k in PEAK_KEYS if k not in record]

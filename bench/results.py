@@ -9,6 +9,8 @@ import json
 import math
 import os
 import re
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.errors import UserError
@@ -73,19 +75,53 @@ class ResultWriter:
         os.replace(tmp, self.csv_path)
 
 
-def load_record(path: str | os.PathLike) -> dict:
-    """Read a run's JSON, with one clear error naming the file when it cannot be used."""
+@contextmanager
+def recording(record: dict, writer: ResultWriter, say=None):
+    """Around a measuring loop: marks the record complete when the loop ends; on Ctrl-C keeps every row
+    measured so far and sets state["status"] to 130; on any other failure notes it in the record and
+    re-raises. The record is written in every case, with its wall time."""
+    state = {"status": 0}
+    started = time.perf_counter()
+    try:
+        yield state
+        record["complete"] = True
+    except KeyboardInterrupt:
+        record["interrupted"] = "stopped by Ctrl-C; the rows measured before it are kept"
+        state["status"] = 130
+        if say:
+            say("interrupted: keeping the rows measured so far")
+    except Exception as exc:
+        record["failed"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        if say:
+            say(f"failed midway ({record['failed']}); rows so far kept in {writer.json_path}")
+        raise
+    finally:
+        record["wall_s"] = time.perf_counter() - started
+        writer.write(record)
+
+
+def read_json(path: str | os.PathLike, what: str):
+    """Parse a JSON file; every way it can fail becomes one UserError naming the file (`what` says which
+    kind of file, e.g. "results file")."""
     p = Path(path)
     try:
         text = p.read_text()
     except FileNotFoundError:
-        raise UserError(f"results file not found: {p}") from None
+        raise UserError(f"{what} not found: {p}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read results file {p}: {exc}") from None
+        raise UserError(f"cannot read {what} {p}: {exc}") from None
+    if not text.strip():
+        raise UserError(f"{what} {p} is empty")
     try:
-        record = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"results file {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        raise UserError(f"{what} {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+
+
+def load_record(path: str | os.PathLike) -> dict:
+    """Read a run's JSON, with one clear error naming the file when it cannot be used."""
+    p = Path(path)
+    record = read_json(p, "results file")
     if not isinstance(record, dict) or any(k not in record for k in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(record, dict) or k not in record]
         raise UserError(f"results file {p} is not a tokenbench run (missing {', '.join(missing)})")

@@ -14,13 +14,14 @@ if not torch.cuda.is_available():
 transformers = pytest.importorskip(
     "transformers", reason="transformers is a test dependency (pip install .[test])")
 
-from bench.models import MODELS  # noqa: E402
-from kernels import hf_mapping as hf  # noqa: E402
-from kernels import rope  # noqa: E402
-from kernels.backends import parse_backend  # noqa: E402
-from kernels.layer import LayerDims, layer_forward  # noqa: E402
-from kernels.model import model_forward  # noqa: E402
-from triton_helpers import DEVICE, rel_error  # noqa: E402
+from triton_helpers import DEVICE, rel_error
+
+from bench.models import MODELS
+from kernels import hf_mapping as hf
+from kernels import rope
+from kernels.backends import parse_backend
+from kernels.layer import LayerDims, layer_forward
+from kernels.model import model_forward
 
 TINY = MODELS["tiny"]
 DIMS = LayerDims(TINY.hidden, TINY.heads, TINY.kv_heads, TINY.head_dim, TINY.ffn, TINY.vocab,

@@ -9,8 +9,8 @@ import torch
 
 from bench import devices, peak
 from bench.cli import main
-from bench.measured_peak import latest_peak, load_peak
 from bench.errors import UserError
+from bench.measured_peak import latest_peak, load_peak
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_FAST = ["--model", "tiny", "--device", "cpu", "--budget-s", "0.02", "--context", "9", "--batch", "1"]

@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from bench.cli import main  # noqa: E402
-from bench.report import fmt  # noqa: E402
+from bench.cli import main
+from bench.report import fmt
 
 DATA = Path(__file__).parent / "data"
 PRICED = DATA / "report-cpu-tiny-fp32-priced.json"  # batch 1,2,4,8, context 64, $2/h, 1 kW
@@ -37,7 +37,7 @@ def tables(md: str) -> list[tuple[list[str], list[list[str]]]]:
     while i < len(lines):
         if lines[i].startswith("| ") and i + 1 < len(lines) and lines[i + 1].startswith("|:") or \
                 lines[i].startswith("| ") and i + 1 < len(lines) and lines[i + 1].startswith("|-"):
-            split = lambda line: [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]  # noqa: E731
+            split = lambda line: [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
             header, rows = split(lines[i]), []
             i += 2
             while i < len(lines) and lines[i].startswith("|"):

@@ -7,9 +7,10 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from kernels import attention, paged_attention  # noqa: E402
-from kernels.triton import attention as tattn  # noqa: E402
-from triton_helpers import DEVICE, INTERPRETER_DTYPES, assert_close, nan_like  # noqa: E402
+from triton_helpers import DEVICE, INTERPRETER_DTYPES, assert_close, nan_like
+
+from kernels import attention, paged_attention
+from kernels.triton import attention as tattn
 
 pytestmark = pytest.mark.interpreter
 NO_CUDA_BF16 = "needs CUDA (the interpreter's bf16 tl.dot is wrong)"

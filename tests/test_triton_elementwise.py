@@ -7,12 +7,13 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from kernels import activation, kv_cache, norm, rope  # noqa: E402
-from kernels.triton.activation import triton_swiglu  # noqa: E402
-from kernels.triton.kv_cache import triton_append, triton_paged_append  # noqa: E402
-from kernels.triton.norm import triton_rmsnorm_residual  # noqa: E402
-from kernels.triton.rope import triton_rope, triton_rope_append  # noqa: E402
-from triton_helpers import DEVICE, INTERPRETER_DTYPES, assert_close, nan_like  # noqa: E402
+from triton_helpers import DEVICE, INTERPRETER_DTYPES, assert_close, nan_like
+
+from kernels import activation, kv_cache, norm, rope
+from kernels.triton.activation import triton_swiglu
+from kernels.triton.kv_cache import triton_append, triton_paged_append
+from kernels.triton.norm import triton_rmsnorm_residual
+from kernels.triton.rope import triton_rope, triton_rope_append
 
 pytestmark = pytest.mark.interpreter
 DTYPES = pytest.mark.parametrize("dtype", INTERPRETER_DTYPES, ids=str)

@@ -7,9 +7,10 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from kernels import gemm  # noqa: E402
-from kernels.triton import gemm as tgemm  # noqa: E402
-from triton_helpers import DEVICE, INTERPRETER_DTYPES, assert_close, nan_like  # noqa: E402
+from triton_helpers import DEVICE, INTERPRETER_DTYPES, assert_close, nan_like
+
+from kernels import gemm
+from kernels.triton import gemm as tgemm
 
 pytestmark = pytest.mark.interpreter
 NO_CUDA_BF16 = "needs CUDA (the interpreter's bf16 tl.dot is wrong)"

@@ -7,10 +7,11 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from bench.models import MODELS  # noqa: E402
-from kernels.backends import parse_backend  # noqa: E402
-from kernels.layer import LayerDims, layer_forward, layer_reference, make_layer_inputs  # noqa: E402
-from triton_helpers import DEVICE, INTERPRETER_DTYPES, assert_close  # noqa: E402
+from triton_helpers import DEVICE, INTERPRETER_DTYPES, assert_close
+
+from bench.models import MODELS
+from kernels.backends import parse_backend
+from kernels.layer import LayerDims, layer_forward, layer_reference, make_layer_inputs
 
 pytestmark = pytest.mark.interpreter
 

@@ -13,8 +13,8 @@ How a benchmark times (never anything pytest-benchmark did not time itself):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -60,7 +60,7 @@ class _EventReading:
     def __init__(self, event):
         self.event = event
 
-    def __sub__(self, earlier: "_EventReading") -> float:
+    def __sub__(self, earlier: _EventReading) -> float:
         self.event.synchronize()
         return earlier.event.elapsed_time(self.event) / 1e3
 

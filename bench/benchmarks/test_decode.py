@@ -5,8 +5,6 @@ The gate: the step passes bench.verify.check_case against its float64 reference 
 """
 from __future__ import annotations
 
-import pytest
-
 from bench.benchmarks import harness
 from bench.models import get_model
 from bench.verify import check_case

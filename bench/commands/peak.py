@@ -80,27 +80,14 @@ def main(args) -> int:
         else:
             console.print(f"  {what}: [yellow]skipped[/] ({row.get('skipped')})")
 
-    started = time.perf_counter()
-    status = 0
-    try:
+    with results.recording(record, writer, lambda msg: console.print(f"[yellow]peak: {msg}[/]")) as state:
         measure_peaks(device, dtypes, budget, on_row=on_row, bandwidth=args.bandwidth)
-        record["complete"] = True
-    except KeyboardInterrupt:
-        record["interrupted"] = "stopped by Ctrl-C; the rows measured before it are kept"
-        status = 130
-    except Exception as exc:
-        record["failed"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        console.print(f"[red]peak failed midway[/] ({record['failed']}); rows so far kept in {writer.json_path}")
-        raise
-    finally:
-        record["wall_s"] = time.perf_counter() - started
-        writer.write(record)
 
     print_peak(record, console)
     console.print(f"wrote {writer.json_path} and {writer.csv_path.name}")
     if args.json:
         print(json.dumps(results._clean(record), indent=1))
-    return status
+    return state["status"]
 
 
 def _fmt(value, fmt: str) -> str:

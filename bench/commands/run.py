@@ -137,9 +137,7 @@ def main(args) -> int:
     }
     use_measured_peak(plan, device, args.out, record, console)  # the newest `tokenbench peak` file of this device
     writer.write(record)
-    started = time.perf_counter()
-    status = 0
-    try:
+    with results.recording(record, writer, lambda msg: console.print(f"[yellow]{msg}[/]")) as state:
         console.print("measuring copy bandwidth ...")
         bw = copy_bandwidth(device)
         record.update(bw)
@@ -147,25 +145,12 @@ def main(args) -> int:
         writer.write(record)
         run_sweep(plan, device, record, writer, economics_for(price), console)
         check_bandwidth_drift(device, record, console)
-        record["complete"] = True
-    except KeyboardInterrupt:
-        record["interrupted"] = "stopped by Ctrl-C; the rows measured before it are kept"
-        console.print("[yellow]interrupted: keeping the rows measured so far[/]")
-        status = 130
-    except Exception as exc:
-        record["failed"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        writer.write(record)
-        console.print(f"[red]run failed midway[/] ({record['failed']}); rows so far kept in {writer.json_path}")
-        raise
-    finally:
-        record["wall_s"] = time.perf_counter() - started
-        writer.write(record)
 
     print_summary(record, console)
     console.print(f"wrote {writer.json_path} and {writer.csv_path.name}")
     if args.json:
         print(json.dumps(results._clean(record), indent=1))
-    return status
+    return state["status"]
 
 
 # Beyond this change between the copy bandwidth before and after the sweep, "% of copy bandwidth" figures

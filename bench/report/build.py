@@ -1,12 +1,12 @@
 """A report for a set of runs: the figures, the tables with the figures they plot, the page in two forms."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.report import fmt, page, plots
-from bench.report.load import Ceilings, Curve, Run, ceilings, check_mixing, curves
-import re
+from bench.report.load import Ceilings, Run, ceilings, check_mixing, curves
 
 MEASURED_OPS = "Measured: each op's and the layer's median (p50) time, after a check against a float64 reference."
 DERIVED_STEP = "Derived: the decode step = layers x layer + final_norm + lm_head; tokens/s per device = batch / " \

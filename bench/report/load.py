@@ -6,13 +6,12 @@ and one dtype unless the user asks for a mixed report (--allow-mixed).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import UserError
 from bench.metrics import PEAK_DTYPE
-from bench.results import SCHEMA_VERSION, load_record
+from bench.results import SCHEMA_VERSION, load_record, read_json
 
 
 @dataclass(eq=False)  # identity: a run is one file
@@ -100,19 +99,8 @@ def expand_paths(paths: list[str]) -> list[Path]:
 
 
 def _peek(path: Path):
-    """The parsed JSON of a file for the checks that come before load_record; None if it will not parse."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"results file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read results file {path}: {exc}") from None
-    if not text.strip():
-        raise UserError(f"results file {path} is empty")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None  # load_record says what is wrong with it
+    """The parsed JSON of a file, for the checks that come before load_record."""
+    return read_json(path, "results file")
 
 
 def read_runs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, dict]]]:

@@ -25,8 +25,18 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.triton._common import (capability, cdiv, check_out, check_same_dtype, check_shape,
-                                    check_tensors, interpreting, next_pow2, sm_count, unit_last_stride)
+from kernels.triton._common import (
+    capability,
+    cdiv,
+    check_out,
+    check_same_dtype,
+    check_shape,
+    check_tensors,
+    interpreting,
+    next_pow2,
+    sm_count,
+    unit_last_stride,
+)
 
 LOG2E = 1.4426950408889634  # softmax runs in base 2: exp(x) = exp2(x log2 e), exp2 is one instruction
 MIN_TOKENS_PER_SPLIT = 256  # a split reads >= 256 tokens (128 KB of K+V at D=128, bf16) so its partial

@@ -27,8 +27,17 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.triton._common import (capability, cdiv, check_out, check_same_dtype, check_shape,
-                                    check_tensors, interpreting, next_pow2, sm_count)
+from kernels.triton._common import (
+    capability,
+    cdiv,
+    check_out,
+    check_same_dtype,
+    check_shape,
+    check_tensors,
+    interpreting,
+    next_pow2,
+    sm_count,
+)
 
 SPLIT_K_MAX_M = 16  # split-K only where one BLOCK_M = 16 tile holds the whole batch
 MIN_K_PER_SPLIT = 256  # a split streams at least 256 weight columns: per-program setup stays small
@@ -209,7 +218,7 @@ def _prune_splitk(configs, named_args, **_):
     return _fit_element_size(configs, named_args["x_ptr"].element_size())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _autotuned(cap: tuple):
     tiled, splitk = configs_for(cap)
     return (
@@ -261,14 +270,14 @@ def triton_linear(x, w, b=None, out=None, split_k=None, **_) -> torch.Tensor:
     else:
         tiled, splitk = _autotuned(capability(x.device))
     if split_k == 1:
-        grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]))  # noqa: E731
+        grid = lambda meta: (cdiv(m, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]))
         extra = INTERPRETER_TILED if interpreting() else {}
         tiled[grid](x, x.stride(0), x.stride(1), w, w.stride(0), w.stride(1), bias,
                     y, y.stride(0), y.stride(1), m, n, k,
                     HAS_BIAS=b is not None, PRECISION=precision, **extra)
         return y
     partial = torch.empty((split_k, m, n), dtype=torch.float32, device=x.device)
-    grid = lambda meta: (cdiv(n, meta["BLOCK_N"]), split_k)  # noqa: E731
+    grid = lambda meta: (cdiv(n, meta["BLOCK_N"]), split_k)
     extra = INTERPRETER_SPLITK if interpreting() else {}
     splitk[grid](x, x.stride(0), x.stride(1), w, w.stride(0), w.stride(1), partial, partial.stride(0),
                  partial.stride(1), m, n, k, split_k, PRECISION=precision, **extra)

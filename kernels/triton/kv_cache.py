@@ -90,7 +90,7 @@ def triton_append(k, v, k_cache, v_cache, positions, block_table=None, page_size
     k, v = unit_last_stride(k), unit_last_stride(v)
     b, hkv, d = k.shape
     if b == 0:
-        return None
+        return
     paged = bt is not None
     _append_kernel[(b,)](
         k, k.stride(0), k.stride(1), v, v.stride(0), v.stride(1),
@@ -99,7 +99,7 @@ def triton_append(k, v, k_cache, v_cache, positions, block_table=None, page_size
         positions, bt if paged else positions, bt.stride(0) if paged else 0, hkv, d,
         BLOCK_H=next_pow2(hkv), BLOCK_D=next_pow2(d), PAGE_SIZE=page, PAGED=paged, num_warps=4,
     )
-    return None
+    return
 
 
 def triton_paged_append(k, v, k_pages, v_pages, block_table, positions, page_size=None, **_) -> None:
