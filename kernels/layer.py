@@ -170,8 +170,15 @@ def layer_forward(d: LayerDims, backends: dict, weights, x, residual, k_cache, v
     q = qkv[:, : d.q_size].view(b, d.heads, d.head_dim)
     k = qkv[:, d.q_size: d.q_size + d.kv_size].view(b, d.kv_heads, d.head_dim)
     v = qkv[:, d.q_size + d.kv_size:].view(b, d.kv_heads, d.head_dim)
-    q, k = impl["rope"](q=q, k=k, cos=cos, sin=sin)
-    impl["kv_append"](k=k, v=v, k_cache=k_cache, v_cache=v_cache, positions=positions)
+    if backends["rope"] == backends["kv_append"] == "triton":
+        # one launch instead of two: k is rotated on its way into the cache and never written back
+        from kernels.triton.rope import triton_rope_append
+
+        q = triton_rope_append(q=q, k=k, v=v, cos=cos, sin=sin, k_cache=k_cache, v_cache=v_cache,
+                               positions=positions)
+    else:
+        q, k = impl["rope"](q=q, k=k, cos=cos, sin=sin)
+        impl["kv_append"](k=k, v=v, k_cache=k_cache, v_cache=v_cache, positions=positions)
     a = impl["attention"](q=q, k_cache=k_cache, v_cache=v_cache, lengths=None)
     o = impl["gemm"](x=a.reshape(b, d.q_size), w=weights["o"], b=None)
     h2, r2 = impl["norm"](x=o, residual=r, w=weights["ffn_norm"], eps=d.norm_eps)
