@@ -134,7 +134,7 @@ def check(figures: dict[str, str | float | None], rtol: float = 1e-6) -> CheckRe
     """Derive what the given figures determine and list every pair that contradicts beyond rounding."""
     unknown = set(figures) - set(FIGURES)
     if unknown:
-        raise CostInputError(f"unknown figure {sorted(unknown)[0]!r}; known: {', '.join(FIGURES)}")
+        raise CostInputError(f"unknown figure {min(unknown)!r}; known: {', '.join(FIGURES)}")
     if not (isinstance(rtol, (int, float)) and 0 <= rtol < 1):
         raise CostInputError(f"relative tolerance must be in [0, 1), got {rtol!r}")
     given = {k: Figure.parse(FIGURES[k], v).widened(rtol) for k, v in figures.items() if v is not None}

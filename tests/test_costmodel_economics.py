@@ -91,15 +91,15 @@ def test_board_energy_is_separate_from_all_in():
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(price_per_hour=0, tokens_per_s=1),
-    dict(price_per_hour=-1, tokens_per_s=1),
-    dict(price_per_hour=1, tokens_per_s=0),
-    dict(price_per_hour=1, tokens_per_s=1, power_kw=-2),
-    dict(price_per_hour=float("nan"), tokens_per_s=1),
-    dict(price_per_hour=1, tokens_per_s=1, utilisation=0),
-    dict(price_per_hour=1, tokens_per_s=1, utilisation=1.2),
-    dict(price_per_hour="1", tokens_per_s=1),
-    dict(price_per_hour=1, tokens_per_s=1, input_tokens_per_s=-1),
+    {"price_per_hour": 0, "tokens_per_s": 1},
+    {"price_per_hour": -1, "tokens_per_s": 1},
+    {"price_per_hour": 1, "tokens_per_s": 0},
+    {"price_per_hour": 1, "tokens_per_s": 1, "power_kw": -2},
+    {"price_per_hour": float("nan"), "tokens_per_s": 1},
+    {"price_per_hour": 1, "tokens_per_s": 1, "utilisation": 0},
+    {"price_per_hour": 1, "tokens_per_s": 1, "utilisation": 1.2},
+    {"price_per_hour": "1", "tokens_per_s": 1},
+    {"price_per_hour": 1, "tokens_per_s": 1, "input_tokens_per_s": -1},
 ])
 def test_bad_inputs_raise_one_line(kwargs):
     with pytest.raises(CostInputError) as e:

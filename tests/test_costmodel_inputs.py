@@ -42,11 +42,11 @@ def test_power_precedence():
 
 
 @pytest.mark.parametrize("kwargs, needle", [
-    (dict(device="h200", tier="spot"), "unknown price tier 'spot'"),
-    (dict(tier="spot"), "unknown price tier"),
-    (dict(device="tpu-v9", tier="rental-3y"), "no catalog price for device 'tpu-v9'"),
-    (dict(price_per_hour=-3), "positive"),
-    (dict(price_per_hour=1, utilisation=2), "utilisation"),
+    ({"device": "h200", "tier": "spot"}, "unknown price tier 'spot'"),
+    ({"tier": "spot"}, "unknown price tier"),
+    ({"device": "tpu-v9", "tier": "rental-3y"}, "no catalog price for device 'tpu-v9'"),
+    ({"price_per_hour": -3}, "positive"),
+    ({"price_per_hour": 1, "utilisation": 2}, "utilisation"),
 ])
 def test_bad_inputs(kwargs, needle):
     with pytest.raises(CostInputError, match=needle):

@@ -103,7 +103,7 @@ def test_history_without_files_says_how_to_make_them(tmp_path, capsys):
 
 def test_a_regression_against_the_baseline_fails_the_run(stored, tmp_path):
     """How CI fails: a baseline 1000x faster than this machine (made by scaling a real file's stats)."""
-    storage, files = stored
+    _storage, files = stored
     data = json.loads(files[0].read_text())
     for bench in data["benchmarks"]:
         for key in ("min", "max", "mean", "median", "q1", "q3"):

@@ -37,7 +37,7 @@ def cpu_peak(tmp_path_factory):
 
 
 def test_cpu_peak_rows_have_measured_spec_ratio_and_best_shape(cpu_peak):
-    out, record, path = cpu_peak
+    _out, record, path = cpu_peak
     assert record["kind"] == "peak" and record["complete"] is True
     assert record["device"]["kind"] == "cpu" and record["device"]["name"] == devices.cpu_model_name()
     assert record["env"]["versions"]["torch"] == torch.__version__
@@ -168,7 +168,7 @@ def test_run_reads_the_newest_peak_of_the_same_device(cpu_peak, tmp_path):
 
 
 def test_compare_and_report_read_the_measured_ceiling(cpu_peak, tmp_path, capsys):
-    out, record, path = cpu_peak
+    _out, record, path = cpu_peak
     assert record["measured_peak_tflops"].keys() == {"fp32", "bf16"}
     assert record["measured_copy_gbps"] > 0 and record["measured_read_gbps"] > 0
     (tmp_path / path.name).write_text(path.read_text())
@@ -194,7 +194,7 @@ def test_run_without_a_peak_file_leaves_measured_efficiency_empty_for_compute(tm
 
 
 def test_latest_peak_prefers_newest_and_load_peak_rejects_other_files(cpu_peak, tmp_path):
-    _, record, path = cpu_peak
+    _, record, _path = cpu_peak
     older = dict(record, created="2000-01-01T00:00:00+00:00")
     newer = dict(record, created="2100-01-01T00:00:00+00:00")
     (tmp_path / "a.json").write_text(json.dumps(newer))

@@ -92,7 +92,7 @@ def test_every_expected_file_is_written_and_every_png_is_a_valid_image(report):
 
 
 def test_html_is_self_contained_with_the_same_images(report):
-    out, md, htm = report
+    out, _md, htm = report
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', htm)
     assert len(embedded) == len(FIGURES)
     assert sorted(base64.b64decode(e) for e in embedded) == sorted((out / n).read_bytes() for n in FIGURES)

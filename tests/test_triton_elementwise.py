@@ -114,7 +114,7 @@ def test_rope_append_equals_rope_then_append(b, hq, hkv, d, dtype):
     cos, sin = rope.cos_sin(positions, d, 10000.0)
     caches = [torch.randn(b, hkv, s, d, device=DEVICE).to(dtype) for _ in range(2)]
     expect = [c.clone() for c in caches]
-    q_ref, k_rot = rope.torch_rope(q, k, cos, sin)
+    _q_ref, k_rot = rope.torch_rope(q, k, cos, sin)
     kv_cache.torch_append(k_rot, v, expect[0], expect[1], positions)
     q_out = nan_like(q.shape, dtype)
     assert triton_rope_append(q, k, v, cos, sin, caches[0], caches[1], positions, q_out=q_out) is q_out

@@ -195,7 +195,7 @@ class Report:
             caption = describe(runs, "Each op (colour) and the whole decode step placed by arithmetic intensity "
                                      "and achieved TFLOP/s, under the roofline ceilings.", *status)
             self.figure(self.name(f"roofline-{device_id}-{dtype}"), f"roofline {device_id} {dtype}",
-                        lambda p, runs=runs, shown=shown, caption=caption: plots.roofline(
+                        lambda p, runs=runs, shown=shown, caption=caption, dtype=dtype: plots.roofline(
                             runs, shown, p, f"Roofline: {runs[0].device_name}, {dtype}", caption))
             rows = [[label, fmt.num(c.spec_tflops), fmt.num(c.spec_gbps), fmt.num(c.measured_tflops),
                      fmt.num(c.measured_gbps)] for label, c in per_run.items()]

@@ -103,7 +103,11 @@ def html_page(blocks: list, folder: Path, title: str) -> str:
             out.append(f"<figure><img alt=\"{html.escape(b.alt)}\" src=\"data:image/png;base64,{data}\">"
                        f"<figcaption>{_inline(b.caption)}</figcaption></figure>")
         elif isinstance(b, Table):
-            cls = lambda i: ' class="l"' if i in b.align_left else ""
+            left = b.align_left
+
+            def cls(i, left=left):
+                return ' class="l"' if i in left else ""
+
             rows = ["<tr>" + "".join(f"<th{cls(i)}>{html.escape(str(h))}</th>" for i, h in enumerate(b.header))
                     + "</tr>"]
             rows += ["<tr>" + "".join(f"<td{cls(i)}>{html.escape(str(c))}</td>" for i, c in enumerate(row)) + "</tr>"

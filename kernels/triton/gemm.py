@@ -46,8 +46,8 @@ NOMINAL_BLOCK_N = 64  # tile width the split heuristic assumes (the configs use 
 WAVES = 2  # programs per SM to aim for, so one SM's tail does not idle the others' memory pipes
 REDUCE_BLOCK_N = 256
 
-INTERPRETER_TILED = dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=32)
-INTERPRETER_SPLITK = dict(BLOCK_N=32, BLOCK_K=32)
+INTERPRETER_TILED = {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32}
+INTERPRETER_SPLITK = {"BLOCK_N": 32, "BLOCK_K": 32}
 
 
 @triton.jit
@@ -192,9 +192,9 @@ def configs_for(cap: tuple) -> tuple:
     else:
         tiled, splitk = _ampere_configs()
     return (
-        [triton.Config(dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk), num_warps=w, num_stages=s)
+        [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
          for bm, bn, bk, w, s in tiled],
-        [triton.Config(dict(BLOCK_N=bn, BLOCK_K=bk), num_warps=w, num_stages=s) for bn, bk, w, s in splitk],
+        [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s) for bn, bk, w, s in splitk],
     )
 
 
