@@ -27,7 +27,7 @@ MODULES = (gemm, attention, norm, trope, kv_cache, activation)
 TARGETS = {"sm_80": (8, 0), "sm_90": (9, 0), "sm_100": (10, 0)}
 SMEM_LIMIT = {(8, 0): 163 * 1024, (9, 0): 227 * 1024, (10, 0): 227 * 1024}  # opt-in bytes per block
 POINTER = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32", torch.int32: "*i32",
-           torch.int64: "*i64"}
+           torch.int64: "*i64", torch.float8_e4m3fn: "*fp8e4nv"}
 LAUNCHED_KERNELS = 10  # every @triton.jit function a launcher launches (helpers excluded)
 
 
@@ -129,22 +129,21 @@ def specialise(jit_fn, args, kwargs) -> tuple:
     return signature, constexprs, attrs, options
 
 
-def check(cap: tuple) -> list:
-    """Failure lines for compute capability `cap` (empty when everything compiles and fits)."""
+def compile_launches(calls: list, cap: tuple) -> list:
+    """Compile each recorded (jit_fn, args, kwargs) for compute capability `cap`; one line per failure
+    (every failing kernel is reported, not just the first)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    calls = record_launches(cap)
-    seen = {fn.__name__ for fn, _, _ in calls}
-    failures = [] if len(seen) == LAUNCHED_KERNELS else [f"launched kernels {sorted(seen)}"]
     target = GPUTarget("cuda", cap[0] * 10 + cap[1], 32)
+    failures = []
     for fn, args, kwargs in calls:
         signature, constexprs, attrs, options = specialise(fn, args, kwargs)
         what = f"sm_{cap[0]}{cap[1]} {fn.__name__} {constexprs} {options}"
         try:
             compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options)
-        except Exception as exc:  # report every failing kernel, not just the first
+        except Exception as exc:  # noqa: BLE001 - a compiler error of any kind is a failure line
             failures.append(f"{what}: {type(exc).__name__}: {str(exc)[-800:]}")
             continue
         if compiled.metadata.shared > SMEM_LIMIT[cap]:
@@ -152,21 +151,33 @@ def check(cap: tuple) -> list:
     return failures
 
 
-def main(argv) -> int:
+def check(cap: tuple) -> list:
+    """Failure lines for compute capability `cap` (empty when everything compiles and fits)."""
+    calls = record_launches(cap)
+    seen = {fn.__name__ for fn, _, _ in calls}
+    failures = [] if len(seen) == LAUNCHED_KERNELS else [f"launched kernels {sorted(seen)}"]
+    return failures + compile_launches(calls, cap)
+
+
+def run_main(argv, check_fn, name: str) -> int:
+    """The command line shared by the compile checks: targets in, one line per failure out."""
     if _common.interpreting():
-        print("compile_check must run without TRITON_INTERPRET=1", file=sys.stderr)
+        print(f"{name} must run without TRITON_INTERPRET=1", file=sys.stderr)
         return 2
     archs = argv or ["sm_90"]
     unknown = [a for a in archs if a not in TARGETS]
     if unknown:
         print(f"unknown targets {unknown}; choose from {', '.join(TARGETS)}", file=sys.stderr)
         return 2
-    failures = [line for a in archs for line in check(TARGETS[a])]
+    failures = [line for a in archs for line in check_fn(TARGETS[a])]
     for line in failures:
         print(line)
     print(f"{len(failures)} failures for {', '.join(archs)}")
     return 1 if failures else 0
 
+
+def main(argv) -> int:
+    return run_main(argv, check, "compile_check")
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -14,13 +14,11 @@ import sys
 
 import torch
 
-from kernels.triton import _common
 from kernels.triton import compile_check as base
 from kernels.triton import fp8 as tfp8
 from kernels.triton import moe as tmoe
 
 FP8_TARGETS = {(9, 0), (10, 0)}
-POINTER = {**base.POINTER, torch.float8_e4m3fn: "*fp8e4nv"}
 
 
 def moe_launches(dt=torch.bfloat16) -> list:
@@ -58,47 +56,11 @@ def fp8_launches() -> list:
 
 
 def check(cap: tuple) -> list:
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    launches = moe_launches() + (fp8_launches() if cap in FP8_TARGETS else [])
-    target = GPUTarget("cuda", cap[0] * 10 + cap[1], 32)
-    failures = []
-    saved = base.POINTER
-    base.POINTER = POINTER  # fp8 pointers, for specialise
-    try:
-        for fn, args, kwargs in launches:
-            signature, constexprs, attrs, options = base.specialise(fn, args, kwargs)
-            what = f"sm_{cap[0]}{cap[1]} {fn.__name__} {constexprs} {options}"
-            try:
-                compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target,
-                                          options=options)
-            except Exception as exc:  # noqa: BLE001 - report every failing kernel, not just the first
-                failures.append(f"{what}: {type(exc).__name__}: {str(exc)[-800:]}")
-                continue
-            if compiled.metadata.shared > base.SMEM_LIMIT[cap]:
-                failures.append(f"{what}: {compiled.metadata.shared} B of shared memory > {base.SMEM_LIMIT[cap]}")
-    finally:
-        base.POINTER = saved
-    return failures
+    return base.compile_launches(moe_launches() + (fp8_launches() if cap in FP8_TARGETS else []), cap)
 
 
 def main(argv) -> int:
-    if _common.interpreting():
-        print("compile_check_scale must run without TRITON_INTERPRET=1", file=sys.stderr)
-        return 2
-    archs = argv or ["sm_90"]
-    unknown = [a for a in archs if a not in base.TARGETS]
-    if unknown:
-        print(f"unknown targets {unknown}; choose from {', '.join(base.TARGETS)}", file=sys.stderr)
-        return 2
-    failures = [line for a in archs for line in check(base.TARGETS[a])]
-    for line in failures:
-        print(line)
-    print(f"{len(failures)} failures for {', '.join(archs)}")
-    return 1 if failures else 0
-
+    return base.run_main(argv, check, "compile_check_scale")
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
