@@ -11,9 +11,9 @@ from bench import metrics
 from bench.devices import LocalDevice, last_level_cache_bytes
 from bench.models import ModelConfig
 from bench.timing import CacheFlusher, rotation_count, time_cpu, time_cuda, time_cuda_graph
-from bench.verify import check_case
+from bench.verify import check_case, is_oom
 from costmodel.power import step_board_joules_per_token
-from kernels.dtypes import torch_dtype
+from kernels.dtypes import ELEMENT_BYTES, torch_dtype
 from kernels.layer import layer_case, op_cases
 from kernels.model import model_case
 from kernels.op import OpCase
@@ -45,11 +45,32 @@ def tensor_bytes(obj) -> int:
     return 0
 
 
-def is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+def available_bytes(device: LocalDevice) -> int:
+    """Memory free for this run now: the GPU's free memory, or the host's MemAvailable."""
+    if device.kind == "cuda":
+        return torch.cuda.mem_get_info()[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return device.memory_bytes // 2
+
+
+def combo_skip_reason(plan: RunPlan, device: LocalDevice, batch: int, context: int) -> str | None:
+    """Why a (batch, context) cannot be measured here, checked before anything is allocated: on Linux a
+    host allocation beyond RAM can succeed and then get the process killed when it is filled."""
+    m = plan.model
+    # the largest case's one input set (a layer with its KV cache, or the LM head) plus its float64 copy
+    elements = max(m.layer_params + 2 * batch * context * m.kv_size + 4 * batch * m.hidden, m.vocab * m.hidden)
+    need = elements * (ELEMENT_BYTES[plan.dtype] + 8)
+    have = available_bytes(device)
+    if need > 0.9 * have:
+        return (f"needs about {need / 2**30:.1f} GiB for one input set and its float64 reference, "
+                f"{have / 2**30:.1f} GiB available")
+    return None
 
 
 def memory_budget(device: LocalDevice) -> int:

@@ -141,3 +141,15 @@ def test_full_model_step_is_measured_beside_the_derived_one(tmp_path):
     step = record["steps"][0]
     assert step["measured_step_seconds"] == model_row["seconds_p50"]
     assert step["derived_over_measured"] == pytest.approx(step["step_seconds"] / model_row["seconds_p50"])
+
+
+def test_impossible_size_is_skipped_before_allocating(tmp_path):
+    # 10^8 tokens of context for one layer of an 8B model: terabytes, refused from the shapes alone
+    assert main(["run", "--model", "llama-3.1-8b", "--device", "cpu", "--batch", "1", "--context", "100000000",
+                 "--layer-only", "--out", str(tmp_path)]) == 0
+    record, _ = load_only(tmp_path)
+    assert {r["op"] for r in record["rows"]} == {"final_norm", "lm_head", "layer"}
+    for row in record["rows"]:
+        assert row["valid"] is False and "GiB for one input set" in row["skipped"]
+    step = record["steps"][0]
+    assert step["valid"] is False and step["fits"] is False

@@ -12,7 +12,7 @@ from bench.errors import UserError
 from bench.measured_peak import use_measured_peak
 from bench.models import MODELS, get_model
 from bench.parsing import choice, positive_float, positive_int_list
-from bench.sweep import RunPlan, cases_for, combos, derive_step, full_model_fits, measure
+from bench.sweep import RunPlan, cases_for, combo_skip_reason, combos, derive_step, full_model_fits, measure
 from kernels.backends import parse_backend
 from kernels.dtypes import TORCH_DTYPES
 
@@ -183,8 +183,17 @@ def run_sweep(plan: RunPlan, device, record: dict, writer, economics, console) -
         task = progress.add_task("measuring", total=total)
         for batch, context in work:
             cases = cases_for(plan, device, batch, context)
+            too_big = combo_skip_reason(plan, device, batch, context)
+            if too_big:
+                console.print(f"[yellow]b={batch} ctx={context} skipped: {too_big}[/]")
             for backend in plan.backends:
                 for case in cases:
+                    if too_big:
+                        record["rows"].append({"op": case.name, "kind": case.kind, "batch": batch,
+                                               "context": context, "backend": backend, "valid": False,
+                                               "skipped": too_big})
+                        progress.advance(task)
+                        continue
                     if case.name == "model" and (why := full_model_fits(plan, device, batch, context)):
                         record["rows"].append({"op": "model", "kind": "model", "batch": batch, "context": context,
                                                "backend": backend, "valid": False, "skipped": why})
