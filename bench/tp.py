@@ -38,7 +38,14 @@ from bench.timing import MIN_SAMPLES, CacheFlusher, Timing, time_cpu, time_cuda
 from kernels import gemm, norm
 from kernels.backends import implementation, parse_backend
 from kernels.dtypes import TOLERANCE, torch_dtype
-from kernels.layer import LayerDims, layer_flops, layer_min_bytes, layer_reference, make_layer_inputs
+from kernels.layer import (
+    LayerDims,
+    layer_flops,
+    layer_forward,
+    layer_min_bytes,
+    layer_reference,
+    make_layer_inputs,
+)
 
 MAX_COLLECTIVE_SAMPLES = 500
 COLLECTIVE_SAMPLE_S = 2e-3  # target length of one sample of a collective timer (see agreed_plan)
@@ -110,25 +117,9 @@ def no_reduce(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def tp_layer_forward(dl: LayerDims, backends: dict, reduce, weights, x, residual, k_cache, v_cache, positions,
-                     cos, sin):
+def tp_layer_forward(dl: LayerDims, backends: dict, reduce, **inputs):
     """kernels.layer.layer_forward on the rank's shard, with `reduce` after the two row-parallel GEMMs."""
-    impl = {kind: implementation(kind, backend) for kind, backend in backends.items()}
-    b = x.shape[0]
-    h, r = impl["norm"](x=x, residual=residual, w=weights["attn_norm"], eps=dl.norm_eps)
-    qkv = impl["gemm"](x=h, w=weights["qkv"], b=weights["qkv_bias"])
-    q = qkv[:, : dl.q_size].view(b, dl.heads, dl.head_dim)
-    k = qkv[:, dl.q_size: dl.q_size + dl.kv_size].view(b, dl.kv_heads, dl.head_dim)
-    v = qkv[:, dl.q_size + dl.kv_size:].view(b, dl.kv_heads, dl.head_dim)
-    q, k = impl["rope"](q=q, k=k, cos=cos, sin=sin)
-    impl["kv_append"](k=k, v=v, k_cache=k_cache, v_cache=v_cache, positions=positions)
-    a = impl["attention"](q=q, k_cache=k_cache, v_cache=v_cache, lengths=None)
-    o = reduce(impl["gemm"](x=a.reshape(b, dl.q_size), w=weights["o"], b=None))  # all-reduce 1: [B, H]
-    h2, r2 = impl["norm"](x=o, residual=r, w=weights["ffn_norm"], eps=dl.norm_eps)
-    gu = impl["gemm"](x=h2, w=weights["gate_up"], b=None)
-    m = impl["activation"](gate_up=gu)
-    y = reduce(impl["gemm"](x=m, w=weights["down"], b=None))  # all-reduce 2: [B, H]
-    return y, r2
+    return layer_forward(dl, backends, reduce=reduce, **inputs)
 
 
 def shard_weight_bytes(model, world: int, element_bytes: int) -> int:
@@ -536,7 +527,6 @@ def compare_worker(rank: int, world: int, init_method: str, model_name: str, bat
     """For tests (torch.multiprocessing.spawn): the gloo group's layer output, saved by rank 0 beside the
     one-process output of kernels.layer.layer_forward on the same weights and inputs (float32, CPU)."""
     from bench.models import get_model
-    from kernels.layer import layer_forward
 
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:

@@ -161,8 +161,14 @@ def make_layer_inputs(d: LayerDims, batch: int, context: int, dtype: torch.dtype
     }
 
 
-def layer_forward(d: LayerDims, backends: dict, weights, x, residual, k_cache, v_cache, positions, cos, sin):
-    """One decode step of one layer with the implementation chosen per op kind in `backends`."""
+def layer_forward(d: LayerDims, backends: dict, weights, x, residual, k_cache, v_cache, positions, cos, sin,
+                  reduce=None):
+    """One decode step of one layer with the implementation chosen per op kind in `backends`.
+
+    `reduce`, when given, is applied to the outputs of the two row-parallel GEMMs (o_proj, down_proj):
+    a tensor-parallel rank passes its all-reduce there and `d` holds its shard's head and FFN sizes.
+    """
+    reduce = reduce or (lambda t: t)
     impl = {kind: implementation(kind, backend) for kind, backend in backends.items()}
     b = x.shape[0]
     h, r = impl["norm"](x=x, residual=residual, w=weights["attn_norm"], eps=d.norm_eps)
@@ -180,11 +186,11 @@ def layer_forward(d: LayerDims, backends: dict, weights, x, residual, k_cache, v
         q, k = impl["rope"](q=q, k=k, cos=cos, sin=sin)
         impl["kv_append"](k=k, v=v, k_cache=k_cache, v_cache=v_cache, positions=positions)
     a = impl["attention"](q=q, k_cache=k_cache, v_cache=v_cache, lengths=None)
-    o = impl["gemm"](x=a.reshape(b, d.q_size), w=weights["o"], b=None)
+    o = reduce(impl["gemm"](x=a.reshape(b, d.q_size), w=weights["o"], b=None))
     h2, r2 = impl["norm"](x=o, residual=r, w=weights["ffn_norm"], eps=d.norm_eps)
     gu = impl["gemm"](x=h2, w=weights["gate_up"], b=None)
     m = impl["activation"](gate_up=gu)
-    y = impl["gemm"](x=m, w=weights["down"], b=None)
+    y = reduce(impl["gemm"](x=m, w=weights["down"], b=None))
     return y, r2
 
 
