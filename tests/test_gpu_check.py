@@ -1,0 +1,112 @@
+"""The GPU check's control flow on a CPU, with stand-in steps: order, deadline, packing after every step,
+clean-up of what a step left running, and what OUT holds when the whole check is killed."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start(out: Path, fake: str, deadline: float = 20, limit: float = 3):
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_FAKE_LIMIT_S": str(limit), "GPU_CHECK_GRACE_S": "1"}
+    return subprocess.Popen(["bash", str(ROOT / "bench" / "gpu_check.sh"), str(out), "--fake", fake,
+                             "--deadline-s", str(deadline)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def members(out: Path) -> list:
+    with tarfile.open(fileobj=io.BytesIO((out / "results.tar.gz").read_bytes())) as tar:
+        return sorted(tar.getnames())
+
+
+def summary_rows(out: Path) -> dict:
+    rows = {}
+    for line in (out / "summary.txt").read_text().splitlines():
+        parts = line.split(None, 3)
+        if parts and parts[0][:1].isdigit() and "-" in parts[0]:
+            rows[parts[0]] = parts[1:]
+    return rows
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_order_limits_and_leftover_workers_killed(tmp_path):
+    out = tmp_path / "out"
+    proc = start(out, "ok,fail,orphan,hang,ok", deadline=30, limit=2)
+    text, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, text
+    assert sorted(p.name for p in out.iterdir()) == ["logs.txt", "results.tar.gz", "summary.txt"]
+    rows = summary_rows(out)
+    assert list(rows) == ["0-ok", "1-fail", "2-orphan", "3-hang", "4-ok"]
+    assert rows["0-ok"][0] == "0" and rows["1-fail"][0] == "3" and rows["4-ok"][0] == "0"
+    assert "limit" in rows["3-hang"][2]
+    assert "leftover" in rows["2-orphan"][2]  # the worker that ignored SIGINT in its own session
+    work = Path(text.split("work ", 1)[1].split(",")[0].split()[0])
+    assert gone(int((work / "orphan.pid").read_text()))
+    assert members(out) == ["results/0-ok.json", "results/4-ok.json", "summary.txt"]
+    logs = (out / "logs.txt").read_text()
+    assert logs.index("== 0-ok") < logs.index("== 3-hang") < logs.index("== 4-ok")
+
+
+def test_global_deadline_skips_the_rest_and_still_packs(tmp_path):
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    proc = start(out, "ok,hang,ok", deadline=9, limit=60)
+    proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 15
+    rows = summary_rows(out)
+    assert rows["0-ok"][0] == "0"
+    assert "stopped by its" in rows["1-hang"][2]  # its own 60 s cut to the time left
+    assert rows["2-ok"][0] == "-" and "deadline" in " ".join(rows["2-ok"])
+    assert members(out) == ["results/0-ok.json", "summary.txt"]
+
+
+def test_sigterm_of_the_whole_check_keeps_what_it_had(tmp_path):
+    out = tmp_path / "out"
+    proc = start(out, "ok,hang,ok", deadline=60, limit=60)
+    for _ in range(100):  # until the hang is running
+        if (out / "summary.txt").exists() and "1-hang" in (out / "summary.txt").read_text():
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    text = (out / "summary.txt").read_text()
+    assert "stopped by SIGTERM" in text and "check stopped by SIGTERM" in text
+    assert summary_rows(out)["2-ok"][0] == "-"
+    assert members(out) == ["results/0-ok.json", "summary.txt"]
+
+
+def test_sigkill_leaves_the_last_pack(tmp_path):
+    out = tmp_path / "out"
+    proc = start(out, "ok,hang", deadline=60, limit=60)
+    for _ in range(100):
+        if (out / "summary.txt").exists() and "1-hang" in (out / "summary.txt").read_text():
+            break
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    assert "running" in summary_rows(out)["1-hang"][-1]
+    assert "results/0-ok.json" in members(out)
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), str(tmp_path), "--fake", "nope"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "tokenbench: error: unknown fake step 'nope'" in r.stderr
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), str(tmp_path), "--deadline-s", "1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("tokenbench: error:")
