@@ -92,35 +92,50 @@ def time_case(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan) ->
     fn = case.impls[backend]
     timer_name, energy = "cpu-perf-counter", {}
     if device.kind == "cuda":
-        from costmodel.power import EnergyMeter
-
-        meter = EnergyMeter(torch.cuda.current_device())
         timer_name = "cuda-graph" if plan.cuda_graph else "cuda-events"
         timing = None
         if plan.cuda_graph:
             try:
-                timing = time_cuda_graph(fn, input_sets, plan.budget_s, flusher, meter)
+                timing = time_cuda_graph(fn, input_sets, plan.budget_s, flusher)
             except RuntimeError as exc:
                 if is_oom(exc):
                     raise
                 timer_name = f"cuda-events (graph capture failed: {str(exc).splitlines()[0][:120]})"
-                meter = EnergyMeter(torch.cuda.current_device())
         if timing is None:
-            timing = time_cuda(fn, input_sets, plan.budget_s, flusher, meter)
-        energy = board_energy(meter.reading, len(timing.samples) * timing.inner, flusher is not None)
+            timing = time_cuda(fn, input_sets, plan.budget_s, flusher)
+        energy = board_energy(fn, input_sets, case.name, timing.summary().get("seconds_p50"))
     else:
         timing = time_cpu(fn, input_sets, plan.budget_s, flusher)
     return {**timing.summary(), "timer": timer_name, "rotation_sets": sets_n, "set_bytes": per_set, **energy}
 
 
-def board_energy(reading, calls: int, flushed: bool) -> dict:
-    """The GPU board's own energy per call over the timed samples (NVML), or why there is none."""
-    if reading.joules is None or calls <= 0:
+# Rows whose energy is read: those the decode step's J/token is composed of (each window costs >= 1 s).
+METERED_OPS = ("layer", "final_norm", "lm_head", "model")
+
+
+def board_energy(fn, input_sets: list, op: str, seconds_per_call: float | None) -> dict:
+    """The board's energy per call over its own >= 1 s window of back-to-back calls (bench.energy), or why
+    there is none. Back-to-back, without the timing's cache flush: the energy of the call itself."""
+    from bench import energy
+
+    if op not in METERED_OPS or energy.MIN_WINDOW_S <= 0:
+        return {"board_joules_per_call": None, "board_energy_note": "not metered (per-op row)"}
+    # calls per counter read: about 2 ms of work between host syncs, so the board stays busy in the window
+    per_sync = max(1, min(1000, int(2e-3 / seconds_per_call))) if seconds_per_call else 1
+    state = {"i": 0}
+
+    def call():
+        for _ in range(per_sync):
+            fn(input_sets[state["i"] % len(input_sets)])
+            state["i"] += 1
+        torch.cuda.synchronize()
+
+    reading = energy.board_window(call, torch.cuda.current_device())
+    if reading.joules is None:
         return {"board_joules_per_call": None, "board_energy_note": reading.reason}
-    out = {"board_joules_per_call": reading.joules / calls, "board_watts": reading.watts}
-    if flushed:
-        out["board_energy_note"] = "includes the cache flush run before each sample"
-    return out
+    calls = reading.calls * per_sync
+    return {"board_joules_per_call": reading.joules / calls, "board_watts": reading.watts,
+            "board_energy_window_s": reading.seconds, "board_energy_calls": calls}
 
 
 def measure(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan, batch: int, context: int) -> dict:
