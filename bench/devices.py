@@ -29,6 +29,7 @@ class DeviceSpec:
     source: str
     match: tuple = ()
     sm: str | None = None
+    exclude: tuple = ()  # words that name a sibling variant this entry must not be matched to
 
     def peak_flops(self, dtype: str) -> float | None:
         tflops = self.peak_tflops.get(dtype)
@@ -41,6 +42,7 @@ class DeviceSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["match"] = list(self.match)
+        d["exclude"] = list(self.exclude)
         return d
 
 
@@ -51,6 +53,7 @@ def catalog() -> dict[str, DeviceSpec]:
     for entry in data["devices"]:
         entry = dict(entry)
         entry["match"] = tuple(entry.get("match", ()))
+        entry["exclude"] = tuple(entry.get("exclude", ()))
         spec = DeviceSpec(**entry)
         if spec.key in out:
             raise ValueError(f"devices.json lists {spec.key!r} twice")
@@ -65,12 +68,21 @@ def lookup(key: str) -> DeviceSpec:
     return specs[key]
 
 
+def _has_word(name: str, pattern: str) -> bool:
+    """`pattern` in `name` as a whole token: 'H200' is not in 'GH200', 'B200' is not in 'GB200'."""
+    return re.search(rf"(?<![a-z0-9]){re.escape(pattern.lower())}(?![a-z0-9])", name.lower()) is not None
+
+
 def match_spec(device_name: str) -> DeviceSpec | None:
-    """The catalog entry whose patterns occur in `device_name`; longest pattern wins (GB200 before B200)."""
+    """The catalog entry with a pattern in `device_name` as a whole token and none of its excluded words;
+    the longest pattern wins. A variant the catalog lacks (H100 NVL, A100 40GB) matches nothing: its peaks
+    are unknown rather than a neighbour's."""
     best, best_len = None, 0
     for spec in catalog().values():
+        if any(_has_word(device_name, word) for word in spec.exclude):
+            continue
         for pattern in spec.match:
-            if pattern.lower() in device_name.lower() and len(pattern) > best_len:
+            if _has_word(device_name, pattern) and len(pattern) > best_len:
                 best, best_len = spec, len(pattern)
     return best
 
@@ -160,10 +172,13 @@ def nvml_details(index: int) -> dict:
         import pynvml
     except ImportError:
         return {"nvml": "nvidia-ml-py not installed"}
+    from bench.energy import nvml_handle
+
     out = {}
     try:
         pynvml.nvmlInit()
-        h = pynvml.nvmlDeviceGetHandleByIndex(index)
+        h, how = nvml_handle(pynvml, index)  # by UUID / PCI id: CUDA's ordinal is not NVML's
+        out["nvml_board"] = how
         readers = {
             "driver": lambda: pynvml.nvmlSystemGetDriverVersion(),
             "sm_clock_mhz": lambda: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
@@ -199,6 +214,7 @@ def detect(requested: str = "auto") -> LocalDevice:
             "sm_count": props.multi_processor_count,
             "l2_bytes": getattr(props, "L2_cache_size", None),
             "cuda": torch.version.cuda,
+            "uuid": str(getattr(props, "uuid", "")) or None,
             "hip": getattr(torch.version, "hip", None),
         }
         details.update(nvml_details(index))

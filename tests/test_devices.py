@@ -28,6 +28,11 @@ def test_spec_figures_from_guide():
     ("NVIDIA H200", "h200"), ("NVIDIA H100 80GB HBM3", "h100-sxm"), ("NVIDIA H100 PCIe", "h100-pcie"),
     ("NVIDIA GB200", "gb200"), ("NVIDIA B200", "b200"), ("NVIDIA A100-SXM4-80GB", "a100-sxm-80gb"),
     ("AMD Instinct MI300X", "mi300x"), ("NVIDIA GeForce RTX 4090", None),
+    # variants: their own entry, or none (unknown peaks), never a neighbour's
+    ("NVIDIA H200 NVL", "h200-nvl"), ("NVIDIA H100 NVL", None), ("NVIDIA GH200 480GB", None),
+    ("NVIDIA GH200 144G HBM3e", None), ("NVIDIA A100-SXM4-40GB", None), ("NVIDIA A100 80GB PCIe", None),
+    ("NVIDIA A100-PCIE-40GB", None), ("NVIDIA H100 SXM5 80GB", "h100-sxm"), ("NVIDIA L40S", "l40s"),
+    ("NVIDIA B300 SXM6 AC", "b300"), ("NVIDIA GB300", "gb300"), ("AMD Instinct MI325X", "mi325x"),
 ])
 def test_match_spec(name, key):
     spec = devices.match_spec(name)
