@@ -16,6 +16,7 @@ What this conftest adds to pytest-benchmark:
 - the timer: CUDA events on a GPU (harness.cuda_event_clock), the host clock on a CPU;
 - shapes: parametrized per device at collection time (no device query on import); the triton backend is
   parametrized everywhere and skipped with the reason where there is no CUDA device;
+- the measured ceilings: the newest peak file in $TOKENBENCH_PEAK_DIR (default results/);
 - --tokenbench-budget-s: once spent, the remaining benchmarks skip (so a job with a hard timeout still ends
   normally and saves what it measured).
 """
@@ -154,13 +155,18 @@ def run_dtype(device):
     return harness.GPU_DTYPE if device.kind == "cuda" else harness.CPU_DTYPE
 
 
+def peak_folder() -> Path:
+    return Path(os.environ.get("TOKENBENCH_PEAK_DIR") or ROOT / "results")
+
+
 @pytest.fixture(scope="session")
 def ceilings(device, run_dtype):
-    """This device's measured ceilings from the newest `tokenbench peak` file in results/, if any."""
+    """This device's measured ceilings from the newest `tokenbench peak` file in $TOKENBENCH_PEAK_DIR (the GPU
+    check sets it to the folder its own peak step just wrote), else in results/, if any."""
     from bench.measured_peak import ceiling, latest_peak
     from bench.metrics import PEAK_DTYPE
 
-    found = latest_peak(ROOT / "results", device.name)
+    found = latest_peak(peak_folder(), device.name)
     if found is None:
         return {}
     path, record = found

@@ -149,7 +149,15 @@ def measure(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan, batc
         row.update(check.to_dict())
         if not check.ok:
             return row
-        row.update(time_case(case, backend, device, plan))
+        if "triton" in backend and device.kind == "cuda":
+            from kernels.triton._common import record_configs
+
+            with record_configs() as chosen:  # the autotuner's choice for each GEMM of this row
+                row.update(time_case(case, backend, device, plan))
+            if chosen:
+                row["triton_configs"] = chosen
+        else:
+            row.update(time_case(case, backend, device, plan))
     except Exception as exc:
         if not is_oom(exc):
             raise

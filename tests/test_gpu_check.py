@@ -110,3 +110,49 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), str(tmp_path), "--deadline-s", "1"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("tokenbench: error:")
+
+
+def test_suites_read_the_peak_folder_the_check_names(monkeypatch, tmp_path):
+    from bench import conftest
+
+    monkeypatch.setenv("TOKENBENCH_PEAK_DIR", str(tmp_path))
+    assert conftest.peak_folder() == tmp_path
+    monkeypatch.delenv("TOKENBENCH_PEAK_DIR")
+    assert conftest.peak_folder() == ROOT / "results"
+
+
+def test_steps_share_triton_caches_and_the_peak_folder(tmp_path):
+    from bench import gpu_check
+
+    env = gpu_check.step_env(tmp_path)
+    assert env["TRITON_CACHE_AUTOTUNING"] == "1" and env["TOKENBENCH_PEAK_DIR"] == str(tmp_path / "results")
+    assert env.get("TRITON_CACHE_DIR", "").startswith(str(tmp_path)) or "TRITON_CACHE_DIR" in os.environ
+    names = [s.name for s in gpu_check.real_steps(tmp_path)]
+    assert names[:5] == ["preflight", "peak", "run", "decode-bench", "triton-tests"]
+
+
+def test_autotune_options_follow_the_environment(monkeypatch):
+    from kernels.triton import _common
+
+    monkeypatch.setenv("TRITON_CACHE_AUTOTUNING", "1")
+    monkeypatch.setenv("TOKENBENCH_FAST_AUTOTUNE", "1")
+    opts = _common.autotune_options()
+    assert opts["cache_results"] is True and opts["do_bench"] is _common._fast_bench
+    monkeypatch.setenv("TOKENBENCH_FAST_AUTOTUNE", "0")
+    monkeypatch.setenv("TRITON_CACHE_AUTOTUNING", "0")
+    assert _common.autotune_options() == {"cache_results": False}
+
+
+def test_chosen_configs_are_recorded_only_inside_a_recorder():
+    import triton
+
+    from kernels.triton import _common
+
+    class Tuner:
+        best_config = triton.Config({"BLOCK_M": 16, "BLOCK_N": 64}, num_warps=4, num_stages=3)
+
+    _common.note_config("outside", Tuner())
+    with _common.record_configs() as seen:
+        _common.note_config("gemm M=1 N=8 K=8", Tuner())
+    assert list(seen) == ["gemm M=1 N=8 K=8"]
+    assert "BLOCK_M=16" in seen["gemm M=1 N=8 K=8"] and "num_warps=4" in seen["gemm M=1 N=8 K=8"]

@@ -43,6 +43,52 @@ def capability(device: torch.device) -> tuple:
     return _cuda_capability(device.index if device.index is not None else torch.cuda.current_device())
 
 
+# Autotuning times each config with Triton's default benchmarker (25 ms warm-up + 100 ms repetitions, about
+# 70 configs for a decode GEMM). TOKENBENCH_FAST_AUTOTUNE=1 (the GPU check sets it) times each with 5 + 20 ms:
+# enough to rank configs whose runtimes differ by more than a few percent. Results are cached on disk by
+# Triton itself with TRITON_CACHE_AUTOTUNING=1 (or cache_results below), under TRITON_CACHE_DIR.
+FAST_AUTOTUNE_MS = (5, 20)
+
+
+def _fast_bench(kernel_call, quantiles):
+    import triton.testing
+
+    return triton.testing.do_bench(kernel_call, warmup=FAST_AUTOTUNE_MS[0], rep=FAST_AUTOTUNE_MS[1],
+                                   quantiles=quantiles)
+
+
+def autotune_options() -> dict:
+    """Extra triton.autotune arguments from the environment (read when the autotuner is built)."""
+    opts = {"cache_results": os.environ.get("TRITON_CACHE_AUTOTUNING", "0") == "1"}
+    if os.environ.get("TOKENBENCH_FAST_AUTOTUNE", "0") == "1":
+        opts["do_bench"] = _fast_bench
+    return opts
+
+
+_RECORDERS: list = []
+
+
+class record_configs:
+    """Collects {launch: chosen config} for autotuned launches made inside the block (rows record them)."""
+
+    def __enter__(self) -> dict:
+        self.seen = {}
+        _RECORDERS.append(self.seen)
+        return self.seen
+
+    def __exit__(self, *exc) -> bool:
+        _RECORDERS.remove(self.seen)
+        return False
+
+
+def note_config(label: str, tuner) -> None:
+    """After an autotuned launch: its chosen config, for the active recorders (a no-op when none is)."""
+    config = getattr(tuner, "best_config", None)
+    if _RECORDERS and config is not None:
+        for seen in _RECORDERS:
+            seen[label] = ", ".join(f"{k}={v}" for k, v in config.all_kwargs().items())
+
+
 def next_pow2(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
 

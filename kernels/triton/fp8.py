@@ -19,6 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.triton._common import autotune_options
+
 
 def _configs():
     return [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
@@ -66,7 +68,8 @@ def _fp8_linear_kernel(
              mask=mask_m[:, None] & mask_n[None, :])
 
 
-_fp8_linear_autotuned = triton.autotune(configs=_configs(), key=["M", "N", "K"])(_fp8_linear_kernel)
+_fp8_linear_autotuned = triton.autotune(configs=_configs(), key=["M", "N", "K"], **autotune_options())(
+    _fp8_linear_kernel)
 
 
 def _interpreting() -> bool:

@@ -34,8 +34,10 @@ from kernels.triton._common import (
     check_same_dtype,
     check_shape,
     check_tensors,
+    autotune_options,
     interpreting,
     next_pow2,
+    note_config,
     sm_count,
 )
 
@@ -222,10 +224,11 @@ def _prune_splitk(configs, named_args, **_):
 def _autotuned(cap: tuple):
     tiled, splitk = configs_for(cap)
     return (
-        triton.autotune(tiled, key=["M", "N", "K"], prune_configs_by={"early_config_prune": _prune_tiled})(
-            _gemm_tiled_kernel),
+        triton.autotune(tiled, key=["M", "N", "K"], prune_configs_by={"early_config_prune": _prune_tiled},
+                        **autotune_options())(_gemm_tiled_kernel),
         triton.autotune(splitk, key=["M", "N", "K", "SPLIT_K"],
-                        prune_configs_by={"early_config_prune": _prune_splitk})(_gemm_splitk_kernel),
+                        prune_configs_by={"early_config_prune": _prune_splitk}, **autotune_options())(
+            _gemm_splitk_kernel),
     )
 
 
@@ -275,12 +278,16 @@ def triton_linear(x, w, b=None, out=None, split_k=None, **_) -> torch.Tensor:
         tiled[grid](x, x.stride(0), x.stride(1), w, w.stride(0), w.stride(1), bias,
                     y, y.stride(0), y.stride(1), m, n, k,
                     HAS_BIAS=b is not None, PRECISION=precision, **extra)
+        if not interpreting():
+            note_config(f"gemm M={m} N={n} K={k}", tiled)
         return y
     partial = torch.empty((split_k, m, n), dtype=torch.float32, device=x.device)
     grid = lambda meta: (cdiv(n, meta["BLOCK_N"]), split_k)
     extra = INTERPRETER_SPLITK if interpreting() else {}
     splitk[grid](x, x.stride(0), x.stride(1), w, w.stride(0), w.stride(1), partial, partial.stride(0),
                  partial.stride(1), m, n, k, split_k, PRECISION=precision, **extra)
+    if not interpreting():
+        note_config(f"gemm M={m} N={n} K={k} split_k={split_k}", splitk)
     _splitk_reduce_kernel[(m, cdiv(n, REDUCE_BLOCK_N))](
         partial, partial.stride(0), partial.stride(1), bias, y, y.stride(0), y.stride(1), n, split_k,
         HAS_BIAS=b is not None, BLOCK_S=next_pow2(split_k), BLOCK_N=REDUCE_BLOCK_N)
