@@ -34,8 +34,8 @@ test: $(VENV)/.ready
 test-gpu: $(VENV)/.ready
 	$(BIN)/python -m pytest -q -m gpu
 
-# The one-call GPU check (bench/gpu_check.sh): gpu tests, peak, run (torch and triton), benchmark suites,
-# from the source tree with the node's own python3, nothing installed; packed into GPU_CHECK_OUT.
+# The one-call GPU check (bench/gpu_check.py): steps by value under one deadline (README), from the source
+# tree with the node's own python3, nothing installed; OUT packed after every step.
 GPU_CHECK_OUT ?= results/tmp/gpu-check
 gpu-check:
 	PYTHON=$(PYTHON) bash bench/gpu_check.sh $(GPU_CHECK_OUT)
