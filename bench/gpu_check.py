@@ -341,6 +341,8 @@ def main(argv=None) -> int:
     p.add_argument("--fake", default=os.environ.get("GPU_CHECK_FAKE"),
                    help="comma list of stand-in steps (ok, fail, hang, orphan) to test the control flow")
     p.add_argument("--only", help="comma list of step names to run (default all)")
+    p.add_argument("--inject-hang", default="", help="comma list of step names replaced by a hanging stand-in "
+                                                     "(a rehearsal of a stuck step)")
     args = p.parse_args(argv)
     if args.deadline_s <= PACK_RESERVE_S:
         print(f"tokenbench: error: --deadline-s must exceed {PACK_RESERVE_S:g}", file=sys.stderr)
@@ -364,6 +366,9 @@ def main(argv=None) -> int:
     if args.only:
         wanted = {s.strip() for s in args.only.split(",")}
         steps = [s for s in steps if s.name in wanted]
+    for step in steps:
+        if step.name in args.inject_hang.split(","):
+            step.argv = [python(), "-c", FAKE["orphan"], str(work), step.name]
     facts = {}
     for step in steps:
         if step.name != "preflight" and not args.fake and not facts:
