@@ -221,10 +221,11 @@ class Runner:
                 self.pack()
                 last_pack = now
             time.sleep(0.2)
+        killed = set()
         if proc.poll() is None:
-            self._interrupt(proc, GRACE_S if not self.stopping else 2.0)
+            killed = self._interrupt(proc, GRACE_S if not self.stopping else 2.0)
         self.seen |= descendants(proc.pid) if proc.poll() is None else set()
-        leftover = {p for p in self.seen if _alive(p)}
+        leftover = {p for p in self.seen if _alive(p)} | killed
         _signal_all(proc.pid, leftover, signal.SIGKILL)  # whatever the step started is gone when it ends
         if leftover:
             why = (why + "; " if why else "") + f"killed {len(leftover)} leftover process(es)"
@@ -232,7 +233,7 @@ class Runner:
         self.proc = None
         return rc, why
 
-    def _interrupt(self, proc, grace: float) -> None:
+    def _interrupt(self, proc, grace: float) -> set:
         """SIGINT to the group first: runs keep their rows and pytest still writes its JSON."""
         self.seen |= descendants(proc.pid)
         _signal_all(proc.pid, self.seen, signal.SIGINT)
@@ -240,7 +241,9 @@ class Runner:
         while proc.poll() is None and time.monotonic() < end:
             time.sleep(0.1)
         self.seen |= descendants(proc.pid) if proc.poll() is None else set()
+        survivors = {p for p in self.seen if _alive(p)}  # those that ignored SIGINT
         _signal_all(proc.pid, self.seen, signal.SIGKILL)
+        return survivors
 
     def stop(self, signum, _frame) -> None:
         self.stopping = signal.Signals(signum).name

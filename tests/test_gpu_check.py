@@ -76,17 +76,18 @@ def test_global_deadline_skips_the_rest_and_still_packs(tmp_path):
 
 def test_sigterm_of_the_whole_check_keeps_what_it_had(tmp_path):
     out = tmp_path / "out"
-    proc = start(out, "ok,hang,ok", deadline=60, limit=60)
-    for _ in range(100):  # until the hang is running
-        if (out / "summary.txt").exists() and "1-hang" in (out / "summary.txt").read_text():
+    proc = start(out, "ok,orphan,ok", deadline=60, limit=60)
+    for _ in range(100):  # until the stuck step is running
+        if (out / "summary.txt").exists() and "1-orphan" in (out / "summary.txt").read_text():
             break
         time.sleep(0.1)
+    time.sleep(0.5)  # the worker has started
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM
     text = (out / "summary.txt").read_text()
     assert "stopped by SIGTERM" in text and "check stopped by SIGTERM" in text
-    assert summary_rows(out)["2-ok"][0] == "-"
+    assert summary_rows(out)["2-ok"][0] == "-" and "leftover" in summary_rows(out)["1-orphan"][-1]
     assert members(out) == ["results/0-ok.json", "summary.txt"]
 
 
