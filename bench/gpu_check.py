@@ -56,6 +56,17 @@ class Outcome:
     command: str = ""
 
 
+
+def _die_with_parent():
+    """In the step's child, before exec: ask Linux to SIGKILL it if the check itself is SIGKILLed, which
+    leaves no chance to clean up (a hung step would otherwise outlive the check and hold the GPU)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
 def python() -> str:
     return os.environ.get("PYTHON") or sys.executable
 
@@ -195,7 +206,7 @@ class Runner:
             f.flush()
             self.proc = subprocess.Popen(step.argv, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env={**self.env, **step.env},
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_die_with_parent)
             self.seen = set()
             rc, why = self._wait(limit)
             outcome.rc, outcome.seconds = rc, time.monotonic() - t0

@@ -102,6 +102,23 @@ def test_sigkill_leaves_the_last_pack(tmp_path):
     proc.wait()
     assert "running" in summary_rows(out)["1-hang"][-1]
     assert "results/0-ok.json" in members(out)
+    # the hung step dies with the check (PR_SET_PDEATHSIG) instead of outliving it
+    for _ in range(50):
+        if not hanging_fake_steps():
+            break
+        time.sleep(0.1)
+    assert not hanging_fake_steps()
+
+
+def hanging_fake_steps() -> list:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"fake step hanging" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path):
