@@ -337,3 +337,44 @@ def test_importing_the_report_code_loads_no_matplotlib():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent.parent)
     assert out.stdout.strip() == "False"
+
+
+def test_report_with_twelve_runs_of_one_device_and_dtype(tmp_path, capsys):
+    """results/ accumulates runs: twelve of one device and dtype (each with its own measured ceilings, so each
+    gets its own ceiling line and dash pattern) make one report, and its roofline names every run."""
+    record = json.loads(PRICED.read_text())
+    paths = []
+    for n in range(12):
+        rec = json.loads(json.dumps(record))
+        rec["measured_copy_bw"] = (rec.get("measured_copy_bw") or 40e9) * (1 + n / 100)
+        rec["created"] = f"2026-11-{n + 1:02d}T00:00:00Z"
+        path = tmp_path / f"run-{n:02d}.json"
+        path.write_text(json.dumps(rec))
+        paths.append(str(path))
+    out = tmp_path / "rep"
+    assert main(["report", *paths, "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert all(f"run-{n:02d}" in md for n in range(12))
+    for png in out.glob("*.png"):
+        png_size(png.read_bytes())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rep-")]  # no staging folder left
+
+
+def test_failed_report_leaves_no_half_written_folder(tmp_path, monkeypatch):
+    from bench.report import build as build_module
+
+    def broken(self):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(build_module.Report, "rooflines", broken)
+    out = tmp_path / "rep"
+    with pytest.raises(RuntimeError):
+        build_module.build(build_module_runs(), out)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def build_module_runs():
+    from bench.report.load import read_runs
+
+    return read_runs([str(PRICED)])[0]

@@ -1,7 +1,10 @@
 """A report for a set of runs: the figures, the tables with the figures they plot, the page in two forms."""
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,10 +254,27 @@ def _collapse(per_run: dict[str, Ceilings]) -> dict[str, Ceilings]:
 
 
 def build(runs: list[Run], out: Path, options: Options | None = None) -> list[Path]:
-    """Write the PNGs, report.md and report.html into `out`; the paths written, page files last."""
+    """Write the PNGs, report.md and report.html into `out`; the paths written, page files last.
+
+    Everything is drawn into a staging folder beside `out` and moved in only once the page is complete, so a
+    report that fails halfway leaves no half-written folder behind."""
     options = options or Options()
-    rep = Report(runs, out, options)  # refuses mixed models or dtypes before anything is written
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        written = _build_into(runs, staging, options)
+        out.mkdir(parents=True, exist_ok=True)
+        final = []
+        for path in written:
+            os.replace(path, out / path.name)
+            final.append(out / path.name)
+        return final
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _build_into(runs: list[Run], out: Path, options: Options) -> list[Path]:
+    rep = Report(runs, out, options)  # refuses mixed models or dtypes before anything is drawn
     rep.inputs()
     rep.throughput()
     rep.cost()

@@ -161,7 +161,7 @@ def roofline(runs: list[Run], ceilings: dict[str, Ceilings], path: Path, title: 
                 what += f", {peak:,.4g} TFLOP/s"
             else:
                 what += ", no FLOP ceiling"
-            ax.plot(grid, roof, style, color="#444444" if kind == "spec sheet" else "#c0392b", lw=1.6,
+            ax.plot(grid, roof, linestyle=style, color="#444444" if kind == "spec sheet" else "#c0392b", lw=1.6,
                     label=f"{prefix}{kind} ceiling ({what})")
             ceiling_ys.extend([roof.min(), roof.max()])
     _log(ax, "x")
