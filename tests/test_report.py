@@ -346,7 +346,7 @@ def test_report_with_twelve_runs_of_one_device_and_dtype(tmp_path, capsys):
     paths = []
     for n in range(12):
         rec = json.loads(json.dumps(record))
-        rec["measured_copy_bw"] = (rec.get("measured_copy_bw") or 40e9) * (1 + n / 100)
+        rec["measured_copy_gbps"] = rec["measured_copy_gbps"] * (1 + n / 100)
         rec["created"] = f"2026-11-{n + 1:02d}T00:00:00Z"
         path = tmp_path / f"run-{n:02d}.json"
         path.write_text(json.dumps(rec))
