@@ -1,50 +1,51 @@
 """The terminal tables of a run: every measured row, then the derived decode steps."""
 from __future__ import annotations
 
+from bench.tables import Col, print_table
+from costmodel.fmt import money
+
 
 def _num(value, fmt: str, scale: float = 1.0) -> str:
     return "-" if value is None else format(value * scale, fmt)
 
 
 def print_summary(record: dict, console) -> None:
-    from rich.table import Table
-
     dev = record["device"]
     head = f"{dev['name']} ({dev['kind']}), {record['model']['name']} {record['dtype']}"
     copy = record.get("measured_copy_gbps")
     if copy:
         head += f", measured copy bandwidth {copy:.1f} GB/s"
-    rows = Table(title=f"Ops: {head}", title_justify="left")
-    for col in ("op", "batch", "ctx", "backend", "p50 us", "noise", "TFLOP/s", "GB/s", "% copy BW",
-                "% spec roof", "check"):
-        rows.add_column(col, justify="left" if col in ("op", "backend", "check") else "right")
+    op_cols = [Col("op", right=False, key=True), Col("batch", key=True), Col("ctx", key=True),
+               Col("backend", right=False, key=True), Col("p50 us"), Col("noise"), Col("TFLOP/s"), Col("GB/s"),
+               Col("% copy BW"), Col("% spec roof"), Col("check", right=False, wrap=True)]
+    op_rows = []
     for r in record["rows"]:
+        keys = [r["op"], str(r["batch"]), str(r["context"]), r["backend"]]
         if r.get("seconds_p50") is None:
             status = r.get("skipped") or r.get("check") or "not timed"
-            rows.add_row(r["op"], str(r["batch"]), str(r["context"]), r["backend"], "-", "-", "-", "-", "-", "-",
-                         f"[red]{status}[/]")
+            op_rows.append(keys + ["-"] * 6 + [f"[red]{status}[/]"])
             continue
-        noise = _num(r["noise"], ".1%") + ("!" if r.get("noisy") else "")
-        rows.add_row(r["op"], str(r["batch"]), str(r["context"]), r["backend"], _num(r["seconds_p50"], ".1f", 1e6),
-                     noise, _num(r["tflops"], ".3f"), _num(r["gbps"], ".1f"), _num(r.get("pct_copy_bw"), ".0%"),
-                     _num(r.get("efficiency_spec"), ".0%"), f"ok {r['rel_error']:.1e}")
-    console.print(rows)
+        noise = _num(r["noise"], ".1%") + ("!" if r.get("noisy") else "") + ("?" if r.get("unreliable") else "")
+        op_rows.append(keys + [_num(r["seconds_p50"], ",.1f", 1e6), noise, _num(r["tflops"], ".3f"),
+                               _num(r["gbps"], ".1f"), _num(r.get("pct_copy_bw"), ".0%"),
+                               _num(r.get("efficiency_spec"), ".0%"), f"ok {r['rel_error']:.1e}"])
+    print_table(console, f"Ops: {head}", op_cols, op_rows)
 
-    steps = Table(title="Decode step (derived: layers x layer + final_norm + lm_head)", title_justify="left")
-    for col in ("batch", "ctx", "backend", "step ms", "tok/s", "tok/s/user", "GB/s", "% copy BW", "fits",
-                "$/M tok", "tok/s/MW"):
-        steps.add_column(col, justify="left" if col == "backend" else "right")
+    step_cols = [Col("batch", key=True), Col("ctx", key=True), Col("backend", right=False, key=True),
+                 Col("step ms"), Col("tok/s"), Col("tok/s/user"), Col("GB/s"), Col("% copy BW"),
+                 Col("fits", right=False), Col("$/M tok"), Col("tok/s/MW")]
+    step_rows = []
     for s in record["steps"]:
+        keys = [str(s["batch"]), str(s["context"]), s["backend"]]
         if not s.get("valid"):
-            steps.add_row(str(s["batch"]), str(s["context"]), s["backend"], "-", "-", "-", "-", "-",
-                          "yes" if s["fits"] else "no", "-", f"[red]{s.get('reason', '')}[/]")
+            step_rows.append(keys + ["-"] * 5 + ["yes" if s["fits"] else "no", "-", f"[red]{s.get('reason', '')}[/]"])
             continue
         fits = "yes" if s["fits"] else f"no ({s['bytes_needed'] / 2**30:.0f} GiB)"
-        steps.add_row(str(s["batch"]), str(s["context"]), s["backend"], _num(s["step_seconds"], ".2f", 1e3),
-                      _num(s["tokens_per_s"], ",.1f"), _num(s["tokens_per_s_per_user"], ",.1f"),
-                      _num(s["gbps"], ".1f"), _num(s.get("pct_copy_bw"), ".0%"), fits,
-                      _num(s.get("cost_per_mtok"), ",.4f"), _num(s.get("tokens_per_s_per_mw"), ",.0f"))
-    console.print(steps)
+        step_rows.append(keys + [_num(s["step_seconds"], ",.2f", 1e3), _num(s["tokens_per_s"], ",.1f"),
+                                 _num(s["tokens_per_s_per_user"], ",.1f"), _num(s["gbps"], ".1f"),
+                                 _num(s.get("pct_copy_bw"), ".0%"), fits, money(s.get("cost_per_mtok")),
+                                 _num(s.get("tokens_per_s_per_mw"), ",.0f")])
+    print_table(console, "Decode step (derived: layers x layer + final_norm + lm_head)", step_cols, step_rows)
     if record.get("bandwidth_warning"):
         console.print(f"[yellow]{record['bandwidth_warning']}[/]")
     hint = (record.get("price") or {}).get("hint")

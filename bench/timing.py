@@ -56,7 +56,18 @@ class Timing:
             "seconds_p50": self.p50, "seconds_p10": self.p10, "seconds_p90": self.p90,
             "samples": len(self.samples), "noise": self.noise, "noisy": self.noisy,
             "warmup_s": self.warmup_s, "cache_flushed": self.flushed, "calls_per_sample": self.inner,
+            "levels": distinct_levels(self.samples),
         }
+
+
+def distinct_levels(samples, resolution: float = 0.02) -> int:
+    """How many distinct values the samples take at 2% resolution: a timing stuck on a CPU scheduler's
+    quantum (whole multiples of about 4 ms) takes two or three, a real measurement of the op many."""
+    levels = []
+    for s in sorted(samples):
+        if not levels or s > levels[-1] * (1 + resolution):
+            levels.append(s)
+    return len(levels)
 
 
 class CacheFlusher:

@@ -13,12 +13,12 @@ significant beyond two significant figures, 1000 -> 950..1050) widened by an opt
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from costmodel.economics import SECONDS_PER_HOUR, require_positive
 from costmodel.errors import CostInputError
 from costmodel.fmt import money, si, sig
+from costmodel.numbers import read_number
 
 FIGURES = {
     "price_per_hour": "price per device-hour ($)",
@@ -27,8 +27,6 @@ FIGURES = {
     "power_kw": "all-in kW per device",
     "tokens_per_s_per_mw": "tokens/s per MW",
 }
-_SUFFIX = {"": 1.0, "K": 1e3, "k": 1e3, "M": 1e6, "G": 1e9, "B": 1e9}
-_NUMBER = re.compile(r"^(?P<sign>[-+]?)\$?(?P<mant>[0-9]*\.?[0-9]+|[0-9]+\.)(?:[eE](?P<exp>[-+]?[0-9]+))?(?P<suf>[kKMGB]?)$")
 
 
 @dataclass(frozen=True)
@@ -53,10 +51,8 @@ class Figure:
         text = repr(given) if isinstance(given, (int, float)) else str(given).strip()
         if isinstance(given, float) and text.endswith(".0"):
             text = text[:-2]  # 2.8e6 is 2800000.0: its zeros are not a claim of precision
-        m = _NUMBER.match(text.replace(",", "").replace("_", ""))
-        if not m:
-            raise CostInputError(f"{name} must be a number (like 4.20, 906,000, 54K or 2.8M), got {str(given)!r}")
-        mant, exp, suf = m.group("mant"), int(m.group("exp") or 0), m.group("suf")
+        written = read_number(name, text)
+        mant, scale, value = written.mantissa, written.scale, written.value
         if "." in mant:
             step = 10.0 ** -(len(mant) - mant.index(".") - 1)
         else:
@@ -65,8 +61,6 @@ class Figure:
             digits = mant.lstrip("0")
             significant = max(len(digits.rstrip("0")), min(2, len(digits)))
             step = 10.0 ** (len(digits) - significant)
-        scale = _SUFFIX[suf] * 10.0 ** exp
-        value = float(mant) * scale * (-1.0 if m.group("sign") == "-" else 1.0)
         require_positive(name, value)
         half = 0.5 * step * scale
         return cls(value=value, low=max(value - half, 0.0), high=value + half, text=text)

@@ -187,6 +187,8 @@ def load_tco(path: str | Path) -> Tco:
         text = p.read_text()
     except OSError as e:
         raise CostInputError(f"cannot read TCO file {str(p)!r}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise CostInputError(f"TCO file {str(p)!r} is not text (a binary file?): expected JSON") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -144,12 +144,21 @@ def test_full_model_step_is_measured_beside_the_derived_one(tmp_path):
 
 
 def test_impossible_size_is_skipped_before_allocating(tmp_path):
-    # 10^8 tokens of context for one layer of an 8B model: terabytes, refused from the shapes alone
-    assert main(["run", "--model", "llama-3.1-8b", "--device", "cpu", "--batch", "1", "--context", "100000000",
-                 "--layer-only", "--out", str(tmp_path)]) == 0
+    # 10^8 tokens of context for one layer of an 8B model: terabytes, skipped from the shapes alone, while the
+    # batch that fits beside it is measured
+    assert main(["run", "--model", "tiny", "--device", "cpu", "--batch", "1", "--context", "8,1000000000000",
+                 "--layer-only", "--budget-s", "0.05", "--out", str(tmp_path)]) == 0
     record, _ = load_only(tmp_path)
-    assert {r["op"] for r in record["rows"]} == {"final_norm", "lm_head", "layer"}
-    for row in record["rows"]:
+    big = [r for r in record["rows"] if r["context"] == 1000000000000]
+    assert {r["op"] for r in big} == {"final_norm", "lm_head", "layer"}
+    for row in big:
         assert row["valid"] is False and "GiB for one input set" in row["skipped"]
-    step = record["steps"][0]
+    step = [s for s in record["steps"] if s["context"] == 1000000000000][0]
     assert step["valid"] is False and step["fits"] is False
+
+
+def test_nothing_fits_is_refused_before_anything_is_written(tmp_path, capsys):
+    assert main(["run", "--model", "llama-3.1-8b", "--device", "cpu", "--batch", "1", "--context", "100000000",
+                 "--layer-only", "--out", str(tmp_path)]) == 2
+    assert "nothing to measure" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

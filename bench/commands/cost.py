@@ -71,9 +71,25 @@ def _input_tokens(text: str | None) -> float | None:
     return Figure.parse("input tokens/s", text).value
 
 
+def refuse_idle_flags(args) -> None:
+    """A flag that would do nothing in this combination is refused by name, never silently ignored."""
+    if args.dtype not in ("fp32", "tf32", "bf16", "fp16", "fp8", "fp4"):
+        raise CostInputError(f"unknown --dtype {args.dtype!r}; choose one of: fp32, tf32, bf16, fp16, fp8, fp4")
+    if args.from_file:
+        for flag, value in (("--tokens-per-s", args.tokens_per_s), ("--input-tokens-per-s", args.input_tokens_per_s)):
+            if value is not None:
+                raise CostInputError(f"{flag} does nothing with --from: the run's measured steps give tokens/s")
+        return
+    if args.device is None:
+        for flag, value in (("--tier", args.tier), ("--overhead", args.overhead)):
+            if value is not None:
+                raise CostInputError(f"{flag} needs --device NAME (a catalog device to price or to take a TDP from)")
+
+
 def main(args) -> int:
     if getattr(args, "cost_action", None) == "check":
         return _check(args)
+    refuse_idle_flags(args)
     if args.from_file:
         return _from_run(args)
     if args.tokens_per_s is None:

@@ -22,23 +22,30 @@ def main(args) -> int:
         print(json.dumps({"detected": local.to_dict(), "catalog": entries}, indent=1))
         return 0
     from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="Spec-sheet catalog (dense TFLOP/s; '-' = unknown)")
-    for col in ("", "key", "name", "fp32", "tf32", "bf16", "fp8", "fp4", "TB/s", "GB", "TDP W"):
-        table.add_column(col, justify="right" if col not in ("key", "name", "") else "left")
+    from bench.tables import Col, print_table
 
     def fmt(v):
         return "-" if v is None else f"{v:g}"
 
+    cols = [Col("", right=False, key=True), Col("key", right=False, key=True), Col("name", right=False, wrap=True),
+            *(Col(d) for d in ("fp32", "tf32", "bf16", "fp8", "fp4")), Col("TB/s"), Col("GB"), Col("TDP W")]
+    rows = []
     for e in entries:
         p = e["peak_tflops"]
-        table.add_row("*" if e["detected"] else "", e["key"], e["name"], fmt(p.get("fp32")), fmt(p.get("tf32")),
-                      fmt(p.get("bf16")), fmt(p.get("fp8")), fmt(p.get("fp4")),
-                      fmt(None if e["mem_bw_gbs"] is None else e["mem_bw_gbs"] / 1000), fmt(e["memory_gb"]),
-                      fmt(e["tdp_w"]))
+        rows.append(["*" if e["detected"] else "", e["key"], short_name(e["name"]), fmt(p.get("fp32")), fmt(p.get("tf32")),
+                     fmt(p.get("bf16")), fmt(p.get("fp8")), fmt(p.get("fp4")),
+                     fmt(None if e["mem_bw_gbs"] is None else e["mem_bw_gbs"] / 1000), fmt(e["memory_gb"]),
+                     fmt(e["tdp_w"])])
     console = Console()
-    console.print(table)
+    print_table(console, "Spec-sheet catalog (dense TFLOP/s; '-' = unknown)", cols, rows)
     where = f"matches catalog entry '{local.key}'" if local.key else "is not in the catalog: spec peaks unknown"
     console.print(f"Detected: {local.kind} '{local.name}' ({local.memory_bytes / 2**30:.1f} GiB) {where}.")
     return 0
+
+
+def short_name(name: str) -> str:
+    """The catalog name without its vendor, which every row would repeat (the key says the rest)."""
+    for vendor in ("NVIDIA ", "AMD Instinct ", "AMD "):
+        if name.startswith(vendor):
+            return name[len(vendor):]
+    return name

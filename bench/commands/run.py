@@ -9,9 +9,10 @@ import time
 from bench import devices, environment, results
 from bench.bandwidth import copy_bandwidth
 from bench.errors import UserError
+from bench.reliability import flag_unreliable
 from bench.measured_peak import use_measured_peak
 from bench.models import MODELS, get_model
-from bench.parsing import choice, positive_float, positive_int_list
+from bench.parsing import choice, non_empty, positive_float, positive_int_list, unique_names
 from bench.sweep import RunPlan, cases_for, combo_skip_reason, combos, derive_step, full_model_fits, measure
 from kernels.backends import parse_backend
 from kernels.dtypes import TORCH_DTYPES
@@ -48,13 +49,19 @@ def add_arguments(p):
 
 def resolve_plan(args, device) -> RunPlan:
     defaults = GPU_DEFAULTS if device.kind == "cuda" else CPU_DEFAULTS
-    model = get_model(args.model or defaults["model"])
+
+    def given(name: str, flag: str) -> str:  # None: not given, take the default; "": an error, not a default
+        value = non_empty(getattr(args, name), flag)
+        return defaults[name] if value is None else value
+
+    model = get_model(given("model", "--model"))
     if model.is_moe:  # the layer here is dense: its MLP would be one expert, mislabelled as the model's
         raise UserError(f"{model.name} is a mixture of experts: time its MoE MLP with `tokenbench moe`")
-    dtype = choice(args.dtype or defaults["dtype"], tuple(TORCH_DTYPES), "dtype")
-    batches = positive_int_list(args.batch or defaults["batch"], "--batch")
-    contexts = positive_int_list(args.context or defaults["context"], "--context")
-    backends = [b.strip() for b in (args.backend or defaults["backend"]).split(",") if b.strip()]
+    dtype = choice(given("dtype", "--dtype"), tuple(TORCH_DTYPES), "dtype")
+    batches = positive_int_list(given("batch", "--batch"), "--batch")
+    contexts = positive_int_list(given("context", "--context"), "--context")
+    backends = unique_names([b.strip() for b in given("backend", "--backend").split(",") if b.strip()],
+                            "--backend")
     if not backends:
         raise UserError("--backend is empty; choose torch, triton or a mix")
     for spec in backends:
@@ -106,6 +113,9 @@ def economics_for(price: dict):
 def main(args) -> int:
     from bench.commands import tp
 
+    if args.tp < 1:  # argparse gives an int; 0 or negative is a mistake, not "no tensor parallelism"
+        raise UserError(f"--tp must be a positive integer, got {args.tp}")
+    non_empty(args.out, "--out")
     if tp.wants_tp(args):  # --tp N, or started under torchrun: the sharded layer, bench/tp.py
         return tp.from_run_args(args, GPU_DEFAULTS, CPU_DEFAULTS)
     from rich.console import Console
@@ -115,6 +125,7 @@ def main(args) -> int:
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
     device = devices.detect(args.device)
     plan = resolve_plan(args, device)
+    refuse_if_nothing_fits(plan, device)  # before any file is written or bandwidth measured
     price = resolve_price(args, device)
     env = environment.capture()
     model = plan.model
@@ -145,12 +156,35 @@ def main(args) -> int:
         writer.write(record)
         run_sweep(plan, device, record, writer, economics_for(price), console)
         check_bandwidth_drift(device, record, console)
+        unreliable = flag_unreliable(record["rows"])
+        record["unreliable_rows"] = len(unreliable)
+        writer.write(record)
 
     print_summary(record, console)
-    console.print(f"wrote {writer.json_path} and {writer.csv_path.name}")
+    for r in [r for r in record["rows"] if r.get("unreliable")]:
+        console.print(f"[yellow]unreliable: {r['op']} b={r['batch']} ctx={r['context']} {r['backend']}: "
+                      f"{r['unreliable']}[/]")
+    console.print(f"wrote {writer.json_path} and {writer.csv_path}")
     if args.json:
         print(json.dumps(results._clean(record), indent=1))
+    if state["status"] == 0 and not any(r.get("valid") for r in record["rows"]):
+        console.print("[red]nothing was measured: every row was skipped or failed its check[/]")
+        return 1
     return state["status"]
+
+
+def refuse_if_nothing_fits(plan: RunPlan, device) -> None:
+    reasons = [(b, c, combo_skip_reason(plan, device, b, c)) for b, c in combos(plan)]
+    if all(why for _, _, why in reasons):
+        b, c, why = reasons[0]
+        raise UserError(f"nothing to measure: no (batch, context) fits this machine "
+                        f"(b={b} ctx={c} {why})")
+
+
+def progress_note(row: dict) -> str:
+    if not row.get("valid"):
+        return f"not timed ({row.get('skipped') or row.get('check')})"
+    return f"p50 {row['seconds_p50'] * 1e6:,.1f} us"
 
 
 # Beyond this change between the copy bandwidth before and after the sweep, "% of copy bandwidth" figures
@@ -181,6 +215,9 @@ def run_sweep(plan: RunPlan, device, record: dict, writer, economics, console) -
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("measuring", total=total)
+        done = 0
+        # a pipe or CI log gets no live bar (transient, terminal only): one line per finished case instead
+        piped = not console.is_terminal
         for batch, context in work:
             cases = cases_for(plan, device, batch, context)
             too_big = combo_skip_reason(plan, device, batch, context)
@@ -207,6 +244,10 @@ def run_sweep(plan: RunPlan, device, record: dict, writer, economics, console) -
                                       f"{row.get('skipped') or row.get('check')}[/]")
                     writer.write(record)
                     progress.advance(task)
+                    done += 1
+                    if piped:
+                        console.print(f"[{done}/{total}] b={batch} ctx={context} {backend} {case.name}: "
+                                      f"{progress_note(row)}", highlight=False)
                 record["steps"].append(derive_step(plan, device, record["rows"], batch, context, backend,
                                                    economics))
                 writer.write(record)

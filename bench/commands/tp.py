@@ -29,6 +29,7 @@ def add_arguments(p):
     p.add_argument("--rdzv-endpoint", help="HOST:PORT of the rendezvous (needed when --nnodes > 1)")
     p.add_argument("--rdzv-id", default="tokenbench-tp", help="rendezvous id, the same on every node")
     p.add_argument("--timeout-s", type=float, default=None, help="stop the launched group after this long")
+    p.add_argument("--json", action="store_true", help="print the group's results record as JSON on stdout")
     from bench.tp import add_worker_arguments
 
     add_worker_arguments(p)
@@ -62,6 +63,13 @@ def preflight(args) -> None:
     from bench.models import get_model
     from bench.tp import local_dims
 
+    if args.timeout_s is not None and not args.timeout_s > 0:
+        raise UserError(f"--timeout-s must be a positive number of seconds, got {args.timeout_s:g}")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device is available here (use --device cpu for gloo ranks)")
     model = get_model(args.model)
     if model.is_moe:
         raise UserError(f"{model.name} is a mixture of experts: tensor parallel here covers dense layers "
@@ -103,7 +111,7 @@ def from_run_args(run_args, gpu_defaults: dict, cpu_defaults: dict) -> int:
     args = p.parse_args([])
     for name in ("model", "batch", "context", "dtype", "backend"):
         setattr(args, name, getattr(run_args, name) or defaults.get(name))
-    for name in ("device", "out", "budget_s", "price_per_hour", "power_kw", "cuda_graph"):
+    for name in ("device", "out", "budget_s", "price_per_hour", "power_kw", "cuda_graph", "json"):
         setattr(args, name, getattr(run_args, name))
     args.tp = max(1, run_args.tp)
     return main(args)
@@ -120,9 +128,15 @@ def main(args) -> int:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     print("launching: " + " ".join(cmd[1:]), file=sys.stderr)
     # its own session, so a timeout stops torchrun and the workers it started, and nothing else
+    out = Path(args.out or "results")
+    before = set(out.glob("*.json")) if out.is_dir() else set()
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
-        return proc.wait(timeout=args.timeout_s)
+        rc = proc.wait(timeout=args.timeout_s)
+        if getattr(args, "json", False):
+            for path in sorted(set(out.glob("*.json")) - before):
+                print(path.read_text())
+        return rc
     except (subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
         for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
             try:

@@ -1,0 +1,76 @@
+"""Terminal tables that never cut a number or a key, at any width.
+
+A table whose cells fit the console is printed as it is. When it does not, text columns (names, notes) wrap
+at spaces and headers wrap between words; if it still does not fit, the value columns are split over
+several tables that each repeat the key columns, so every cell is printed whole."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+    right: bool = True  # numbers right-aligned
+    key: bool = False  # repeated in every part when the table is split
+    wrap: bool = False  # free text that may wrap at spaces (never a number or a key)
+
+
+def _cell_len(text: str) -> int:
+    from rich.text import Text
+
+    return Text.from_markup(text).cell_len
+
+
+def _longest_word(text: str) -> int:
+    from rich.text import Text
+
+    return max((len(w) for w in Text.from_markup(text).plain.split()), default=0)
+
+
+# rich's default box: "│ a │ b │" = one leading bar, then per column its width, two spaces and a bar
+def _table_width(widths: list[int]) -> int:
+    return sum(widths) + 3 * len(widths) + 1
+
+
+def print_table(console, title: str, cols: list[Col], rows: list[list[str]]) -> None:
+    from rich.table import Table
+
+    width = console.width
+    need, natural = [], []
+    for i, c in enumerate(cols):
+        cells = [r[i] for r in rows]
+        header = _longest_word(c.name)
+        full = max([_cell_len(x) for x in cells] + [_cell_len(c.name)])
+        if c.wrap:
+            need.append(max([min(_longest_word(x), 24) for x in cells] + [header, 8]))
+        else:
+            need.append(max([_cell_len(x) for x in cells] + [header]))
+        natural.append(full)
+
+    def build(indices: list[int], part: str) -> Table:
+        t = Table(title=title + part, title_justify="left")
+        for i in indices:
+            c = cols[i]
+            t.add_column(c.name, justify="right" if c.right else "left", no_wrap=not c.wrap,
+                         min_width=None if c.wrap else need[i], overflow="fold")
+        for r in rows:
+            t.add_row(*[r[i] for i in indices])
+        return t
+
+    everything = list(range(len(cols)))
+    if _table_width(need) <= width or len(cols) <= 1:
+        console.print(build(everything, ""))
+        return
+    keys = [i for i, c in enumerate(cols) if c.key]
+    values = [i for i in everything if i not in keys]
+    parts, current = [], []
+    for i in values:
+        if current and _table_width([need[j] for j in keys + current + [i]]) > width:
+            parts.append(current)
+            current = []
+        current.append(i)
+    if current:
+        parts.append(current)
+    for n, part in enumerate(parts, 1):
+        console.print(build(keys + part, f" ({n}/{len(parts)})"))
