@@ -46,6 +46,15 @@ def print_summary(record: dict, console) -> None:
                                  _num(s.get("pct_copy_bw"), ".0%"), fits, money(s.get("cost_per_mtok")),
                                  _num(s.get("tokens_per_s_per_mw"), ",.0f")])
     print_table(console, "Decode step (derived: layers x layer + final_norm + lm_head)", step_cols, step_rows)
+    measured = [s for s in record["steps"] if s.get("measured_step_seconds")]
+    if measured:  # --full-model: the whole model timed, every layer with its own weights, beside the derivation
+        cols = [Col("batch", key=True), Col("ctx", key=True), Col("backend", right=False, key=True),
+                Col("derived ms"), Col("measured ms"), Col("measured tok/s"), Col("derived/measured")]
+        rows = [[str(s["batch"]), str(s["context"]), s["backend"], _num(s["step_seconds"], ",.2f", 1e3),
+                 _num(s["measured_step_seconds"], ",.2f", 1e3),
+                 _num(s["batch"] / s["measured_step_seconds"], ",.1f"), _num(s.get("derived_over_measured"), ".3f")]
+                for s in measured]
+        print_table(console, "Whole model measured (--full-model)", cols, rows)
     if record.get("bandwidth_warning"):
         console.print(f"[yellow]{record['bandwidth_warning']}[/]")
     hint = (record.get("price") or {}).get("hint")

@@ -1,7 +1,7 @@
 """Terminal tables that never cut a number or a key, at any width.
 
 A table whose cells fit the console is printed as it is. When it does not, text columns (names, notes) wrap
-at spaces and headers wrap between words; if it still does not fit, the value columns are split over
+at spaces and headers of text columns wrap between words; if it still does not fit, the value columns are split over
 several tables that each repeat the key columns, so every cell is printed whole."""
 from __future__ import annotations
 
@@ -37,16 +37,13 @@ def print_table(console, title: str, cols: list[Col], rows: list[list[str]]) -> 
     from rich.table import Table
 
     width = console.width
-    need, natural = [], []
+    need = []
     for i, c in enumerate(cols):
         cells = [r[i] for r in rows]
-        header = _longest_word(c.name)
-        full = max([_cell_len(x) for x in cells] + [_cell_len(c.name)])
         if c.wrap:
-            need.append(max([min(_longest_word(x), 24) for x in cells] + [header, 8]))
-        else:
-            need.append(max([_cell_len(x) for x in cells] + [header]))
-        natural.append(full)
+            need.append(max([min(_longest_word(x), 24) for x in cells] + [_longest_word(c.name), 8]))
+        else:  # rich's no_wrap holds for the header too, so the whole header must fit
+            need.append(max([_cell_len(x) for x in cells] + [_cell_len(c.name)]))
 
     def build(indices: list[int], part: str) -> Table:
         t = Table(title=title + part, title_justify="left")

@@ -90,20 +90,27 @@ def test_tp_on_cuda_without_cuda_is_one_line(capsys):
     assert "no CUDA device" in one_error_line(capsys)
 
 
-def test_tables_at_80_columns_keep_every_number_and_key():
+@pytest.mark.parametrize("width", [60, 80, 100, 120])
+@pytest.mark.parametrize("name", [RUN.name, "20261129-131315-amd-epyc-llama-3.2-1b-fp32.json"])
+def test_tables_at_any_width_keep_every_number_header_and_key(width, name):
     from rich.console import Console
 
     from bench.report_table import print_summary
 
-    record = json.loads(RUN.read_text())
+    record = json.loads((ROOT / "results" / name).read_text())
     buf = io.StringIO()
-    print_summary(record, Console(file=buf, width=80))
+    print_summary(record, Console(file=buf, width=width))
     text = buf.getvalue()
-    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
+    cells = {c.strip() for line in text.splitlines() for c in re.split(r"[│┃]", line)}
     for r in record["rows"]:
-        assert f"{r['seconds_p50'] * 1e6:,.1f}" in text
+        assert f"{r['seconds_p50'] * 1e6:,.1f}" in cells and r["op"] in cells
     for s in record["steps"]:
-        assert f"{s['step_seconds'] * 1e3:,.2f}" in text and f"{s['tokens_per_s']:,.1f}" in text
+        assert f"{s['step_seconds'] * 1e3:,.2f}" in cells and f"{s['tokens_per_s']:,.1f}" in cells
+        if s.get("measured_step_seconds"):
+            assert f"{s['measured_step_seconds'] * 1e3:,.2f}" in cells
+    for header in ("p50 us", "% spec roof", "tok/s/user", "$/M tok", "tok/s/MW"):
+        assert header in cells
 
 
 def test_devices_at_80_columns_keep_every_key(capsys, monkeypatch):
