@@ -122,3 +122,39 @@ def test_tiny_model_next_token_logits_match_hf(hf_model, backend):
     assert torch.isfinite(logits).all()
     assert rel_error(logits, hf_logits) < TOL
     assert torch.equal(logits.argmax(-1), hf_logits.argmax(-1))
+
+
+@pytest.mark.parametrize("prefix", [0, 6])
+@pytest.mark.parametrize("backend", ["torch"])
+def test_prefill_layer_matches_hf(hf_model, backend, prefix):
+    """A chunk of T prompt tokens (after a cached prefix) through our prefill layer and HF's layer."""
+    from kernels.prefill_attention import causal_mask
+    from kernels.prefill_layer import prefill_forward
+
+    layer, t = hf_model.model.layers[0], 5
+    g = torch.Generator(device="cpu").manual_seed(4)
+    k_past, v_past = (torch.randn(BATCH, DIMS.kv_heads, prefix, DIMS.head_dim, generator=g).to(DEVICE)
+                      for _ in range(2))
+    hidden = torch.randn(BATCH, t, DIMS.hidden, generator=g).to(DEVICE)
+    residual = torch.randn(BATCH * t, DIMS.hidden, generator=g).to(DEVICE)
+    pos = (prefix + torch.arange(t, device=DEVICE)).repeat(BATCH, 1)
+    cache = _empty_cache()
+    if prefix:
+        cache.update(k_past.clone(), v_past.clone(), 0)
+    # an explicit additive mask: HF's SDPA path would align a bare is_causal to the top-left corner
+    mask = torch.zeros(t, prefix + t, device=DEVICE).masked_fill(~causal_mask(t, prefix, DEVICE), float("-inf"))
+    with torch.no_grad():
+        out = layer(hidden, attention_mask=mask[None, None].expand(BATCH, 1, t, prefix + t), position_ids=pos,
+                    use_cache=True, position_embeddings=hf_model.model.rotary_emb(hidden, pos),
+                    **{hf.cache_kwarg(layer.forward): cache})
+    hf_out = (out[0] if isinstance(out, tuple) else out).reshape(BATCH * t, DIMS.hidden)
+    hf_k, hf_v = hf.cache_layer_kv(cache, 0)
+
+    k_cache, v_cache = (torch.cat([p, torch.full((BATCH, DIMS.kv_heads, t, DIMS.head_dim), float("nan"),
+                                                 device=DEVICE)], dim=2) for p in (k_past, v_past))
+    cos, sin = rope.cos_sin(pos.reshape(-1), DIMS.head_dim, DIMS.rope_theta)
+    weights = hf.layer_weights_from_hf(layer.state_dict(), DIMS)
+    y, r2 = prefill_forward(DIMS, parse_backend(backend), weights, hidden.reshape(BATCH * t, -1) - residual,
+                            residual, k_cache, v_cache, prefix, cos, sin)
+    assert rel_error(y + r2, hf_out) < TOL
+    assert rel_error(k_cache, hf_k) < TOL and rel_error(v_cache, hf_v) < TOL

@@ -1,0 +1,87 @@
+"""Prefill and mixed steps, kernel side: exact work counts, SDPA and the layers against float64, every op
+through the same gate as the decode ops, and the prefill layer against Hugging Face's Llama layer."""
+import pytest
+import torch
+
+from bench.verify import check_case
+from kernels import prefill_attention as pa
+from kernels.layer import LayerDims
+from kernels.prefill_layer import (Chunk, mixed_layer_case, mixed_op_shapes, op_cases, prefill_layer_case,
+                                   prefill_layer_flops, prefill_op_shapes)
+
+DIMS = LayerDims(hidden=64, heads=8, kv_heads=2, head_dim=16, ffn=96, vocab=50)
+
+
+def test_causal_pairs_are_counted_exactly():
+    # chunk of 3 after a prefix of 2: the queries see 3, 4 and 5 keys
+    assert pa.attended_pairs(3, 2) == 3 + 4 + 5
+    for t, p in ((1, 0), (7, 0), (5, 11), (64, 3)):
+        assert pa.attended_pairs(t, p) == int(pa.causal_mask(t, p, "cpu").sum())
+    s = pa.PrefillAttentionShape(batch=2, heads=4, kv_heads=2, head_dim=8, chunk=3, prefix=2)
+    assert pa.flops(s) == 2 * 4 * 12 * (2 * 8 + 2 * 8)  # B Hq pairs (QK^T + PV: 2 flops x D each)
+    # q and out: 2 x (2 x 4 x 3 x 8); K and V: 2 x (2 x 2 x 5 x 8); bf16
+    assert pa.min_bytes(s, 2) == (2 * 192 + 2 * 160) * 2
+
+
+def test_prompt_without_prefix_is_half_the_score_matrix_plus_the_diagonal():
+    t = 1024
+    assert pa.attended_pairs(t, 0) == t * t // 2 + t // 2
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize("batch,heads,kv_heads,chunk,prefix",
+                         [(1, 4, 4, 7, 0), (2, 8, 2, 13, 5), (1, 8, 1, 1, 30), (2, 4, 1, 17, 0)])
+def test_sdpa_prefill_matches_float64(dtype, tol, batch, heads, kv_heads, chunk, prefix):
+    s = pa.PrefillAttentionShape(batch, heads, kv_heads, 16, chunk, prefix)
+    inp = pa.make_inputs(s, dtype, "cpu", seed=3)
+    (ref,) = pa.reference(**inp)
+    out = pa.torch_sdpa_prefill(**inp)
+    err = ((out.double() - ref).norm() / ref.norm()).item()
+    assert err < tol, err
+
+
+def test_a_wrong_mask_is_caught():
+    s = pa.PrefillAttentionShape(1, 4, 2, 16, 9, 4)
+    inp = pa.make_inputs(s, torch.float32, "cpu", seed=4)
+    (ref,) = pa.reference(**inp)
+    leaky = torch.nn.functional.scaled_dot_product_attention(inp["q"], inp["k"], inp["v"], enable_gqa=True)
+    assert ((leaky.double() - ref).norm() / ref.norm()).item() > 1e-2
+
+
+@pytest.mark.parametrize("chunk", [Chunk(1, 9, 0), Chunk(2, 5, 7)])
+def test_prefill_ops_pass_the_gate(chunk):
+    for case in op_cases(DIMS, prefill_op_shapes(DIMS, chunk), torch.float32, "cpu"):
+        check = check_case(case, "torch", "fp32")
+        assert check.ok, (case.name, check)
+
+
+def test_mixed_ops_pass_the_gate():
+    shapes = mixed_op_shapes(DIMS, decode_batch=3, context=11, c=Chunk(1, 6, 4))
+    assert {"decode_attention", "kv_append", "attention", "kv_write"} <= set(shapes)
+    assert shapes["qkv_proj"][2].m == 3 + 6
+    for case in op_cases(DIMS, shapes, torch.float32, "cpu"):
+        assert check_case(case, "torch", "fp32").ok, case.name
+
+
+@pytest.mark.parametrize("chunk", [Chunk(1, 9, 0), Chunk(2, 5, 7)])
+def test_prefill_layer_matches_float64(chunk):
+    case = prefill_layer_case(DIMS, chunk, torch.float32, "cpu")
+    check = check_case(case, "torch", "fp32")
+    assert check.ok and check.error < 1e-5, check
+
+
+def test_mixed_layer_matches_float64():
+    case = mixed_layer_case(DIMS, 3, 11, Chunk(1, 6, 4), torch.float32, "cpu")
+    check = check_case(case, "torch", "fp32")
+    assert check.ok and check.error < 1e-5, check
+
+
+def test_layer_flops_are_the_sum_of_hand_counted_parts():
+    c = Chunk(1, 10, 6)
+    m, d = c.rows, DIMS
+    gemms = 2 * m * d.hidden * (d.q_size + 2 * d.kv_size) + 2 * m * d.q_size * d.hidden + 2 * m * d.hidden * 2 * d.ffn \
+        + 2 * m * d.ffn * d.hidden
+    attn = 4 * d.heads * d.head_dim * (10 * 6 + 10 * 11 // 2)
+    other = sum(module.flops(shape) for name, (_, module, shape) in prefill_op_shapes(d, c).items()
+                if name in ("attn_norm", "ffn_norm", "rope", "swiglu", "kv_write"))
+    assert prefill_layer_flops(d, c) == gemms + attn + other
