@@ -75,7 +75,7 @@ def test_capacity_flags_a_combination_that_does_not_fit(tmp_path, monkeypatch):
         return d
 
     monkeypatch.setattr(run_cmd.devices, "detect", small_memory)
-    assert main(["run", *FAST, "--batch", "1", "--layer-only", "--out", str(tmp_path),
+    assert main(["run", *FAST, "--batch", "1", "--dtype", "fp32", "--layer-only", "--out", str(tmp_path),
                  "--price-per-hour", "1"]) == 0
     record, _ = load_only(tmp_path)
     step = record["steps"][0]

@@ -29,7 +29,7 @@ def add_arguments(p):
                                    f"{CPU_DEFAULTS['model']} on CPU)")
     p.add_argument("--batch", help="comma list of batch sizes (default 1,8,32,128 on GPU; 1,8 on CPU)")
     p.add_argument("--context", help="comma list of context lengths (default 2048 on GPU; 512 on CPU)")
-    p.add_argument("--dtype", help="bf16 | fp16 | fp32 (default bf16 on GPU, fp32 on CPU)")
+    p.add_argument("--dtype", help="bf16 | fp16 | fp32 (default bf16 on GPU; on CPU bf16 where it has native bf16 matmul, else fp32)")
     p.add_argument("--backend", help="comma list of backends: torch, triton, or a per-op mix like "
                                      "triton/attention=torch (default torch)")
     p.add_argument("--device", default="auto", help="auto | cuda | cpu")
@@ -57,7 +57,12 @@ def resolve_plan(args, device) -> RunPlan:
     model = get_model(given("model", "--model"))
     if model.is_moe:  # the layer here is dense: its MLP would be one expert, mislabelled as the model's
         raise UserError(f"{model.name} is a mixture of experts: time its MoE MLP with `tokenbench moe`")
-    dtype = choice(given("dtype", "--dtype"), tuple(TORCH_DTYPES), "dtype")
+    dtype_name = non_empty(args.dtype, "--dtype")
+    if dtype_name is None and device.kind == "cpu":
+        from bench.cpu_dtype import announce_cpu_dtype
+
+        dtype_name = announce_cpu_dtype()
+    dtype = choice(dtype_name or defaults["dtype"], tuple(TORCH_DTYPES), "dtype")
     batches = positive_int_list(given("batch", "--batch"), "--batch")
     contexts = positive_int_list(given("context", "--context"), "--context")
     backends = unique_names([b.strip() for b in given("backend", "--backend").split(",") if b.strip()],
