@@ -1,6 +1,4 @@
 """The CPU run's default dtype: the one the CPU multiplies natively, so the default shows it at its best."""
-import sys
-
 # flags under which oneDNN runs a bf16 matmul in hardware rather than converting to fp32 first
 _NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -23,9 +21,3 @@ def cpu_default_dtype(flags: set[str] | None = None) -> tuple[str, str]:
     if native:
         return "bf16", f"CPU has native bf16 matmul ({', '.join(native)}); --dtype fp32 for fp32"
     return "fp32", "CPU has no native bf16 matmul (no amx_bf16 / avx512_bf16 flag)"
-
-
-def announce_cpu_dtype() -> str:
-    dtype, why = cpu_default_dtype()
-    print(f"tokenbench: CPU default dtype {dtype}: {why}", file=sys.stderr)
-    return dtype

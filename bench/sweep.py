@@ -33,6 +33,7 @@ class RunPlan:
     per_op: bool = True  # time every op, not only the layer and the model-level ops
     full_model: bool = False  # also time the whole model's step, every layer with its own weights
     ceilings: dict = field(default_factory=dict)  # measured_copy_bw (bytes/s), measured_peak_flops
+    dtype_reason: str | None = None  # why a CPU run without --dtype took this dtype
 
 
 def tensor_bytes(obj) -> int:

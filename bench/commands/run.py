@@ -57,11 +57,11 @@ def resolve_plan(args, device) -> RunPlan:
     model = get_model(given("model", "--model"))
     if model.is_moe:  # the layer here is dense: its MLP would be one expert, mislabelled as the model's
         raise UserError(f"{model.name} is a mixture of experts: time its MoE MLP with `tokenbench moe`")
-    dtype_name = non_empty(args.dtype, "--dtype")
+    dtype_name, dtype_reason = non_empty(args.dtype, "--dtype"), None
     if dtype_name is None and device.kind == "cpu":
-        from bench.cpu_dtype import announce_cpu_dtype
+        from bench.cpu_dtype import cpu_default_dtype
 
-        dtype_name = announce_cpu_dtype()
+        dtype_name, dtype_reason = cpu_default_dtype()
     dtype = choice(dtype_name or defaults["dtype"], tuple(TORCH_DTYPES), "dtype")
     batches = positive_int_list(given("batch", "--batch"), "--batch")
     contexts = positive_int_list(given("context", "--context"), "--context")
@@ -77,7 +77,7 @@ def resolve_plan(args, device) -> RunPlan:
     budget = positive_float(args.budget_s, "--budget-s")
     return RunPlan(model=model, batches=batches, contexts=contexts, dtype=dtype, backends=backends,
                    budget_s=budget, cuda_graph=args.cuda_graph and device.kind == "cuda",
-                   per_op=not args.layer_only, full_model=args.full_model)
+                   per_op=not args.layer_only, full_model=args.full_model, dtype_reason=dtype_reason)
 
 
 def resolve_price(args, device) -> dict:
@@ -137,6 +137,8 @@ def main(args) -> int:
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"
     console.print(f"[bold]tokenbench run[/] on {label}: {device.name}; model {model.name}, {plan.dtype}, "
                   f"batch {plan.batches}, context {plan.contexts}, backend {plan.backends}")
+    if plan.dtype_reason:
+        console.print(f"default dtype on this CPU: {plan.dtype} ({plan.dtype_reason})")
 
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{results.slug(device.key or device.name)}-{model.name}-{plan.dtype}"
     writer = results.ResultWriter(args.out, stem)
@@ -146,7 +148,7 @@ def main(args) -> int:
         "dtype": plan.dtype,
         "settings": {"batches": plan.batches, "contexts": plan.contexts, "backends": plan.backends,
                      "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph, "per_op": plan.per_op,
-                     "full_model": plan.full_model},
+                     "full_model": plan.full_model, "dtype_reason": plan.dtype_reason},
         "price": price, "complete": False, "rows": [], "steps": [],
         "energy": {"source": "NVML energy counter around each row's timed samples, GPU board only"}
         if device.kind == "cuda" else {"reason": "no power reading: CPU run (NVML reads NVIDIA GPUs only)"},
