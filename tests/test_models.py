@@ -47,3 +47,8 @@ def test_decode_flops_near_two_per_weight_at_short_context():
 def test_unknown_model_names_choices():
     with pytest.raises(UserError, match="llama-3.1-8b"):
         get_model("gpt-5")
+
+
+def test_issue14_model_sizes_are_shown_in_their_own_units():
+    from bench.commands.models import _count
+    assert _count(1.236e9) == "1.24 B" and _count(2.5e6) == "2.5 M" and _count(4096) == "4.1 K" and _count(12) == "12"

@@ -28,11 +28,19 @@ def main(args) -> int:
         table.add_column(col, justify="left" if col == "name" else "right")
     for e in entries:
         table.add_row(e["name"], str(e["layers"]), str(e["hidden"]), str(e["heads"]), str(e["kv_heads"]),
-                      str(e["head_dim"]), str(e["ffn"]), str(e["vocab"]), f"{e['params'] / 1e9:.3f} B",
-                      f"{e['active_params'] / 1e9:.3f} B", _experts(e), f"{e['weight_bytes'] / 1e9:.2f} GB", f"{e['kv_bytes_per_token'] / 1024:.0f} KiB")
+                      str(e["head_dim"]), str(e["ffn"]), str(e["vocab"]), _count(e['params']),
+                      _count(e['active_params']), _experts(e), f"{e['weight_bytes'] / 1e9:.2f} GB", f"{e['kv_bytes_per_token'] / 1024:.0f} KiB")
     # piped output gets a fixed width wide enough for every column (rich would squeeze them to 80)
     Console(width=None if sys.stdout.isatty() else 170).print(table)
     return 0
+
+
+def _count(n: float) -> str:
+    """A parameter count in its own units, so the tiny model is not shown as 0.000 B."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.3g} {unit}"
+    return f"{n:.0f}"
 
 
 def _experts(e: dict) -> str:
