@@ -42,6 +42,7 @@ def derive(flops: int, nbytes: int, seconds: float, dtype: str, spec=None, copy_
         "pct_copy_bw": None if not copy_bw else nbytes / seconds / copy_bw,
         "pct_spec_bw": None if not spec_bw else nbytes / seconds / spec_bw,
         "pct_spec_flops": None if not spec_peak else flops / seconds / spec_peak,
+        "pct_measured_flops": None if not measured_peak_flops else flops / seconds / measured_peak_flops,
         "bound": bound_kind(flops, nbytes, spec_peak, spec_bw),
         "roofline_seconds_spec": roof_spec,
         "efficiency_spec": None if roof_spec is None else roof_spec / seconds,

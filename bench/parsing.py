@@ -56,6 +56,16 @@ def positive_int(value, what: str) -> int:
     return number
 
 
+def non_negative_int(value, what: str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise UserError(f"{what} must be a non-negative integer, got {value!r}") from None
+    if number < 0:
+        raise UserError(f"{what} must be a non-negative integer, got {number}")
+    return number
+
+
 def non_empty(value: str | None, what: str) -> str | None:
     """None stays None (the flag was not given); an empty string is an error, never a silent default."""
     if value is not None and not str(value).strip():

@@ -15,12 +15,14 @@ def print_summary(record: dict, console) -> None:
     copy = record.get("measured_copy_gbps")
     if copy:
         head += f", measured copy bandwidth {copy:.1f} GB/s"
-    op_cols = [Col("op", right=False, key=True), Col("batch", key=True), Col("ctx", key=True),
+    op_cols = [Col("op", right=False, key=True), Col("batch", key=True),
+               Col("ctx" if record.get("phase", "decode") == "decode" else "tokens@prefix", key=True),
                Col("backend", right=False, key=True), Col("p50 us"), Col("noise"), Col("TFLOP/s"), Col("GB/s"),
                Col("% copy BW"), Col("% spec roof"), Col("check", right=False, wrap=True)]
     op_rows = []
+    phase = record.get("phase", "decode")
     for r in record["rows"]:
-        keys = [r["op"], str(r["batch"]), str(r["context"]), r["backend"]]
+        keys = [r["op"], str(r["batch"]), str(_row_where(r)), r["backend"]]
         if r.get("seconds_p50") is None:
             status = r.get("skipped") or r.get("check") or "not timed"
             op_rows.append(keys + ["-"] * 6 + [f"[red]{status}[/]"])
@@ -31,6 +33,10 @@ def print_summary(record: dict, console) -> None:
                                _num(r.get("efficiency_spec"), ".0%"), f"ok {r['rel_error']:.1e}"])
     print_table(console, f"Ops: {head}", op_cols, op_rows)
 
+    if phase != "decode":
+        _print_phase_steps(record, console)
+        _print_notes(record, console)
+        return
     step_cols = [Col("batch", key=True), Col("ctx", key=True), Col("backend", right=False, key=True),
                  Col("step ms"), Col("tok/s"), Col("tok/s/user"), Col("GB/s"), Col("% copy BW"),
                  Col("fits", right=False), Col("$/M tok"), Col("tok/s/MW")]
@@ -55,6 +61,10 @@ def print_summary(record: dict, console) -> None:
                  _num(s["batch"] / s["measured_step_seconds"], ",.1f"), _num(s.get("derived_over_measured"), ".3f")]
                 for s in measured]
         print_table(console, "Whole model measured (--full-model)", cols, rows)
+    _print_notes(record, console)
+
+
+def _print_notes(record: dict, console) -> None:
     if record.get("bandwidth_warning"):
         console.print(f"[yellow]{record['bandwidth_warning']}[/]")
     hint = (record.get("price") or {}).get("hint")
@@ -62,3 +72,50 @@ def print_summary(record: dict, console) -> None:
         console.print(f"[dim]{hint}[/]")
     if record["device"]["kind"] == "cpu":
         console.print("[yellow]Measured on a CPU: these are CPU figures, not an accelerator's.[/]")
+
+
+def _row_where(r: dict) -> str:
+    """The context column: decode rows' context; prefill rows' chunk tokens @ prefix; mixed rows' context."""
+    if r.get("phase") == "prefill" and "chunk_tokens" in r:
+        return f"{r['chunk_tokens']}@{r['prefix']}"
+    if r.get("phase") == "prefill":
+        return f"prompt {r.get('prompt')}"
+    return str(r.get("context"))
+
+
+def _print_phase_steps(record: dict, console) -> None:
+    phase = record["phase"]
+    rows = []
+    if phase == "prefill":
+        cols = [Col("batch", key=True), Col("prompt", key=True), Col("chunk", key=True),
+                Col("backend", right=False, key=True), Col("step ms"), Col("TTFT ms"), Col("prompt tok/s"),
+                Col("TFLOP/s"), Col("% spec FLOPs"), Col("% meas. FLOPs"), Col("fits", right=False), Col("$/M in tok")]
+        for s in record["steps"]:
+            keys = [str(s["batch"]), str(s["prompt"]), str(s["chunk"]), s["backend"]]
+            if not s.get("valid"):
+                rows.append(keys + ["-"] * 6 + ["yes" if s["fits"] else "no", f"[red]{s.get('reason', '')}[/]"])
+                continue
+            fits = "yes" if s["fits"] else f"no ({s['bytes_needed'] / 2**30:.0f} GiB)"
+            rows.append(keys + [_num(s["step_seconds"], ",.2f", 1e3), _num(s["time_to_first_token_s"], ",.2f", 1e3),
+                                _num(s["prompt_tokens_per_s"], ",.1f"), _num(s["tflops"], ",.3f"),
+                                _num(s.get("pct_spec_flops"), ".0%"), _num(s.get("pct_measured_flops"), ".0%"), fits,
+                                money(s.get("cost_per_mtok"))])
+        title = "Prefill step (derived: layers x sum over chunks of the prefill layer + final_norm + lm_head)"
+    else:
+        cols = [Col("batch", key=True), Col("ctx", key=True), Col("chunk", key=True),
+                Col("backend", right=False, key=True), Col("step ms"), Col("decode tok/s"), Col("prompt tok/s"),
+                Col("tok/s/user"), Col("TFLOP/s"), Col("fits", right=False), Col("$/M tok")]
+        for s in record["steps"]:
+            keys = [str(s["batch"]), str(s["context"]), str(s["chunk"]), s["backend"]]
+            if not s.get("valid"):
+                rows.append(keys + ["-"] * 5 + ["yes" if s["fits"] else "no", f"[red]{s.get('reason', '')}[/]"])
+                continue
+            fits = "yes" if s["fits"] else f"no ({s['bytes_needed'] / 2**30:.0f} GiB)"
+            rows.append(keys + [_num(s["step_seconds"], ",.2f", 1e3), _num(s["tokens_per_s"], ",.1f"),
+                                _num(s["prompt_tokens_per_s"], ",.1f"), _num(s["tokens_per_s_per_user"], ",.1f"),
+                                _num(s["tflops"], ",.3f"), fits, money(s.get("cost_per_mtok"))])
+        title = "Mixed step (derived: layers x mixed layer + final_norm + lm_head); $/M over decode + prompt tokens"
+    print_table(console, title, cols, rows)
+    share = record.get("prefill_gemm_share_of_measured_peak")
+    if share is not None:
+        console.print(f"prefill GEMMs together: {share:.0%} of the measured matmul peak")

@@ -34,6 +34,8 @@ class RunPlan:
     full_model: bool = False  # also time the whole model's step, every layer with its own weights
     ceilings: dict = field(default_factory=dict)  # measured_copy_bw (bytes/s), measured_peak_flops
     dtype_reason: str | None = None  # why a CPU run without --dtype took this dtype
+    phase: str = "decode"  # decode | prefill | mixed (bench/prefill_sweep.py)
+    points: list | None = None  # the prefill or mixed points to measure
 
 
 def tensor_bytes(obj) -> int:

@@ -12,7 +12,7 @@ from bench.errors import UserError
 from bench.reliability import flag_unreliable
 from bench.measured_peak import use_measured_peak
 from bench.models import MODELS, get_model
-from bench.parsing import choice, non_empty, positive_float, positive_int_list, unique_names
+from bench.parsing import choice, non_empty, non_negative_int, positive_float, positive_int_list, unique_names
 from bench.sweep import RunPlan, cases_for, combo_skip_reason, combos, derive_step, full_model_fits, measure
 from kernels.backends import parse_backend
 from kernels.dtypes import TORCH_DTYPES
@@ -44,6 +44,13 @@ def add_arguments(p):
                    help="also time the whole model's step (every layer with its own weights) where it fits, "
                         "to check the layers x layer derivation")
     p.add_argument("--json", action="store_true", help="print the results record as JSON on stdout")
+    p.add_argument("--phase", default="decode", help="decode (default) | prefill (prompt chunks through the model) "
+                                                     "| mixed (decode sequences plus one prompt chunk per step)")
+    p.add_argument("--prompt", help="prefill: comma list of prompt lengths in tokens (default 1024,8192 on GPU; "
+                                    "128,512 on CPU)")
+    p.add_argument("--chunk", help="prefill: largest chunk a prompt runs in (default 2048 on GPU, 256 on CPU); "
+                                   "mixed: comma list of prompt tokens per step (default 512 on GPU, 64 on CPU)")
+    p.add_argument("--prefix", help="mixed: cached prompt tokens the chunk continues (default 0)")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks: N > 1 hands over to `tokenbench tp`")
 
 
@@ -75,9 +82,46 @@ def resolve_plan(args, device) -> RunPlan:
             raise UserError("--backend triton cannot be timed on a CPU: Triton runs there only under its "
                             "interpreter, which is for correctness (use `tokenbench verify --backend triton`)")
     budget = positive_float(args.budget_s, "--budget-s")
+    phase, points = resolve_phase(args, device, batches, contexts)
     return RunPlan(model=model, batches=batches, contexts=contexts, dtype=dtype, backends=backends,
                    budget_s=budget, cuda_graph=args.cuda_graph and device.kind == "cuda",
-                   per_op=not args.layer_only, full_model=args.full_model, dtype_reason=dtype_reason)
+                   per_op=not args.layer_only, full_model=args.full_model, dtype_reason=dtype_reason,
+                   phase=phase, points=points)
+
+
+PHASE_DEFAULTS = {"cuda": {"prompt": "1024,8192", "prefill_chunk": "2048", "mixed_chunk": "512"},
+                  "cpu": {"prompt": "128,512", "prefill_chunk": "256", "mixed_chunk": "64"}}
+
+
+def resolve_phase(args, device, batches, contexts):
+    """The phase and its points; a flag that does nothing in the chosen phase is refused by name."""
+    from bench.prefill_sweep import mixed_points, prefill_points
+
+    phase = choice(args.phase, ("decode", "prefill", "mixed"), "phase")
+    d = PHASE_DEFAULTS["cuda" if device.kind == "cuda" else "cpu"]
+    idle = {"decode": ("prompt", "chunk", "prefix"), "prefill": ("prompt_context", "prefix"), "mixed": ("prompt",)}
+    for name in idle[phase]:
+        if name == "prompt_context":
+            if args.context is not None:
+                raise UserError("--context does nothing with --phase prefill: a prompt's context is its length "
+                                "(--prompt)")
+            continue
+        if getattr(args, name) is not None:
+            raise UserError(f"--{name} does nothing with --phase {phase}")
+    if phase != "decode" and args.full_model:
+        raise UserError(f"--full-model times the decode step; it does nothing with --phase {phase}")
+    if phase == "decode":
+        return phase, None
+    if phase == "prefill":
+        prompts = positive_int_list(non_empty(args.prompt, "--prompt") or d["prompt"], "--prompt")
+        chunk = positive_int_list(non_empty(args.chunk, "--chunk") or d["prefill_chunk"], "--chunk")
+        if len(chunk) > 1:
+            raise UserError("--chunk with --phase prefill is one size (the largest chunk a prompt runs in)")
+        batch = batches if args.batch is not None else [1]  # one prompt at a time unless asked
+        return phase, prefill_points(batch, prompts, chunk[0])
+    chunks = positive_int_list(non_empty(args.chunk, "--chunk") or d["mixed_chunk"], "--chunk")
+    prefix = 0 if args.prefix is None else non_negative_int(args.prefix, "--prefix")
+    return phase, mixed_points(batches, contexts, chunks, prefix)
 
 
 def resolve_price(args, device) -> dict:
@@ -135,17 +179,21 @@ def main(args) -> int:
     env = environment.capture()
     model = plan.model
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"
+    what = (f"batch {plan.batches}, context {plan.contexts}" if plan.phase == "decode"
+            else f"{plan.phase}: " + ", ".join(point_label(p) for p in plan.points))
     console.print(f"[bold]tokenbench run[/] on {label}: {device.name}; model {model.name}, {plan.dtype}, "
-                  f"batch {plan.batches}, context {plan.contexts}, backend {plan.backends}")
+                  f"{what}, backend {plan.backends}")
     if plan.dtype_reason:
         console.print(f"default dtype on this CPU: {plan.dtype} ({plan.dtype_reason})")
 
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{results.slug(device.key or device.name)}-{model.name}-{plan.dtype}"
+    if plan.phase != "decode":
+        stem += f"-{plan.phase}"
     writer = results.ResultWriter(args.out, stem)
     record = {
         "schema_version": results.SCHEMA_VERSION, "tool": "tokenbench", "created": env["created"],
         "run_id": writer.json_path.stem, "device": device.to_dict(), "env": env, "model": model.to_dict(),
-        "dtype": plan.dtype,
+        "dtype": plan.dtype, "phase": plan.phase,
         "settings": {"batches": plan.batches, "contexts": plan.contexts, "backends": plan.backends,
                      "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph, "per_op": plan.per_op,
                      "full_model": plan.full_model, "dtype_reason": plan.dtype_reason},
@@ -161,7 +209,11 @@ def main(args) -> int:
         record.update(bw)
         plan.ceilings["measured_copy_bw"] = bw["measured_copy_gbps"] * 1e9
         writer.write(record)
-        run_sweep(plan, device, record, writer, economics_for(price), console)
+        if plan.phase == "decode":
+            run_sweep(plan, device, record, writer, economics_for(price), console)
+        else:
+            record["settings"]["points"] = [p.__dict__ for p in plan.points]
+            run_phase_sweep(plan, device, record, writer, economics_for(price), console)
         check_bandwidth_drift(device, record, console)
         unreliable = flag_unreliable(record["rows"])
         record["unreliable_rows"] = len(unreliable)
@@ -181,11 +233,68 @@ def main(args) -> int:
 
 
 def refuse_if_nothing_fits(plan: RunPlan, device) -> None:
+    if plan.phase != "decode":
+        from bench.prefill_sweep import skip_reason
+
+        reasons = [(p, skip_reason(plan, device, p)) for p in plan.points]
+        if all(why for _, why in reasons):
+            raise UserError(f"nothing to measure: no {plan.phase} point fits this machine ({reasons[0][0]}: "
+                            f"{reasons[0][1]})")
+        return
     reasons = [(b, c, combo_skip_reason(plan, device, b, c)) for b, c in combos(plan)]
     if all(why for _, _, why in reasons):
         b, c, why = reasons[0]
         raise UserError(f"nothing to measure: no (batch, context) fits this machine "
                         f"(b={b} ctx={c} {why})")
+
+
+def point_label(p) -> str:
+    from bench.prefill_sweep import PrefillPoint
+
+    if isinstance(p, PrefillPoint):
+        return f"b={p.batch} prompt={p.prompt} chunk={p.chunk}"
+    return f"b={p.batch} ctx={p.context} chunk={p.chunk}" + (f" prefix={p.prefix}" if p.prefix else "")
+
+
+def run_phase_sweep(plan: RunPlan, device, record: dict, writer, economics, console) -> None:
+    """Prefill or mixed points: verify and time every op and layer, then derive each point's step."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bench.prefill_sweep import cases_for_point, derive_point_step, measure_point_case, skip_reason
+
+    work = [(p, cases_for_point(plan, device, p)) for p in plan.points]
+    total = sum(len(cases) for _, cases in work) * len(plan.backends)
+    done, piped = 0, not console.is_terminal
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("measuring", total=total)
+        for point, cases in work:
+            too_big = skip_reason(plan, device, point)
+            if too_big:
+                console.print(f"[yellow]{point_label(point)} skipped: {too_big}[/]")
+            for backend in plan.backends:
+                for case, labels in cases:
+                    done += 1
+                    if too_big:
+                        record["rows"].append({"op": case.name, "kind": case.kind, "batch": point.batch,
+                                               "backend": backend, "valid": False, "skipped": too_big,
+                                               "context": getattr(point, "context", getattr(point, "prompt", 0)),
+                                               **labels})
+                        progress.advance(task)
+                        continue
+                    where = f"{point_label(point)} {backend} {case.name}" + (
+                        f" [chunk {labels['chunk_index']}]" if "chunk_index" in labels else "")
+                    progress.update(task, description=where)
+                    row = measure_point_case(case, labels, backend, device, plan, point)
+                    record["rows"].append(row)
+                    if not row.get("valid"):
+                        console.print(f"[red]{where}: {row.get('skipped') or row.get('check')}[/]")
+                    elif piped:
+                        console.print(f"[{done}/{total}] {where}: {progress_note(row)}", highlight=False)
+                    writer.write(record)
+                    progress.advance(task)
+                record["steps"].append(derive_point_step(plan, device, record["rows"], point, backend, economics))
+                writer.write(record)
 
 
 def progress_note(row: dict) -> str:

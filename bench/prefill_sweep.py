@@ -1,0 +1,177 @@
+"""The prefill and mixed phases of `tokenbench run`: the compute-bound half of a token's cost.
+
+prefill: each prompt of L tokens (for `batch` sequences at once) runs in chunks of at most `chunk` tokens,
+each chunk continuing the cache the earlier ones filled. Every chunk position's layer is measured (its
+attention grows with the prefix), and the step is
+    prefill step = layers x sum over chunks of the prefill layer + final_norm + lm_head (last token only),
+which is also the time to first token of one prompt on an idle device (no queueing).
+mixed: what a chunked-prefill engine runs each step: `batch` decode sequences at `context` plus one prompt
+chunk of `chunk` tokens continuing a prefix of `prefix`, through shared projections at M = batch + chunk;
+    mixed step = layers x mixed layer + final_norm + lm_head (batch + 1 rows: every decode token and the
+    chunk's last token).
+Rows and steps carry `phase`; the GEMMs here are read against the measured matmul peak (compute-bound).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench import metrics
+from bench.sweep import RunPlan, available_bytes, measure
+from kernels.dtypes import ELEMENT_BYTES, torch_dtype
+from kernels.layer import op_cases as decode_op_cases
+from kernels.prefill_layer import (Chunk, mixed_layer_case, mixed_op_shapes, op_cases, prefill_layer_case,
+                                   prefill_op_shapes)
+
+
+@dataclass(frozen=True)
+class PrefillPoint:
+    batch: int  # sequences whose prompts run together
+    prompt: int  # L tokens each
+    chunk: int  # at most this many tokens per chunk
+
+    def chunks(self) -> list[Chunk]:
+        return [Chunk(self.batch, min(self.chunk, self.prompt - start), start)
+                for start in range(0, self.prompt, self.chunk)]
+
+
+@dataclass(frozen=True)
+class MixedPoint:
+    batch: int  # decode sequences
+    context: int
+    chunk: int  # prompt tokens in the step
+    prefix: int = 0
+
+
+def prefill_points(batches, prompts, chunk: int | None) -> list[PrefillPoint]:
+    return [PrefillPoint(b, p, min(chunk or p, p)) for b in batches for p in prompts]
+
+
+def mixed_points(batches, contexts, chunks, prefix: int) -> list[MixedPoint]:
+    return [MixedPoint(b, c, t, prefix) for b in batches for c in contexts for t in chunks]
+
+
+def _one_set_bytes(plan: RunPlan, rows: int, kv_tokens: int) -> int:
+    """One input set of the largest case (the layer with its caches and activations) and its float64 copy."""
+    m = plan.model
+    d = m.layer_dims
+    activations = rows * (4 * m.hidden + d.q_size + 2 * d.kv_size + 3 * m.ffn + d.q_size)
+    elements = max(m.layer_params + 2 * kv_tokens * m.kv_size + activations, m.vocab * m.hidden)
+    return elements * (ELEMENT_BYTES[plan.dtype] + 8)
+
+
+def skip_reason(plan: RunPlan, device, point) -> str | None:
+    if isinstance(point, PrefillPoint):
+        need = _one_set_bytes(plan, point.batch * point.chunk, point.batch * point.prompt)
+    else:
+        need = _one_set_bytes(plan, point.batch + point.chunk,
+                              point.batch * point.context + point.prefix + point.chunk)
+    have = available_bytes(device)
+    if need > 0.9 * have:
+        return (f"needs about {need / 2**30:.1f} GiB for one input set and its float64 reference, "
+                f"{have / 2**30:.1f} GiB available")
+    return None
+
+
+def _model_ops(plan: RunPlan, device, rows: int) -> list:
+    d, dtype = plan.model.layer_dims, torch_dtype(plan.dtype)
+    cases = decode_op_cases(d, rows, 1, dtype, device.torch_device, plan.backends)
+    return [c for c in cases if c.name in ("final_norm", "lm_head")]
+
+
+def cases_for_point(plan: RunPlan, device, point) -> list[tuple]:
+    """(case, labels) for every op and layer of a point; labels are the row's phase fields."""
+    d, dtype, dev = plan.model.layer_dims, torch_dtype(plan.dtype), device.torch_device
+    out = []
+    if isinstance(point, PrefillPoint):
+        base = {"phase": "prefill", "prompt": point.prompt, "chunk": point.chunk}
+        for index, c in enumerate(point.chunks()):
+            labels = {**base, "chunk_index": index, "chunk_tokens": c.tokens, "prefix": c.prefix}
+            if plan.per_op:
+                out += [(case, labels) for case in op_cases(d, prefill_op_shapes(d, c), dtype, dev, plan.backends)]
+            out.append((prefill_layer_case(d, c, dtype, dev, plan.backends), labels))
+        out += [(case, {**base, "rows": point.batch}) for case in _model_ops(plan, device, point.batch)]
+    else:
+        c = Chunk(1, point.chunk, point.prefix)
+        labels = {"phase": "mixed", "chunk": point.chunk, "prefix": point.prefix}
+        if plan.per_op:
+            shapes = mixed_op_shapes(d, point.batch, point.context, c)
+            out += [(case, labels) for case in op_cases(d, shapes, dtype, dev, plan.backends)]
+        out.append((mixed_layer_case(d, point.batch, point.context, c, dtype, dev, plan.backends), labels))
+        out += [(case, {**labels, "rows": point.batch + 1}) for case in _model_ops(plan, device, point.batch + 1)]
+    return out
+
+
+def measure_point_case(case, labels: dict, backend: str, device, plan: RunPlan, point) -> dict:
+    context = point.prompt if isinstance(point, PrefillPoint) else point.context
+    row = measure(case, backend, device, plan, point.batch, context)
+    row.update(labels)
+    return row
+
+
+def _matches(row: dict, point, backend: str) -> bool:
+    if row.get("backend") != backend or row.get("batch") != point.batch:
+        return False
+    if isinstance(point, PrefillPoint):
+        return row.get("phase") == "prefill" and row.get("prompt") == point.prompt and row.get("chunk") == point.chunk
+    return (row.get("phase") == "mixed" and row.get("context") == point.context and row.get("chunk") == point.chunk
+            and row.get("prefix") == point.prefix)
+
+
+def derive_point_step(plan: RunPlan, device, rows: list, point, backend: str, economics) -> dict:
+    """The model's prefill (or mixed) step from this sweep's rows, with tokens/s and time to first token."""
+    m = plan.model
+    mine = [r for r in rows if _matches(r, point, backend)]
+    layer_name = "prefill_layer" if isinstance(point, PrefillPoint) else "mixed_layer"
+    layers = [r for r in mine if r["op"] == layer_name]
+    model_ops = {r["op"]: r for r in mine if r["op"] in ("final_norm", "lm_head")}
+    step = {"phase": mine[0]["phase"] if mine else ("prefill" if isinstance(point, PrefillPoint) else "mixed"),
+            "batch": point.batch, "backend": backend, "dtype": plan.dtype, "layers": m.layers, "derived": True}
+    if isinstance(point, PrefillPoint):
+        expected = len(point.chunks())
+        step.update(prompt=point.prompt, chunk=point.chunk, chunks=expected, context=point.prompt,
+                    derivation="layers x sum over chunks of the prefill layer + final_norm + lm_head (last token)")
+        kv_tokens = point.batch * point.prompt
+    else:
+        expected = 1
+        step.update(context=point.context, chunk=point.chunk, prefix=point.prefix,
+                    derivation="layers x mixed layer + final_norm + lm_head (decode tokens and the chunk's last)")
+        kv_tokens = point.batch * (point.context + 1) + point.prefix + point.chunk
+    bytes_needed = m.weight_bytes(plan.dtype) + m.kv_bytes_per_token(plan.dtype) * kv_tokens
+    step.update(fits=bytes_needed <= device.memory_bytes, bytes_needed=bytes_needed, memory_bytes=device.memory_bytes)
+    timed = [r for r in layers if r.get("seconds_p50")]
+    missing = [op for op in ("final_norm", "lm_head") if not model_ops.get(op, {}).get("seconds_p50")]
+    if len(timed) != expected or missing:
+        step.update(valid=False, reason=f"no valid timing for {', '.join(missing + ([layer_name] if len(timed) != expected else []))}")
+        return step
+    layer_s = sum(r["seconds_p50"] for r in timed)
+    seconds = m.layers * layer_s + sum(model_ops[op]["seconds_p50"] for op in ("final_norm", "lm_head"))
+    flops = m.layers * sum(r["flops"] for r in timed) + sum(model_ops[op]["flops"] for op in model_ops)
+    nbytes = m.layers * sum(r["bytes"] for r in timed) + sum(model_ops[op]["bytes"] for op in model_ops)
+    step.update(valid=True, step_seconds=seconds, layer_seconds=layer_s, flops=flops, bytes=nbytes)
+    if isinstance(point, PrefillPoint):
+        prompt_tps = point.batch * point.prompt / seconds
+        step.update(prompt_tokens_per_s=prompt_tps, time_to_first_token_s=seconds, tokens_per_s=prompt_tps)
+        price_rate = prompt_tps
+    else:
+        decode_tps, prompt_tps = point.batch / seconds, point.chunk / seconds
+        step.update(tokens_per_s=decode_tps, tokens_per_s_per_user=1.0 / seconds, prompt_tokens_per_s=prompt_tps,
+                    total_tokens_per_s=decode_tps + prompt_tps)
+        price_rate = decode_tps + prompt_tps
+    step.update(metrics.derive(flops, nbytes, seconds, plan.dtype, device.spec,
+                               plan.ceilings.get("measured_copy_bw"), plan.ceilings.get("measured_peak_flops")))
+    if step["fits"]:
+        # priced over every token the step processes (prompt tokens for prefill; decode + prompt for mixed)
+        step.update(economics(price_rate))
+    else:
+        step.update(cost_per_mtok=None, tokens_per_s_per_mw=None,
+                    cost_note=f"needs {bytes_needed / 2**30:.1f} GiB, device has {device.memory_bytes / 2**30:.1f}")
+    return step
+
+
+def gemm_share_of_peak(rows: list, measured_peak_flops: float | None) -> float | None:
+    """The prefill GEMM rows' achieved FLOP/s together (their FLOPs over their time) as a fraction of the
+    matmul peak `tokenbench peak` measured on this device: the issue's ">= 60% of the measured peak"."""
+    gemms = [r for r in rows if r.get("kind") == "gemm" and r.get("phase") == "prefill" and r.get("seconds_p50")]
+    if not gemms or not measured_peak_flops:
+        return None
+    return sum(r["flops"] for r in gemms) / sum(r["seconds_p50"] for r in gemms) / measured_peak_flops
