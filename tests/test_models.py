@@ -1,7 +1,7 @@
 import pytest
 
 from bench.errors import UserError
-from bench.models import MODELS, get_model
+from bench.models import get_model
 
 
 @pytest.mark.parametrize("name,billions", [
