@@ -439,7 +439,7 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
 
 
 def run(args) -> int:
-    from bench.commands.run import economics_for, resolve_price
+    from bench.pricing import economics_for, resolve_price
     from bench.models import get_model
     from bench.parsing import choice, positive_float, positive_int_list
     from kernels.dtypes import TORCH_DTYPES

@@ -43,9 +43,23 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return diff / denom if denom > 0 else diff
 
 
+# bf16 has 8 bits of mantissa: rounding each output element costs up to 2**-9 (0.2%) relative, and a single
+# op's norm-relative error measured at most 2.7e-3 here (norms, RoPE, SwiGLU: input and output rounded;
+# GEMMs ~1.7e-3 with fp32 accumulation). 6e-3 keeps twice that margin and still fails an implementation 1%
+# off, which the shared 1e-2 let through (o_proj at 0.96%, tests/test_gate.py). The layer, the model and the
+# MoE step chain several roundings, so they keep the dtype's 1e-2 (times their own tolerance_scale).
+SINGLE_OP_TOLERANCE = {"bf16": 6e-3}
+COMPOSITE_KINDS = ("layer", "model", "moe")
+
+
+def tolerance_for(case: OpCase, dtype: str) -> float:
+    base = TOLERANCE[dtype] if case.kind in COMPOSITE_KINDS else SINGLE_OP_TOLERANCE.get(dtype, TOLERANCE[dtype])
+    return base * case.tolerance_scale
+
+
 def check_case(case: OpCase, backend: str, dtype: str, seed: int = VERIFY_SEED) -> Check:
     """Run `backend`'s implementation of `case` once on fresh inputs and compare with the reference."""
-    tol = TOLERANCE[dtype] * case.tolerance_scale
+    tol = tolerance_for(case, dtype)
     try:
         inputs = case.make_inputs(seed)
         ref = case.reference(inputs)  # before the run: in-place ops must not change what it reads

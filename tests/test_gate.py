@@ -68,3 +68,22 @@ def test_failed_check_is_never_timed():
     row = measure(case, "bad", device, plan, 3, 21)
     assert row["valid"] is False
     assert "seconds_p50" not in row and "tflops" not in row
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("op", ["qkv_proj", "o_proj", "gate_up_proj", "down_proj", "lm_head"])
+def test_one_percent_wrong_projection_fails_in_every_dtype(dtype, op):
+    """The gate per dtype: the right implementation passes, the same one 1% off fails. In bf16 (8 bits of
+    mantissa, relative rounding 2**-9 ~ 0.2% per element) a 1% error is only a few times the rounding noise,
+    so this is the test that shows the bf16 tolerance is tight enough to see it."""
+    cases = {c.name: c for c in op_cases(DIMS, 3, 21, DTYPES[dtype], "cpu")}
+    if op not in cases:
+        pytest.skip(f"no {op} case in this layer")
+    case = cases[op]
+    right = check_case(case, "torch", dtype)
+    assert right.ok, right.reason
+    bad = check_case(with_impl(case, lambda inp: case.impls["torch"](inp) * 1.01), "bad", dtype)
+    assert not bad.ok, f"{op} in {dtype}: a 1% error ({bad.error:.2e}) passed the tolerance {bad.tolerance:.0e}"

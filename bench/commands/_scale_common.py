@@ -37,7 +37,7 @@ def backends_for(text: str, allowed, device) -> list:
 
 def start(kind: str, args, device, model, dtype: str, settings: dict):
     """(writer, record, economics) for a run of `kind`; the record is written at once."""
-    from bench.commands.run import economics_for, resolve_price
+    from bench.pricing import economics_for, resolve_price
 
     price = resolve_price(args, device)
     env = environment.capture()

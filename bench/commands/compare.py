@@ -13,14 +13,11 @@ import argparse
 import json
 import os
 
-from bench.commands.project import device_spec, target_price_and_power
-from costmodel.compare import Side, compare
+from bench.sides import SideArgs, device_side, run_side
+from costmodel.compare import compare
 from costmodel.errors import CostInputError
 from costmodel.fmt import money, sig, table
-from costmodel.inputs import PriceQuote, resolve_power
-from costmodel.power import PowerFigure
-from costmodel.project import project_run, projected_steps_as_rows
-from costmodel.runs import label, load_result, measured_peak, spec_peak, usable_steps
+from costmodel.runs import load_result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,48 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _is_run(arg: str) -> bool:
     return arg.endswith(".json") or os.path.sep in arg or os.path.exists(arg)
-
-
-class SideArgs:
-    """The per-side view of the options (target_price_and_power reads single figures)."""
-
-    def __init__(self, args, i: int):
-        self.price_per_hour = args.price_per_hour[i] if args.price_per_hour else None
-        self.power_kw = args.power_kw[i] if args.power_kw else None
-        self.tier, self.utilisation, self.overhead, self.tco = args.tier, None, None, None
-
-
-def run_side(run: dict, sargs: SideArgs) -> Side:
-    dev, dtype = run["device"], run["dtype"]
-    key, spec, recorded = dev.get("key"), dev.get("spec") or {}, run.get("price") or {}
-    if sargs.price_per_hour is None and recorded.get("price_per_hour") and not sargs.tier:
-        quote = PriceQuote(float(recorded["price_per_hour"]),
-                           f"recorded in the run: {recorded.get('source') or 'source not recorded'}")
-        power = resolve_power(sargs.power_kw or recorded.get("power_kw"), key, spec.get("tdp_w"), None, quote)
-        if sargs.power_kw is None and recorded.get("power_kw"):
-            power = PowerFigure(float(recorded["power_kw"]), "recorded",
-                                f"recorded in the run: {recorded.get('power_source') or 'source not recorded'}")
-    elif key:
-        quote, power = target_price_and_power(key, device_spec(key), sargs)
-    else:
-        quote = None if sargs.price_per_hour is None else PriceQuote(sargs.price_per_hour, "user (--price-per-hour)")
-        power = resolve_power(sargs.power_kw, None, spec.get("tdp_w"), None, quote)
-    return Side(label(run), quote, power, spec_tflops=spec_peak(spec, dtype), measured_tflops=measured_peak(run, dtype),
-                steps=usable_steps(run), kind="measured", model=run["model"].get("name"), dtype=dtype)
-
-
-def device_side(key: str, sargs: SideArgs, dtype: str, run: dict | None, tokens_per_s: float | None) -> Side:
-    spec = device_spec(key)
-    quote, power = target_price_and_power(key, spec, sargs)
-    if run is None:
-        return Side(f"{key} (catalog)", quote, power, spec_tflops=spec.peak(dtype), tokens_per_s=tokens_per_s,
-                    kind="catalog", dtype=dtype)
-    proj = project_run(run, spec, source=label(run))
-    side = Side(f"{key} (projected from {label(run)})", quote, power, spec_tflops=spec.peak(run["dtype"]),
-                steps=[s for s in projected_steps_as_rows(proj) if s["fits"]], kind="projected",
-                model=run["model"].get("name"), dtype=run["dtype"])
-    side.notes = [proj.assumption] + proj.notes
-    return side
 
 
 def main(args) -> int:

@@ -8,18 +8,19 @@ from bench import devices
 
 def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--device", default="auto", help="auto | cuda | cpu: which local device to detect")
+    p.add_argument("--device", default="auto", help="auto | cuda | cpu: which local device to detect; none: the catalog "
+                                                "alone, without detecting (and without loading torch)")
 
 
 def main(args) -> int:
-    local = devices.detect(args.device)
+    local = None if args.device == "none" else devices.detect(args.device)
     entries = []
     for spec in devices.catalog().values():
         entry = spec.to_dict()
-        entry["detected"] = local.key == spec.key
+        entry["detected"] = local is not None and local.key == spec.key
         entries.append(entry)
     if args.json:
-        print(json.dumps({"detected": local.to_dict(), "catalog": entries}, indent=1))
+        print(json.dumps({"detected": local and local.to_dict(), "catalog": entries}, indent=1))
         return 0
     from rich.console import Console
     from bench.tables import Col, print_table
@@ -38,6 +39,8 @@ def main(args) -> int:
                      fmt(e["tdp_w"])])
     console = Console()
     print_table(console, "Spec-sheet catalog (dense TFLOP/s; '-' = unknown)", cols, rows)
+    if local is None:
+        return 0
     where = f"matches catalog entry '{local.key}'" if local.key else "is not in the catalog: spec peaks unknown"
     console.print(f"Detected: {local.kind} '{local.name}' ({local.memory_bytes / 2**30:.1f} GiB) {where}.")
     return 0

@@ -14,30 +14,8 @@ from costmodel.economics import economics
 from costmodel.fmt import money, si, sig, table
 from costmodel.inputs import resolve_power, resolve_price
 from costmodel.project import DeviceSpec, Projection, project_run
+from bench.sides import device_spec, target_price_and_power
 from costmodel.runs import label, load_result
-
-
-def device_spec(key: str) -> DeviceSpec:
-    """bench's spec-sheet entry, handed to costmodel as plain figures (costmodel never imports bench)."""
-    from bench.devices import lookup
-
-    s = lookup(key)  # unknown key: UserError naming the known ones
-    return DeviceSpec(s.key, s.name, dict(s.peak_tflops), s.mem_bw_gbs, s.memory_gb, s.tdp_w)
-
-
-def target_price_and_power(key: str, spec: DeviceSpec, args):
-    """Catalog price and all-in power for the target, overridden by the user's figures; None if unpriced."""
-    from costmodel import catalog as prices
-
-    priced = key in prices.devices()
-    quote = None
-    if args.price_per_hour is not None or getattr(args, "tco", None) or priced:
-        quote = resolve_price(args.price_per_hour, key if priced else None, args.tier, getattr(args, "tco", None),
-                              args.utilisation)
-    elif args.tier:
-        prices.require_tier(args.tier)
-    power = resolve_power(args.power_kw, key, spec.tdp_w, args.overhead, quote)
-    return quote, power
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

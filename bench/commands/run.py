@@ -13,6 +13,7 @@ from bench.reliability import flag_unreliable
 from bench.measured_peak import use_measured_peak
 from bench.models import MODELS, get_model
 from bench.parsing import choice, non_empty, non_negative_int, positive_float, positive_int_list, unique_names
+from bench.pricing import economics_for, resolve_price  # noqa: F401  (run's own step, kept as its names)
 from bench.sweep import RunPlan, cases_for, combo_skip_reason, combos, derive_step, full_model_fits, measure
 from kernels.backends import parse_backend
 from kernels.dtypes import TORCH_DTYPES
@@ -122,41 +123,6 @@ def resolve_phase(args, device, batches, contexts):
     chunks = positive_int_list(non_empty(args.chunk, "--chunk") or d["mixed_chunk"], "--chunk")
     prefix = 0 if args.prefix is None else non_negative_int(args.prefix, "--prefix")
     return phase, mixed_points(batches, contexts, chunks, prefix)
-
-
-def resolve_price(args, device) -> dict:
-    from costmodel.catalog import all_in_kw, catalog_price
-
-    price = positive_float(args.price_per_hour, "--price-per-hour")
-    power = positive_float(args.power_kw, "--power-kw")
-    out = {"price_per_hour": price, "source": "--price-per-hour" if price else None,
-           "power_kw": power, "power_source": "--power-kw" if power else None}
-    if device.key is not None:
-        if price is None and (cat := catalog_price(device.key)) is not None:
-            out.update(price_per_hour=cat.price_per_hour, source=cat.source)
-        if power is None and (kw := all_in_kw(device.key)) is not None:
-            out.update(power_kw=kw, power_source="catalog all-in kW per device (SemiAnalysis InferenceX)")
-    hints = []
-    if out["price_per_hour"] is None:
-        hints.append("no price for this device: pass --price-per-hour for $/M tokens")
-    if out["power_kw"] is None:
-        hints.append("no power figure for this device: pass --power-kw for tokens/s per MW")
-    out["hint"] = "; ".join(hints) or None
-    return out
-
-
-def economics_for(price: dict):
-    from costmodel.economics import cost_per_mtok, tokens_per_s_per_mw
-
-    def compute(tokens_per_s: float) -> dict:
-        return {
-            "cost_per_mtok": cost_per_mtok(price["price_per_hour"], tokens_per_s)
-            if price["price_per_hour"] else None,
-            "tokens_per_s_per_mw": tokens_per_s_per_mw(tokens_per_s, price["power_kw"])
-            if price["power_kw"] else None,
-        }
-
-    return compute
 
 
 def main(args) -> int:

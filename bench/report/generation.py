@@ -17,7 +17,7 @@ def _record(run: Run) -> dict:
 
 
 def _side_args():
-    from bench.commands.compare import SideArgs
+    from bench.sides import SideArgs
 
     # the recorded price and power of a run, the catalog's for a device: no overrides from the report
     return SideArgs(SimpleNamespace(price_per_hour=None, power_kw=None, tier=None), 0)
@@ -26,7 +26,7 @@ def _side_args():
 def comparison(a: Run | str, b: Run | str):
     """`tokenbench compare A B` with its defaults: each side a run, or a catalog device key (the other side's
     run projected onto it). Returns costmodel.compare.Comparison."""
-    from bench.commands.compare import device_side, run_side
+    from bench.sides import device_side, run_side
     from costmodel.compare import compare
 
     runs = [x for x in (a, b) if isinstance(x, Run)]
@@ -63,7 +63,7 @@ def blocks(a: Run | str, b: Run | str) -> list:
 def projections(runs: list[Run], targets: list[str], as_dtype: str | None) -> tuple[list[Curve], list[str]]:
     """Each run projected onto each target device (`tokenbench project`), costed at the target's catalog
     price and all-in power: one dashed curve per run, target, backend and context, and the assumptions."""
-    from bench.commands.project import device_spec, target_price_and_power
+    from bench.sides import device_spec, target_price_and_power
     from costmodel.economics import economics
     from costmodel.project import project_run
 
