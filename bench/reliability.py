@@ -36,7 +36,9 @@ def flag_unreliable(rows: list[dict]) -> list[dict]:
                                f"{r['seconds_p50'] / bound:.0f}x the op's bound: likely the scheduler's quantum")
     by_key = {}
     for r in timed:
-        by_key.setdefault((r["op"], r["context"], r["backend"]), []).append(r)
+        # rows that differ only in batch: same op, context, backend, and (prefill/mixed) chunk position
+        where = tuple(r.get(k) for k in ("phase", "prompt", "chunk", "chunk_index", "chunk_tokens", "prefix"))
+        by_key.setdefault((r["op"], r["context"], r["backend"], where), []).append(r)
     for group in by_key.values():
         group.sort(key=lambda r: r["batch"])
         for small, big in zip(group, group[1:]):

@@ -85,3 +85,85 @@ def test_layer_flops_are_the_sum_of_hand_counted_parts():
     other = sum(module.flops(shape) for name, (_, module, shape) in prefill_op_shapes(d, c).items()
                 if name in ("attn_norm", "ffn_norm", "rope", "swiglu", "kv_write"))
     assert prefill_layer_flops(d, c) == gemms + attn + other
+
+
+# ---------------------------------------------------------------------------------------------------
+# `tokenbench run --phase prefill|mixed` on the tiny model (fp32 on a CPU)
+
+import json  # noqa: E402
+
+from bench.cli import main  # noqa: E402
+
+RUN = ["run", "--model", "tiny", "--device", "cpu", "--budget-s", "0.02"]
+
+
+def only_record(folder):
+    (path,) = [p for p in folder.glob("*.json")]
+    return json.loads(path.read_text()), path
+
+
+def test_prefill_run_measures_every_chunk_and_derives_the_step(tmp_path, capsys):
+    assert main([*RUN, "--phase", "prefill", "--prompt", "20,8", "--chunk", "16", "--out", str(tmp_path)]) == 0
+    record, path = only_record(tmp_path)
+    assert record["phase"] == "prefill" and path.name.endswith("-prefill.json")
+    layers = [r for r in record["rows"] if r["op"] == "prefill_layer"]
+    # prompt 20 in chunks of 16: (16 @ 0) and (4 @ 16); prompt 8: one chunk (8 @ 0)
+    assert sorted((r["prompt"], r["chunk_tokens"], r["prefix"]) for r in layers) == [(8, 8, 0), (20, 4, 16),
+                                                                                      (20, 16, 0)]
+    assert all(r["valid"] for r in record["rows"])
+    step = {s["prompt"]: s for s in record["steps"]}[20]
+    chunks = [r for r in layers if r["prompt"] == 20]
+    model_ops = {r["op"]: r for r in record["rows"] if r.get("prompt") == 20 and r["op"] in ("final_norm", "lm_head")}
+    expected = 2 * sum(r["seconds_p50"] for r in chunks) + sum(r["seconds_p50"] for r in model_ops.values())
+    assert step["valid"] and step["step_seconds"] == pytest.approx(expected)  # tiny has 2 layers
+    assert step["prompt_tokens_per_s"] == pytest.approx(20 / expected)
+    assert step["time_to_first_token_s"] == step["step_seconds"]
+    assert model_ops["lm_head"]["shape"]["m"] == 1  # the LM head on the last token only
+    assert "Prefill step" in capsys.readouterr().err
+
+
+def test_mixed_run_derives_decode_and_prompt_rates(tmp_path):
+    assert main([*RUN, "--phase", "mixed", "--batch", "2", "--context", "9", "--chunk", "6", "--prefix", "3",
+                 "--layer-only", "--out", str(tmp_path)]) == 0
+    record, _ = only_record(tmp_path)
+    (step,) = record["steps"]
+    assert step["valid"] and step["phase"] == "mixed"
+    assert step["tokens_per_s"] == pytest.approx(2 / step["step_seconds"])
+    assert step["prompt_tokens_per_s"] == pytest.approx(6 / step["step_seconds"])
+    (layer,) = [r for r in record["rows"] if r["op"] == "mixed_layer"]
+    assert layer["shape"]["decode_batch"] == 2 and layer["shape"]["chunk"] == 6 and layer["shape"]["prefix"] == 3
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["--phase", "prefill", "--context", "9"], "--context does nothing with --phase prefill"),
+    (["--phase", "decode", "--prompt", "9"], "--prompt does nothing with --phase decode"),
+    (["--phase", "mixed", "--prompt", "9"], "--prompt does nothing with --phase mixed"),
+    (["--phase", "prefill", "--chunk", "4,8"], "is one size"),
+    (["--phase", "prefill", "--full-model"], "--full-model times the decode step"),
+    (["--phase", "prefill", "--prompt", "0"], "--prompt must be positive"),
+    (["--phase", "mixed", "--prefix", "-1"], "--prefix must be a non-negative integer"),
+    (["--phase", "warp"], "unknown phase 'warp'"),
+])
+def test_phase_flags_are_checked(argv, expect, capsys, tmp_path):
+    assert main([*RUN, *argv, "--out", str(tmp_path)]) == 2
+    assert expect in capsys.readouterr().err
+
+
+def test_prefill_record_shows_and_reports(tmp_path, capsys):
+    assert main([*RUN, "--phase", "prefill", "--prompt", "12", "--layer-only", "--out", str(tmp_path)]) == 0
+    _, path = only_record(tmp_path)
+    capsys.readouterr()
+    assert main(["show", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "Prefill step" in captured.out + captured.err
+
+
+def test_report_draws_prefill_rows_beside_decode_rows(tmp_path):
+    runs = tmp_path / "runs"
+    assert main([*RUN, "--phase", "prefill", "--prompt", "12", "--layer-only", "--out", str(runs)]) == 0
+    assert main([*RUN, "--batch", "1,2", "--context", "9", "--layer-only", "--out", str(runs)]) == 0
+    out = tmp_path / "rep"
+    assert main(["report", *map(str, sorted(runs.glob("*.json"))), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "prefill_layer" in md and "| layer |" in md.replace("|  ", "| ")
+    assert len(list(out.glob("roofline-*.png"))) == 1  # one device: both phases on one roofline

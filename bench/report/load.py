@@ -63,6 +63,11 @@ class Run:
     def valid_steps(self) -> list[dict]:
         return [s for s in self.record["steps"] if s.get("valid") and s.get("tokens_per_s")]
 
+    def interactive_steps(self) -> list[dict]:
+        """Steps with a tokens/s per user (decode and mixed): the ones a throughput-interactivity curve has.
+        A prefill step has none (it emits one token per prompt); it stays in the roofline and tables."""
+        return [s for s in self.valid_steps() if s.get("tokens_per_s_per_user")]
+
 
 @dataclass(eq=False)
 class Curve:
@@ -159,9 +164,9 @@ def curves(runs: list[Run], mixed: bool) -> list[Curve]:
     """One curve per run, backend and context, its valid steps ordered by batch; labels say only what varies."""
     out = []
     for run in runs:
-        keys = sorted({(s["backend"], s["context"]) for s in run.valid_steps()}, key=lambda k: (k[1], k[0]))
+        keys = sorted({(s["backend"], s["context"]) for s in run.interactive_steps()}, key=lambda k: (k[1], k[0]))
         for backend, context in keys:
-            steps = sorted((s for s in run.valid_steps() if s["backend"] == backend and s["context"] == context),
+            steps = sorted((s for s in run.interactive_steps() if s["backend"] == backend and s["context"] == context),
                            key=lambda s: s["batch"])
             out.append(Curve(run, backend, context, steps))
     backends = {c.backend for c in out}
