@@ -92,6 +92,10 @@ def real_steps(work: Path) -> list:
         Step("decode-bench", bench + ["bench/benchmarks/test_decode.py", "--tokenbench-budget-s",
                                       env_budget("BENCH_BUDGET_S", "45")], 90),
         Step("triton-tests", gpu_tests + triton_tests, 120, needs_triton=True),
+        # the compute-bound half: prompt chunks, GEMMs at M = 2048 read against the peak measured above
+        Step("prefill", [py, "-m", "bench", "run", "--phase", "prefill", "--backend", "{backends}",
+                         "--prompt", "1024,8192", "--chunk", "2048", "--budget-s", env_budget("RUN_BUDGET_S", "0.5"),
+                         "--out", res], 150),
         Step("gpu-tests", gpu_tests + other_gpu, 150),
         Step("ops-bench", bench + ["bench/benchmarks/test_ops.py", "--tokenbench-budget-s",
                                    env_budget("BENCH_BUDGET_S", "45")], 90),
