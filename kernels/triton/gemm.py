@@ -162,7 +162,9 @@ def _hopper_configs():
     """sm_90 (H100/H200): 228 KB shared memory per SM, 132 SMs. 4-5 stages of 128-256-wide K slices
     keep about 150-180 KB of weight loads in flight per SM, what 4.8 TB/s needs to hide latency."""
     tiled = [(16, 64, 256, 4, 4), (16, 128, 128, 4, 5), (32, 64, 128, 4, 5),
-             (64, 64, 128, 4, 4), (64, 128, 64, 4, 4), (128, 128, 64, 8, 3)]
+             (64, 64, 128, 4, 4), (64, 128, 64, 4, 4), (128, 128, 64, 8, 3),
+             # prefill (M in the thousands, compute-bound): a 128 x 256 wgmma tile, 3 x 48 KB stages
+             (128, 256, 64, 8, 3)]
     splitk = [(64, 256, 4, 4), (128, 128, 4, 4), (32, 256, 4, 5)]
     return tiled, splitk
 
@@ -180,7 +182,8 @@ def _ampere_configs():
     """sm_80 (A100, 164 KB) and the ~100 KB parts (sm_86/89, consumer Blackwell sm_120): every entry
     stays under 100 KB of shared memory so one list serves them all."""
     tiled = [(16, 64, 128, 4, 4), (16, 128, 64, 4, 4), (32, 64, 128, 4, 3),
-             (64, 64, 64, 4, 4), (64, 128, 64, 4, 3), (128, 128, 32, 8, 4)]
+             (64, 64, 64, 4, 4), (64, 128, 64, 4, 3), (128, 128, 32, 8, 4),
+             (128, 256, 32, 8, 3)]  # prefill: 3 x 24 KB stages
     splitk = [(64, 128, 4, 4), (128, 64, 4, 4), (32, 256, 4, 3)]
     return tiled, splitk
 
