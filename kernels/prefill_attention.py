@@ -78,13 +78,30 @@ def reference(q, k, v, prefix: int, **_) -> tuple:
     return (out.reshape(b, hq, t, d),)
 
 
+_LOWER_RIGHT_WORKS: dict = {}  # device type -> whether SDPA takes a lower-right causal bias with GQA
+
+
 def torch_sdpa_prefill(q, k, v, prefix: int, **_) -> torch.Tensor:
-    """PyTorch's SDPA (flash or memory-efficient kernels on GPU, math on CPU) with GQA handled inside,
-    so K/V are not repeated in memory. Without a prefix the bottom-right causal mask is SDPA's own
-    is_causal (the flash kernel takes it); a prefix needs an explicit mask, which rules flash out."""
+    """PyTorch's SDPA (flash or memory-efficient kernels on GPU, math on CPU) with GQA handled inside, so
+    K/V are not repeated in memory. Without a prefix the causal mask is SDPA's own is_causal; with one it
+    is torch's lower-right causal bias (queries aligned to the end of the keys), which keeps the fused
+    kernels; where this torch cannot combine that bias with GQA, an explicit boolean mask (math kernel)."""
     if prefix == 0:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-    mask = causal_mask(q.shape[2], prefix, q.device)
+    t, kind = q.shape[2], q.device.type
+    if _LOWER_RIGHT_WORKS.get(kind, True):
+        from torch.nn.attention.bias import causal_lower_right
+
+        try:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(t, prefix + t),
+                                                 enable_gqa=True)
+            _LOWER_RIGHT_WORKS[kind] = True
+            return out
+        except (TypeError, RuntimeError, NotImplementedError) as exc:
+            if "out of memory" in str(exc):
+                raise
+            _LOWER_RIGHT_WORKS[kind] = False
+    mask = causal_mask(t, prefix, q.device)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
 
 
