@@ -119,3 +119,24 @@ def _print_phase_steps(record: dict, console) -> None:
     share = record.get("prefill_gemm_share_of_measured_peak")
     if share is not None:
         console.print(f"prefill GEMMs together: {share:.0%} of the measured matmul peak")
+
+
+def print_peak(record: dict, console) -> None:
+    """The table of a `tokenbench peak` record (what the command prints, and `show` prints again)."""
+    dev = record["device"]
+    cols = [Col("metric", right=False, key=True), Col("dtype", right=False, key=True), Col("measured"),
+            Col("spec"), Col("ratio"), Col("unit", right=False), Col("best shape", right=False), Col("noise"),
+            Col("note", right=False, wrap=True)]
+    rows = []
+    for r in record["rows"]:
+        note = r.get("skipped") or r.get("stopped") or ""
+        if r.get("skipped"):
+            note = f"[yellow]skipped: {note}[/]"
+        rows.append([r["metric"], r["dtype"], _num(r.get("measured"), ".4g"), _num(r.get("spec"), ".4g"),
+                     _num(r.get("ratio"), ".0%"), r["unit"], r.get("best_shape_label") or "-",
+                     _num(r.get("noise"), ".1%"), note])
+    spec = "unknown" if dev.get("spec") is None else dev["spec"]["name"]
+    print_table(console, f"Measured ceilings: {dev['name']} ({dev['kind']}), spec {spec}", cols, rows)
+    if dev["kind"] == "cpu":
+        console.print("[yellow]Measured on a CPU: these are CPU figures, not an accelerator's; "
+                      "a CPU has no spec-sheet entry, so spec and ratio are empty.[/]")

@@ -128,4 +128,11 @@ def load_record(path: str | os.PathLike) -> dict:
     if record["schema_version"] != SCHEMA_VERSION:
         raise UserError(f"results file {p} has schema version {record['schema_version']!r}; "
                         f"this tokenbench reads version {SCHEMA_VERSION}")
+    from costmodel.errors import CostInputError
+    from costmodel.record_fields import check_record
+
+    try:
+        check_record(record, str(p))
+    except CostInputError as exc:
+        raise UserError(str(exc)) from None
     return record

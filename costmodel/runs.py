@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from costmodel.errors import CostInputError
+from costmodel.record_fields import check_record
 
 SCHEMA_VERSION = 1
 
@@ -26,6 +27,7 @@ def load_result(path: str | Path) -> dict:
     for key in ("device", "model", "dtype", "rows", "steps"):
         if key not in data:
             raise CostInputError(f"result file {str(p)!r} lacks {key!r}")
+    check_record(data, str(p))
     data.setdefault("_path", str(p))
     return data
 

@@ -166,3 +166,23 @@ def test_quantum_stuck_rows_are_flagged_from_recorded_samples():
     # without the level count, the neighbouring batch still gives it away
     rows = [row("swiglu", 1, 209e-6, None), row("swiglu", 8, 15_992e-6, None, bytes_=8_000_000)]
     assert "slower than batch 1" in flag_unreliable(rows)[0]["unreliable"]
+
+
+@pytest.mark.parametrize("command", [["show"], ["report", "--out", "REP"], ["project", "--to", "h200", "--from"],
+                                     ["cost", "--from"]])
+def test_mistyped_field_is_one_line_naming_file_and_field(command, tmp_path, capsys):
+    record = json.loads(RUN.read_text())
+    record["rows"][0]["seconds_p50"] = "fast"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(record))
+    argv = [a.replace("REP", str(tmp_path / "rep")) for a in command] + [str(bad)]
+    assert main(argv) == 2
+    line = one_error_line(capsys)
+    assert str(bad) in line and "rows[0]: seconds_p50 must be a number, got 'fast'" in line
+
+
+def test_show_prints_a_peak_record(capsys):
+    peak = ROOT / "results" / "20261129-131215-amd-epyc-peak.json"
+    assert main(["show", str(peak)]) == 0
+    out = capsys.readouterr().out
+    assert "Measured ceilings" in out and "copy" in out

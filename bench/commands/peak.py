@@ -13,6 +13,7 @@ from bench.errors import UserError
 from bench.measured_peak import PEAK_KIND, shape_label
 from bench.parsing import positive_float
 from bench.peak import DEFAULT_BUDGET_S, PEAK_DTYPES, measure_peaks
+from bench.report_table import print_peak
 
 
 def add_arguments(p):
@@ -84,33 +85,7 @@ def main(args) -> int:
         measure_peaks(device, dtypes, budget, on_row=on_row, bandwidth=args.bandwidth)
 
     print_peak(record, console)
-    console.print(f"wrote {writer.json_path} and {writer.csv_path.name}")
+    console.print(f"wrote {writer.json_path} and {writer.csv_path}")
     if args.json:
         print(json.dumps(results._clean(record), indent=1))
     return state["status"]
-
-
-def _fmt(value, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
-def print_peak(record: dict, console) -> None:
-    from rich.table import Table
-
-    dev = record["device"]
-    table = Table(title=f"Measured ceilings: {dev['name']} ({dev['kind']}), "
-                        f"spec {'unknown' if dev.get('spec') is None else dev['spec']['name']}",
-                  title_justify="left")
-    for col in ("metric", "dtype", "measured", "spec", "ratio", "unit", "best shape", "noise", "note"):
-        table.add_column(col, justify="left" if col in ("metric", "dtype", "unit", "best shape", "note") else "right")
-    for r in record["rows"]:
-        note = r.get("skipped") or r.get("stopped") or ""
-        if r.get("skipped"):
-            note = f"[yellow]skipped: {note}[/]"
-        noise = _fmt(r.get("noise"), ".1%")
-        table.add_row(r["metric"], r["dtype"], _fmt(r.get("measured"), ".4g"), _fmt(r.get("spec"), ".4g"),
-                      _fmt(r.get("ratio"), ".0%"), r["unit"], r.get("best_shape_label") or "-", noise, note)
-    console.print(table)
-    if dev["kind"] == "cpu":
-        console.print("[yellow]Measured on a CPU: these are CPU figures, not an accelerator's; "
-                      "a CPU has no spec-sheet entry, so spec and ratio are empty.[/]")
