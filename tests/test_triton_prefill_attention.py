@@ -14,6 +14,7 @@ from triton_helpers import DEVICE, INTERPRETER_DTYPES, nan_like, rel_error
 from kernels.triton import prefill_attention as tpa
 
 pytestmark = pytest.mark.interpreter
+NO_CUDA_BF16 = "needs CUDA (the interpreter's bf16 tl.dot is wrong)"
 
 # ||out - ref|| / ||ref|| allowed per dtype. The reference runs in float64 on the same rounded inputs,
 # so the error is the kernel's own rounding: fp32 keeps everything in fp32 (ieee products), 1.5e-7 seen
@@ -149,7 +150,7 @@ def _sdpa(q, k, v, prefix):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the interpreter's bf16 tl.dot is wrong)")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA_BF16)
 @pytest.mark.parametrize("prefix", [0, 1024])
 def test_prefill_attention_bf16_on_gpu(prefix):
     b, hq, hkv, d, t = 1, 32, 8, 128, 2048
