@@ -83,6 +83,20 @@ def test_prefill_attention_unequal_tiles(monkeypatch, block_m, block_n):
     check(y, reference(q, k, v, 21), torch.float32, f"tiles {block_m}x{block_n}")
 
 
+def test_tiles_above_the_diagonal_are_not_loaded(monkeypatch):
+    """NaN in the value of key prefix + 16, which only query 16 attends: with 16 x 16 tiles the first
+    query tile's range ends at key prefix + 15, so if it never loads the next tile its rows stay exact
+    (a loaded NaN would spread through 0 x NaN in P V), while query 16 shows the poison did land."""
+    monkeypatch.setattr(tpa, "INTERPRETER_CONFIG", {"BLOCK_M": 16, "BLOCK_N": 16})
+    prefix, t = 16, 17
+    q, k, v = make(1, 2, 1, 64, t, prefix, torch.float32, seed=11)
+    poisoned = v.clone()
+    poisoned[:, :, prefix + 16] = float("nan")
+    y = tpa.triton_prefill_attention(q, k, poisoned, prefix)
+    check(y[:, :, :16], reference(q, k, v, prefix)[:, :, :16], torch.float32, "rows below the poisoned key")
+    assert torch.isnan(y[:, :, 16]).all()
+
+
 def test_prefill_attention_scale_and_strided_cache():
     """An explicit scale, and K/V as views of a larger cache (capacity past S), as a layer passes them."""
     b, hq, hkv, d, t, prefix, capacity = 1, 4, 2, 64, 20, 13, 48
