@@ -4,8 +4,9 @@
 
 The interpreter runs kernels as numpy and never sees the compiler, so a kernel can pass every CPU test
 and still fail to compile for a GPU. This runs each launcher's GPU path (interpreting(), capability()
-and the SM count patched) at Llama-3.1-8B-like shapes in bf16, with every kernel replaced by a
-recorder; each recorded launch, and each autotune config the GEMM would try, is then compiled down to
+and the SM count patched) at Llama-3.1-8B-like shapes in bf16 (prefill attention also in fp16, at
+head dims 64, 80 and 128), with every kernel replaced by a recorder; each recorded launch, and each
+autotune config the GEMM and prefill attention would try, is then compiled down to
 a cubin with Triton's bundled ptxas, specialised as the JIT would (ints equal to 1 become constants,
 16-divisible ints and 16-byte-aligned pointers get divisibility hints). It must run in a process
 without TRITON_INTERPRET=1: under the interpreter Triton's own library functions are not compilable.
@@ -21,14 +22,15 @@ import torch
 
 from kernels import rope
 from kernels.triton import _common, activation, attention, gemm, kv_cache, norm
+from kernels.triton import prefill_attention as tprefill
 from kernels.triton import rope as trope
 
-MODULES = (gemm, attention, norm, trope, kv_cache, activation)
+MODULES = (gemm, attention, norm, trope, kv_cache, activation, tprefill)
 TARGETS = {"sm_80": (8, 0), "sm_90": (9, 0), "sm_100": (10, 0)}
 SMEM_LIMIT = {(8, 0): 163 * 1024, (9, 0): 227 * 1024, (10, 0): 227 * 1024}  # opt-in bytes per block
 POINTER = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32", torch.int32: "*i32",
            torch.int64: "*i64", torch.float8_e4m3fn: "*fp8e4nv"}
-LAUNCHED_KERNELS = 10  # every @triton.jit function a launcher launches (helpers excluded)
+LAUNCHED_KERNELS = 11  # every @triton.jit function a launcher launches (helpers excluded)
 
 
 class _Recorder:
@@ -71,7 +73,11 @@ def record_launches(cap: tuple) -> list:
         tuned = (_Recorder(gemm._gemm_tiled_kernel.jit_fn, calls, tiled, gemm._prune_tiled),
                  _Recorder(gemm._gemm_splitk_kernel.jit_fn, calls, splitk, gemm._prune_splitk))
         patch(mock.patch.object(gemm, "_autotuned", lambda _cap: tuned))
+        prefill = _Recorder(tprefill._prefill_attn_kernel.jit_fn, calls, tprefill.configs_for(cap),
+                            tprefill._prune)
+        patch(mock.patch.object(tprefill, "_autotuned", lambda _cap: prefill))
         _launch_everything(torch.bfloat16)
+        _launch_prefill()
     return calls
 
 
@@ -102,6 +108,18 @@ def _launch_everything(dt):
     trope.triton_rope_append(q, k, v, cos, sin, pages, pages, positions, block_table=table)
     kv_cache.triton_append(k, v, cache, cache, positions)
     kv_cache.triton_paged_append(k, v, pages, pages, table, positions)
+
+
+def _launch_prefill():
+    """Prefill attention in both 16-bit types at each supported head dim (32 query / 8 KV heads), a chunk
+    of 256 after a 128-token prefix (every config kept; 16-divisible sizes); and at head dim 80 a ragged
+    chunk too (45 after 5: no divisibility hints on T and S, only 64-row query tiles kept)."""
+    cases = [(d, 256, 128) for d in (64, 80, 128)] + [(80, 45, 5)]
+    for dt in (torch.bfloat16, torch.float16):
+        for d, t, prefix in cases:
+            q = torch.randn(1, 32, t, d).to(dt)
+            kv = torch.randn(1, 8, prefix + t, d).to(dt)
+            tprefill.triton_prefill_attention(q, kv, kv, prefix)
 
 
 def specialise(jit_fn, args, kwargs) -> tuple:
