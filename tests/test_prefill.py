@@ -167,3 +167,32 @@ def test_report_draws_prefill_rows_beside_decode_rows(tmp_path):
     md = (out / "report.md").read_text()
     assert "prefill_layer" in md and "| layer |" in md.replace("|  ", "| ")
     assert len(list(out.glob("roofline-*.png"))) == 1  # one device: both phases on one roofline
+
+
+@pytest.mark.interpreter
+@pytest.mark.parametrize("dtype,name", [(torch.float32, "fp32"), (torch.float16, "fp16")])
+def test_prefill_and_mixed_layers_with_the_triton_backend(dtype, name):
+    """The Triton backend end to end (its prefill attention, GEMM, norm, RoPE, SwiGLU; the decode attention
+    and KV append in the mixed layer), under the interpreter on a CPU: fp32 and fp16 (bf16 dots are wrong
+    there; bf16 is checked on a GPU)."""
+    import os
+
+    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("Triton needs a GPU or its interpreter")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cases = [prefill_layer_case(DIMS, Chunk(2, 5, 7), dtype, device, ("triton",)),
+             mixed_layer_case(DIMS, 3, 11, Chunk(1, 6, 4), dtype, device, ("triton",))]
+    for case in cases:
+        check = check_case(case, "triton", name)
+        assert check.ok, (case.name, check)
+
+
+@pytest.mark.gpu
+def test_prefill_layer_bf16_on_gpu():
+    from bench.models import MODELS
+
+    m = MODELS["llama-3.2-1b"]
+    for backend in ("torch", "triton"):
+        case = prefill_layer_case(m.layer_dims, Chunk(1, 512, 256), torch.bfloat16, "cuda", (backend,))
+        check = check_case(case, backend, "bf16")
+        assert check.ok, (backend, check)
