@@ -171,7 +171,9 @@ def derive_point_step(plan: RunPlan, device, rows: list, point, backend: str, ec
 def gemm_share_of_peak(rows: list, measured_peak_flops: float | None) -> float | None:
     """The prefill GEMM rows' achieved FLOP/s together (their FLOPs over their time) as a fraction of the
     matmul peak `tokenbench peak` measured on this device: the issue's ">= 60% of the measured peak"."""
-    gemms = [r for r in rows if r.get("kind") == "gemm" and r.get("phase") == "prefill" and r.get("seconds_p50")]
+    # the layer's projections at every chunk position (not the LM head on the last token)
+    gemms = [r for r in rows if r.get("kind") == "gemm" and r.get("phase") == "prefill" and "chunk_index" in r
+             and r.get("seconds_p50")]
     if not gemms or not measured_peak_flops:
         return None
     return sum(r["flops"] for r in gemms) / sum(r["seconds_p50"] for r in gemms) / measured_peak_flops

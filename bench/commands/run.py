@@ -261,6 +261,11 @@ def run_phase_sweep(plan: RunPlan, device, record: dict, writer, economics, cons
                     progress.advance(task)
                 record["steps"].append(derive_point_step(plan, device, record["rows"], point, backend, economics))
                 writer.write(record)
+    if plan.phase == "prefill":
+        from bench.prefill_sweep import gemm_share_of_peak
+
+        record["prefill_gemm_share_of_measured_peak"] = gemm_share_of_peak(
+            record["rows"], plan.ceilings.get("measured_peak_flops"))
 
 
 def progress_note(row: dict) -> str:
