@@ -40,13 +40,17 @@ def tdp_power(tdp_w: float, overhead: float = DEFAULT_TDP_OVERHEAD) -> PowerFigu
 def step_board_joules_per_token(rows: list[dict], layers: int, batch: int, context: int,
                                 backend: str) -> float | None:
     """Board J/token of a decode step from its rows' `board_joules_per_call`, composed like the step time:
-    (layers x layer + final_norm + lm_head) / batch. None when any of the three has no reading.
+    (layers x layer + final_norm + lm_head) / batch. None when any of the three has no reading. Where the
+    whole model's step was timed (`run --full-model`), its own window over the whole step is used instead.
 
     The run side records, for each timed row, the NVML energy over its timed region divided by the calls
     timed in it (bench.energy: a tick-aligned window of >= 1 s of repeated calls); this turns those into the per-token figure.
     """
     by_op = {r["op"]: r.get("board_joules_per_call") for r in rows
              if r.get("batch") == batch and r.get("context") == context and r.get("backend") == backend}
+    whole = by_op.get("model")
+    if whole is not None and whole > 0:  # --full-model: one window over the whole step, embedding to logits
+        return whole / batch
     parts = [by_op.get("layer"), by_op.get("final_norm"), by_op.get("lm_head")]
     if any(p is None or p <= 0 for p in parts):
         return None
