@@ -228,3 +228,13 @@ def get_model(name: str) -> ModelConfig:
     if name not in MODELS:
         raise UserError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     return MODELS[name]
+
+
+def refuse_moe(model, what: str) -> None:
+    """A command whose layer is dense refuses a mixture-of-experts model (its MLP would be one expert,
+    mislabelled as the model's): one message, used by run, verify, fp8 and tp."""
+    if model.is_moe:
+        from bench.errors import UserError
+
+        raise UserError(f"{model.name} is a mixture of experts: {what} covers dense layers (top-k routing and "
+                        "expert parallelism are not modelled there); time its MoE MLP with `tokenbench moe`")

@@ -186,3 +186,23 @@ def test_show_prints_a_peak_record(capsys):
     assert main(["show", str(peak)]) == 0
     out = capsys.readouterr().out
     assert "Measured ceilings" in out and "copy" in out
+
+
+@pytest.mark.parametrize("command", ["run", "verify", "fp8"])
+def test_dense_commands_refuse_moe_models(command, capsys):
+    assert main([command, "--model", "mixtral-8x7b", "--device", "cpu"]) == 2
+    assert "mixtral-8x7b is a mixture of experts" in one_error_line(capsys)
+
+
+def test_fp8_on_a_cpu_says_its_skip_reason_once(tmp_path, capsys):
+    assert main(["fp8", "--model", "tiny", "--device", "cpu", "--budget-s", "0.02", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().err.count("compute capability >= 8.9") <= 2  # the header and one row line
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["report", str(RUN), str(RUN)], "is given twice"),
+    (["report", str(RUN), "--project-as", "bf16"], "--project-as does nothing without --project-to"),
+])
+def test_report_misreadings(argv, expect, capsys):
+    assert main(argv) == 2
+    assert expect in one_error_line(capsys)

@@ -56,6 +56,9 @@ def main(args) -> int:
     device, label = common.detect(args)
     d = CPU_DEFAULTS if device.kind == "cpu" else GPU_DEFAULTS
     model = get_model(args.model or d["model"])
+    from bench.models import refuse_moe
+
+    refuse_moe(model, "`tokenbench fp8` (its step is the dense layer's GEMMs)")
     batches = positive_int_list(args.batch or d["batch"], "--batch")
     scalings = [s.strip() for s in args.scaling.split(",") if s.strip()]
     for s in scalings:
@@ -64,6 +67,7 @@ def main(args) -> int:
 
             raise UserError(f"unknown --scaling {s!r}; choose from {', '.join(fp8.SCALINGS)}")
     ok, why = fp8.support(device)
+    _SAID.clear()
     # without FP8 nothing FP8 runs, so the CPU's Triton-interpreter condition does not apply
     backends = common.backends_for(args.backend, tuple(fp8.IMPLS), device if ok else None)
     plan = common.plan_for(model, batches, "bf16", ["torch"], args, device)
@@ -111,7 +115,7 @@ def main(args) -> int:
             common.say(f"  b={s['batch']} {s['precision']}: GEMMs {s['gemm_seconds_per_layer'] * 1e6:.1f} us/layer, "
                        f"GEMM-only step {s['step_seconds'] * 1e3:.3f} ms, {s['tokens_per_s']:.1f} tok/s"
                        + (f", x{s['speedup_vs_bf16']:.2f} vs bf16" if s.get("speedup_vs_bf16") else ""))
-        else:
+        elif s["reason"].removeprefix("skipped: ") not in _SAID:
             common.say(f"  b={s['batch']} {s['precision']}: {s['reason']}")
     common.say(f"wrote {writer.json_path}")
     if args.json:
@@ -131,7 +135,15 @@ def _keep(record, writer, row, into: dict, name: str, nbytes: dict) -> None:
     writer.write(record)
     into[name] = row.get("seconds_p50")
     if not row.get("seconds_p50"):
-        common.say(f"  {name} b={row['batch']} {row['backend']}: {row.get('skipped') or row.get('check')}")
+        why = row.get("skipped") or row.get("check")
+        if row.get("skipped") and why in _SAID:  # one line per reason, not one per skipped row
+            return
+        _SAID.add(why)
+        common.say(f"  {name} b={row['batch']} {row['backend']}: {why}"
+                   + (" (the same for every row it applies to)" if row.get("skipped") else ""))
+
+
+_SAID: set = set()
 
 
 def _steps(model, batch: int, per: dict, economics, skipped: dict, nbytes: dict, device) -> list:

@@ -38,6 +38,17 @@ def main(args) -> int:
     from bench.report.build import Options, build
     from bench.report.load import read_runs
 
+    if args.project_as is not None and not args.project_to:
+        raise UserError("--project-as does nothing without --project-to DEVICES (the projections it sets the dtype of)")
+    if args.project_as is not None and args.project_as not in ("fp32", "tf32", "bf16", "fp16", "fp8", "fp4"):
+        raise UserError(f"unknown --project-as dtype {args.project_as!r}; choose one of: fp32, tf32, bf16, fp16, "
+                        "fp8, fp4")
+    seen = {}
+    for given in args.results:
+        key = str(Path(given).resolve())
+        if key in seen:
+            raise UserError(f"{given} is given twice (as {seen[key]} too): each run is drawn once")
+        seen[key] = given
     runs, _ = read_runs(args.results)
     pairs = [(_side(runs, a), _side(runs, b)) for a, b in args.compare]
     targets = [t.strip() for t in (args.project_to or "").split(",") if t.strip()]

@@ -11,7 +11,7 @@ from bench.bandwidth import copy_bandwidth
 from bench.errors import UserError
 from bench.reliability import flag_unreliable
 from bench.measured_peak import use_measured_peak
-from bench.models import MODELS, get_model
+from bench.models import MODELS, get_model, refuse_moe
 from bench.parsing import choice, non_empty, non_negative_int, positive_float, positive_int_list, unique_names
 from bench.pricing import economics_for, resolve_price  # noqa: F401  (run's own step, kept as its names)
 from bench.sweep import RunPlan, cases_for, combo_skip_reason, combos, derive_step, full_model_fits, measure
@@ -63,8 +63,7 @@ def resolve_plan(args, device) -> RunPlan:
         return defaults[name] if value is None else value
 
     model = get_model(given("model", "--model"))
-    if model.is_moe:  # the layer here is dense: its MLP would be one expert, mislabelled as the model's
-        raise UserError(f"{model.name} is a mixture of experts: time its MoE MLP with `tokenbench moe`")
+    refuse_moe(model, "`tokenbench run`")
     dtype_name, dtype_reason = non_empty(args.dtype, "--dtype"), None
     if dtype_name is None and device.kind == "cpu":
         from bench.cpu_dtype import cpu_default_dtype

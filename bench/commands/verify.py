@@ -28,6 +28,9 @@ def main(args) -> int:
 
     device = devices.detect(args.device)
     model = get_model(args.model)
+    from bench.models import refuse_moe
+
+    refuse_moe(model, "`tokenbench verify`")
     dtype = choice(args.dtype or ("bf16" if device.kind == "cuda" else "fp32"), tuple(TORCH_DTYPES), "dtype")
     backends = [b.strip() for b in args.backend.split(",") if b.strip()]
     if not backends:
