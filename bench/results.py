@@ -69,9 +69,11 @@ class ResultWriter:
     def _write_csv(self, record: dict) -> None:
         import pandas as pd
 
-        rows = [{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in record.get("rows", [])]
+        # one table: the measured rows ("part" = row), then the derived steps with tokens/s and $/M ("step")
+        flat = [{"part": part, **{k: v for k, v in r.items() if not isinstance(v, (dict, list))}}
+                for part, key in (("row", "rows"), ("step", "steps")) for r in record.get(key, [])]
         tmp = self.csv_path.with_suffix(".csv.tmp")
-        pd.DataFrame(rows).to_csv(tmp, index=False)
+        pd.DataFrame(flat).to_csv(tmp, index=False)
         os.replace(tmp, self.csv_path)
 
 

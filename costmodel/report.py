@@ -22,15 +22,17 @@ def economics_table(e: Economics, dtype: str | None = None) -> str:
     if e.measured_tflops:
         inputs.append([f"measured peak{tag}", f"{sig(e.measured_tflops)} TFLOP/s", "tokenbench peak"])
 
-    outputs = [["$/M tokens", money(e.cost_per_mtok)]]
+    # with input tokens given, the total figures count input + output tokens: the labels say so
+    both = " (input + output tokens)" if e.input_tokens_per_s is not None else ""
+    outputs = [[f"$/M tokens{both}", money(e.cost_per_mtok)]]
     if e.cost_per_mtok_output is not None:
         outputs.append(["$/M output tokens", money(e.cost_per_mtok_output)])
     outputs += [
-        [f"effective $/M tokens (at {e.utilisation:.0%} utilisation)", money(e.effective_cost_per_mtok)],
-        ["tokens per $", sig(e.tokens_per_dollar)],
-        ["tokens/s per MW (all-in)", si(e.tokens_per_s_per_mw)],
-        ["J/token (all-in)", sig(e.joules_per_token)],
-        ["kWh per M tokens (all-in)", sig(e.kwh_per_mtok)],
+        [f"effective $/M tokens{both} (at {e.utilisation:.0%} utilisation)", money(e.effective_cost_per_mtok)],
+        [f"tokens per ${both}", sig(e.tokens_per_dollar)],
+        [f"tokens/s per MW{both} (all-in)", si(e.tokens_per_s_per_mw)],
+        [f"J/token{both} (all-in)", sig(e.joules_per_token)],
+        [f"kWh per M tokens{both} (all-in)", sig(e.kwh_per_mtok)],
         ["J/token (GPU board, measured by NVML)",
          sig(e.board_joules_per_token) if e.board_joules_per_token else "- (no power reading)"],
         [f"spec FLOPS per $ (TFLOP/s{tag} per $/h)", sig(e.spec_flops_per_dollar)],

@@ -206,3 +206,22 @@ def test_fp8_on_a_cpu_says_its_skip_reason_once(tmp_path, capsys):
 def test_report_misreadings(argv, expect, capsys):
     assert main(argv) == 2
     assert expect in one_error_line(capsys)
+
+
+def test_cost_labels_say_when_figures_count_input_and_output(capsys):
+    assert main(["cost", "--price-per-hour", "2", "--power-kw", "1.7", "--tokens-per-s", "1000",
+                 "--input-tokens-per-s", "3000"]) == 0
+    out = capsys.readouterr().out
+    assert "$/M tokens (input + output tokens)" in out and "tokens/s per MW (input + output tokens)" in out
+    assert "$/M output tokens" in out
+
+
+def test_csv_holds_rows_then_steps(tmp_path):
+    import pandas as pd
+
+    assert main(["run", "--model", "tiny", "--device", "cpu", "--batch", "1", "--context", "8", "--layer-only",
+                 "--budget-s", "0.02", "--out", str(tmp_path)]) == 0
+    (csv,) = tmp_path.glob("*.csv")
+    table = pd.read_csv(csv)
+    assert list(table["part"].unique()) == ["row", "step"]
+    assert table[table["part"] == "step"]["tokens_per_s"].notna().all()
