@@ -238,7 +238,22 @@ def run(argv=None, out=sys.stdout) -> list[PeerRow]:
     print(f"{model.name}, context {context}, {rounds} rounds x {steps} steps, HF attention {attn}, "
           f"{time.perf_counter() - t0:.0f} s", file=out)
     print(table(rows, copy["measured_copy_gbps"]), file=out)
+    print(calibration_table(), file=out)
     return rows
+
+
+def calibration_table() -> str:
+    """What each CPU GEMM candidate reached in tokenbench's calibration (weight GB/s), and which won."""
+    from kernels.cpu_gemm import calibrations
+
+    lines = ["CPU GEMM paths (weight bytes / median seconds in the calibration; * = chosen):"]
+    for m, k, n, dtype, choice in calibrations():
+        elt = 4 if dtype == "fp32" else 2
+        reached = ", ".join(f"{'*' if name == choice.name else ''}{name} {n * k * elt / s / 1e9:.1f}"
+                            for name, s in choice.seconds.items())
+        failed = [name for name, e in choice.errors.items() if name not in choice.seconds]
+        lines.append(f"  {dtype} M={m} K={k} N={n}: {reached} GB/s" + (f"; failed check: {failed}" if failed else ""))
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:

@@ -185,5 +185,10 @@ def chosen_paths() -> dict:
             for (m, k, n, dt, bias, _), c in _CHOSEN.items()}
 
 
+def calibrations() -> list[tuple]:
+    """(m, k, n, dtype name, Choice) for every shape class calibrated in this process, for reports."""
+    return [(m, k, n, _DTYPE_NAMES.get(dt, str(dt)), c) for (m, k, n, dt, _, _), c in _CHOSEN.items()]
+
+
 def reset() -> None:
     _CHOSEN.clear()
