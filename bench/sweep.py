@@ -13,6 +13,7 @@ from bench.models import ModelConfig
 from bench.timing import CacheFlusher, rotation_count, time_cpu, time_cuda, time_cuda_graph
 from bench.verify import check_case, is_oom
 from costmodel.power import step_board_joules_per_token
+from kernels.cpu_gemm import chosen_path
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
 from kernels.layer import layer_case, op_cases
 from kernels.model import model_case
@@ -168,6 +169,8 @@ def measure(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan, batc
             torch.cuda.empty_cache()
         row.update(valid=False, skipped=f"out of memory: {str(exc).splitlines()[0][:200]}")
         return row
+    if case.kind == "gemm" and device.kind == "cpu":  # which library path the CPU chooser took (None: not torch)
+        row["cpu_gemm_path"] = chosen_path(**case.shape, dtype=torch_dtype(plan.dtype))
     row.update(metrics.derive(case.flops, case.bytes, row["seconds_p50"], plan.dtype, device.spec,
                               plan.ceilings.get("measured_copy_bw"), plan.ceilings.get("measured_peak_flops")))
     return row

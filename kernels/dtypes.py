@@ -10,6 +10,12 @@ ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 # fp32 lands near 1e-6; bf16 (8 mantissa bits, 2^-9 rounding) and fp16 (2^-12) within a few units of
 # their rounding over a chain of ops; GUIDE.md section 3 puts bf16/fp16 between 1e-3 and 1e-2.
 TOLERANCE = {"fp32": 1e-4, "bf16": 1e-2, "fp16": 3e-3}
+# bf16 has 8 bits of mantissa: rounding each output element costs up to 2**-9 (0.2%) relative, and a single
+# op's norm-relative error measured at most 2.7e-3 here (norms, RoPE, SwiGLU: input and output rounded;
+# GEMMs ~1.7e-3 with fp32 accumulation). 6e-3 keeps twice that margin and still fails an implementation 1%
+# off, which the shared 1e-2 let through (o_proj at 0.96%, tests/test_gate.py). The layer, the model and the
+# MoE step chain several roundings, so they keep the dtype's 1e-2 (times their own tolerance_scale).
+SINGLE_OP_TOLERANCE = {"bf16": 6e-3}
 
 
 def torch_dtype(name: str) -> torch.dtype:

@@ -50,18 +50,10 @@ def reference(x, w, b=None, **_) -> tuple:
 
 
 def torch_linear(x, w, b=None, **_) -> torch.Tensor:
-    """cuBLAS through F.linear on GPU; on a CPU, a single-row product is split into row blocks first.
+    """cuBLAS through F.linear on GPU; on a CPU, the library path that measured fastest for this shape
+    on this machine (kernels/cpu_gemm.py: F.linear, row blocks through bmm, oneDNN with a packed weight)."""
+    if x.device.type == "cpu":
+        from kernels.cpu_gemm import cpu_linear
 
-    Why: on some x86 CPUs MKL runs a float32 GEMV (M = 1) on one thread, reaching about a third of the
-    memory bandwidth. Viewing W as [C, N/C, K] and calling bmm gives MKL C independent GEMVs, which it
-    spreads over the threads. C = 4 per thread balanced best on a 2-core EPYC (2048 x 8192: 28 GB/s at
-    C = 2, 39 at C = 8; 16384 x 2048: 60 and 62). Same arithmetic, same result.
-    """
-    n = w.shape[0]
-    if x.device.type == "cpu" and x.shape[0] == 1 and torch.get_num_threads() > 1:
-        for chunks in (4 * torch.get_num_threads(), torch.get_num_threads()):
-            if n % chunks == 0:
-                # x.T.expand keeps a stride-0 batch dimension: MKL's GEMV path; a contiguous copy is 4x slower
-                y = torch.bmm(w.view(chunks, n // chunks, w.shape[1]), x.T.expand(chunks, -1, -1)).view(1, n)
-                return y if b is None else y + b
+        return cpu_linear(x, w, b)
     return F.linear(x, w, b)

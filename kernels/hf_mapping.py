@@ -98,3 +98,16 @@ def cache_layer_kv(cache, layer: int) -> tuple:
     if hasattr(cache, "layers"):
         return cache.layers[layer].keys, cache.layers[layer].values
     return cache.key_cache[layer], cache.value_cache[layer]
+
+
+def layer_weights_to_hf_views(weights: dict, d: LayerDims) -> dict:
+    """Like layer_weights_to_hf but views, not copies: HF parameters that share our fused tensors' storage
+    (row slices of a contiguous tensor are contiguous), so a benchmark holds the weights once."""
+    state = {}
+    for ours, names in LAYER_MAP.items():
+        if weights.get(ours) is None:
+            continue
+        sizes = _row_sizes(ours, d)
+        parts = torch.split(weights[ours], sizes, dim=0) if sizes[0] is not None else (weights[ours],)
+        state.update(zip(names, parts))
+    return state
