@@ -64,14 +64,7 @@ def layer_weights_from_hf(state: dict, d: LayerDims, prefix: str = "") -> dict:
 
 def layer_weights_to_hf(weights: dict, d: LayerDims, prefix: str = "") -> dict:
     """The inverse: a decoder layer state dict (keys under `prefix`) from our weights."""
-    state = {}
-    for ours, names in LAYER_MAP.items():
-        if weights.get(ours) is None:
-            continue
-        sizes = _row_sizes(ours, d)
-        parts = torch.split(weights[ours], sizes, dim=0) if sizes[0] is not None else (weights[ours],)
-        state.update({prefix + n: p.clone() for n, p in zip(names, parts)})
-    return state
+    return {prefix + n: p.clone() for n, p in layer_weights_to_hf_views(weights, d).items()}
 
 
 def model_weights_from_hf(model, d: LayerDims) -> dict:
