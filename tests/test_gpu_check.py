@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def start(out: Path, fake: str, deadline: float = 20, limit: float = 3):
-    env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_FAKE_LIMIT_S": str(limit), "GPU_CHECK_GRACE_S": "1"}
+    # the check's work folder under the test's own tmp folder (TMPDIR), so its processes can be told apart
+    # from those of any other check running on the machine
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_FAKE_LIMIT_S": str(limit), "GPU_CHECK_GRACE_S": "1",
+           "TMPDIR": str(out.parent)}
     return subprocess.Popen(["bash", str(ROOT / "bench" / "gpu_check.sh"), str(out), "--fake", fake,
                              "--deadline-s", str(deadline)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -104,17 +107,19 @@ def test_sigkill_leaves_the_last_pack(tmp_path):
     assert "results/0-ok.json" in members(out)
     # the hung step dies with the check (PR_SET_PDEATHSIG) instead of outliving it
     for _ in range(50):
-        if not hanging_fake_steps():
+        if not hanging_fake_steps(tmp_path):
             break
         time.sleep(0.1)
-    assert not hanging_fake_steps()
+    assert not hanging_fake_steps(tmp_path)
 
 
-def hanging_fake_steps() -> list:
+def hanging_fake_steps(under: Path) -> list:
+    """This test's hung fake steps still alive (their argv names the check's work folder under `under`)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and b"fake step hanging" in (entry / "cmdline").read_bytes():
+            cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+            if b"fake step hanging" in cmdline and str(under).encode() in cmdline:
                 found.append(int(entry.name))
         except OSError:
             pass
