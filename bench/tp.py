@@ -500,7 +500,7 @@ def run(args) -> int:
                     record["rows"].extend(rows)
                     record["steps"].append(step)
                     writer.write(record)
-                    _print_step(step)
+                    _print_step(step, "GPU" if device.kind == "cuda" else "rank (CPU process)")
         if rank == 0:
             record["complete"] = True
             writer.write(record)
@@ -510,7 +510,7 @@ def run(args) -> int:
         dist.destroy_process_group()
 
 
-def _print_step(s: dict) -> None:
+def _print_step(s: dict, unit: str = "GPU") -> None:
     if not s.get("valid"):
         print(f"  b={s['batch']} ctx={s['context']}: {s.get('reason')}", file=sys.stderr)
         return
@@ -519,7 +519,7 @@ def _print_step(s: dict) -> None:
           f"x2 = {s['all_reduce_share']:.0%} of the layer; layer - compute = "
           f"{s['all_reduce_share_from_difference']:.0%}; busbw {s['all_reduce_busbw_gbps']:.3f} GB/s); "
           f"step {s['step_seconds'] * 1e3:.3f} ms, {s['tokens_per_s']:.1f} tok/s, "
-          f"{s['tokens_per_s_per_gpu']:.1f} tok/s per GPU; fits {s['fits']}", file=sys.stderr)
+          f"{s['tokens_per_s_per_gpu']:.1f} tok/s per {unit}; fits {s['fits']}", file=sys.stderr)
 
 
 def compare_worker(rank: int, world: int, init_method: str, model_name: str, batch: int, context: int,
