@@ -16,6 +16,19 @@ class Col:
     wrap: bool = False  # free text that may wrap at spaces (never a number or a key)
 
 
+def console_width(stream) -> int | None:
+    """The width to lay tables out at: the terminal's own, else COLUMNS where the user set it (a CI log, a
+    pipe to a narrow pager), else 150. Tables from print_table fit any of them without cutting a cell."""
+    import os
+
+    if stream.isatty():
+        return None
+    try:
+        return max(40, int(os.environ["COLUMNS"]))
+    except (KeyError, ValueError):
+        return 150
+
+
 def _cell_len(text: str) -> int:
     from rich.text import Text
 

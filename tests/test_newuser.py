@@ -225,3 +225,16 @@ def test_csv_holds_rows_then_steps(tmp_path):
     table = pd.read_csv(csv)
     assert list(table["part"].unique()) == ["row", "step"]
     assert table[table["part"] == "step"]["tokens_per_s"].notna().all()
+
+
+def test_console_width_honours_columns_off_a_terminal(monkeypatch):
+    from bench.tables import console_width
+
+    class Pipe:
+        def isatty(self):
+            return False
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert console_width(Pipe()) == 80
+    monkeypatch.delenv("COLUMNS")
+    assert console_width(Pipe()) == 150

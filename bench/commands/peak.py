@@ -8,6 +8,7 @@ import json
 import sys
 import time
 
+from bench.tables import console_width
 from bench import devices, environment, results
 from bench.errors import UserError
 from bench.measured_peak import PEAK_KIND, shape_label
@@ -47,7 +48,7 @@ def parse_dtypes(text: str) -> list[str]:
 def main(args) -> int:
     from rich.console import Console
 
-    console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
+    console = Console(stderr=True, width=console_width(sys.stderr))
     dtypes = parse_dtypes(args.dtype)
     budget = positive_float(args.budget_s, "--budget-s")
     device = devices.detect(args.device)

@@ -6,6 +6,7 @@ import json
 import sys
 import time
 
+from bench.tables import console_width
 from bench import devices, environment, results
 from bench.bandwidth import copy_bandwidth
 from bench.errors import UserError
@@ -136,7 +137,7 @@ def main(args) -> int:
 
     from bench.report_table import print_summary
 
-    console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
+    console = Console(stderr=True, width=console_width(sys.stderr))
     device = devices.detect(args.device)
     plan = resolve_plan(args, device)
     refuse_if_nothing_fits(plan, device)  # before any file is written or bandwidth measured

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
+from bench.tables import console_width
 from bench.measured_peak import PEAK_KIND
 from bench.results import _clean, load_record, read_json
 
@@ -23,7 +24,7 @@ def main(args) -> int:
     if args.json:
         print(json.dumps(_clean(records if len(records) > 1 else records[0]), indent=1))
         return 0
-    console = Console(width=None if sys.stdout.isatty() else 150)
+    console = Console(width=console_width(sys.stdout))
     for path, record in zip(args.results, records):
         console.print(f"[bold]{path}[/]: run {record.get('run_id')} of {record.get('created')}"
                       + ("" if record.get("complete", True) else " [yellow](incomplete run)[/]"))
