@@ -84,37 +84,37 @@ def _row_where(r: dict) -> str:
 
 
 def _print_phase_steps(record: dict, console) -> None:
-    phase = record["phase"]
-    rows = []
-    if phase == "prefill":
+    if record["phase"] == "prefill":
         cols = [Col("batch", key=True), Col("prompt", key=True), Col("chunk", key=True),
                 Col("backend", right=False, key=True), Col("step ms"), Col("TTFT ms"), Col("prompt tok/s"),
                 Col("TFLOP/s"), Col("% spec FLOPs"), Col("% meas. FLOPs"), Col("fits", right=False), Col("$/M in tok")]
-        for s in record["steps"]:
-            keys = [str(s["batch"]), str(s["prompt"]), str(s["chunk"]), s["backend"]]
-            if not s.get("valid"):
-                rows.append(keys + ["-"] * 6 + ["yes" if s["fits"] else "no", f"[red]{s.get('reason', '')}[/]"])
-                continue
-            fits = "yes" if s["fits"] else f"no ({s['bytes_needed'] / 2**30:.0f} GiB)"
-            rows.append(keys + [_num(s["step_seconds"], ",.2f", 1e3), _num(s["time_to_first_token_s"], ",.2f", 1e3),
-                                _num(s["prompt_tokens_per_s"], ",.1f"), _num(s["tflops"], ",.3f"),
-                                _num(s.get("pct_spec_flops"), ".0%"), _num(s.get("pct_measured_flops"), ".0%"), fits,
-                                money(s.get("cost_per_mtok"))])
+        where = ("prompt", "chunk")
+
+        def figures(s):
+            return [_num(s["step_seconds"], ",.2f", 1e3), _num(s["time_to_first_token_s"], ",.2f", 1e3),
+                    _num(s["prompt_tokens_per_s"], ",.1f"), _num(s["tflops"], ",.3f"),
+                    _num(s.get("pct_spec_flops"), ".0%"), _num(s.get("pct_measured_flops"), ".0%")]
         title = "Prefill step (derived: layers x sum over chunks of the prefill layer + final_norm + lm_head)"
     else:
         cols = [Col("batch", key=True), Col("ctx", key=True), Col("chunk", key=True),
                 Col("backend", right=False, key=True), Col("step ms"), Col("decode tok/s"), Col("prompt tok/s"),
                 Col("tok/s/user"), Col("TFLOP/s"), Col("fits", right=False), Col("$/M tok")]
-        for s in record["steps"]:
-            keys = [str(s["batch"]), str(s["context"]), str(s["chunk"]), s["backend"]]
-            if not s.get("valid"):
-                rows.append(keys + ["-"] * 5 + ["yes" if s["fits"] else "no", f"[red]{s.get('reason', '')}[/]"])
-                continue
-            fits = "yes" if s["fits"] else f"no ({s['bytes_needed'] / 2**30:.0f} GiB)"
-            rows.append(keys + [_num(s["step_seconds"], ",.2f", 1e3), _num(s["tokens_per_s"], ",.1f"),
-                                _num(s["prompt_tokens_per_s"], ",.1f"), _num(s["tokens_per_s_per_user"], ",.1f"),
-                                _num(s["tflops"], ",.3f"), fits, money(s.get("cost_per_mtok"))])
+        where = ("context", "chunk")
+
+        def figures(s):
+            return [_num(s["step_seconds"], ",.2f", 1e3), _num(s["tokens_per_s"], ",.1f"),
+                    _num(s["prompt_tokens_per_s"], ",.1f"), _num(s["tokens_per_s_per_user"], ",.1f"),
+                    _num(s["tflops"], ",.3f")]
         title = "Mixed step (derived: layers x mixed layer + final_norm + lm_head); $/M over decode + prompt tokens"
+    rows = []
+    n_figures = len(cols) - 6  # 4 keys, fits, and the last column ($/M, or the reason a step is missing)
+    for s in record["steps"]:
+        keys = [str(s["batch"]), *(str(s[k]) for k in where), s["backend"]]
+        if not s.get("valid"):
+            rows.append(keys + ["-"] * n_figures + ["yes" if s["fits"] else "no", f"[red]{s.get('reason', '')}[/]"])
+            continue
+        fits = "yes" if s["fits"] else f"no ({s['bytes_needed'] / 2**30:.0f} GiB)"
+        rows.append(keys + figures(s) + [fits, money(s.get("cost_per_mtok"))])
     print_table(console, title, cols, rows)
     share = record.get("prefill_gemm_share_of_measured_peak")
     if share is not None:
