@@ -23,6 +23,7 @@ COMMANDS = {
     "moe": ("bench.commands.moe", "time a mixture-of-experts MLP step (router + experts), activated work only"),
     "fp8": ("bench.commands.fp8", "time the decode projections in FP8 beside bf16 (skipped without FP8)"),
     "peak": ("bench.commands.peak", "measure this device's matmul and bandwidth ceilings against the spec sheet"),
+    "workload": ("bench.commands.workload", "what a million tokens of an ISL/OSL workload costs here, per concurrency"),
     "history": ("bench.commands.history", "print one op's pytest-benchmark figures across devices and dates"),
 }
 

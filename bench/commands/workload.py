@@ -1,0 +1,149 @@
+"""What a million tokens of a workload costs on this machine: for prompts of ISL tokens answered with OSL
+tokens at each concurrency C, tokens/s per device (total, output, input), tokens/s per user, time to first
+token, end-to-end latency, whether weights + KV cache fit, and $/M tokens, composed from steps measured here
+for two engine models (continuous batching with chunked prefill; a cohort prefilled then decoded).
+
+    tokenbench workload --model llama-3.2-1b --isl 256 --osl 64 --concurrency 1,4,16
+    tokenbench workload --model llama-3.1-8b --isl 1024 --osl 1024 --concurrency 1,4,16,64 --chunk 2048
+    tokenbench workload --model tiny --isl 32 --osl 8 --concurrency 1,4 --measure-e2e
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+
+from bench.errors import UserError
+from bench.parsing import choice, non_empty, positive_float, positive_int, positive_int_list
+
+DEFAULTS = {"cuda": {"model": "llama-3.1-8b", "dtype": "bf16", "isl": "1024", "osl": "1024",
+                     "concurrency": "1,4,16,64", "chunk": "2048"},
+            "cpu": {"model": "llama-3.2-1b", "dtype": None, "isl": "256", "osl": "64", "concurrency": "1,4,16",
+                    "chunk": "256"}}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--model", help="model config (default llama-3.1-8b on GPU, llama-3.2-1b on CPU)")
+    p.add_argument("--isl", help="prompt (input) tokens per request (default 1024 on GPU, 256 on CPU)")
+    p.add_argument("--osl", help="answer (output) tokens per request, at least 2 (default 1024 on GPU, 64 on CPU)")
+    p.add_argument("--concurrency", help="comma list of concurrent requests (default 1,4,16,64 on GPU; 1,4,16 on CPU)")
+    p.add_argument("--chunk", help="prompt tokens a step may carry (the chunked-prefill budget; default 2048 on "
+                                   "GPU, 256 on CPU); larger than ISL x C is clipped")
+    p.add_argument("--dtype", help="bf16 | fp16 | fp32 | fp8 (default bf16 on GPU; on CPU bf16 where it has "
+                                   "native bf16 matmul, else fp32)")
+    p.add_argument("--backend", default="torch", help="one backend: torch, triton or a per-op mix (default torch)")
+    p.add_argument("--device", default="auto", help="auto | cuda | cpu")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks (only 1 is measured today)")
+    p.add_argument("--out", default="results", help="folder for the results files (default results/)")
+    p.add_argument("--price-per-hour", help="$ per device-hour (default: the catalog's, where it has one)")
+    p.add_argument("--power-kw", help="all-in kW per device (default: the catalog's, where it has one)")
+    p.add_argument("--budget-s", default="0.5", help="timing budget per case in seconds (default 0.5)")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                   help="time eager launches with events instead of CUDA-graph replays")
+    p.add_argument("--measure-e2e", action="store_true",
+                   help="also run each cohort for real (prefill, then decode, every layer its own weights and "
+                        "cache) and report measured / composed wall time")
+    p.add_argument("--json", action="store_true", help="print the record as JSON on stdout")
+
+
+def resolve(args, device):
+    """The run plan and the workload spec from the flags; every mistake is one UserError."""
+    from bench.models import get_model, refuse_moe
+    from bench.sweep import RunPlan
+    from bench.workload.plan import make_spec
+    from kernels.backends import parse_backend
+    from kernels.dtypes import TORCH_DTYPES
+
+    d = DEFAULTS["cuda" if device.kind == "cuda" else "cpu"]
+
+    def given(name: str) -> str:
+        value = non_empty(getattr(args, name), f"--{name}")
+        return d[name] if value is None else value
+
+    if args.tp != 1:
+        raise UserError(f"--tp {args.tp}: a tensor-parallel workload is not measured yet (the sharded mixed and "
+                        f"prefill layers do not exist); `tokenbench tp` measures the sharded decode layer"
+                        if args.tp > 1 else f"--tp must be a positive integer, got {args.tp}")
+    model = get_model(given("model"))
+    refuse_moe(model, "`tokenbench workload`")
+    dtype_name, reason = non_empty(args.dtype, "--dtype"), None
+    if dtype_name == "fp8":
+        raise UserError("--dtype fp8: FP8 weights in the mixed and prefill layers are not built yet "
+                        "(`tokenbench fp8` times the decode projections in FP8)")
+    if dtype_name is None and device.kind == "cpu":
+        from bench.cpu_dtype import cpu_default_dtype
+
+        dtype_name, reason = cpu_default_dtype()
+    dtype = choice(dtype_name or d["dtype"], tuple(TORCH_DTYPES), "dtype")
+    backend = non_empty(args.backend, "--backend").strip()
+    if "," in backend:
+        raise UserError("--backend takes one backend for a workload (its steps are composed from one backend)")
+    chosen = parse_backend(backend)
+    if device.kind == "cpu" and "triton" in chosen.values():
+        raise UserError("--backend triton cannot be timed on a CPU: Triton runs there only under its interpreter")
+    spec = make_spec(positive_int(given("isl"), "--isl"), positive_int(given("osl"), "--osl"),
+                     positive_int_list(given("concurrency"), "--concurrency"),
+                     positive_int(given("chunk"), "--chunk"))
+    plan = RunPlan(model=model, batches=[], contexts=[], dtype=dtype, backends=[backend],
+                   budget_s=positive_float(args.budget_s, "--budget-s"),
+                   cuda_graph=args.cuda_graph and device.kind == "cuda", per_op=False, dtype_reason=reason)
+    return plan, spec, backend
+
+
+@contextmanager
+def _progress(console, total: int):
+    """A bar on a terminal; one line per finished step in a pipe or CI log."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    class Bar:
+        def __init__(self, progress, task):
+            self.progress, self.task, self.done = progress, task, 0
+
+        def describe(self, text: str) -> None:
+            self.progress.update(self.task, description=text)
+
+        def step(self, step) -> None:
+            self.done += 1
+            self.progress.advance(self.task)
+            if not console.is_terminal:
+                k = step.key
+                figure = "-" if step.seconds is None else f"{step.seconds * 1e3:,.2f} ms"
+                console.print(f"[{self.done}/{total}] {k.phase} b={k.batch} ctx={k.context}: {figure}",
+                              highlight=False)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        yield Bar(progress, progress.add_task("measuring", total=total))
+
+
+def main(args) -> int:
+    from rich.console import Console
+
+    from bench import devices, results
+    from bench.pricing import resolve_price
+    from bench.tables import console_width
+    from bench.workload.run import run_workload
+    from bench.workload.table import print_workload
+
+    non_empty(args.out, "--out")
+    console = Console(stderr=True, width=console_width(sys.stderr))
+    device = devices.detect(args.device)
+    plan, spec, backend = resolve(args, device)
+    price = resolve_price(args, device)
+    label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"
+    console.print(f"[bold]tokenbench workload[/] on {label}: {device.name}; model {plan.model.name}, {plan.dtype}, "
+                  f"ISL {spec.isl}, OSL {spec.osl}, concurrency {list(spec.concurrency)}, backend {backend}")
+    if plan.dtype_reason:
+        console.print(f"default dtype on this CPU: {plan.dtype} ({plan.dtype_reason})")
+    run = run_workload(plan, device, spec, backend, price, args.out, args.measure_e2e,
+                       lambda text: console.print(text), lambda total: _progress(console, total))
+    print_workload(run.record, run.points, console)
+    console.print(f"wrote {run.json_path} and {run.csv_path}")
+    if args.json:
+        print(json.dumps(results._clean(run.record), indent=1))
+    if run.status == 0 and not any(p.total_tokens_per_s for p, _ in run.points):
+        console.print("[red]no workload point could be composed: every concurrency was skipped or failed[/]")
+        return 1
+    return run.status

@@ -1,0 +1,228 @@
+"""Workload points from measured steps (torch-free): the arithmetic of bench/workload/plan.py's two engine
+models, per concurrency, into costmodel.workload.WorkloadPoint records.
+
+Chunked prefill, at concurrency C (step S = the mixed step averaged over the decode contexts):
+  output tokens/s = D / S;  input tokens/s = D x ISL / OSL / S;  interactivity = 1 / S
+  input time share = (S - Sd) / S, Sd the decode-only step of the same D rows (what the prompts add)
+  TTFT = the prompt's prefill alone (ceil(ISL / chunk) chunks) + as many decode-only steps beside it
+  end-to-end latency = TTFT + (OSL - 1) x S
+Prefill then decode, a cohort of C:
+  T = sum of the prefills of the prompt groups + sum over contexts ISL+1 .. ISL+OSL-1 of the decode step
+  output tokens/s = C x OSL / T;  input tokens/s = C x ISL / T;  interactivity = (OSL - 1) / decode time
+  TTFT = mean over requests of the end of their group's prefill;  end-to-end latency = T
+  input time share = prefill time / T
+Queueing, speculative decoding, prefix caching and disaggregated prefill are not modelled.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from bench.workload.plan import AFFINE_TOLERANCE, WorkloadSpec, affine_deviation, interpolate, piecewise_mean
+from costmodel.workload import WorkloadPoint
+
+PHASES = ("decode", "mixed", "prefill")
+
+
+@dataclass(frozen=True)
+class StepKey:
+    """One step shape the composition reads. decode: batch rows at context. mixed: batch decode rows at
+    context plus chunk_seqs x chunk_tokens prompt tokens at prefix. prefill: batch prompts of `context`
+    tokens in chunks of `chunk`."""
+
+    phase: str
+    batch: int
+    context: int
+    chunk_seqs: int = 0
+    chunk_tokens: int = 0
+    prefix: int = 0
+    chunk: int = 0
+
+
+@dataclass(frozen=True)
+class WorkloadStep:
+    """A model step composed from measured rows (layers x layer + final_norm + lm_head), or why not."""
+
+    key: StepKey
+    seconds: float | None
+    flops: int = 0
+    bytes: int = 0
+    layer_seconds: float | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {**asdict(self.key), **{k: v for k, v in asdict(self).items() if k != "key"}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WorkloadStep":
+        key = StepKey(**{k: d[k] for k in StepKey.__dataclass_fields__ if k in d})
+        return cls(key, d.get("seconds"), d.get("flops", 0), d.get("bytes", 0), d.get("layer_seconds"),
+                   d.get("reason", ""))
+
+
+@dataclass(frozen=True)
+class Composition:
+    """How one point was composed: the step times it used and the affine check on the contexts."""
+
+    engine_model: str
+    concurrency: int
+    step_seconds: float | None = None  # chunked: mean mixed step; cohort: mean decode step
+    decode_only_seconds: float | None = None  # chunked: mean decode-only step of the same rows
+    prefill_seconds: float | None = None  # cohort: all prefills; chunked: the one prompt's prefill
+    decode_seconds: float | None = None  # cohort: all decode steps
+    wall_seconds: float | None = None  # cohort: composed wall time of the whole cohort
+    affine_deviation: float | None = None  # largest over the step kinds used
+    affine: bool | None = None
+    measured_wall_seconds: float | None = None  # --measure-e2e: the cohort run for real
+    measured_over_composed: float | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def chunked_keys(spec: WorkloadSpec, c: int) -> list[StepKey]:
+    s = spec.chunked_step(c)
+    keys = []
+    for ctx in spec.decode_contexts:
+        keys.append(StepKey("mixed", s.decode_rows, ctx, s.chunk_seqs, s.chunk_tokens, s.prefix))
+        keys.append(StepKey("decode", s.decode_rows, ctx))
+    keys.append(StepKey("prefill", 1, spec.isl, chunk=min(spec.chunk, spec.isl)))  # TTFT: one prompt's prefill
+    return keys
+
+
+def cohort_keys(spec: WorkloadSpec, c: int) -> list[StepKey]:
+    h = spec.cohort(c)
+    keys = [StepKey("prefill", size, spec.isl, chunk=h.prefill_chunk) for size in sorted(set(h.group_sizes()))]
+    keys += [StepKey("decode", c, ctx) for ctx in spec.decode_contexts]
+    return keys
+
+
+def needed_keys(spec: WorkloadSpec, fitting: list[int]) -> list[StepKey]:
+    """Every step shape the points at these concurrencies need, each once, in measuring order."""
+    seen: dict[StepKey, None] = {}
+    for c in fitting:
+        for key in chunked_keys(spec, c) + cohort_keys(spec, c):
+            seen.setdefault(key)
+    return list(seen)
+
+
+def _curve(steps: dict, keys: list[StepKey]) -> list[tuple[int, float]] | None:
+    pts = []
+    for k in keys:
+        s = steps.get(k)
+        if s is None or s.seconds is None:
+            return None
+        pts.append((k.context, s.seconds))
+    return pts
+
+
+@dataclass(frozen=True)
+class Header:
+    """What every point of a workload run shares."""
+
+    device: str
+    model: str
+    precision: str
+    memory_bytes: int | None
+    weight_bytes: int
+    kv_bytes_per_token: int
+    tp: int = 1
+
+
+def bytes_needed(h: Header, spec: WorkloadSpec, c: int) -> int:
+    return h.weight_bytes + h.kv_bytes_per_token * c * (spec.isl + spec.osl)
+
+
+def fits(h: Header, spec: WorkloadSpec, c: int) -> bool:
+    return h.memory_bytes is None or bytes_needed(h, spec, c) <= h.memory_bytes
+
+
+def _base(h: Header, spec: WorkloadSpec, c: int, engine: str, source: str) -> dict:
+    return dict(device=h.device, model=h.model, precision=h.precision, isl=spec.isl, osl=spec.osl, concurrency=c,
+                engine_model=engine, source=source, tp=h.tp, fits=fits(h, spec, c),
+                bytes_needed=bytes_needed(h, spec, c), memory_bytes=h.memory_bytes,
+                label=f"{h.device} {h.precision} {spec.isl}/{spec.osl} {engine}")
+
+
+def chunked_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str = "measured"
+                  ) -> tuple[WorkloadPoint, Composition]:
+    base = _base(h, spec, c, "chunked-prefill", source)
+    s = spec.chunked_step(c)
+    if not base["fits"]:
+        return (WorkloadPoint(**base, note="weights + KV cache do not fit"),
+                Composition("chunked-prefill", c, note="does not fit"))
+    keys = chunked_keys(spec, c)
+    mixed = _curve(steps, [k for k in keys if k.phase == "mixed"])
+    decode = _curve(steps, [k for k in keys if k.phase == "decode"])
+    prefill = steps.get(keys[-1])
+    if mixed is None or decode is None or prefill is None or prefill.seconds is None:
+        why = "a step it needs has no valid timing"
+        return WorkloadPoint(**base, note=why), Composition("chunked-prefill", c, note=why)
+    lo, _, hi = spec.decode_contexts
+    step = piecewise_mean(mixed, lo, hi)
+    decode_only = piecewise_mean(decode, lo, hi)
+    share = min(1.0, max(0.0, (step - decode_only) / step))
+    n_chunks = math.ceil(spec.isl / min(spec.chunk, spec.isl))
+    ttft = prefill.seconds + n_chunks * decode_only
+    dev = max(d for d in (affine_deviation(mixed), affine_deviation(decode)) if d is not None)
+    out = s.decode_rows / step
+    inp = s.decode_rows * spec.isl / spec.osl / step
+    point = WorkloadPoint(**base, total_tokens_per_s=out + inp, output_tokens_per_s=out, input_tokens_per_s=inp,
+                          interactivity=1.0 / step, ttft_s=ttft, e2e_latency_s=ttft + (spec.osl - 1) * step,
+                          input_time_share=share, note=s.note)
+    comp = Composition("chunked-prefill", c, step_seconds=step, decode_only_seconds=decode_only,
+                       prefill_seconds=prefill.seconds, affine_deviation=dev, affine=dev <= AFFINE_TOLERANCE,
+                       note=s.note)
+    return point, comp
+
+
+def cohort_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str = "measured"
+                 ) -> tuple[WorkloadPoint, Composition]:
+    base = _base(h, spec, c, "prefill-then-decode", source)
+    if not base["fits"]:
+        return (WorkloadPoint(**base, note="weights + KV cache do not fit"),
+                Composition("prefill-then-decode", c, note="does not fit"))
+    cohort = spec.cohort(c)
+    keys = cohort_keys(spec, c)
+    prefills = {k.batch: steps.get(k) for k in keys if k.phase == "prefill"}
+    decode = _curve(steps, [k for k in keys if k.phase == "decode"])
+    if decode is None or any(p is None or p.seconds is None for p in prefills.values()):
+        why = "a step it needs has no valid timing"
+        return WorkloadPoint(**base, note=why), Composition("prefill-then-decode", c, note=why)
+    ends, clock = [], 0.0
+    for size in cohort.group_sizes():
+        clock += prefills[size].seconds
+        ends += [clock] * size
+    prefill_s = clock
+    first, last = spec.isl + 1, spec.isl + spec.osl - 1
+    decode_s = sum(interpolate(decode, ctx) for ctx in range(first, last + 1))
+    wall = prefill_s + decode_s
+    dev = affine_deviation(decode)
+    point = WorkloadPoint(**base, total_tokens_per_s=c * (spec.isl + spec.osl) / wall,
+                          output_tokens_per_s=c * spec.osl / wall, input_tokens_per_s=c * spec.isl / wall,
+                          interactivity=(spec.osl - 1) / decode_s, ttft_s=sum(ends) / len(ends), e2e_latency_s=wall,
+                          input_time_share=prefill_s / wall)
+    comp = Composition("prefill-then-decode", c, step_seconds=decode_s / (spec.osl - 1), prefill_seconds=prefill_s,
+                       decode_seconds=decode_s, wall_seconds=wall, affine_deviation=dev,
+                       affine=None if dev is None else dev <= AFFINE_TOLERANCE)
+    return point, comp
+
+
+def compose(h: Header, spec: WorkloadSpec, steps: dict, source: str = "measured"
+            ) -> list[tuple[WorkloadPoint, Composition]]:
+    """Both engine models at every concurrency, chunked prefill first."""
+    out = []
+    for c in spec.concurrency:
+        out.append(chunked_point(h, spec, c, steps, source))
+        out.append(cohort_point(h, spec, c, steps, source))
+    return out
+
+
+def with_measured_wall(c: Composition, cohort) -> Composition:
+    """The composition with the cohort's end-to-end wall time beside it (cohort: bench/workload/e2e.py)."""
+    from dataclasses import replace
+
+    if not cohort.ok:
+        return replace(c, note=f"end-to-end check failed: {cohort.check}")
+    return replace(c, measured_wall_seconds=cohort.wall_s, measured_over_composed=cohort.wall_s / c.wall_seconds)

@@ -1,0 +1,124 @@
+"""Measure the steps a workload's points need (bench/workload/compose.py says which), through the same gate
+and timers as `tokenbench run`: every layer and tail op checked against float64 on fresh random inputs,
+then timed; a model step = layers x layer + final_norm + lm_head (the LM head over every row that emits a
+token: the decode rows, plus each prompt chunk's last token)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bench.sweep import RunPlan, available_bytes, measure
+from bench.workload.compose import StepKey, WorkloadStep
+from kernels.dtypes import ELEMENT_BYTES, torch_dtype
+from kernels.layer import layer_case
+from kernels.layer import op_cases as decode_op_cases
+from kernels.prefill_layer import Chunk, mixed_layer_case, prefill_layer_case
+
+TAIL_OPS = ("final_norm", "lm_head")
+
+
+def _layer_cases(plan: RunPlan, device, key: StepKey) -> list[tuple]:
+    """(case, labels) for the layer(s) of one step: a prefill step has one layer per chunk position."""
+    d, dtype, dev = plan.model.layer_dims, torch_dtype(plan.dtype), device.torch_device
+    if key.phase == "decode":
+        return [(layer_case(d, key.batch, key.context, dtype, dev, plan.backends), {})]
+    if key.phase == "mixed":
+        c = Chunk(key.chunk_seqs, key.chunk_tokens, key.prefix)
+        return [(mixed_layer_case(d, key.batch, key.context, c, dtype, dev, plan.backends), {})]
+    out = []
+    for index, start in enumerate(range(0, key.context, key.chunk)):
+        c = Chunk(key.batch, min(key.chunk, key.context - start), start)
+        out.append((prefill_layer_case(d, c, dtype, dev, plan.backends),
+                    {"chunk_index": index, "chunk_tokens": c.tokens, "chunk_prefix": start}))
+    return out
+
+
+def tail_rows(key: StepKey) -> int:
+    """Rows through final_norm and the LM head: every sequence that emits a token this step."""
+    return key.batch + (key.chunk_seqs if key.phase == "mixed" else 0)
+
+
+def _tail_cases(plan: RunPlan, device, rows: int) -> list:
+    d, dtype = plan.model.layer_dims, torch_dtype(plan.dtype)
+    return [c for c in decode_op_cases(d, rows, 1, dtype, device.torch_device, plan.backends) if c.name in TAIL_OPS]
+
+
+def set_bytes(plan: RunPlan, key: StepKey) -> int:
+    """One input set of the step's largest case and its float64 reference copy (what the gate holds)."""
+    m = plan.model
+    d = m.layer_dims
+    rows = key.batch if key.phase == "decode" else (
+        key.batch + key.chunk_seqs * key.chunk_tokens if key.phase == "mixed" else key.batch * min(key.chunk, key.context))
+    kv_tokens = key.batch * key.context + (key.chunk_seqs * (key.prefix + key.chunk_tokens) if key.phase == "mixed" else 0)
+    activations = rows * (4 * m.hidden + d.q_size + 2 * d.kv_size + 3 * m.ffn + d.q_size)
+    elements = max(m.layer_params + 2 * kv_tokens * m.kv_size + activations, m.vocab * m.hidden)
+    return elements * (ELEMENT_BYTES[plan.dtype] + 8)
+
+
+def skip_reason(plan: RunPlan, device, key: StepKey) -> str | None:
+    need, have = set_bytes(plan, key), available_bytes(device)
+    if need > 0.9 * have:
+        return (f"needs about {need / 2**30:.1f} GiB for one input set and its float64 reference, "
+                f"{have / 2**30:.1f} GiB available")
+    return None
+
+
+def key_labels(key: StepKey) -> dict:
+    """The fields a row carries to say which workload step it belongs to."""
+    out = {"phase": key.phase, "step_batch": key.batch, "step_context": key.context}
+    if key.phase == "mixed":
+        out.update(chunk_seqs=key.chunk_seqs, chunk_tokens=key.chunk_tokens, prefix=key.prefix)
+    if key.phase == "prefill":
+        out.update(prompt=key.context, chunk=key.chunk)
+    return out
+
+
+def step_from_rows(plan: RunPlan, key: StepKey, layer_rows: list[dict], tail: dict) -> WorkloadStep:
+    """layers x (sum of the step's layer rows) + final_norm + lm_head, or why it cannot be composed."""
+    bad = [r["op"] for r in layer_rows if not r.get("seconds_p50")]
+    bad += [op for op in TAIL_OPS if not (tail.get(op) or {}).get("seconds_p50")]
+    if bad:
+        return WorkloadStep(key, None, reason=f"no valid timing for {', '.join(bad)}")
+    layers = plan.model.layers
+    layer_s = sum(r["seconds_p50"] for r in layer_rows)
+    seconds = layers * layer_s + sum(tail[op]["seconds_p50"] for op in TAIL_OPS)
+    flops = layers * sum(r["flops"] for r in layer_rows) + sum(tail[op]["flops"] for op in TAIL_OPS)
+    nbytes = layers * sum(r["bytes"] for r in layer_rows) + sum(tail[op]["bytes"] for op in TAIL_OPS)
+    return WorkloadStep(key, seconds, flops, nbytes, layer_s)
+
+
+def measure_steps(plan: RunPlan, device, keys: list[StepKey], backend: str, on_row: Callable[[dict], None],
+                  on_step: Callable[[WorkloadStep], None], progress: Callable[[str], None]) -> None:
+    """Verify and time every case the steps need (a tail op at a row count only once), calling on_row for
+    each measured row and on_step for each composed step as soon as its rows are in."""
+    tails: dict[int, dict] = {}
+    for key in keys:
+        why = skip_reason(plan, device, key)
+        if why:
+            on_step(WorkloadStep(key, None, reason=why))
+            continue
+        layer_rows = []
+        for case, extra in _layer_cases(plan, device, key):
+            progress(f"{_where(key)} {case.name}" + (f" chunk {extra['chunk_index']}" if extra else ""))
+            row = measure(case, backend, device, plan, key.batch, key.context)
+            row.update(key_labels(key), **extra)
+            on_row(row)
+            layer_rows.append(row)
+        rows = tail_rows(key)
+        if rows not in tails:
+            tails[rows] = {}
+            for case in _tail_cases(plan, device, rows):
+                progress(f"{case.name} at {rows} rows")
+                row = measure(case, backend, device, plan, rows, 1)
+                row.update(phase="tail", rows=rows)
+                on_row(row)
+                tails[rows][case.name] = row
+        on_step(step_from_rows(plan, key, layer_rows, tails[rows]))
+
+
+def _where(key: StepKey) -> str:
+    if key.phase == "decode":
+        return f"decode b={key.batch} ctx={key.context}"
+    if key.phase == "mixed":
+        return (f"mixed b={key.batch} ctx={key.context} + {key.chunk_seqs}x{key.chunk_tokens} prompt tokens "
+                f"@{key.prefix}")
+    return f"prefill {key.batch}x{key.context} in chunks of {key.chunk}"

@@ -1,0 +1,130 @@
+"""`tokenbench workload` below the command: plan, measure, compose, price, and (optionally) check the
+composition against the cohort run end to end. The record is written after every row, so an interrupted
+or failing run keeps what it measured; points are composed from whatever steps were measured."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from bench import environment, results
+from bench.bandwidth import copy_bandwidth
+from bench.sweep import RunPlan
+from bench.workload import compose as comp
+from bench.workload.measure import measure_steps
+from bench.workload.plan import WorkloadSpec
+from costmodel.workload import ENGINE_MODELS, WorkloadPoint, workload_economics
+
+KIND = "workload"
+
+
+@dataclass
+class WorkloadRun:
+    """What a workload run produced: the record written to disk and its typed points."""
+
+    record: dict
+    points: list = field(default_factory=list)  # [(WorkloadPoint, Composition)]
+    status: int = 0
+    json_path: str = ""
+    csv_path: str = ""
+
+
+def header(plan: RunPlan, device, tp: int = 1) -> comp.Header:
+    m = plan.model
+    return comp.Header(device=device.key or device.name, model=m.name, precision=plan.dtype,
+                       memory_bytes=device.memory_bytes, weight_bytes=m.weight_bytes(plan.dtype),
+                       kv_bytes_per_token=m.kv_bytes_per_token(plan.dtype), tp=tp)
+
+
+def new_record(plan: RunPlan, device, spec: WorkloadSpec, price: dict, run_id: str, backend: str,
+               measure_e2e: bool) -> dict:
+    env = environment.capture()
+    return {
+        "schema_version": results.SCHEMA_VERSION, "tool": "tokenbench", "kind": KIND, "created": env["created"],
+        "run_id": run_id, "device": device.to_dict(), "env": env, "model": plan.model.to_dict(),
+        "dtype": plan.dtype, "phase": KIND,
+        "workload": {"isl": spec.isl, "osl": spec.osl, "concurrency": list(spec.concurrency), "chunk": spec.chunk,
+                     "tp": 1, "notes": list(spec.notes), "engine_models": dict(ENGINE_MODELS),
+                     "composition": comp.__doc__.strip()},
+        "settings": {"backend": backend, "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph,
+                     "measure_e2e": measure_e2e, "dtype_reason": plan.dtype_reason},
+        "price": price, "complete": False, "rows": [], "steps": [], "points": [], "compositions": [],
+        "economics": [],
+        "energy": {"reason": "workload steps are not metered: board J/token not measured (all-in J/token is "
+                             "from the catalog's all-in kW)"},
+    }
+
+
+def fitting(h: comp.Header, spec: WorkloadSpec) -> list[int]:
+    return [c for c in spec.concurrency if comp.fits(h, spec, c)]
+
+
+def compose_into(record: dict, h: comp.Header, spec: WorkloadSpec, steps: dict) -> list:
+    pairs = comp.compose(h, spec, steps)
+    price = record["price"]
+    record["points"] = [p.to_dict() for p, _ in pairs]
+    record["compositions"] = [c.to_dict() for _, c in pairs]
+    record["economics"] = [workload_economics(p, price.get("price_per_hour"), price.get("power_kw")).to_dict()
+                           for p, _ in pairs]
+    return pairs
+
+
+def run_workload(plan: RunPlan, device, spec: WorkloadSpec, backend: str, price: dict, out_dir: str,
+                 measure_e2e: bool, say, progress_factory) -> WorkloadRun:
+    """Measure every step the fitting concurrencies need, compose both engine models, price them.
+    `say(text)` prints a line; `progress_factory(total)` gives a context manager with .step(text)."""
+    h = header(plan, device)
+    stem = (f"{time.strftime('%Y%m%d-%H%M%S')}-{results.slug(device.key or device.name)}-{plan.model.name}-"
+            f"{plan.dtype}-workload-{spec.isl}-{spec.osl}")
+    writer = results.ResultWriter(out_dir, stem)
+    record = new_record(plan, device, spec, price, writer.json_path.stem, backend, measure_e2e)
+    run = WorkloadRun(record, json_path=str(writer.json_path), csv_path=str(writer.csv_path))
+    writer.write(record)
+    steps: dict = {}
+    keys = comp.needed_keys(spec, fitting(h, spec))
+
+    def on_row(row):
+        record["rows"].append(row)
+        writer.write(record)
+
+    def on_step(step):
+        steps[step.key] = step
+        record["steps"].append(step.to_dict())
+        if step.seconds is None:
+            say(f"[yellow]{step.key.phase} b={step.key.batch} ctx={step.key.context}: {step.reason}[/]")
+
+    with results.recording(record, writer, lambda msg: say(f"[yellow]{msg}[/]")) as state:
+        say("measuring copy bandwidth ...")
+        bw = copy_bandwidth(device)
+        record.update(bw)
+        plan.ceilings["measured_copy_bw"] = bw["measured_copy_gbps"] * 1e9
+        with progress_factory(len(keys)) as bar:
+            measure_steps(plan, device, keys, backend, on_row, lambda s: (on_step(s), bar.step(s)),
+                          bar.describe)
+        run.points = compose_into(record, h, spec, steps)
+        if measure_e2e:
+            check_end_to_end(plan, device, spec, backend, run, say)
+    run.status = state["status"]
+    if run.status:  # interrupted: compose what was measured (points needing a missing step say so)
+        run.points = compose_into(record, h, spec, steps)
+        writer.write(record)
+    return run
+
+
+def check_end_to_end(plan: RunPlan, device, spec: WorkloadSpec, backend: str, run: WorkloadRun, say) -> None:
+    """Run each fitting cohort for real (every layer its own weights and cache) and set measured / composed."""
+    from bench.workload.e2e import run_cohort
+
+    for i, (point, composition) in enumerate(run.points):
+        if point.engine_model != "prefill-then-decode" or composition.wall_seconds is None:
+            continue
+        say(f"end to end: cohort of {point.concurrency}, {spec.isl} + {spec.osl} tokens each ...")
+        cohort = run_cohort(plan.model, plan.dtype, device, point.concurrency, spec.isl, spec.osl, spec.chunk,
+                            backend=backend)
+        updated = comp.with_measured_wall(composition, cohort)
+        run.points[i] = (point, updated)
+        run.record["compositions"][i] = updated.to_dict()
+        run.record.setdefault("e2e", []).append({"concurrency": point.concurrency, **cohort.to_dict()})
+
+
+def points_of(record: dict) -> list[WorkloadPoint]:
+    return [WorkloadPoint.from_dict(p, f"points[{i}]") for i, p in enumerate(record.get("points", []))]

@@ -1,0 +1,69 @@
+"""The terminal tables of a workload run: per concurrency and engine model, throughput per device,
+interactivity, latency, fit and $/M tokens; then how each point was composed (and checked end to end)."""
+from __future__ import annotations
+
+from bench.tables import Col, print_table
+from costmodel.fmt import money, si
+from costmodel.workload import ENGINE_MODELS
+
+
+def _n(value, fmt: str, scale: float = 1.0) -> str:
+    return "-" if value is None else format(value * scale, fmt)
+
+
+def print_workload(record: dict, points: list, console) -> None:
+    """points: [(WorkloadPoint, Composition)] in the record's order."""
+    dev, w = record["device"], record["workload"]
+    unit = "GPU" if dev["kind"] == "cuda" else "device (CPU)"
+    console.print(f"[bold]Workload[/] {record['model']['name']} {record['dtype']} on {dev['name']}: ISL {w['isl']}, "
+                  f"OSL {w['osl']}, prompt-token budget {w['chunk']} a step; rates are tokens/s per {unit}")
+    for name in ("chunked-prefill", "prefill-then-decode"):
+        console.print(f"[dim]{name}: {ENGINE_MODELS[name]}[/]")
+    for note in w.get("notes", []):
+        console.print(f"[yellow]{note}[/]")
+    econ = record.get("economics") or [{}] * len(points)
+    cols = [Col("engine", right=False, key=True), Col("C", key=True), Col("total tok/s"), Col("out tok/s"),
+            Col("in tok/s"), Col("tok/s/user"), Col("TTFT ms"), Col("e2e s"), Col("fits", right=False),
+            Col("$/M total"), Col("$/M out"), Col("$/M in"), Col("add. $/M out"), Col("add. $/M in"),
+            Col("tok/s/MW"), Col("J/tok")]
+    rows = []
+    for (p, _), e in zip(points, econ):
+        engine = "chunked" if p.engine_model == "chunked-prefill" else "cohort"
+        fits = "yes" if p.fits else f"no ({p.bytes_needed / 2**30:,.1f} GiB)"
+        if p.total_tokens_per_s is None:
+            rows.append([engine, str(p.concurrency)] + ["-"] * 6 + [fits] + ["-"] * 7)
+            continue
+        rows.append([engine, str(p.concurrency), _n(p.total_tokens_per_s, ",.1f"), _n(p.output_tokens_per_s, ",.1f"),
+                     _n(p.input_tokens_per_s, ",.1f"), _n(p.interactivity, ",.1f"), _n(p.ttft_s, ",.0f", 1e3),
+                     _n(p.e2e_latency_s, ",.2f"), fits, money(e.get("cost_per_mtok_total")),
+                     money(e.get("cost_per_mtok_output")), money(e.get("cost_per_mtok_input")),
+                     money(e.get("additive_cost_per_mtok_output")), money(e.get("additive_cost_per_mtok_input")),
+                     si(e.get("tokens_per_s_per_mw")), _n(e.get("joules_per_token"), ",.3g")])
+    print_table(console, "Workload points (composed from measured steps)", cols, rows)
+    console.print("[dim]$/M total, out, in: InferenceX's convention, the whole device-hour charged to each kind of "
+                  "token in turn (not additive). add. $/M: each kind charged only its share of device time "
+                  "(input + output add up to the hour's price).[/]")
+    hint = (record.get("price") or {}).get("hint")
+    if hint:
+        console.print(f"[dim]{hint}[/]")
+    for p, _ in points:
+        if p.note and p.engine_model == "chunked-prefill":
+            console.print(f"[yellow]C={p.concurrency}: {p.note}[/]")
+
+    cols = [Col("engine", right=False, key=True), Col("C", key=True), Col("step ms"), Col("decode-only ms"),
+            Col("prefill ms"), Col("composed s"), Col("affine dev"), Col("measured s"), Col("meas./comp.")]
+    rows = []
+    for p, c in points:
+        if not p.fits:
+            continue
+        engine = "chunked" if c.engine_model == "chunked-prefill" else "cohort"
+        off = "-" if c.affine_deviation is None else f"{c.affine_deviation:.1%}" + ("" if c.affine else " (!)")
+        rows.append([engine, str(c.concurrency), _n(c.step_seconds, ",.2f", 1e3),
+                     _n(c.decode_only_seconds, ",.2f", 1e3), _n(c.prefill_seconds, ",.1f", 1e3),
+                     _n(c.wall_seconds, ",.3f"), off, _n(c.measured_wall_seconds, ",.3f"),
+                     _n(c.measured_over_composed, ".3f")])
+    if rows:
+        print_table(console, "How each point was composed (affine dev: the middle context's step off the line "
+                             "through the ends)", cols, rows)
+    if dev["kind"] == "cpu":
+        console.print("[yellow]Measured on a CPU: these are CPU figures, not an accelerator's.[/]")

@@ -1,0 +1,210 @@
+"""`tokenbench workload`: the plan's shapes, the composition against hand-computed figures, and the command
+end to end on the tiny model (CPU), including bad input and an interrupted run."""
+import json
+import math
+
+import pytest
+
+from bench.cli import main
+from bench.errors import UserError
+from bench.workload import compose as comp
+from bench.workload.plan import affine_deviation, make_spec, piecewise_mean
+from costmodel.workload import workload_economics
+
+FAST = ["--model", "tiny", "--device", "cpu", "--budget-s", "0.02"]
+
+
+def test_chunked_step_carries_c_isl_over_osl_prompt_tokens():
+    spec = make_spec(256, 64, [1, 4, 16, 64], 256)
+    for c in spec.concurrency:
+        s = spec.chunked_step(c)
+        assert s.decode_rows == c and s.prompt_tokens == c * 256 / 64
+        assert s.chunk_seqs * s.chunk_tokens == pytest.approx(s.prompt_tokens, abs=s.chunk_seqs)
+        assert s.prefix == (256 - s.chunk_tokens) // 2
+    assert spec.decode_contexts == (257, 288, 320)
+
+
+def test_prefill_bound_when_the_budget_is_short():
+    s = make_spec(1024, 64, [64], 512).chunked_step(64)  # wants 1024 prompt tokens a step, 512 allowed
+    assert s.decode_rows == 32 and s.prompt_tokens == 512 and "prefill-bound" in s.note
+    assert s.chunk_seqs == 1 and s.chunk_tokens == 512
+
+
+def test_prompt_tokens_beyond_one_prompt_split_into_sequences():
+    s = make_spec(16, 4, [8], 64).chunked_step(8)  # 32 prompt tokens a step, prompts of 16: two chunks
+    assert (s.chunk_seqs, s.chunk_tokens, s.prefix) == (2, 16, 0)
+
+
+def test_cohort_packs_whole_prompts_into_the_budget_and_chunks_long_ones():
+    h = make_spec(8, 4, [5], 16).cohort(5)
+    assert h.group_sizes() == [2, 2, 1] and h.chunks(8) == [(8, 0)]
+    h = make_spec(10, 4, [1], 4).cohort(1)
+    assert h.group_sizes() == [1] and h.chunks(10) == [(4, 0), (4, 4), (2, 8)]
+
+
+def test_chunk_larger_than_all_prompts_is_clipped_with_a_note():
+    spec = make_spec(32, 8, [1, 2], 4096)
+    assert spec.chunk == 64 and "clipped" in spec.notes[0]
+
+
+@pytest.mark.parametrize("isl,osl,chunk", [(0, 8, 8), (8, 1, 8), (8, 8, 0)])
+def test_impossible_sizes_are_refused(isl, osl, chunk):
+    with pytest.raises(UserError):
+        make_spec(isl, osl, [1], chunk)
+
+
+def test_piecewise_mean_and_affine_check():
+    assert piecewise_mean([(1, 1.0), (5, 5.0)], 1, 5) == pytest.approx(3.0)
+    assert piecewise_mean([(1, 1.0), (3, 1.0), (5, 5.0)], 1, 5) == pytest.approx((1 + 1 + 1 + 3 + 5) / 5)
+    assert affine_deviation([(1, 1.0), (3, 3.0), (5, 5.0)]) == 0
+    assert affine_deviation([(1, 1.0), (3, 4.0), (5, 5.0)]) == pytest.approx(0.25)
+
+
+def _hand_steps(spec):
+    """Affine step times: mixed 10 ms + 0.1 ms per context past the first; decode 6 ms + the same."""
+    steps = {}
+    lo = spec.decode_contexts[0]
+    for key in comp.needed_keys(spec, list(spec.concurrency)):
+        if key.phase == "mixed":
+            s = 0.010 + 1e-4 * (key.context - lo)
+        elif key.phase == "decode":
+            s = 0.006 + 1e-4 * (key.context - lo)
+        else:
+            s = {1: 0.05, 2: 0.08}[key.batch]
+        steps[key] = comp.WorkloadStep(key, s)
+    return steps
+
+
+HEADER = comp.Header(device="cpu", model="tiny", precision="fp32", memory_bytes=10**12, weight_bytes=10**6,
+                     kv_bytes_per_token=1000)
+
+
+def test_composition_equals_the_hand_computed_figures():
+    spec = make_spec(32, 8, [2], 64)
+    (chunked, c1), (cohort, c2) = comp.compose(HEADER, spec, _hand_steps(spec))
+    # chunked: contexts 33..40, mean step 10 ms + 0.1 ms x 3.5; decode-only 6.35 ms
+    step, dec = 0.01035, 0.00635
+    assert c1.step_seconds == pytest.approx(step) and c1.decode_only_seconds == pytest.approx(dec)
+    assert chunked.output_tokens_per_s == pytest.approx(2 / step)
+    assert chunked.input_tokens_per_s == pytest.approx(2 * 32 / 8 / step)
+    assert chunked.total_tokens_per_s == pytest.approx(10 / step)
+    assert chunked.interactivity == pytest.approx(1 / step)
+    assert chunked.input_time_share == pytest.approx((step - dec) / step)
+    assert chunked.ttft_s == pytest.approx(0.05 + dec)  # one prompt's prefill + one decode-only step beside it
+    assert chunked.e2e_latency_s == pytest.approx(0.05 + dec + 7 * step)
+    assert c1.affine is True and c1.affine_deviation == pytest.approx(0, abs=1e-12)
+    # cohort: both prompts in one prefill (2 x 32 <= 64) = 80 ms, then 7 decode steps at contexts 33..39
+    decode = 7 * 0.006 + 1e-4 * sum(range(7))
+    wall = 0.08 + decode
+    assert c2.wall_seconds == pytest.approx(wall) and c2.decode_seconds == pytest.approx(decode)
+    assert cohort.output_tokens_per_s == pytest.approx(2 * 8 / wall)
+    assert cohort.input_tokens_per_s == pytest.approx(2 * 32 / wall)
+    assert cohort.interactivity == pytest.approx(7 / decode)
+    assert cohort.ttft_s == pytest.approx(0.08) and cohort.e2e_latency_s == pytest.approx(wall)
+    assert cohort.input_time_share == pytest.approx(0.08 / wall)
+
+
+def test_additive_costs_add_up_to_the_hour():
+    spec = make_spec(32, 8, [2], 64)
+    for point, _ in comp.compose(HEADER, spec, _hand_steps(spec)):
+        e = workload_economics(point, 3.0, 1.5)
+        per_hour = (point.input_tokens_per_s * e.additive_cost_per_mtok_input
+                    + point.output_tokens_per_s * e.additive_cost_per_mtok_output) * 3600 / 1e6
+        assert per_hour == pytest.approx(3.0)
+        assert e.cost_per_mtok_total == pytest.approx(3.0 / (point.total_tokens_per_s * 3600 / 1e6))
+        assert e.cost_per_mtok_output == pytest.approx(3.0 / (point.output_tokens_per_s * 3600 / 1e6))
+        assert e.tokens_per_s_per_mw == pytest.approx(point.total_tokens_per_s * 1000 / 1.5)
+        assert e.joules_per_token == pytest.approx(1500 / point.total_tokens_per_s)
+
+
+def test_a_concurrency_that_does_not_fit_is_a_row_not_a_crash():
+    spec = make_spec(32, 8, [2, 10**6], 64)
+    small = comp.Header("cpu", "tiny", "fp32", memory_bytes=10**8, weight_bytes=10**6, kv_bytes_per_token=1000)
+    pairs = comp.compose(small, spec, _hand_steps(make_spec(32, 8, [2], 64)))
+    big = [p for p, _ in pairs if p.concurrency == 10**6]
+    assert len(big) == 2 and all(not p.fits and p.total_tokens_per_s is None for p in big)
+    assert big[0].bytes_needed == 10**6 + 1000 * 10**6 * 40
+    assert workload_economics(big[0], 2.0, 1.0).cost_per_mtok_total is None
+    assert comp.needed_keys(spec, [2]) == comp.needed_keys(make_spec(32, 8, [2], 64), [2])
+
+
+def test_a_missing_step_leaves_the_point_empty_with_the_reason():
+    spec = make_spec(32, 8, [2], 64)
+    steps = _hand_steps(spec)
+    key = next(k for k in steps if k.phase == "mixed")
+    steps[key] = comp.WorkloadStep(key, None, reason="failed its check")
+    chunked, _ = comp.compose(HEADER, spec, steps)[0]
+    assert chunked.total_tokens_per_s is None and "no valid timing" in chunked.note
+
+
+def _record(tmp_path):
+    files = sorted(tmp_path.glob("*.json"))
+    assert len(files) == 1
+    return json.loads(files[0].read_text())
+
+
+def test_workload_command_end_to_end_on_the_tiny_model(tmp_path, capsys):
+    assert main(["workload", *FAST, "--isl", "12", "--osl", "4", "--concurrency", "1,3", "--chunk", "8",
+                 "--out", str(tmp_path), "--price-per-hour", "2", "--power-kw", "1", "--json"]) == 0
+    out = capsys.readouterr()
+    printed, record = json.loads(out.out), _record(tmp_path)
+    assert printed["run_id"] == record["run_id"] and record["kind"] == "workload" and record["complete"]
+    assert all(r["valid"] and r["rel_error"] <= r["tolerance"] for r in record["rows"])  # gated before timed
+    assert {r["op"] for r in record["rows"]} == {"layer", "mixed_layer", "prefill_layer", "final_norm", "lm_head"}
+    # a 12-token prompt in chunks of 8: the prefill step has two layer rows (8 tokens, then 4 at prefix 8)
+    pre = [r for r in record["rows"] if r["op"] == "prefill_layer" and r["step_batch"] == 1]
+    assert [(r["chunk_tokens"], r["chunk_prefix"]) for r in pre] == [(8, 0), (4, 8)]
+    assert len(record["points"]) == 4 and all(p["total_tokens_per_s"] > 0 for p in record["points"])
+    for p, e in zip(record["points"], record["economics"]):
+        assert e["cost_per_mtok_total"] == pytest.approx(2 / (p["total_tokens_per_s"] * 3600 / 1e6))
+    # every step is layers x its layer rows + final_norm + lm_head over the rows that emit a token
+    layers = record["model"]["layers"]
+    for s in record["steps"]:
+        key = comp.StepKey(**{k: s[k] for k in comp.StepKey.__dataclass_fields__})
+        mine = [r for r in record["rows"] if r.get("step_batch") == s["batch"] and r.get("phase") == s["phase"]
+                and r.get("step_context") == s["context"] and r["op"] != "final_norm"
+                and r.get("chunk_tokens", 0) in (s["chunk_tokens"], r.get("chunk_tokens")) and
+                (s["phase"] != "mixed" or r["chunk_tokens"] == s["chunk_tokens"])]
+        tail = {r["op"]: r for r in record["rows"] if r.get("phase") == "tail"
+                and r["rows"] == s["batch"] + (s["chunk_seqs"] if s["phase"] == "mixed" else 0)}
+        expect = layers * sum(r["seconds_p50"] for r in mine) + tail["final_norm"]["seconds_p50"] \
+            + tail["lm_head"]["seconds_p50"]
+        assert s["seconds"] == pytest.approx(expect), key
+    assert "Workload points" in out.err and "chunked" in out.err and "cohort" in out.err
+
+
+def test_an_interrupted_workload_keeps_its_rows(tmp_path, monkeypatch, capsys):
+    import bench.workload.measure as m
+
+    real, calls = m.measure, {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(m, "measure", flaky)
+    assert main(["workload", *FAST, "--isl", "8", "--osl", "4", "--concurrency", "1", "--out", str(tmp_path)]) == 130
+    record = _record(tmp_path)
+    assert len(record["rows"]) == 3 and "interrupted" in record and not record["complete"]
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["--isl", "0"], "--isl must be a positive integer"),
+    (["--osl", "1"], "--osl must be at least 2"),
+    (["--concurrency", "0"], "--concurrency must be positive"),
+    (["--concurrency", "2,2"], "lists 2 twice"),
+    (["--tp", "2"], "tensor-parallel workload is not measured yet"),
+    (["--tp", "0"], "--tp must be a positive integer"),
+    (["--dtype", "fp8"], "FP8 weights"),
+    (["--backend", "torch,torch"], "one backend"),
+    (["--backend", "triton"], "cannot be timed on a CPU"),
+    (["--model", "mixtral-8x7b"], "is a mixture of experts"),
+    (["--chunk", "x"], "--chunk must be a positive integer"),
+])
+def test_bad_workload_input_is_one_line_exit_2(argv, expect, tmp_path, capsys):
+    assert main(["workload", *FAST, "--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not list(tmp_path.glob("*.json"))  # refused before anything is written or measured
