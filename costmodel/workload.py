@@ -28,7 +28,8 @@ from costmodel.errors import CostInputError
 ENGINE_MODELS = {
     "chunked-prefill": "continuous batching with chunked prefill: every step carries the C running sequences' "
                        "decode tokens plus C x ISL / OSL prompt tokens on average (vLLM/SGLang's default)",
-    "prefill-then-decode": "a cohort of C requests: the prefill of C x ISL tokens, then OSL decode steps at "
+    "prefill-then-decode": "a cohort of C requests: the prefill of C x ISL tokens (it gives each request its "
+                           "first token), then OSL - 1 decode steps at "
                            "growing context (the simpler bound)",
     "served": "a serving engine's published result",
 }

@@ -208,3 +208,47 @@ def test_bad_workload_input_is_one_line_exit_2(argv, expect, tmp_path, capsys):
     err = capsys.readouterr().err
     assert expect in err and err.count("\n") == 1 and "Traceback" not in err
     assert not list(tmp_path.glob("*.json"))  # refused before anything is written or measured
+
+
+def _hand_record(spec):
+    """A workload record of the hand steps, each with FLOPs and bytes, as `tokenbench workload` writes it."""
+    steps = []
+    for key, step in _hand_steps(spec).items():
+        steps.append({**comp.WorkloadStep(key, step.seconds, flops=10**9, bytes=10**8).to_dict()})
+    return {"dtype": "fp32", "device": {"name": "test cpu", "kind": "cpu", "spec": None}, "measured_copy_gbps": 20.0,
+            "model": {"name": "tiny", "weight_bytes": 10**6, "kv_bytes_per_token": 1000},
+            "workload": {"isl": spec.isl, "osl": spec.osl, "concurrency": list(spec.concurrency), "chunk": spec.chunk},
+            "steps": steps}
+
+
+def test_projection_carries_each_step_at_its_measured_share_of_the_roofline():
+    from bench.devices import lookup
+    from bench.workload.project import project_points
+
+    spec = make_spec(32, 8, [2], 64)
+    h200 = lookup("h200")
+    pairs = project_points(_hand_record(spec), "h200", as_dtype="bf16")
+    (chunked, c1), (cohort, c2) = pairs
+    assert chunked.source == "projected" and chunked.device == "h200" and "projected" in chunked.label
+    # source bound: bytes / measured copy bandwidth (the record has no FLOP ceiling); target: bf16 halves bytes
+    src = 10**8 / 20e9
+    tgt = max(10**9 / (h200.peak_tflops["bf16"] * 1e12), 10**8 / 2 / (h200.mem_bw_gbs * 1e9))
+    lo = spec.decode_contexts[0]
+    mixed = [0.010 + 1e-4 * (ctx - lo) for ctx in range(lo, lo + 8)]
+    expect = sum(tgt / (src / s) for s in mixed) / 8  # per context: target bound / source efficiency
+    assert c1.step_seconds == pytest.approx(expect)
+    assert chunked.interactivity == pytest.approx(1 / expect)
+
+
+def test_show_prints_a_workload_file_and_names_a_corrupt_field(tmp_path, capsys):
+    assert main(["workload", *FAST, "--isl", "8", "--osl", "2", "--concurrency", "1", "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("*.json")
+    capsys.readouterr()
+    assert main(["show", str(path)]) == 0
+    assert "Workload points" in capsys.readouterr().out
+    record = json.loads(path.read_text())
+    record["points"][0]["interactivity"] = "fast"
+    path.write_text(json.dumps(record))
+    assert main(["show", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "points[0]: interactivity must be a number" in err and str(path) in err

@@ -8,6 +8,8 @@ from bench.tables import console_width
 from bench.measured_peak import PEAK_KIND
 from bench.results import _clean, load_record, read_json
 
+WORKLOAD_KIND = "workload"  # bench.workload.run.KIND, named here so `show` imports no torch to dispatch
+
 
 def add_arguments(p):
     p.add_argument("results", nargs="+", help="results/*.json files written by `tokenbench run`")
@@ -20,7 +22,7 @@ def main(args) -> int:
     from bench.report_table import print_peak, print_summary
 
     # every kind tokenbench writes: a run (decode, prefill, mixed) or a peak; all checked before printing
-    records = [load_peak(path) if _kind(path) == PEAK_KIND else load_record(path) for path in args.results]
+    records = [_load(path) for path in args.results]
     if args.json:
         print(json.dumps(_clean(records if len(records) > 1 else records[0]), indent=1))
         return 0
@@ -28,8 +30,23 @@ def main(args) -> int:
     for path, record in zip(args.results, records):
         console.print(f"[bold]{path}[/]: run {record.get('run_id')} of {record.get('created')}"
                       + ("" if record.get("complete", True) else " [yellow](incomplete run)[/]"))
+        if record.get("kind") == WORKLOAD_KIND:
+            from bench.workload.run import load_workload
+            from bench.workload.table import print_workload
+
+            print_workload(record, load_workload(path)[1], console)
+            continue
         (print_peak if record.get("kind") == PEAK_KIND else print_summary)(record, console)
     return 0
+
+
+def _load(path: str) -> dict:
+    kind = _kind(path)
+    if kind == WORKLOAD_KIND:
+        from bench.workload.run import load_workload
+
+        return load_workload(path)[0]
+    return load_peak(path) if kind == PEAK_KIND else load_record(path)
 
 
 def _kind(path: str):

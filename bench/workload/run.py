@@ -128,3 +128,30 @@ def check_end_to_end(plan: RunPlan, device, spec: WorkloadSpec, backend: str, ru
 
 def points_of(record: dict) -> list[WorkloadPoint]:
     return [WorkloadPoint.from_dict(p, f"points[{i}]") for i, p in enumerate(record.get("points", []))]
+
+
+def load_workload(path: str) -> tuple[dict, list]:
+    """A workload results file and its typed (point, composition) pairs; a corrupt or hand-edited file is
+    one UserError naming the file and the entry."""
+    from bench.errors import UserError
+    from bench.results import load_record
+    from costmodel.errors import CostInputError
+
+    record = load_record(path)
+    if record.get("kind") != KIND or not isinstance(record.get("workload"), dict):
+        raise UserError(f"results file {path} is not a workload run")
+    try:
+        points = [WorkloadPoint.from_dict(p, f"results file {path}: points[{i}]")
+                  for i, p in enumerate(record.get("points") or [])]
+    except CostInputError as exc:
+        raise UserError(str(exc)) from None
+    compositions = record.get("compositions") or []
+    if len(compositions) != len(points):
+        raise UserError(f"results file {path}: {len(points)} points but {len(compositions)} compositions")
+    pairs = []
+    for i, (p, c) in enumerate(zip(points, compositions)):
+        try:
+            pairs.append((p, comp.Composition(**c)))
+        except TypeError as exc:
+            raise UserError(f"results file {path}: compositions[{i}]: {exc}") from None
+    return record, pairs

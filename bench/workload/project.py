@@ -1,0 +1,66 @@
+"""A measured workload carried onto a device you do not have (torch-free), for `compare --served` and the
+report: each measured step is assumed to reach on the target the same fraction of its roofline bound
+(max(FLOPs / peak, bytes / bandwidth)) as it reached where it was measured, capped at the bound; then the
+points are composed again with the target's memory (what fits) and labelled projected.
+
+Step-level, not op-level: a step's FLOPs and bytes are summed over its ops, so an op mix that is partly
+compute- and partly memory-bound is carried as one. Launch gaps, kernel tuning and interconnect are not
+modelled (costmodel/project.py says the same of `project`). A planning figure, never a measurement."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bench.errors import UserError
+from bench.workload import compose as comp
+from bench.workload.plan import make_spec
+from costmodel.errors import CostInputError
+from costmodel.project import BYTES_PER_ELEMENT, source_ceilings, target_ceilings
+
+
+def spec_of(record: dict):
+    w = record["workload"]
+    return make_spec(w["isl"], w["osl"], list(w["concurrency"]), w["chunk"])
+
+
+def measured_steps(record: dict) -> dict:
+    steps = {}
+    for s in record.get("steps", []):
+        step = comp.WorkloadStep.from_dict(s)
+        steps[step.key] = step
+    return steps
+
+
+def project_points(record: dict, target_key: str, as_dtype: str | None = None) -> list:
+    """[(WorkloadPoint, Composition)] of the record's workload on `target_key` (a catalog device), in
+    `as_dtype` (default: the run's dtype; a CPU fp32 run may be carried as bf16 serving: bytes scale)."""
+    from bench.sides import device_spec
+
+    target = device_spec(target_key)
+    run_dtype = record["dtype"]
+    dtype = as_dtype or run_dtype
+    if dtype not in BYTES_PER_ELEMENT:
+        raise UserError(f"unknown dtype {dtype!r}; choose one of: {', '.join(BYTES_PER_ELEMENT)}")
+    scale = BYTES_PER_ELEMENT[dtype] / BYTES_PER_ELEMENT[run_dtype]
+    try:
+        src, tgt = source_ceilings(record), target_ceilings(target, dtype)
+    except CostInputError as exc:
+        raise UserError(str(exc)) from None
+    steps = {}
+    for key, step in measured_steps(record).items():
+        if step.seconds is None or not step.flops:
+            steps[key] = step
+            continue
+        efficiency = min(1.0, src.bound(step.flops, step.bytes) / step.seconds)
+        seconds = tgt.bound(step.flops, step.bytes * scale) / efficiency
+        steps[key] = replace(step, seconds=seconds, bytes=int(step.bytes * scale))
+    model = record["model"]
+    bf16 = BYTES_PER_ELEMENT["bf16"]
+    h = comp.Header(device=target.key, model=model["name"], precision=dtype,
+                    memory_bytes=None if not target.memory_gb else int(target.memory_gb * 1e9),
+                    weight_bytes=int(model["weight_bytes"] * BYTES_PER_ELEMENT[dtype] / bf16),
+                    kv_bytes_per_token=int(model["kv_bytes_per_token"] * BYTES_PER_ELEMENT[dtype] / bf16))
+    out = []
+    for point, composition in comp.compose(h, spec_of(record), steps, source="projected"):
+        label = f"{target.key} {dtype} {point.workload} {point.engine_model} (projected from {record['device']['name']})"
+        out.append((replace(point, label=label, note=(point.note + "; " if point.note else "") + src.basis), composition))
+    return out
