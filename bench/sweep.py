@@ -114,7 +114,7 @@ def time_case(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan) ->
 
 
 # Rows whose energy is read: those the decode step's J/token is composed of (each window costs >= 1 s).
-METERED_OPS = ("layer", "final_norm", "lm_head", "model")
+METERED_OPS = ("layer", "final_norm", "lm_head", "model", "mixed_layer", "prefill_layer")
 
 
 def board_energy(fn, input_sets: list, op: str, seconds_per_call: float | None) -> dict:

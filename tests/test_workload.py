@@ -252,3 +252,16 @@ def test_show_prints_a_workload_file_and_names_a_corrupt_field(tmp_path, capsys)
     assert main(["show", str(path)]) == 2
     err = capsys.readouterr().err
     assert "points[0]: interactivity must be a number" in err and str(path) in err
+
+
+def test_board_energy_composes_like_the_time_where_every_part_was_metered():
+    from dataclasses import replace
+
+    spec = make_spec(32, 8, [2], 64)
+    steps = {k: replace(s, board_joules=100 * s.seconds) for k, s in _hand_steps(spec).items()}  # 100 W
+    (chunked, c1), (cohort, c2) = comp.compose(HEADER, spec, steps)
+    assert chunked.board_joules_per_token == pytest.approx(100 / chunked.total_tokens_per_s)
+    assert cohort.board_joules_per_token == pytest.approx(100 / cohort.total_tokens_per_s)
+    key = next(k for k in steps if k.phase == "prefill" and k.batch == 2)
+    steps[key] = replace(steps[key], board_joules=None)  # one part without a reading: no figure, not a guess
+    assert comp.compose(HEADER, spec, steps)[1][0].board_joules_per_token is None

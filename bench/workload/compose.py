@@ -49,6 +49,7 @@ class WorkloadStep:
     bytes: int = 0
     layer_seconds: float | None = None
     reason: str = ""
+    board_joules: float | None = None  # the board's energy for one step, where every part was metered (GPU)
 
     def to_dict(self) -> dict:
         return {**asdict(self.key), **{k: v for k, v in asdict(self).items() if k != "key"}}
@@ -57,7 +58,7 @@ class WorkloadStep:
     def from_dict(cls, d: dict) -> "WorkloadStep":
         key = StepKey(**{k: d[k] for k in StepKey.__dataclass_fields__ if k in d})
         return cls(key, d.get("seconds"), d.get("flops", 0), d.get("bytes", 0), d.get("layer_seconds"),
-                   d.get("reason", ""))
+                   d.get("reason", ""), d.get("board_joules"))
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,17 @@ def _curve(steps: dict, keys: list[StepKey]) -> list[tuple[int, float]] | None:
     return pts
 
 
+def _energy(steps: dict, keys: list[StepKey]) -> list[tuple[int, float]] | None:
+    """(context, board joules) of the steps, or None unless every one was metered."""
+    pts = []
+    for k in keys:
+        s = steps.get(k)
+        if s is None or s.board_joules is None:
+            return None
+        pts.append((k.context, s.board_joules))
+    return pts
+
+
 @dataclass(frozen=True)
 class Header:
     """What every point of a workload run shares."""
@@ -168,9 +180,11 @@ def chunked_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: st
     dev = max(d for d in (affine_deviation(mixed), affine_deviation(decode)) if d is not None)
     out = s.decode_rows / step
     inp = s.decode_rows * spec.isl / spec.osl / step
+    energy = _energy(steps, [k for k in keys if k.phase == "mixed"])
+    board = None if energy is None else piecewise_mean(energy, lo, hi) / (s.decode_rows * (1 + spec.isl / spec.osl))
     point = WorkloadPoint(**base, total_tokens_per_s=out + inp, output_tokens_per_s=out, input_tokens_per_s=inp,
                           interactivity=1.0 / step, ttft_s=ttft, e2e_latency_s=ttft + (spec.osl - 1) * step,
-                          input_time_share=share, note=s.note)
+                          input_time_share=share, board_joules_per_token=board, note=s.note)
     comp = Composition("chunked-prefill", c, step_seconds=step, decode_only_seconds=decode_only,
                        prefill_seconds=prefill.seconds, affine_deviation=dev, affine=dev <= AFFINE_TOLERANCE,
                        note=s.note)
@@ -199,10 +213,16 @@ def cohort_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str
     decode_s = sum(interpolate(decode, ctx) for ctx in range(first, last + 1))
     wall = prefill_s + decode_s
     dev = affine_deviation(decode)
+    energy = _energy(steps, [k for k in keys if k.phase == "decode"])
+    board = None
+    if energy is not None and all(p.board_joules is not None for p in prefills.values()):
+        joules = sum(prefills[size].board_joules for size in cohort.group_sizes())
+        joules += sum(interpolate(energy, ctx) for ctx in range(first, last + 1))
+        board = joules / (c * (spec.isl + spec.osl))
     point = WorkloadPoint(**base, total_tokens_per_s=c * (spec.isl + spec.osl) / wall,
                           output_tokens_per_s=c * spec.osl / wall, input_tokens_per_s=c * spec.isl / wall,
                           interactivity=(spec.osl - 1) / decode_s, ttft_s=sum(ends) / len(ends), e2e_latency_s=wall,
-                          input_time_share=prefill_s / wall)
+                          input_time_share=prefill_s / wall, board_joules_per_token=board)
     comp = Composition("prefill-then-decode", c, step_seconds=decode_s / (spec.osl - 1), prefill_seconds=prefill_s,
                        decode_seconds=decode_s, wall_seconds=wall, affine_deviation=dev,
                        affine=None if dev is None else dev <= AFFINE_TOLERANCE)

@@ -83,7 +83,13 @@ def step_from_rows(plan: RunPlan, key: StepKey, layer_rows: list[dict], tail: di
     seconds = layers * layer_s + sum(tail[op]["seconds_p50"] for op in TAIL_OPS)
     flops = layers * sum(r["flops"] for r in layer_rows) + sum(tail[op]["flops"] for op in TAIL_OPS)
     nbytes = layers * sum(r["bytes"] for r in layer_rows) + sum(tail[op]["bytes"] for op in TAIL_OPS)
-    return WorkloadStep(key, seconds, flops, nbytes, layer_s)
+    # board energy composed like the time, where every part had its own metered window (GPU, NVML)
+    parts = [r.get("board_joules_per_call") for r in layer_rows] + [tail[op].get("board_joules_per_call")
+                                                                     for op in TAIL_OPS]
+    joules = None
+    if all(j is not None and j > 0 for j in parts):
+        joules = layers * sum(parts[:len(layer_rows)]) + sum(parts[len(layer_rows):])
+    return WorkloadStep(key, seconds, flops, nbytes, layer_s, board_joules=joules)
 
 
 def measure_steps(plan: RunPlan, device, keys: list[StepKey], backend: str, on_row: Callable[[dict], None],

@@ -49,8 +49,9 @@ def new_record(plan: RunPlan, device, spec: WorkloadSpec, price: dict, run_id: s
                      "measure_e2e": measure_e2e, "dtype_reason": plan.dtype_reason},
         "price": price, "complete": False, "rows": [], "steps": [], "points": [], "compositions": [],
         "economics": [],
-        "energy": {"reason": "workload steps are not metered: board J/token not measured (all-in J/token is "
-                             "from the catalog's all-in kW)"},
+        "energy": {"source": "NVML energy counter over each layer and tail row's own >= 1 s window (GPU board "
+                             "only), composed like the step time"} if device.kind == "cuda" else
+        {"reason": "no power reading: CPU run (NVML reads NVIDIA GPUs only); J/token is all-in, from the catalog's kW"},
     }
 
 

@@ -26,20 +26,26 @@ def print_workload(record: dict, points: list, console) -> None:
             Col("in tok/s"), Col("tok/s/user"), Col("TTFT ms"), Col("e2e s"), Col("fits", right=False),
             Col("$/M total"), Col("$/M out"), Col("$/M in"), Col("add. $/M out"), Col("add. $/M in"),
             Col("tok/s/MW"), Col("J/tok")]
+    metered = any(p.board_joules_per_token for p, _ in points)
+    if metered:
+        cols.append(Col("board J/tok"))
     rows = []
     for (p, _), e in zip(points, econ):
         engine = "chunked" if p.engine_model == "chunked-prefill" else "cohort"
         fits = "yes" if p.fits else f"no ({p.bytes_needed / 2**30:,.1f} GiB)"
         if p.total_tokens_per_s is None:
-            rows.append([engine, str(p.concurrency)] + ["-"] * 6 + [fits] + ["-"] * 7)
+            rows.append([engine, str(p.concurrency)] + ["-"] * 6 + [fits] + ["-"] * (7 + metered))
             continue
         rows.append([engine, str(p.concurrency), _n(p.total_tokens_per_s, ",.1f"), _n(p.output_tokens_per_s, ",.1f"),
                      _n(p.input_tokens_per_s, ",.1f"), _n(p.interactivity, ",.1f"), _n(p.ttft_s, ",.0f", 1e3),
                      _n(p.e2e_latency_s, ",.2f"), fits, money(e.get("cost_per_mtok_total")),
                      money(e.get("cost_per_mtok_output")), money(e.get("cost_per_mtok_input")),
                      money(e.get("additive_cost_per_mtok_output")), money(e.get("additive_cost_per_mtok_input")),
-                     si(e.get("tokens_per_s_per_mw")), _n(e.get("joules_per_token"), ",.3g")])
+                     si(e.get("tokens_per_s_per_mw")), _n(e.get("joules_per_token"), ",.3g")]
+                    + ([_n(p.board_joules_per_token, ",.3g")] if metered else []))
     print_table(console, "Workload points (composed from measured steps)", cols, rows)
+    if not metered:
+        console.print(f"[dim]J/tok is all-in (catalog kW); {(record.get('energy') or {}).get('reason') or 'no board reading'}[/]")
     console.print("[dim]$/M total, out, in: InferenceX's convention, the whole device-hour charged to each kind of "
                   "token in turn (not additive). add. $/M: each kind charged only its share of device time "
                   "(input + output add up to the hour's price).[/]")
