@@ -96,6 +96,11 @@ def real_steps(work: Path) -> list:
         Step("prefill", [py, "-m", "bench", "run", "--phase", "prefill", "--backend", "{backends}",
                          "--prompt", "1024,8192", "--chunk", "2048", "--budget-s", env_budget("RUN_BUDGET_S", "0.5"),
                          "--out", res], 150),
+        # the question the tool exists for: a chat workload's tokens/s and $/M per GPU, composed from steps
+        # measured here and checked against the same cohorts run end to end
+        Step("workload", [py, "-m", "bench", "workload", "--model", "llama-3.1-8b", "--isl", "1024", "--osl", "1024",
+                          "--concurrency", "1,8,64", "--chunk", "2048", "--budget-s", env_budget("RUN_BUDGET_S", "0.5"),
+                          "--measure-e2e", "--out", res], 240),
         Step("gpu-tests", gpu_tests + other_gpu, 150),
         Step("ops-bench", bench + ["bench/benchmarks/test_ops.py", "--tokenbench-budget-s",
                                    env_budget("BENCH_BUDGET_S", "45")], 90),
