@@ -24,7 +24,7 @@ from typing import Iterable
 
 from costmodel import catalog
 from costmodel.errors import CostInputError
-from costmodel.frontier import curves, interactivity_range, placed, point_at
+from costmodel.frontier import curves, interactivity_range, placed, point_at, span_text
 from costmodel.served import describe
 from costmodel.workload import WorkloadEconomics, WorkloadPoint, workload_economics, workload_label
 from costmodel.workload_record import WorkloadRun
@@ -161,8 +161,7 @@ def _read(points: list[WorkloadPoint], u: float, pricing: Pricing, side: str) ->
     got = point_at(points, u)
     if got is None:
         rng = interactivity_range(points)
-        span = f"{rng[0]:.4g}-{rng[1]:.4g}" if rng else "none"
-        return Figures(None, None, f"outside the {side} range ({span} tokens/s per user)")
+        return Figures(None, None, f"outside the {side} range ({span_text(rng)})")
     return _figures(got.as_point(), pricing, got.between)
 
 
@@ -226,8 +225,7 @@ def compare_served(run: WorkloadRun, served: list[WorkloadPoint], served_file: s
                 tb = _read(mine, p.interactivity, tb_pricing, "tokenbench")
                 if tb.total_tokens_per_s is None:
                     cmp.skipped.append(f"concurrency {p.concurrency}: interactivity {p.interactivity:.4g} is "
-                                       f"outside tokenbench's frontier ({lo:.4g}-{hi:.4g} tokens/s per user): "
-                                       f"not extrapolated")
+                                       f"outside tokenbench's frontier ({span_text((lo, hi))}): not extrapolated")
                     continue
                 cmp.rows.append(Row(p.interactivity, p.concurrency,
                                     _figures(p, sv_pricing, f"served at concurrency {p.concurrency}"), tb))

@@ -170,3 +170,12 @@ def interactivity_range(points: Iterable[WorkloadPoint]) -> tuple[float, float] 
     """(lowest, highest) interactivity of a curve's frontier; None when nothing is placed."""
     front = point_frontier(points)
     return (front[0].interactivity, front[-1].interactivity) if front else None
+
+
+def span_text(rng: tuple[float, float] | None) -> str:
+    """'0.2175-1.115 tokens/s per user', 'only at 90 tokens/s per user' (one point), 'no point placed'."""
+    if rng is None:
+        return "no point placed"
+    if rng[0] == rng[1]:
+        return f"only at {rng[0]:.4g} tokens/s per user"
+    return f"{rng[0]:.4g}-{rng[1]:.4g} tokens/s per user"

@@ -229,3 +229,17 @@ def test_user_mistakes_are_one_line_and_exit_2(capsys, argv, expect):
 def test_compare_of_two_runs_is_unchanged(capsys):
     assert main(["compare", str(DATA / "cpu-llama-3.2-1b-fp32-a.json"), str(DATA / "cpu-llama-3.2-1b-fp32-b.json")]) == 0
     assert "tokenbench compare: A = " in capsys.readouterr().out
+
+
+def test_compare_served_starts_without_torch():
+    import subprocess
+    import sys
+
+    script = ("import contextlib, io, sys\nfrom bench.cli import main\n"
+              "with contextlib.redirect_stdout(io.StringIO()):\n"
+              f"    code = main(['compare', {str(RUN)!r}, '--served', {str(SYNTH)!r}])\n"
+              "print(code, 'torch' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0", "False"]
