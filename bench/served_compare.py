@@ -259,7 +259,8 @@ def table_rows(c: CurveComparison) -> list[list[str]]:
 
     rows = []
     for r in c.rows:
-        rows.append([sig(r.interactivity), r.served.how if r.served_concurrency is None else str(r.served_concurrency),
+        where = r.served.how if r.served_concurrency is None else str(r.served_concurrency)
+        rows.append([sig(r.interactivity), where,
                      sig(r.served.total_tokens_per_s), sig(r.tokenbench.total_tokens_per_s),
                      "-" if r.ratio is None else f"{r.ratio:.3g}",
                      money(_econ(r.served, "cost_per_mtok_total")), money(_econ(r.tokenbench, "cost_per_mtok_total")),
@@ -295,7 +296,8 @@ def print_comparison(c: ServedComparison, console) -> None:
             print_table(console, f"Served {curve.served_label} vs tokenbench {curve.tokenbench_label}", cols,
                         table_rows(curve))
         else:
-            console.print("  no served point inside tokenbench's frontier: nothing compared", markup=False, highlight=False)
+            console.print("  no served point inside tokenbench's frontier: nothing compared", markup=False,
+                          highlight=False)
         for s in curve.skipped:
             console.print(f"  not compared: {s}", markup=False, highlight=False)
     if c.unmatched:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 from pathlib import Path
 
@@ -256,7 +255,3 @@ def describe(point: WorkloadPoint) -> str:
     """'h200 deepseek-r1 fp8 1k/1k TP8 concurrency 4' (what a row is, in one phrase)."""
     return f"{point.device} {point.model} {point.precision} {point.workload} TP{point.tp} concurrency " \
            f"{point.concurrency}"
-
-
-def finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)

@@ -108,10 +108,12 @@ def test_bad_inferencex_entries_name_the_file_and_the_index(tmp_path, entries, e
     (HEADER + ",colour\n" + GOOD + ",red\n", "unknown column(s) colour"),
     (HEADER + "\n" + GOOD + "\n" + GOOD.replace(",9,", ",nine,") + "\n",
      "row 2 (line 3): tokens_per_s_per_gpu_total must be a number"),
-    (HEADER + "\n" + GOOD.replace(",9,", ",-9,") + "\n", "row 1 (line 2): tokens_per_s_per_gpu_total must be a positive"),
+    (HEADER + "\n" + GOOD.replace(",9,", ",-9,") + "\n",
+     "row 1 (line 2): tokens_per_s_per_gpu_total must be a positive"),
     (HEADER + "\n" + GOOD.replace(",0.5", ",0") + "\n", "row 1 (line 2): median_interactivity must be a positive"),
     (HEADER + "\n" + GOOD.replace(",9,", ",,") + "\n", "row 1 (line 2): tokens_per_s_per_gpu_total is empty"),
-    (HEADER + "\n" + GOOD + "\n" + GOOD.replace("h200", "h200-nvl") + "\n", "row 2 (line 3): unknown hardware 'h200-nvl'"),
+    (HEADER + "\n" + GOOD + "\n" + GOOD.replace("h200", "h200-nvl") + "\n",
+     "row 2 (line 3): unknown hardware 'h200-nvl'"),
     (HEADER + "\n" + GOOD + ",extra\n", "row 1 (line 2): more fields than the header"),
     (HEADER + "\n" + "h200,m,bf16\n", "row 1 (line 2): fewer fields than the header"),
     (HEADER + "\n" + GOOD.replace(",1,256", ",0,256") + "\n", "row 1 (line 2): tp must be a positive"),
@@ -227,7 +229,8 @@ def test_user_mistakes_are_one_line_and_exit_2(capsys, argv, expect):
 
 
 def test_compare_of_two_runs_is_unchanged(capsys):
-    assert main(["compare", str(DATA / "cpu-llama-3.2-1b-fp32-a.json"), str(DATA / "cpu-llama-3.2-1b-fp32-b.json")]) == 0
+    a, b = DATA / "cpu-llama-3.2-1b-fp32-a.json", DATA / "cpu-llama-3.2-1b-fp32-b.json"
+    assert main(["compare", str(a), str(b)]) == 0
     assert "tokenbench compare: A = " in capsys.readouterr().out
 
 
@@ -243,3 +246,18 @@ def test_compare_served_starts_without_torch():
                        check=False)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["0", "False"]
+
+
+def test_a_run_measured_on_the_served_hardware_is_an_engine_efficiency(tmp_path):
+    rec = json.loads(RUN.read_text())
+    rec["device"] = {"key": "h200", "name": "NVIDIA H200", "kind": "cuda", "memory_bytes": 150_000_000_000}
+    for p in rec["points"]:
+        p["device"] = "h200"
+    f = tmp_path / "workload-h200.json"
+    f.write_text(json.dumps(rec))
+    c = compare_served(load_workload(f), read_served(SYNTH), str(SYNTH))
+    h200 = next(x for x in c.curves if x.hardware == "h200")
+    assert h200.same_hardware and h200.tokenbench_source == "measured" and "same hardware (h200)" in h200.header
+    assert h200.tokenbench_pricing.price_per_hour == 0.10  # the run's own recorded price
+    b200 = next(x for x in c.curves if x.hardware == "b200")
+    assert not b200.same_hardware and DIFFERENT_HARDWARE in b200.header
