@@ -87,9 +87,7 @@ def build_curves(workloads: list, served: list[WorkloadPoint], served_file: str 
         price = w.record.get("price") or {}
         src = ", ".join(x for x in (price.get("source"), price.get("power_source")) if x) or "none recorded"
         for pts in group_curves(w.points).values():
-            p = pts[0]
-            if p.source == "served":
-                continue
+            p = pts[0]  # measured at the file's own price; projected or served at the device's catalog price
             pricing = (Pricing(w.price_per_hour, w.power_kw, f"recorded in {Path(w.path).name} ({src})")
                        if p.source == "measured" else _catalog_pricing(p.device))
             kind = w.device.get("kind", "?") if p.source == "measured" else "catalog"
