@@ -75,6 +75,7 @@ class WorkloadPoint:
     board_joules_per_token: float | None = None  # measured board energy over total tokens, where metered
     label: str = ""  # what a legend shows (device / precision / workload), set by whoever makes the point
     note: str = ""
+    reference: str = ""  # where a served figure was published (URL or citation); empty for tokenbench's own
 
     def __post_init__(self):
         if self.engine_model not in ENGINE_MODELS:

@@ -3,9 +3,11 @@
     tokenbench compare results/h200.json results/b200.json            # two measured runs
     tokenbench compare results/h200.json b200                         # B projected from A's run
     tokenbench compare h200 gb300 --tokens-per-s 93.4 5880            # catalog figures, tokens/s given
+    tokenbench compare results/WORKLOAD.json --served costmodel/data/served.csv [--at-interactivity 50]
 
 A result file is measured; a catalog device facing a run is that run projected onto it (labelled);
 two catalog devices compare on price, spec FLOPS per $ and power, plus tokens/s when given.
+With --served, A is a workload run (`tokenbench workload`) set beside served results (bench/served_compare.py).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from costmodel.runs import load_result
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the docstring's examples as laid out
     parser.add_argument("a", metavar="A", help="a result file (results/RUN.json) or a catalog device key")
-    parser.add_argument("b", metavar="B", help="a result file or a catalog device key")
+    parser.add_argument("b", metavar="B", nargs="?", help="a result file or a catalog device key (none with --served)")
     parser.add_argument("--tier", metavar="TIER", help="catalog price tier (default hyperscaler-4y)")
     parser.add_argument("--batch", type=int, help="operating point: this batch on both sides")
     parser.add_argument("--context", type=int, help="operating point: this context (default: largest common)")
@@ -36,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--price-per-hour", type=float, nargs=2, metavar=("PA", "PB"), help="$ per device-hour, A and B")
     parser.add_argument("--power-kw", type=float, nargs=2, metavar=("KA", "KB"), help="all-in kW per device, A and B")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--served", metavar="FILE", help="served results (CSV or InferenceX result JSON) to set "
+                        "beside the workload run A, e.g. costmodel/data/served.csv")
+    parser.add_argument("--at-interactivity", type=float, nargs="+", metavar="U", help="with --served: compare at "
+                        "these tokens/s per user (default: at each served point inside A's frontier)")
 
 
 def _is_run(arg: str) -> bool:
@@ -43,6 +49,10 @@ def _is_run(arg: str) -> bool:
 
 
 def main(args) -> int:
+    if args.served or args.at_interactivity:
+        return _served(args)
+    if args.b is None:
+        raise CostInputError("compare needs two sides, A and B (or a workload run A with --served FILE)")
     runs = [load_result(x) if _is_run(x) else None for x in (args.a, args.b)]
     if args.tokens_per_s and any(runs):
         raise CostInputError("--tokens-per-s is for two catalog devices; a run's tokens/s come from its steps")
@@ -74,4 +84,32 @@ def main(args) -> int:
         print(f"{tag} power: " + (f"{sig(side.power.kw)} kW [{side.power.source}]" if side.power else "-"))
         for n in side.notes:
             print(f"{tag}: {n}")
+    return 0
+
+
+def _served(args) -> int:
+    import sys
+
+    from bench.served_compare import compare_served, print_comparison
+    from costmodel.served import read_served
+    from costmodel.workload_record import load_workload
+
+    if not args.served:
+        raise CostInputError("--at-interactivity is for --served FILE")
+    if args.b is not None:
+        raise CostInputError(f"--served compares one workload run with served results: give A only, not B ({args.b})")
+    for flag in ("batch", "context", "tokens_per_s_per_user", "backend", "tokens_per_s", "price_per_hour", "power_kw"):
+        if getattr(args, flag) is not None:
+            raise CostInputError(f"--{flag.replace('_', '-')} does nothing with --served (the run's points and the "
+                                 f"catalog's prices are used)")
+    c = compare_served(load_workload(args.a), read_served(args.served), args.served, at=args.at_interactivity,
+                       tier=args.tier)
+    if args.json:
+        print(json.dumps(c.to_dict(), indent=2, default=str))
+        return 0
+    from rich.console import Console
+
+    from bench.tables import console_width
+
+    print_comparison(c, Console(width=console_width(sys.stdout)))
     return 0

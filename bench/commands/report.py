@@ -4,6 +4,7 @@ self-contained report.html (the PNGs embedded).
 
     tokenbench report results/a.json results/b.json --out reports/ab
     tokenbench report results/            # every result file in the folder
+    tokenbench report results/WORKLOAD.json --served costmodel/data/served.csv --at-interactivity 50
 """
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ def add_arguments(p):
                         "the catalog's price and power, drawn dashed on the cost plot")
     p.add_argument("--project-as", metavar="DTYPE",
                    help="dtype the projections serve in (e.g. a CPU fp32 run as bf16); default the run's own")
+    p.add_argument("--served", metavar="FILE",
+                   help="served results (CSV or InferenceX result JSON, e.g. costmodel/data/served.csv) drawn as "
+                        "markers beside the workload files' curves")
+    p.add_argument("--at-interactivity", type=float, metavar="U",
+                   help="add a table of every workload curve read at U tokens/s per user (never extrapolated)")
 
 
 def main(args) -> int:
@@ -36,7 +42,7 @@ def main(args) -> int:
     except ImportError:
         raise UserError("tokenbench report needs matplotlib: pip install 'tokenbench[report]'") from None
     from bench.report.build import Options, build
-    from bench.report.load import read_runs
+    from bench.report.load import read_inputs
 
     if args.project_as is not None and not args.project_to:
         raise UserError("--project-as does nothing without --project-to DEVICES (the projections it sets the dtype of)")
@@ -49,25 +55,44 @@ def main(args) -> int:
         if key in seen:
             raise UserError(f"{given} is given twice (as {seen[key]} too): each run is drawn once")
         seen[key] = given
-    runs, _ = read_runs(args.results)
+    runs, _, workloads = read_inputs(args.results)
+    served = _served(args, workloads)
     pairs = [(_side(runs, a), _side(runs, b)) for a, b in args.compare]
     targets = [t.strip() for t in (args.project_to or "").split(",") if t.strip()]
     if args.project_to is not None and not targets:
         raise UserError("--project-to is empty; give catalog device keys (see `tokenbench devices`)")
+    if targets and not runs:
+        raise UserError("--project-to projects the runs of `tokenbench run`; none among the results given (workload "
+                        "files are not projected by report)")
     for key in targets + [x for pair in pairs for x in pair if isinstance(x, str)]:
         from bench.devices import lookup
 
         lookup(key)  # an unknown key fails here, naming the known ones, before anything is drawn
     out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
-    options = Options(allow_mixed=args.allow_mixed, pairs=pairs, project_to=targets, project_as=args.project_as)
+    options = Options(allow_mixed=args.allow_mixed, pairs=pairs, project_to=targets, project_as=args.project_as,
+                      served=served, served_file=args.served, at_interactivity=args.at_interactivity)
     try:
-        written = build(runs, out, options)
+        written = build(runs, out, options, workloads)
     except OSError as exc:
         raise UserError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
     for path in written:
         print(path)
     print(f"report: {out / 'report.md'} (self-contained: {out / 'report.html'})")
     return 0
+
+
+def _served(args, workloads) -> list:
+    """The served points of --served FILE (checked), after checking the workload options make sense."""
+    if args.at_interactivity is not None and not args.at_interactivity > 0:
+        raise UserError(f"--at-interactivity must be positive tokens/s per user, got {args.at_interactivity:g}")
+    for flag, given in (("--served", args.served), ("--at-interactivity", args.at_interactivity)):
+        if given is not None and not workloads:
+            raise UserError(f"{flag} is for workload files (`tokenbench workload`); none among the results given")
+    if not args.served:
+        return []
+    from costmodel.served import read_served
+
+    return read_served(args.served)
 
 
 def _side(runs, arg: str):

@@ -5,4 +5,6 @@ fmt.py    every figure printed on the page, formatted in one place
 plots.py  one function per figure (matplotlib's Agg canvas; pyplot is never used)
 page.py   the Markdown page and the self-contained HTML page, from one list of blocks
 build.py  puts them together: the figures and tables for a set of runs
+workload.py, workload_plots.py   the workload section: throughput and $/M against interactivity per Pareto
+          frontier, served results (--served) as markers, a table at --at-interactivity U
 """

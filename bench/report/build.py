@@ -26,6 +26,12 @@ class Options:
     pairs: list = field(default_factory=list)  # [(a, b)]: each a Run or a catalog device key
     project_to: list = field(default_factory=list)  # catalog device keys: runs projected there, drawn dashed
     project_as: str | None = None  # dtype the projections serve in (default: the run's)
+    # workload section (bench/report/workload.py): served results drawn as markers, a table at one interactivity,
+    # and points projected onto other devices (WorkloadPoint, source "projected"), drawn dashed
+    served: list = field(default_factory=list)
+    served_file: str | None = None
+    at_interactivity: float | None = None
+    extra_points: list = field(default_factory=list)
 
 
 def _unique(values) -> list:
@@ -46,8 +52,18 @@ def describe(runs: list[Run], *status: str) -> str:
 class Report:
     """Collects blocks and written files while the figures are drawn."""
 
-    def __init__(self, runs: list[Run], out: Path, options: Options):
+    def __init__(self, runs: list[Run], out: Path, options: Options, workloads: list | None = None):
         self.runs, self.out, self.options = runs, out, options
+        self.workloads = workloads or []  # costmodel.workload_record.WorkloadRun
+        models = {}
+        for w in self.workloads:
+            models.setdefault(w.model, []).append(Path(w.path).name)
+        if len(models) > 1 and not options.allow_mixed:
+            from bench.errors import UserError
+
+            listed = "; ".join(f"{m}: {', '.join(files)}" for m, files in models.items())
+            raise UserError(f"the workload files mix models ({listed}); report each model separately, or pass "
+                            f"--allow-mixed to draw them together, labelled")
         self.mixed = check_mixing(runs, options.allow_mixed)
         self.curves = curves(runs, self.mixed)
         self.blocks: list = []
@@ -76,9 +92,17 @@ class Report:
         b.append(page.Heading("tokenbench report", 1))
         from bench import __version__
 
-        b.append(page.Para(f"Made by tokenbench {__version__} from {len(self.runs)} result file(s). Every "
+        files = len(self.runs) + len(self.workloads)
+        b.append(page.Para(f"Made by tokenbench {__version__} from {files} result file(s). Every "
                            f"figure below is read from these files; measured, derived and projected figures are "
                            f"labelled as such."))
+        if self.workloads:
+            b.append(page.Table(["file", "device", "kind", "model", "dtype", "ISL/OSL", "concurrency", "TP",
+                                 "created", "$/device-hour", "all-in kW", "points", "status"],
+                                [_workload_row(w) for w in self.workloads], caption="Workload files.",
+                                align_left={0, 1, 2, 3, 4, 5, 6, 8, 11, 12}))
+        if not self.runs:
+            return
         rows = []
         for r in self.runs:
             rec = r.record
@@ -245,6 +269,20 @@ class Report:
             b.extend(generation.blocks(a, c))
 
 
+def _workload_row(w) -> list[str]:
+    rec = w.record
+    wl = rec.get("workload") or {}
+    counts = {}
+    for p in w.points:
+        counts[p.source] = counts.get(p.source, 0) + 1
+    status = "complete" if rec.get("complete", True) else "incomplete: " + (
+        rec.get("interrupted") or rec.get("failed") or "run did not finish")
+    return [Path(w.path).name, w.device_name, w.device.get("kind", "?"), w.model, w.dtype, w.workload,
+            ",".join(map(str, wl.get("concurrency") or [])) or "-", str(wl.get("tp", 1)), rec.get("created", "-"),
+            fmt.num(w.price_per_hour), fmt.num(w.power_kw), ", ".join(f"{n} {s}" for s, n in counts.items()) or "none",
+            status]
+
+
 def _collapse(per_run: dict[str, Ceilings]) -> dict[str, Ceilings]:
     """One set of ceiling lines when the runs agree, else one per run."""
     distinct = _unique((c.spec_tflops, c.spec_gbps, c.measured_tflops, c.measured_gbps) for c in per_run.values())
@@ -253,7 +291,7 @@ def _collapse(per_run: dict[str, Ceilings]) -> dict[str, Ceilings]:
     return per_run
 
 
-def build(runs: list[Run], out: Path, options: Options | None = None) -> list[Path]:
+def build(runs: list[Run], out: Path, options: Options | None = None, workloads: list | None = None) -> list[Path]:
     """Write the PNGs, report.md and report.html into `out`; the paths written, page files last.
 
     Everything is drawn into a staging folder beside `out` and moved in only once the page is complete, so a
@@ -262,7 +300,7 @@ def build(runs: list[Run], out: Path, options: Options | None = None) -> list[Pa
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        written = _build_into(runs, staging, options)
+        written = _build_into(runs, staging, options, workloads or [])
         out.mkdir(parents=True, exist_ok=True)
         final = []
         for path in written:
@@ -273,14 +311,20 @@ def build(runs: list[Run], out: Path, options: Options | None = None) -> list[Pa
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _build_into(runs: list[Run], out: Path, options: Options) -> list[Path]:
-    rep = Report(runs, out, options)  # refuses mixed models or dtypes before anything is drawn
+def _build_into(runs: list[Run], out: Path, options: Options, workloads: list) -> list[Path]:
+    rep = Report(runs, out, options, workloads)  # refuses mixed models or dtypes before anything is drawn
     rep.inputs()
-    rep.throughput()
-    rep.cost()
-    rep.rooflines()
-    rep.efficiency()
-    rep.generation()
+    if runs:
+        rep.throughput()
+        rep.cost()
+    if workloads or options.extra_points:
+        from bench.report import workload
+
+        workload.section(rep)
+    if runs:
+        rep.rooflines()
+        rep.efficiency()
+        rep.generation()
     md, htm = out / "report.md", out / "report.html"
     md.write_text(page.markdown(rep.blocks))
     htm.write_text(page.html_page(rep.blocks, out, "tokenbench report"))

@@ -109,7 +109,17 @@ def _peek(path: Path):
 
 
 def read_runs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, dict]]]:
-    """The runs and the peak files (`tokenbench peak` output) among the paths; every file checked first."""
+    """The runs and the peak files (`tokenbench peak` output) among the paths; every file checked first.
+    Workload files (`tokenbench workload`) are left out: read_inputs gives them too."""
+    runs, peaks, workloads = read_inputs(paths)
+    if not runs:
+        raise UserError("no result file of `tokenbench run` among the inputs (only peak or workload files)")
+    return runs, peaks
+
+
+def read_inputs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, dict]], list]:
+    """Runs, peak files and workload files (costmodel.workload_record.WorkloadRun) among the paths; every
+    file checked first. At least one run or workload file is needed."""
     if not paths:
         raise UserError("no result files given: tokenbench report RESULTS.json [...] (or a folder of them)")
     files = expand_paths(paths)
@@ -117,7 +127,8 @@ def read_runs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, dict]]]:
     peaks = [(p, d) for p, d in peeked if isinstance(d, dict) and d.get("kind") == "peak"]
     results = [(p, d) for p, d in peeked if not (isinstance(d, dict) and d.get("kind") == "peak")]
     if not results:
-        raise UserError("only peak files given; the report needs at least one result file of `tokenbench run`")
+        raise UserError("only peak files given; the report needs at least one result file of `tokenbench run` "
+                        "or `tokenbench workload`")
     versions = {}
     for p, d in results:
         if isinstance(d, dict) and "schema_version" in d:
@@ -126,11 +137,26 @@ def read_runs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, dict]]]:
         listed = "; ".join(f"{p} has schema version {v!r}" for v, p in versions.items())
         raise UserError(f"results files of different schema versions: {listed}. This tokenbench reads "
                         f"version {SCHEMA_VERSION}; re-run or convert the others")
-    runs = [Run(p, load_record(p)) for p, _ in results]
+    from costmodel.workload_record import is_workload
+
+    runs = [Run(p, load_record(p)) for p, d in results if not is_workload(d)]
+    workloads = [_workload(p) for p, d in results if is_workload(d)]
     _label_runs(runs)
     for run in runs:
         run.measured_peak = measured_peak(run.record, run.dtype) or _peak_from_files(run, peaks)
-    return runs, peaks
+    return runs, peaks, workloads
+
+
+def _workload(path: Path):
+    """A workload file, checked like a run (load_record) and then for its points."""
+    from costmodel.errors import CostInputError
+    from costmodel.workload_record import workload_run
+
+    record = load_record(path)
+    try:
+        return workload_run(record, str(path))
+    except CostInputError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _label_runs(runs: list[Run]) -> None:

@@ -1,0 +1,307 @@
+"""`tokenbench compare RUN.json --served FILE`: a workload run's measured-kernel curve beside served results.
+
+For each served curve (hardware, model, precision, ISL/OSL, TP, engine) at the run's model, precision and
+workload, and at each served point's interactivity inside the run's frontier (or at the interactivities
+asked for), this gives:
+
+    served tokens/s per GPU                      (what the engine delivered)
+    tokenbench tokens/s per device               (the run's chunked-prefill frontier, read log-linearly there)
+    served / tokenbench                          (the engine's efficiency against its hardware's kernels,
+                                                  when both are the same hardware)
+    $/M tokens of each                           (costmodel.workload.workload_economics; the served side at its
+                                                  hardware's catalog price and all-in kW)
+
+The tokenbench side is the run's measured points; points projected onto other devices (source "projected",
+e.g. from a projection of the run onto the served hardware) may be passed in as `extra_points`, and a served
+curve on a device they cover is compared with them instead. Where the two sides are on different hardware the
+comparison says so: its ratio is then not an engine efficiency. Nothing is extrapolated; no served row is
+dropped without a reason.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+from costmodel import catalog
+from costmodel.errors import CostInputError
+from costmodel.frontier import curves, interactivity_range, placed, point_at, span_text
+from costmodel.served import describe
+from costmodel.workload import WorkloadEconomics, WorkloadPoint, workload_economics, workload_label
+from costmodel.workload_record import WorkloadRun
+
+TOKENBENCH_ENGINE = "chunked-prefill"  # the engine behaviour a served result is compared with
+DIFFERENT_HARDWARE = "different hardware: the ratio is not an engine efficiency"
+
+
+@dataclass(frozen=True)
+class Pricing:
+    price_per_hour: float | None
+    power_kw: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One side at one interactivity: its rates, how they were read, their economics (None: not there)."""
+
+    total_tokens_per_s: float | None
+    output_tokens_per_s: float | None
+    how: str
+    economics: WorkloadEconomics | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    interactivity: float
+    served_concurrency: int | None  # the served point's, when the row is at one
+    served: Figures
+    tokenbench: Figures
+
+    @property
+    def ratio(self) -> float | None:
+        a, b = self.served.total_tokens_per_s, self.tokenbench.total_tokens_per_s
+        return None if a is None or b is None else a / b
+
+
+@dataclass
+class CurveComparison:
+    served_label: str
+    hardware: str  # catalog key
+    tp: int
+    reference: str
+    served_pricing: Pricing
+    tokenbench_label: str
+    tokenbench_device: str
+    tokenbench_source: str  # measured | projected
+    tokenbench_pricing: Pricing
+    same_hardware: bool
+    tokenbench_range: tuple[float, float]
+    rows: list[Row] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # served points with no row, and why
+
+    @property
+    def header(self) -> str:
+        if self.same_hardware:
+            return (f"same hardware ({self.hardware}): served / tokenbench is the engine's efficiency against "
+                    f"this hardware's kernels ({self.tokenbench_source} kernels)")
+        return (f"{DIFFERENT_HARDWARE} (served on {self.hardware}; tokenbench {self.tokenbench_source} on "
+                f"{self.tokenbench_label})")
+
+
+@dataclass
+class ServedComparison:
+    run: str
+    served_file: str
+    model: str
+    precision: str
+    workload: str
+    at: list[float] | None
+    curves: list[CurveComparison]
+    unmatched: list[tuple[str, str]]  # (served row, why it is not compared)
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for c, d in zip(self.curves, out["curves"]):
+            d["header"] = c.header
+            for r, rd in zip(c.rows, d["rows"]):
+                rd["ratio"] = r.ratio
+        out["unmatched"] = [{"row": r, "reason": why} for r, why in self.unmatched]
+        return out
+
+
+def _economics(point: WorkloadPoint, pricing: Pricing) -> WorkloadEconomics:
+    return workload_economics(point, pricing.price_per_hour, pricing.power_kw)
+
+
+def _catalog_pricing(device: str, tier: str | None) -> Pricing:
+    quote = catalog.catalog_price(device, tier)
+    if quote is None:
+        return Pricing(None, catalog.all_in_kw(device), f"no catalog price for {device}")
+    prov = " (provisional)" if quote.provisional else ""
+    return Pricing(quote.price_per_hour, quote.all_in_kw, f"catalog: {quote.source}{prov}; all-in kW per device")
+
+
+def _run_pricing(run: WorkloadRun) -> Pricing:
+    price = run.record.get("price") or {}
+    src = ", ".join(x for x in (price.get("source"), price.get("power_source")) if x) or "none recorded"
+    return Pricing(run.price_per_hour, run.power_kw, f"recorded in the run ({src})")
+
+
+def _mismatch(p: WorkloadPoint, run: WorkloadRun) -> str | None:
+    if p.model != run.model:
+        return f"model {p.model}, not the run's {run.model}"
+    if p.precision != run.dtype:
+        return f"precision {p.precision}, not the run's {run.dtype}"
+    if (p.isl, p.osl) != (run.isl, run.osl):
+        return f"workload {p.workload} (ISL {p.isl}, OSL {p.osl}), not the run's {run.workload}"
+    return None
+
+
+def _tokenbench_curves(run: WorkloadRun, extra: Iterable[WorkloadPoint]) -> dict[str, list[WorkloadPoint]]:
+    """device -> the chunked-prefill points tokenbench compares with there: the run's measured points under
+    the run's device, and each projected device's points."""
+    out: dict[str, list[WorkloadPoint]] = {}
+    for p in list(run.points) + list(extra):
+        if p.engine_model != TOKENBENCH_ENGINE or p.source not in ("measured", "projected"):
+            continue
+        if (p.model, p.precision, p.isl, p.osl) != (run.model, run.dtype, run.isl, run.osl):
+            continue
+        out.setdefault(p.device, []).append(p)
+    return out
+
+
+def _figures(point: WorkloadPoint | None, pricing: Pricing, how: str) -> Figures:
+    if point is None:
+        return Figures(None, None, how)
+    return Figures(point.total_tokens_per_s, point.output_tokens_per_s, how, _economics(point, pricing))
+
+
+def _read(points: list[WorkloadPoint], u: float, pricing: Pricing, side: str) -> Figures:
+    got = point_at(points, u)
+    if got is None:
+        rng = interactivity_range(points)
+        return Figures(None, None, f"outside the {side} range ({span_text(rng)})")
+    return _figures(got.as_point(), pricing, got.between)
+
+
+def compare_served(run: WorkloadRun, served: list[WorkloadPoint], served_file: str,
+                   at: list[float] | None = None, extra_points: Iterable[WorkloadPoint] = (),
+                   tier: str | None = None) -> ServedComparison:
+    """The served comparison of one workload run; CostInputError when nothing in the file matches the run."""
+    for u in at or []:
+        if not u > 0:
+            raise CostInputError(f"--at-interactivity must be positive tokens/s per user, got {u!r}")
+    if tier is not None:
+        catalog.require_tier(tier)
+    unmatched, matched = [], []
+    for p in served:
+        why = _mismatch(p, run)
+        (unmatched.append((describe(p), why)) if why else matched.append(p))
+    if not matched:
+        has = sorted({f"{p.model} {p.precision} {p.workload}" for p in served})
+        raise CostInputError(f"served results {served_file}: no row matches the run's model {run.model}, precision "
+                             f"{run.dtype} and workload {run.workload} ({run.path}); the file has: {'; '.join(has)}")
+    ours = _tokenbench_curves(run, extra_points)
+    own_device = next((p.device for p in run.points if p.source == "measured"), run.device_key or run.device_name)
+    if not any(placed(p) for p in ours.get(own_device, [])):
+        raise CostInputError(f"workload file {run.path} has no {TOKENBENCH_ENGINE} point that fits and has an "
+                             f"interactivity: nothing to compare served results with")
+    notes = [f"tokenbench side: the {TOKENBENCH_ENGINE} frontier (continuous batching with chunked prefill, what "
+             f"vLLM/SGLang run by default), read log-linearly between its points, never extrapolated.",
+             "interactivity: served results give the median over requests of 1 / time per output token; "
+             "tokenbench's is 1 / the mean time per output token of its composed steps."]
+    out = []
+    for key, pts in curves(matched).items():
+        first = pts[0]
+        hw = first.device
+        if hw in ours and any(placed(p) for p in ours[hw]):
+            mine, same = ours[hw], True
+        else:
+            mine, same = ours[own_device], own_device == hw
+        src = "projected" if any(p.source == "projected" for p in mine) else "measured"
+        tb_pricing = _run_pricing(run) if src == "measured" else _catalog_pricing(mine[0].device, tier)
+        if src == "measured":
+            tb_label = f"{run.device_name} ({run.device.get('kind', '?')})"
+        else:
+            tb_label = f"{mine[0].device} (projected from {run.device_name})"
+        sv_pricing = _catalog_pricing(hw, tier)
+        cmp = CurveComparison(
+            served_label=first.label or describe(first), hardware=hw, tp=first.tp, reference=first.reference,
+            served_pricing=sv_pricing, tokenbench_label=tb_label, tokenbench_device=mine[0].device,
+            tokenbench_source=src, tokenbench_pricing=tb_pricing, same_hardware=same,
+            tokenbench_range=interactivity_range(mine))
+        lo, hi = cmp.tokenbench_range
+        if at:
+            for u in at:
+                cmp.rows.append(Row(u, None, _read(pts, u, sv_pricing, "served"),
+                                    _read(mine, u, tb_pricing, "tokenbench")))
+        else:
+            for p in pts:
+                if not placed(p):
+                    why = "does not fit" if not p.fits else "no interactivity published"
+                    cmp.skipped.append(f"concurrency {p.concurrency}: {why}: cannot be placed on a curve")
+                    continue
+                tb = _read(mine, p.interactivity, tb_pricing, "tokenbench")
+                if tb.total_tokens_per_s is None:
+                    cmp.skipped.append(f"concurrency {p.concurrency}: interactivity {p.interactivity:.4g} is "
+                                       f"outside tokenbench's frontier ({span_text((lo, hi))}): not extrapolated")
+                    continue
+                cmp.rows.append(Row(p.interactivity, p.concurrency,
+                                    _figures(p, sv_pricing, f"served at concurrency {p.concurrency}"), tb))
+        out.append(cmp)
+    return ServedComparison(run=run.path, served_file=served_file, model=run.model, precision=run.dtype,
+                            workload=workload_label(run.isl, run.osl), at=list(at) if at else None, curves=out,
+                            unmatched=unmatched, notes=notes)
+
+
+# --- printing -------------------------------------------------------------------------------------------
+
+def _econ(f: Figures, name: str) -> float | None:
+    return None if f.economics is None else getattr(f.economics, name)
+
+
+def columns(c: ServedComparison) -> list:
+    """The printed table's columns: at served points (the served concurrency) or at chosen interactivities
+    (how the served curve was read there)."""
+    from bench.tables import Col
+
+    first = [Col("tokens/s per user", key=True)]
+    first.append(Col("served C") if c.at is None else Col("served point", right=False, wrap=True))
+    return first + [Col("served tok/s per GPU"), Col("tokenbench tok/s per device"), Col("served / tokenbench"),
+                    Col("served $/M total"), Col("tokenbench $/M total"), Col("served $/M output"),
+                    Col("tokenbench $/M output"), Col("tokenbench point", right=False, wrap=True)]
+
+
+def table_rows(c: CurveComparison) -> list[list[str]]:
+    """The printed cells of one curve's rows (costmodel.fmt: sig for rates, money for $)."""
+    from costmodel.fmt import money, sig
+
+    rows = []
+    for r in c.rows:
+        where = r.served.how if r.served_concurrency is None else str(r.served_concurrency)
+        rows.append([sig(r.interactivity), where,
+                     sig(r.served.total_tokens_per_s), sig(r.tokenbench.total_tokens_per_s),
+                     "-" if r.ratio is None else f"{r.ratio:.3g}",
+                     money(_econ(r.served, "cost_per_mtok_total")), money(_econ(r.tokenbench, "cost_per_mtok_total")),
+                     money(_econ(r.served, "cost_per_mtok_output")),
+                     money(_econ(r.tokenbench, "cost_per_mtok_output")), r.tokenbench.how])
+    return rows
+
+
+def print_comparison(c: ServedComparison, console) -> None:
+    from bench.tables import print_table
+    from costmodel.fmt import money, sig
+
+    def price(p: Pricing) -> str:
+        return (f"{money(p.price_per_hour)}/h" if p.price_per_hour else "no price") + ", " + \
+            (f"{sig(p.power_kw)} kW all-in" if p.power_kw else "no power figure") + f" [{p.source}]"
+
+    console.print(f"tokenbench compare: served results {c.served_file} against workload run {c.run}", markup=False,
+                  highlight=False)
+    console.print(f"model {c.model}, precision {c.precision}, workload {c.workload} (ISL/OSL)", markup=False,
+                  highlight=False)
+    for n in c.notes:
+        console.print(f"  {n}", markup=False, highlight=False)
+    cols = columns(c)
+    for curve in c.curves:
+        console.print()
+        console.print(curve.header, markup=False, highlight=False)
+        console.print(f"  served: {curve.served_label}; {price(curve.served_pricing)}", markup=False, highlight=False)
+        if curve.reference:
+            console.print(f"  source: {curve.reference}", markup=False, highlight=False)
+        console.print(f"  tokenbench: {curve.tokenbench_label}, {curve.tokenbench_source}; "
+                      f"{price(curve.tokenbench_pricing)}", markup=False, highlight=False)
+        if curve.rows:
+            print_table(console, f"Served {curve.served_label} vs tokenbench {curve.tokenbench_label}", cols,
+                        table_rows(curve))
+        else:
+            console.print("  no served point inside tokenbench's frontier: nothing compared", markup=False,
+                          highlight=False)
+        for s in curve.skipped:
+            console.print(f"  not compared: {s}", markup=False, highlight=False)
+    if c.unmatched:
+        console.print()
+        console.print(f"Unmatched served rows ({len(c.unmatched)}):", markup=False, highlight=False)
+        for row, why in c.unmatched:
+            console.print(f"  {row}: {why}", markup=False, highlight=False)

@@ -1,0 +1,263 @@
+"""Served results (costmodel/served.py) and `tokenbench compare RUN --served FILE` (bench/served_compare.py):
+the shipped published points, InferenceX's result JSON, every bad input as one line and exit 2, and the
+comparison's figures against values worked out from the fixtures by hand."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.served_compare import DIFFERENT_HARDWARE, compare_served
+from costmodel.errors import CostInputError
+from costmodel.served import hardware_key, model_key, read_served
+from costmodel.workload import WorkloadPoint
+from costmodel.workload_record import load_workload
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+SHIPPED = ROOT / "costmodel" / "data" / "served.csv"
+SYNTH = DATA / "served-llama-3.2-1b-synthetic.csv"
+RUN = DATA / "workload-cpu-llama-3.2-1b-bf16.json"
+HEADER = ("hardware,model,precision,tp,isl,osl,concurrency,tokens_per_s_per_gpu_total,tokens_per_s_per_gpu_output,"
+          "median_interactivity")
+GOOD = "h200,llama-3.2-1b,bf16,1,256,64,4,9,1.8,0.5"
+
+
+# --- reading --------------------------------------------------------------------------------------------
+
+def test_shipped_points_are_the_published_figures_with_sources():
+    pts = read_served(SHIPPED)
+    assert all(p.source == "served" and p.engine_model == "served" and p.reference for p in pts)
+    h200 = [p for p in pts if p.device == "h200"]
+    assert [(p.isl, p.osl, p.concurrency, p.total_tokens_per_s, p.output_tokens_per_s) for p in h200] == [
+        (1024, 1024, 4, 42.6, 21.2), (8192, 1024, 4, 349.9, 38.9)]
+    assert h200[0].interactivity == pytest.approx(1000 / 22.7, abs=0.05)  # median TPOT 22.7 ms
+    assert h200[1].interactivity is None  # not published: left empty, never invented
+    b200 = [p for p in pts if p.device == "b200"]
+    assert [(p.concurrency, p.total_tokens_per_s) for p in b200] == [(4, 120), (8, 209), (16, 340), (32, 564),
+                                                                        (64, 625)]
+    assert all(p.precision == "fp4" and p.tp == 8 and p.output_tokens_per_s is None and p.interactivity is None
+               for p in b200)
+    assert all("not published" in p.note or "derived here" in p.note for p in pts)
+
+
+@pytest.mark.parametrize("name,key", [("H200", "h200"), ("h200-sxm", "h200"), ("NVIDIA H200", "h200"),
+                                      ("h200-cw_0", "h200"), ("b200-trt", "b200"), ("B200", "b200"),
+                                      ("b200-nvd_3", "b200"), ("H100", "h100-sxm"), ("h100_sxm5", "h100-sxm"),
+                                      ("mi355x-amd_0", "mi355x"), ("AMD Instinct MI300X", "mi300x"),
+                                      ("GB200 NVL72", "gb200"), ("h200-nvl", None), ("h100-pcie", None),
+                                      ("a100", None), ("tpu-v5", None)])
+def test_hardware_names(name, key):
+    assert hardware_key(name) == key
+
+
+def test_model_names_are_read_as_tokenbench_names_them():
+    assert model_key("meta-llama/Llama-3.2-1B-Instruct") == "llama-3.2-1b"
+    assert model_key("meta-llama/Meta-Llama-3.1-8B-Instruct") == "llama-3.1-8b"
+    assert model_key("deepseek-ai/DeepSeek-R1-0528") == "deepseek-r1-0528"
+
+
+def _ix(**over):
+    entry = {"hw": "h200-cw_0", "conc": 8, "image": "lmsysorg/sglang:v0.5.7", "model": "deepseek-ai/DeepSeek-R1-0528",
+             "infmax_model_prefix": "dsr1", "framework": "sglang", "precision": "fp8", "spec_decoding": "none",
+             "disagg": False, "isl": 1024, "osl": 1024, "is_multinode": False, "tp": 8, "ep": 1,
+             "dp_attention": "false", "tput_per_gpu": 148.6, "output_tput_per_gpu": 74.6, "input_tput_per_gpu": 74.0,
+             "median_ttft": 0.21, "median_tpot": 0.0128, "median_intvty": 78.125, "median_e2el": 12.1}
+    entry.update(over)
+    return entry
+
+
+def test_inferencex_result_json_one_object_or_a_list(tmp_path):
+    one = tmp_path / "agg_one.json"
+    one.write_text(json.dumps(_ix()))
+    [p] = read_served(one)
+    assert (p.device, p.model, p.precision, p.isl, p.osl, p.concurrency, p.tp) == (
+        "h200", "deepseek-r1-0528", "fp8", 1024, 1024, 8, 8)
+    assert (p.total_tokens_per_s, p.output_tokens_per_s, p.input_tokens_per_s) == (148.6, 74.6, 74.0)
+    assert (p.interactivity, p.ttft_s, p.e2e_latency_s) == (78.125, 0.21, 12.1)
+    assert "sglang" in p.label
+    many = tmp_path / "agg_many.json"
+    no_intvty = {k: v for k, v in _ix(conc=16).items() if k != "median_intvty"}
+    many.write_text(json.dumps([_ix(), no_intvty]))
+    pts = read_served(many)
+    assert pts[1].interactivity == pytest.approx(1 / 0.0128)  # from median_tpot (seconds)
+
+
+@pytest.mark.parametrize("entries,expect", [
+    ([_ix(), {k: v for k, v in _ix().items() if k != "tput_per_gpu"}], "entry [1]: missing field(s) tput_per_gpu"),
+    ([_ix(hw="tpu-v5")], "entry [0]: unknown hardware 'tpu-v5'"),
+    ([_ix(tput_per_gpu=0)], "entry [0]: tput_per_gpu must be a positive number"),
+    ([_ix(tput_per_gpu="fast")], "entry [0]: tput_per_gpu must be a number"),
+    ([_ix(conc=2.5)], "entry [0]: concurrency must be a whole number"),
+    ([_ix(), 3], "entry [1]: must be an object"),
+    ({"hello": 1}, "missing field(s) hw, model"),
+])
+def test_bad_inferencex_entries_name_the_file_and_the_index(tmp_path, entries, expect):
+    f = tmp_path / "bad.json"
+    f.write_text(json.dumps(entries))
+    with pytest.raises(CostInputError) as e:
+        read_served(f)
+    assert expect in str(e.value) and str(f) in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("hardware,model,precision,tp,isl,osl,concurrency\n" + "h200,m,bf16,1,256,64,4\n",
+     "missing column(s) tokens_per_s_per_gpu_total, tokens_per_s_per_gpu_output, median_interactivity"),
+    (HEADER + ",colour\n" + GOOD + ",red\n", "unknown column(s) colour"),
+    (HEADER + "\n" + GOOD + "\n" + GOOD.replace(",9,", ",nine,") + "\n",
+     "row 2 (line 3): tokens_per_s_per_gpu_total must be a number"),
+    (HEADER + "\n" + GOOD.replace(",9,", ",-9,") + "\n",
+     "row 1 (line 2): tokens_per_s_per_gpu_total must be a positive"),
+    (HEADER + "\n" + GOOD.replace(",0.5", ",0") + "\n", "row 1 (line 2): median_interactivity must be a positive"),
+    (HEADER + "\n" + GOOD.replace(",9,", ",,") + "\n", "row 1 (line 2): tokens_per_s_per_gpu_total is empty"),
+    (HEADER + "\n" + GOOD + "\n" + GOOD.replace("h200", "h200-nvl") + "\n",
+     "row 2 (line 3): unknown hardware 'h200-nvl'"),
+    (HEADER + "\n" + GOOD + ",extra\n", "row 1 (line 2): more fields than the header"),
+    (HEADER + "\n" + "h200,m,bf16\n", "row 1 (line 2): fewer fields than the header"),
+    (HEADER + "\n" + GOOD.replace(",1,256", ",0,256") + "\n", "row 1 (line 2): tp must be a positive"),
+    (HEADER + "\n", "has no rows"),
+    ("", "is empty"),
+])
+def test_bad_csv_rows_name_the_file_and_the_row(tmp_path, text, expect):
+    f = tmp_path / "bad.csv"
+    f.write_text(text)
+    with pytest.raises(CostInputError) as e:
+        read_served(f)
+    assert expect in str(e.value) and str(f) in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CostInputError, match="not found"):
+        read_served(tmp_path / "nope.csv")
+
+
+# --- the comparison -------------------------------------------------------------------------------------
+
+def _loglin(x, x0, y0, x1, y1):
+    t = (x - x0) / (x1 - x0)
+    return math.exp(math.log(y0) + t * (math.log(y1) - math.log(y0)))
+
+
+# the fixture's chunked-prefill frontier (tests/data/workload-cpu-llama-3.2-1b-bf16.json), by hand:
+# C=16 (0.217549, 17.4039, output 3.48078), C=4 (0.610998, 12.22, 2.44399), C=1 (1.11524, 5.57621, 1.11524)
+def test_compare_at_served_points_by_hand():
+    c = compare_served(load_workload(RUN), read_served(SYNTH), str(SYNTH))
+    h200 = next(x for x in c.curves if x.hardware == "h200")
+    assert not h200.same_hardware and DIFFERENT_HARDWARE in h200.header
+    assert [r.served_concurrency for r in h200.rows] == [1, 4]
+    r4 = h200.rows[1]
+    tb = _loglin(0.5, 0.217549, 17.4039, 0.610998, 12.22)
+    assert r4.tokenbench.total_tokens_per_s == pytest.approx(tb, rel=1e-9)
+    assert r4.tokenbench.output_tokens_per_s == pytest.approx(_loglin(0.5, 0.217549, 3.48078, 0.610998, 2.44399))
+    assert r4.ratio == pytest.approx(9.0 / tb)
+    # served side at the H200's catalog price ($1.41/h, 1.73 kW); tokenbench's at the run's ($0.10/h, 0.25 kW)
+    assert r4.served.economics.cost_per_mtok_total == pytest.approx(1.41 / (9 * 3600 / 1e6))
+    assert r4.served.economics.cost_per_mtok_output == pytest.approx(1.41 / (1.8 * 3600 / 1e6))
+    assert r4.served.economics.tokens_per_s_per_mw == pytest.approx(9 * 1000 / 1.73)
+    assert r4.tokenbench.economics.cost_per_mtok_total == pytest.approx(0.10 / (tb * 3600 / 1e6))
+    r1 = h200.rows[0]
+    assert r1.tokenbench.total_tokens_per_s == pytest.approx(_loglin(0.9, 0.610998, 12.22, 1.11524, 5.57621))
+    # C=16's interactivity 0.1 is below the frontier (0.2175): listed, not extrapolated
+    assert any("concurrency 16" in s and "outside" in s for s in h200.skipped)
+    b200 = next(x for x in c.curves if x.hardware == "b200")
+    assert b200.rows == [] and len(b200.skipped) == 3
+    assert any("no interactivity published" in s for s in b200.skipped)
+    reasons = [why for _, why in c.unmatched]
+    assert len(reasons) == 3
+    assert any(w.startswith("model llama-3.1-8b") for w in reasons)
+    assert any(w.startswith("precision fp8") for w in reasons)
+    assert any(w.startswith("workload 1k/1k") for w in reasons)
+
+
+def test_compare_at_chosen_interactivities():
+    c = compare_served(load_workload(RUN), read_served(SYNTH), str(SYNTH), at=[0.3, 5.0])
+    h200 = next(x for x in c.curves if x.hardware == "h200")
+    r, out = h200.rows
+    assert r.served.total_tokens_per_s == pytest.approx(_loglin(0.3, 0.1, 13.0, 0.5, 9.0))
+    assert r.tokenbench.total_tokens_per_s == pytest.approx(_loglin(0.3, 0.217549, 17.4039, 0.610998, 12.22))
+    assert out.served.total_tokens_per_s is None and out.tokenbench.total_tokens_per_s is None and out.ratio is None
+    assert "outside the served range" in out.served.how and "outside the tokenbench range" in out.tokenbench.how
+
+
+def test_projected_points_on_the_served_hardware_make_it_an_engine_efficiency():
+    run = load_workload(RUN)
+    proj = [WorkloadPoint(device="h200", model="llama-3.2-1b", precision="bf16", isl=256, osl=64, concurrency=c,
+                          engine_model="chunked-prefill", source="projected", total_tokens_per_s=t,
+                          output_tokens_per_s=t / 5, interactivity=u)
+            for c, u, t in ((1, 1.0, 10.0), (4, 0.4, 40.0))]
+    c = compare_served(run, read_served(SYNTH), str(SYNTH), extra_points=proj)
+    h200 = next(x for x in c.curves if x.hardware == "h200")
+    assert h200.same_hardware and h200.tokenbench_source == "projected"
+    assert "same hardware" in h200.header and "not an engine efficiency" not in h200.header
+    assert h200.tokenbench_pricing.price_per_hour == 1.41  # the projected device at its catalog price
+    r = next(r for r in h200.rows if r.served_concurrency == 4)
+    assert r.tokenbench.total_tokens_per_s == pytest.approx(_loglin(0.5, 0.4, 40.0, 1.0, 10.0))
+    b200 = next(x for x in c.curves if x.hardware == "b200")
+    assert not b200.same_hardware and b200.tokenbench_source == "measured"
+
+
+def test_compare_served_cli_table_and_json(capsys):
+    assert main(["compare", str(RUN), "--served", str(SYNTH)]) == 0
+    out = capsys.readouterr().out
+    assert DIFFERENT_HARDWARE in out
+    assert "Unmatched served rows (3)" in out and "model llama-3.1-8b, not the run's llama-3.2-1b" in out
+    assert "$43.52" in out  # served H200 at concurrency 4: $1.41/h / (9 tokens/s x 3600 / 1e6)
+    assert main(["compare", str(RUN), "--served", str(SYNTH), "--json", "--at-interactivity", "0.5"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    h200 = next(x for x in data["curves"] if x["hardware"] == "h200")
+    assert h200["rows"][0]["ratio"] == pytest.approx(9.0 / _loglin(0.5, 0.217549, 17.4039, 0.610998, 12.22))
+    assert len(data["unmatched"]) == 3 and data["unmatched"][0]["reason"]
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["compare", str(RUN), "--served", str(SHIPPED)], "no row matches the run's model llama-3.2-1b, precision bf16"),
+    (["compare", str(RUN), "b200", "--served", str(SYNTH)], "give A only"),
+    (["compare", str(RUN), "--at-interactivity", "5"], "--at-interactivity is for --served FILE"),
+    (["compare", str(RUN), "--served", str(SYNTH), "--at-interactivity", "0"], "must be positive"),
+    (["compare", str(RUN), "--served", str(SYNTH), "--batch", "4"], "--batch does nothing with --served"),
+    (["compare", str(RUN), "--served", str(SYNTH), "--tier", "cheap"], "unknown price tier"),
+    (["compare", str(DATA / "cpu-tiny-fp32.json"), "--served", str(SYNTH)], "is not a workload file"),
+    (["compare", str(RUN)], "compare needs two sides"),
+])
+def test_user_mistakes_are_one_line_and_exit_2(capsys, argv, expect):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tokenbench: error: ") and expect in err and err.count("\n") == 1
+
+
+def test_compare_of_two_runs_is_unchanged(capsys):
+    a, b = DATA / "cpu-llama-3.2-1b-fp32-a.json", DATA / "cpu-llama-3.2-1b-fp32-b.json"
+    assert main(["compare", str(a), str(b)]) == 0
+    assert "tokenbench compare: A = " in capsys.readouterr().out
+
+
+def test_compare_served_starts_without_torch():
+    import subprocess
+    import sys
+
+    script = ("import contextlib, io, sys\nfrom bench.cli import main\n"
+              "with contextlib.redirect_stdout(io.StringIO()):\n"
+              f"    code = main(['compare', {str(RUN)!r}, '--served', {str(SYNTH)!r}])\n"
+              "print(code, 'torch' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0", "False"]
+
+
+def test_a_run_measured_on_the_served_hardware_is_an_engine_efficiency(tmp_path):
+    rec = json.loads(RUN.read_text())
+    rec["device"] = {"key": "h200", "name": "NVIDIA H200", "kind": "cuda", "memory_bytes": 150_000_000_000}
+    for p in rec["points"]:
+        p["device"] = "h200"
+    f = tmp_path / "workload-h200.json"
+    f.write_text(json.dumps(rec))
+    c = compare_served(load_workload(f), read_served(SYNTH), str(SYNTH))
+    h200 = next(x for x in c.curves if x.hardware == "h200")
+    assert h200.same_hardware and h200.tokenbench_source == "measured" and "same hardware (h200)" in h200.header
+    assert h200.tokenbench_pricing.price_per_hour == 0.10  # the run's own recorded price
+    b200 = next(x for x in c.curves if x.hardware == "b200")
+    assert not b200.same_hardware and DIFFERENT_HARDWARE in b200.header
