@@ -202,6 +202,15 @@ def test_mistakes_are_one_line_and_exit_2(capsys, tmp_path):
     f = tmp_path / "tiny.json"
     f.write_text(json.dumps(other))
     assert "the workload files mix models" in _error(capsys, ["report", str(WORKLOAD), str(f)] + out)
-    assert "--project-to projects the runs" in _error(capsys, ["report", str(WORKLOAD), "--project-to", "h200"]
-                                                      + out)
+    assert "unknown device" in _error(capsys, ["report", str(WORKLOAD), "--project-to", "h999"] + out)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_measured_workload_projected_onto_catalog_devices_is_drawn_dashed(tmp_path, capsys):
+    """A workload file written by `tokenbench workload` (tiny model, CPU), projected by --project-to."""
+    measured = Path(__file__).parent / "data" / "workload-cpu-tiny-fp32.json"
+    out = tmp_path / "r"
+    assert main(["report", str(measured), "--project-to", "h200,b200", "--project-as", "bf16", "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "h200 (projected)" in md and "b200 (projected)" in md
+    assert "Projected (dashed, labelled 'projected')" in md

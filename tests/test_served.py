@@ -261,3 +261,20 @@ def test_a_run_measured_on_the_served_hardware_is_an_engine_efficiency(tmp_path)
     assert h200.tokenbench_pricing.price_per_hour == 0.10  # the run's own recorded price
     b200 = next(x for x in c.curves if x.hardware == "b200")
     assert not b200.same_hardware and DIFFERENT_HARDWARE in b200.header
+
+
+def test_compare_served_projects_the_run_onto_the_served_hardware(tmp_path, capsys):
+    """A CPU workload run beside an H200 served row: tokenbench's side is the run projected onto the H200,
+    labelled so (the synthetic served row is a fixture, not a published figure)."""
+    from pathlib import Path
+
+    from bench.cli import main
+
+    run = Path(__file__).parent / "data" / "workload-cpu-tiny-fp32.json"
+    served = tmp_path / "served.csv"
+    served.write_text("hardware,model,precision,tp,isl,osl,concurrency,tokens_per_s_per_gpu_total,"
+                      "tokens_per_s_per_gpu_output,median_interactivity,source,note\n"
+                      "H200,tiny,fp32,1,16,8,1,60000,10000,20000,SYNTHETIC TEST FIXTURE,not published\n")
+    assert main(["compare", str(run), "--served", str(served), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "h200 (projected from" in out and "projected" in out

@@ -102,8 +102,13 @@ def _served(args) -> int:
         if getattr(args, flag) is not None:
             raise CostInputError(f"--{flag.replace('_', '-')} does nothing with --served (the run's points and the "
                                  f"catalog's prices are used)")
-    c = compare_served(load_workload(args.a), read_served(args.served), args.served, at=args.at_interactivity,
-                       tier=args.tier)
+    from bench.workload.project import projections_for
+
+    run, served = load_workload(args.a), read_served(args.served)
+    extra, notes = projections_for(run.record, sorted({p.device for p in served} - {run.device_key}))
+    c = compare_served(run, served, args.served, at=args.at_interactivity, extra_points=extra, tier=args.tier)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(c.to_dict(), indent=2, default=str))
         return 0

@@ -8,6 +8,7 @@ self-contained report.html (the PNGs embedded).
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -61,16 +62,23 @@ def main(args) -> int:
     targets = [t.strip() for t in (args.project_to or "").split(",") if t.strip()]
     if args.project_to is not None and not targets:
         raise UserError("--project-to is empty; give catalog device keys (see `tokenbench devices`)")
-    if targets and not runs:
-        raise UserError("--project-to projects the runs of `tokenbench run`; none among the results given (workload "
-                        "files are not projected by report)")
     for key in targets + [x for pair in pairs for x in pair if isinstance(x, str)]:
         from bench.devices import lookup
 
         lookup(key)  # an unknown key fails here, naming the known ones, before anything is drawn
     out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
-    options = Options(allow_mixed=args.allow_mixed, pairs=pairs, project_to=targets, project_as=args.project_as,
-                      served=served, served_file=args.served, at_interactivity=args.at_interactivity)
+    extra = []
+    if targets and workloads:  # workload files projected onto the targets: dashed, labelled projected
+        from bench.workload.project import projections_for
+
+        for w in workloads:
+            points, notes = projections_for(w.record, targets, args.project_as)
+            extra += points
+            for note in notes:
+                print(f"note: {w.path}: {note}", file=sys.stderr)
+    options = Options(allow_mixed=args.allow_mixed, pairs=pairs, project_to=targets if runs else [],
+                      project_as=args.project_as, served=served, served_file=args.served,
+                      at_interactivity=args.at_interactivity, extra_points=extra)
     try:
         written = build(runs, out, options, workloads)
     except OSError as exc:

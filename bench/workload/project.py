@@ -64,3 +64,14 @@ def project_points(record: dict, target_key: str, as_dtype: str | None = None) -
         label = f"{target.key} {dtype} {point.workload} {point.engine_model} (projected from {record['device']['name']})"
         out.append((replace(point, label=label, note=(point.note + "; " if point.note else "") + src.basis), composition))
     return out
+
+
+def projections_for(record: dict, targets: list[str], as_dtype: str | None = None) -> tuple[list, list[str]]:
+    """Projected points of the record on each target, and a note for each target it cannot be carried to."""
+    points, notes = [], []
+    for key in targets:
+        try:
+            points += [p for p, _ in project_points(record, key, as_dtype)]
+        except UserError as exc:
+            notes.append(f"not projected onto {key}: {exc}")
+    return points, notes

@@ -127,30 +127,24 @@ def check_end_to_end(plan: RunPlan, device, spec: WorkloadSpec, backend: str, ru
         run.record.setdefault("e2e", []).append({"concurrency": point.concurrency, **cohort.to_dict()})
 
 
-def points_of(record: dict) -> list[WorkloadPoint]:
-    return [WorkloadPoint.from_dict(p, f"points[{i}]") for i, p in enumerate(record.get("points", []))]
-
-
 def load_workload(path: str) -> tuple[dict, list]:
-    """A workload results file and its typed (point, composition) pairs; a corrupt or hand-edited file is
-    one UserError naming the file and the entry."""
+    """A workload results file and its typed (point, composition) pairs. The points are read by the one
+    workload reader (costmodel.workload_record, also used by compare and report); a corrupt or hand-edited
+    file is one error naming the file and the entry."""
     from bench.errors import UserError
-    from bench.results import load_record
     from costmodel.errors import CostInputError
+    from costmodel.workload_record import load_workload as read_points
 
-    record = load_record(path)
-    if record.get("kind") != KIND or not isinstance(record.get("workload"), dict):
-        raise UserError(f"results file {path} is not a workload run")
     try:
-        points = [WorkloadPoint.from_dict(p, f"results file {path}: points[{i}]")
-                  for i, p in enumerate(record.get("points") or [])]
+        run = read_points(path)
     except CostInputError as exc:
         raise UserError(str(exc)) from None
+    record = run.record
     compositions = record.get("compositions") or []
-    if len(compositions) != len(points):
-        raise UserError(f"results file {path}: {len(points)} points but {len(compositions)} compositions")
+    if len(compositions) != len(run.points):
+        raise UserError(f"results file {path}: {len(run.points)} points but {len(compositions)} compositions")
     pairs = []
-    for i, (p, c) in enumerate(zip(points, compositions)):
+    for i, (p, c) in enumerate(zip(run.points, compositions)):
         try:
             pairs.append((p, comp.Composition(**c)))
         except TypeError as exc:
