@@ -440,16 +440,14 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
 
 def run(args) -> int:
     from bench.pricing import economics_for, resolve_price
-    from bench.models import get_model
+    from bench.models import get_model, refuse_moe
     from bench.parsing import choice, positive_float, positive_int_list
     from kernels.dtypes import TORCH_DTYPES
 
     rank, world, device = _setup(args.device)
     try:
         model = get_model(args.model)
-        if model.is_moe:
-            raise UserError(f"{model.name} is a mixture of experts: tensor parallel here covers dense layers "
-                            "(expert parallelism is not implemented); use `tokenbench moe` for its MoE layer")
+        refuse_moe(model, "`tokenbench tp`")
         dtype = choice(args.dtype or ("bf16" if device.kind == "cuda" else "fp32"), tuple(TORCH_DTYPES), "dtype")
         batches = positive_int_list(args.batch, "--batch")
         contexts = positive_int_list(args.context, "--context")

@@ -60,7 +60,7 @@ def free_port() -> int:
 
 def preflight(args) -> None:
     """The mistakes every rank would hit, reported once before anything is launched."""
-    from bench.models import get_model
+    from bench.models import get_model, refuse_moe
     from bench.tp import local_dims
 
     if args.timeout_s is not None and not args.timeout_s > 0:
@@ -71,9 +71,7 @@ def preflight(args) -> None:
         if not torch.cuda.is_available():
             raise UserError("--device cuda: no CUDA device is available here (use --device cpu for gloo ranks)")
     model = get_model(args.model)
-    if model.is_moe:
-        raise UserError(f"{model.name} is a mixture of experts: tensor parallel here covers dense layers "
-                        "(expert parallelism is not implemented); use `tokenbench moe`")
+    refuse_moe(model, "`tokenbench tp`")
     local_dims(model.layer_dims, 0, max(1, args.tp) * max(1, args.nnodes))
 
 
