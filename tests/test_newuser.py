@@ -241,3 +241,14 @@ def test_console_width_honours_columns_off_a_terminal(monkeypatch):
     assert console_width(Pipe()) == 80
     monkeypatch.delenv("COLUMNS")
     assert console_width(Pipe()) == 150
+
+
+def test_ctrl_c_anywhere_is_one_line_and_exit_130(monkeypatch, capsys):
+    from bench.commands import devices
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(devices, "main", interrupted)
+    assert main(["devices"]) == 130
+    assert capsys.readouterr().err == "tokenbench: interrupted\n"
