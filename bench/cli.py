@@ -82,3 +82,6 @@ def main(argv=None) -> int:
         raise
     except BrokenPipeError:
         return 1
+    except KeyboardInterrupt:  # a command that measures keeps its rows itself (results.recording, tp's launcher)
+        print("tokenbench: interrupted", file=sys.stderr)
+        return 130

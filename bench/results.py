@@ -58,6 +58,15 @@ class ResultWriter:
         else:
             raise UserError(f"no free results file name for {stem} in {self.dir}")
 
+    @classmethod
+    def reopen(cls, json_path: str | os.PathLike) -> ResultWriter:
+        """The writer of a file another process created: the tp launcher marks its ranks' file when it
+        stops them (rank 0, which wrote it, is gone by then)."""
+        writer = cls.__new__(cls)
+        writer.json_path = Path(json_path)
+        writer.dir, writer.csv_path = writer.json_path.parent, writer.json_path.with_suffix(".csv")
+        return writer
+
     def write(self, record: dict) -> None:
         tmp = self.json_path.with_suffix(".json.tmp")
         with open(tmp, "w") as f:
@@ -77,6 +86,9 @@ class ResultWriter:
         os.replace(tmp, self.csv_path)
 
 
+INTERRUPTED = "stopped by Ctrl-C; the rows measured before it are kept"
+
+
 @contextmanager
 def recording(record: dict, writer: ResultWriter, say=None):
     """Around a measuring loop: marks the record complete when the loop ends; on Ctrl-C keeps every row
@@ -88,7 +100,7 @@ def recording(record: dict, writer: ResultWriter, say=None):
         yield state
         record["complete"] = True
     except KeyboardInterrupt:
-        record["interrupted"] = "stopped by Ctrl-C; the rows measured before it are kept"
+        record["interrupted"] = INTERRUPTED
         state["status"] = 130
         if say:
             say("interrupted: keeping the rows measured so far")

@@ -84,3 +84,30 @@ def print_table(console, title: str, cols: list[Col], rows: list[list[str]]) -> 
         parts.append(current)
     for n, part in enumerate(parts, 1):
         console.print(build(keys + part, f" ({n}/{len(parts)})"))
+
+
+def stdout_console():
+    """The console a command prints its tables to: stdout, at console_width's width."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(file=sys.stdout, width=console_width(sys.stdout))
+
+
+def print_report_table(console, t) -> None:
+    """A costmodel.report.Table (formatted cells, its key and text columns named) laid out by print_table."""
+    from rich.markup import escape
+
+    cols = [Col(escape(h), right=i >= t.keys and i not in t.text, key=i < t.keys, wrap=i in t.text)
+            for i, h in enumerate(t.headers)]
+    # cells are text, not markup: a source such as "[InferenceX]" must print as it is
+    print_table(console, escape(t.title), cols, [[escape(c) for c in r] for r in t.rows])
+
+
+def print_report(console, report) -> None:
+    """A costmodel.report.Report: its tables, then its lines as they are (never wrapped mid-figure)."""
+    for t in report.tables:
+        print_report_table(console, t)
+    for line in report.lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)

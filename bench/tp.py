@@ -284,16 +284,23 @@ def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out64 - ref).norm() / ref.norm()).item()
 
 
+def _quiet(what: str) -> None:
+    pass
+
+
 def measure_combo(model, dtype_name, backends, device, rank, world, batch, context, budget_s, seed,
-                  cuda_graph: bool = True) -> dict:
-    """Verify, then time, on this rank; returns this rank's figures."""
+                  cuda_graph: bool = True, phase=_quiet) -> dict:
+    """Verify, then time, on this rank; returns this rank's figures. `phase(text)` is told what it is
+    doing now (rank 0 shows it as progress)."""
     d = model.layer_dims
     dtype = torch_dtype(dtype_name)
+    phase("building the weights and inputs")
     full = make_layer_inputs(d, batch, context, dtype, device.torch_device, seed)
     inputs = shard_inputs(d, full, rank, world)
     dl, _, _ = local_dims(d, rank, world)
     out = {"rank": rank, "batch": batch, "context": context}
     # the gate: the group's output against the one-process float64 reference, checked on every rank
+    phase("checking against the float64 reference")
     y, r2 = tp_layer_forward(dl, backends, all_reduce_sum, **_fresh(inputs))
     ref_y, ref_r2 = layer_reference(d, **full)
     err = max(rel_error(y, ref_y), rel_error(r2, ref_r2))
@@ -325,9 +332,13 @@ def measure_combo(model, dtype_name, backends, device, rank, world, batch, conte
                 fns, timer = replays, "cuda-graph"
             else:
                 timer = "cuda-events (graph capture failed on some rank)"
+    phase("timing the layer step")
     step = time_collective(fns["step"], device, budget_s, flusher)
+    phase("timing the layer's compute alone")
     compute = time_local(fns["compute"], device, budget_s, flusher)
+    phase("timing one all-reduce")
     ar = time_collective(fns["all_reduce"], device, budget_s, None)
+    phase("timing the final norm and the LM head shard")
     # model-level ops on the rank: final norm (replicated) and its vocab shard of the LM head
     fn_in = norm.make_inputs(norm.NormShape(batch, d.hidden, d.norm_eps), dtype, device.torch_device, seed + 1)
     head = gemm.GemmShape(batch, d.hidden, math.ceil(d.vocab / world))
@@ -438,18 +449,50 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
     return rows, step
 
 
+# Set by the tp launcher when the user's stderr is a terminal: it reads the group's stderr through a pipe
+# (to keep torchrun's shutdown traceback off the terminal on Ctrl-C), so rank 0 cannot see the terminal itself.
+TERMINAL_ENV = "TOKENBENCH_STDERR_IS_TERMINAL"
+
+
+def rank0_console():
+    """Rank 0's stderr console: a terminal's own width, else COLUMNS (the launcher passes its terminal's)."""
+    from rich.console import Console
+
+    from bench.tables import console_width
+
+    forced = True if os.environ.get(TERMINAL_ENV) == "1" else None
+    return Console(stderr=True, width=console_width(sys.stderr), force_terminal=forced)
+
+
+def new_record(args, model, device, dtype, batches, contexts, budget, world, price, writer) -> dict:
+    env = environment.capture()
+    return {
+        "schema_version": results.SCHEMA_VERSION, "tool": "tokenbench", "kind": "tp",
+        "created": env["created"], "run_id": writer.json_path.stem, "device": device.to_dict(), "env": env,
+        "model": model.to_dict(), "dtype": dtype,
+        "settings": {"batches": batches, "contexts": contexts, "backends": [args.backend],
+                     "budget_s": budget, "tp": world},
+        "tp": {"world_size": world, "process_group_backend": dist.get_backend(),
+               "nnodes": int(os.environ.get("GROUP_WORLD_SIZE", "1")),
+               "sharding": "Megatron: column-parallel qkv and gate_up, row-parallel o and down, "
+                           "2 all-reduces of [B, H] per layer",
+               "bus_bandwidth": "NCCL-tests convention: busbw = algbw * 2 (n-1) / n"},
+        "price": price, "complete": False, "rows": [], "steps": [],
+    }
+
+
 def run(args) -> int:
+    from contextlib import nullcontext
+
     from bench.pricing import economics_for, resolve_price
-    from bench.models import get_model
+    from bench.models import get_model, refuse_moe
     from bench.parsing import choice, positive_float, positive_int_list
     from kernels.dtypes import TORCH_DTYPES
 
     rank, world, device = _setup(args.device)
     try:
         model = get_model(args.model)
-        if model.is_moe:
-            raise UserError(f"{model.name} is a mixture of experts: tensor parallel here covers dense layers "
-                            "(expert parallelism is not implemented); use `tokenbench moe` for its MoE layer")
+        refuse_moe(model, "`tokenbench tp`")
         dtype = choice(args.dtype or ("bf16" if device.kind == "cuda" else "fp32"), tuple(TORCH_DTYPES), "dtype")
         batches = positive_int_list(args.batch, "--batch")
         contexts = positive_int_list(args.context, "--context")
@@ -458,68 +501,63 @@ def run(args) -> int:
         local_dims(model.layer_dims, 0, world)  # shape errors before any work
         price = resolve_price(args, device)
         plan = {"dtype": dtype, "backend": args.backend}
-        writer, record = None, None
+        unit = "GPU" if device.kind == "cuda" else "rank (CPU process)"
+        cases = [(b, c) for b in batches for c in contexts]
+        # only rank 0 writes the record and shows progress; the other ranks measure and report to it
+        writer, record, console = None, None, None
         if rank == 0:
-            env = environment.capture()
             stem = (f"{time.strftime('%Y%m%d-%H%M%S')}-{results.slug(device.key or device.name)}-{model.name}-"
                     f"{dtype}-tp{world}")
             writer = results.ResultWriter(args.out, stem)
-            record = {
-                "schema_version": results.SCHEMA_VERSION, "tool": "tokenbench", "kind": "tp",
-                "created": env["created"], "run_id": writer.json_path.stem, "device": device.to_dict(), "env": env,
-                "model": model.to_dict(), "dtype": dtype,
-                "settings": {"batches": batches, "contexts": contexts, "backends": [args.backend],
-                             "budget_s": budget, "tp": world},
-                "tp": {"world_size": world, "process_group_backend": dist.get_backend(),
-                       "nnodes": int(os.environ.get("GROUP_WORLD_SIZE", "1")),
-                       "sharding": "Megatron: column-parallel qkv and gate_up, row-parallel o and down, "
-                                   "2 all-reduces of [B, H] per layer",
-                       "bus_bandwidth": "NCCL-tests convention: busbw = algbw * 2 (n-1) / n"},
-                "price": price, "complete": False, "rows": [], "steps": [],
-            }
+            record = new_record(args, model, device, dtype, batches, contexts, budget, world, price, writer)
             writer.write(record)
-            print(f"tokenbench tp: {world} ranks ({dist.get_backend()}) on {device.name}; model {model.name}, "
-                  f"{dtype}, batch {batches}, context {contexts}", file=sys.stderr)
-        from bench.bandwidth import copy_bandwidth
+            console = rank0_console()
+            console.print(f"tokenbench tp: {world} ranks ({dist.get_backend()}) on {device.name}; model "
+                          f"{model.name}, {dtype}, batch {batches}, context {contexts}", highlight=False,
+                          markup=False, soft_wrap=True)
+        # rank 0: the record says complete, or what failed, and is written whatever happens
+        with results.recording(record, writer) if rank == 0 else nullcontext({"status": 0}) as state:
+            from bench.bandwidth import copy_bandwidth
+            from bench.progress import CaseProgress
 
-        dist.barrier()
-        copy_bw = copy_bandwidth(device, budget_s=1.0 if device.kind == "cuda" else 0.3)["measured_copy_gbps"] * 1e9
-        copy_bws = [None] * world
-        dist.all_gather_object(copy_bws, copy_bw)
+            dist.barrier()
+            copy_bw = copy_bandwidth(device, budget_s=1.0 if device.kind == "cuda" else 0.3)["measured_copy_gbps"] * 1e9
+            copy_bws = [None] * world
+            dist.all_gather_object(copy_bws, copy_bw)
+            if rank == 0:
+                record["measured_copy_gbps_per_rank"] = [b / 1e9 for b in copy_bws]
+            with CaseProgress(console, len(cases)) if rank == 0 else nullcontext() as progress:
+                for batch, context in cases:
+                    if progress:
+                        progress.start(f"b={batch} ctx={context}")
+                    mine = measure_combo(model, dtype, backends, device, rank, world, batch, context, budget,
+                                         args.seed, cuda_graph=getattr(args, "cuda_graph", True),
+                                         phase=progress.phase if progress else _quiet)
+                    mine["copy_bw"] = copy_bw
+                    gathered = [None] * world
+                    dist.all_gather_object(gathered, mine)
+                    if rank == 0:
+                        rows, step = rows_and_step(model, plan, gathered, device, world, economics_for(price))
+                        record["rows"].extend(rows)
+                        record["steps"].append(step)
+                        writer.write(record)  # every finished case is on disk: an interrupt keeps it
+                        progress.finish(step_line(step, unit))
         if rank == 0:
-            record["measured_copy_gbps_per_rank"] = [b / 1e9 for b in copy_bws]
-        for batch in batches:
-            for context in contexts:
-                mine = measure_combo(model, dtype, backends, device, rank, world, batch, context, budget, args.seed,
-                                     cuda_graph=getattr(args, "cuda_graph", True))
-                mine["copy_bw"] = copy_bw
-                gathered = [None] * world
-                dist.all_gather_object(gathered, mine)
-                if rank == 0:
-                    rows, step = rows_and_step(model, plan, gathered, device, world, economics_for(price))
-                    record["rows"].extend(rows)
-                    record["steps"].append(step)
-                    writer.write(record)
-                    _print_step(step, "GPU" if device.kind == "cuda" else "rank (CPU process)")
-        if rank == 0:
-            record["complete"] = True
-            writer.write(record)
-            print(f"wrote {writer.json_path}", file=sys.stderr)
-        return 0
+            console.print(f"wrote {writer.json_path}", highlight=False, markup=False, soft_wrap=True)
+        return state["status"]
     finally:
         dist.destroy_process_group()
 
 
-def _print_step(s: dict, unit: str = "GPU") -> None:
+def step_line(s: dict, unit: str = "GPU") -> str:
     if not s.get("valid"):
-        print(f"  b={s['batch']} ctx={s['context']}: {s.get('reason')}", file=sys.stderr)
-        return
-    print(f"  b={s['batch']} ctx={s['context']} tp={s['tp']}: layer {s['layer_seconds'] * 1e6:.1f} us "
-          f"(compute {s['layer_compute_seconds'] * 1e6:.1f} us, all-reduce {s['all_reduce_seconds'] * 1e6:.1f} us "
-          f"x2 = {s['all_reduce_share']:.0%} of the layer; layer - compute = "
-          f"{s['all_reduce_share_from_difference']:.0%}; busbw {s['all_reduce_busbw_gbps']:.3f} GB/s); "
-          f"step {s['step_seconds'] * 1e3:.3f} ms, {s['tokens_per_s']:.1f} tok/s, "
-          f"{s['tokens_per_s_per_gpu']:.1f} tok/s per {unit}; fits {s['fits']}", file=sys.stderr)
+        return f"b={s['batch']} ctx={s['context']}: {s.get('reason')}"
+    return (f"b={s['batch']} ctx={s['context']} tp={s['tp']}: layer {s['layer_seconds'] * 1e6:.1f} us "
+            f"(compute {s['layer_compute_seconds'] * 1e6:.1f} us, all-reduce {s['all_reduce_seconds'] * 1e6:.1f} us "
+            f"x2 = {s['all_reduce_share']:.0%} of the layer; layer - compute = "
+            f"{s['all_reduce_share_from_difference']:.0%}; busbw {s['all_reduce_busbw_gbps']:.3f} GB/s); "
+            f"step {s['step_seconds'] * 1e3:.3f} ms, {s['tokens_per_s']:.1f} tok/s, "
+            f"{s['tokens_per_s_per_gpu']:.1f} tok/s per {unit}; fits {s['fits']}")
 
 
 def compare_worker(rank: int, world: int, init_method: str, model_name: str, batch: int, context: int,

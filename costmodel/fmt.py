@@ -1,4 +1,4 @@
-"""Number formatting and a plain-text table: pure, so every command prints figures the same way."""
+"""Number formatting: pure, so every command prints figures the same way."""
 from __future__ import annotations
 
 import math
@@ -39,16 +39,3 @@ def ratio(b: float | None, a: float | None) -> str:
     r = b / a
     return f"{r:.2f}x" if r < 10 else f"{r:,.0f}x" if r >= 100 else f"{r:.1f}x"
 
-
-def table(headers: list[str], rows: list[list[str]], align_left: int = 1) -> str:
-    """Columns padded to width; the first `align_left` columns left-aligned (labels), the rest right."""
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-
-    def line(cells):
-        out = []
-        for i, (c, w) in enumerate(zip(cells, widths)):
-            out.append(str(c).ljust(w) if i < align_left else str(c).rjust(w))
-        return "  ".join(out).rstrip()
-
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line(headers), sep] + [line(r) for r in rows])

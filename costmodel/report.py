@@ -1,12 +1,35 @@
-"""Plain-text reports of Economics and check results: every figure with its unit, every input with its source."""
+"""Reports of Economics and check results: every figure with its unit, every input with its source.
+
+Pure data (formatted cells and lines): how a table is laid out on a terminal is bench's (bench/tables.py),
+so costmodel stays free of rich, torch and bench."""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from costmodel.check import FIGURES, CheckResult
 from costmodel.economics import Economics
-from costmodel.fmt import money, si, sig, table
+from costmodel.fmt import money, si, sig
 
 
-def economics_table(e: Economics, dtype: str | None = None) -> str:
+@dataclass(frozen=True)
+class Table:
+    """One table, every cell formatted. The first `keys` columns name the row (left-aligned, kept with every
+    part of a table split to fit); columns in `text` are free text that may wrap at spaces; the rest are
+    figures, never wrapped or cut."""
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    keys: int = 1
+    text: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    tables: list[Table]
+    lines: list[str] = field(default_factory=list)  # printed after the tables
+
+
+def economics_report(e: Economics, dtype: str | None = None) -> Report:
     """Inputs (with sources) then outputs; a missing input shows '-' and the note says why."""
     tag = f" {dtype}" if dtype else ""
     inputs = [
@@ -40,12 +63,13 @@ def economics_table(e: Economics, dtype: str | None = None) -> str:
     ]
     if e.board_kwh_per_mtok is not None:
         outputs.insert(-2, ["kWh per M tokens (GPU board, measured)", sig(e.board_kwh_per_mtok)])
-    text = table(["input", "value", "source"], inputs, align_left=3) + "\n\n" + table(["figure", "value"], outputs)
+    lines = []
     if e.board_power_source and e.board_joules_per_token is not None:
-        text += f"\nboard power: {e.board_power_source}"
-    if e.notes:
-        text += "\n" + "\n".join(f"note: {n}" for n in e.notes)
-    return text
+        lines.append(f"board power: {e.board_power_source}")
+    lines += [f"note: {n}" for n in e.notes]
+    # a figure's name is a phrase (up to ~60 characters): it may wrap at spaces on a narrow terminal
+    return Report([Table("Inputs", ["input", "value", "source"], inputs, text=(2,)),
+                   Table("Figures", ["figure", "value"], outputs, text=(0,))], lines)
 
 
 _UNITS = {
@@ -62,11 +86,11 @@ _LABELS = {**FIGURES, "tokens_per_dollar": "tokens per $", "joules_per_token": "
            "kwh_per_mtok": "kWh per M tokens (all-in)"}
 
 
-def check_report(r: CheckResult) -> str:
+def check_report(r: CheckResult) -> Report:
     rows = [[_LABELS[k], f.text, "given"] for k, f in r.given.items()]
     rows += [[_LABELS[k], _UNITS[k](v), f"derived from {r.derived_from.get(k, '?')}"] for k, v in r.derived.items()]
-    text = table(["figure", "value", "how"], rows)
     if r.ok:
-        return text + "\n\nconsistent: no two given figures contradict each other beyond rounding"
-    lines = [f"CONTRADICTION: {c.message}" for c in r.contradictions]
-    return text + "\n\n" + "\n".join(lines)
+        lines = ["consistent: no two given figures contradict each other beyond rounding"]
+    else:
+        lines = [f"CONTRADICTION: {c.message}" for c in r.contradictions]
+    return Report([Table("Figures", ["figure", "value", "how"], rows, text=(2,))], lines)

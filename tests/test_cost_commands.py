@@ -124,12 +124,17 @@ def test_compare_run_against_a_catalog_device_is_a_labelled_projection(capsys):
     assert "$1.41" in out and "tokens/s per MW" in out
 
 
+def table_rows(text: str) -> list:
+    """The cells of each body row of the boxed tables in `text`."""
+    return [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if line.startswith("│")]
+
+
 def test_compare_public_table(capsys):
     code, out, _ = run(capsys, "compare", "h200", "gb300", "--tokens-per-s", "93.4", "5880")
     assert code == 0
-    lines = {line.split("  ")[0]: line for line in out.splitlines()}
-    assert lines["tokens/s per MW"].split()[-1] == "51.9x"  # 54.0K vs 2.80M
-    assert lines["$/M tokens"].endswith("33.5x lower")  # $4.19 vs $0.125
+    rows = {r[0]: r for r in table_rows(out)}
+    assert rows["tokens/s per MW"][-1] == "51.9x"  # 54.0K vs 2.80M
+    assert rows["$/M tokens"][-1] == "33.5x lower"  # $4.19 vs $0.125
 
 
 def test_compare_refuses_different_models(capsys):
@@ -163,10 +168,39 @@ def test_project_by_hand_from_the_recorded_run(capsys):
 def test_project_per_op_table_and_fit(capsys):
     code, out, _ = run(capsys, "project", "--to", "b200", "--from", TINY, "--ops", "--tier", "neocloud-4y")
     assert code == 0 and "PROJECTION" in out and "$2.34" in out
-    for op in ("attn_norm", "qkv_proj", "attention", "gate_up_proj", "lm_head", "layer"):
-        assert f"\n{op} " in out
+    ops = {r[0] for r in table_rows(out)}
+    assert {"attn_norm", "qkv_proj", "attention", "gate_up_proj", "lm_head", "layer"} <= ops
     code, _, err = run(capsys, "project", "--to", "b200", "--from", TINY, "--batch", "3")
     assert code == 2 and "no projected step" in err
+
+
+# ---- tables at 80 columns: fitted, never cut -------------------------------------------------------------
+
+def cells_and_words(text: str) -> tuple[set, set]:
+    cells = {c for r in table_rows(text) for c in r}
+    return cells, {w for c in cells for w in c.split()}
+
+
+@pytest.mark.parametrize("argv", [
+    ["cost", "--device", "h200", "--tier", "hyperscaler-4y", "--tokens-per-s", "93.4", "--input-tokens-per-s", "300"],
+    ["cost", "check", "--price-per-hour", "1.41", "--tokens-per-s", "906,000", "--cost-per-mtok", "4.20"],
+    ["cost", "--from", RUN_A],
+    ["compare", RUN_A, "h200"],
+    ["compare", RUN_A, RUN_B],
+    ["project", "--to", "b200", "--from", TINY, "--ops"],
+], ids=["cost", "cost-check", "cost-from", "compare-projected", "compare-runs", "project-ops"])
+def test_tables_at_80_columns_keep_every_cell(argv, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # a pipe lays tables out at COLUMNS: this wide, nothing is split
+    _, wide, _ = run(capsys, *argv)
+    monkeypatch.setenv("COLUMNS", "80")
+    _, narrow, _ = run(capsys, *argv)
+    want, _ = cells_and_words(wide)
+    got, words = cells_and_words(narrow)
+    assert want and "…" not in narrow
+    assert max(len(line) for line in narrow.splitlines() if line[:1] in "┏┃┡│└") <= 80
+    for cell in want:
+        # a figure or key is one cell, whole; only free text (a source, a figure's name) may wrap, at spaces
+        assert cell in got or (" " in cell and all(w in words for w in cell.split())), cell
 
 
 # ---- bad input: one line, exit 2 -------------------------------------------------------------------------

@@ -188,10 +188,13 @@ def test_show_prints_a_peak_record(capsys):
     assert "Measured ceilings" in out and "copy" in out
 
 
-@pytest.mark.parametrize("command", ["run", "verify", "fp8"])
+@pytest.mark.parametrize("command", ["run", "verify", "fp8", "tp"])
 def test_dense_commands_refuse_moe_models(command, capsys):
     assert main([command, "--model", "mixtral-8x7b", "--device", "cpu"]) == 2
-    assert "mixtral-8x7b is a mixture of experts" in one_error_line(capsys)
+    # one message for every dense command (bench.models.refuse_moe), naming the command that refused
+    line = one_error_line(capsys)
+    assert f"mixtral-8x7b is a mixture of experts: `tokenbench {command}`" in line
+    assert line.endswith("time its MoE MLP with `tokenbench moe`")
 
 
 def test_fp8_on_a_cpu_says_its_skip_reason_once(tmp_path, capsys):
@@ -238,3 +241,14 @@ def test_console_width_honours_columns_off_a_terminal(monkeypatch):
     assert console_width(Pipe()) == 80
     monkeypatch.delenv("COLUMNS")
     assert console_width(Pipe()) == 150
+
+
+def test_ctrl_c_anywhere_is_one_line_and_exit_130(monkeypatch, capsys):
+    from bench.commands import devices
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(devices, "main", interrupted)
+    assert main(["devices"]) == 130
+    assert capsys.readouterr().err == "tokenbench: interrupted\n"

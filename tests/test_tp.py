@@ -1,9 +1,13 @@
 """Tensor parallel on CPU: 2 gloo ranks give the one-process layer output; the CLI path launches torchrun."""
+import io
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +75,7 @@ def test_cli_launches_torchrun_and_writes_a_tp_record(tmp_path):
                            "--price-per-hour", "2", "--power-kw", "1", "--timeout-s", "100"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"^\[1/1\] b=2 ctx=9 tp=2: layer ", proc.stderr, re.M)  # numbered case lines in a pipe
     (path,) = tmp_path.glob("*.json")
     record = json.loads(path.read_text())
     assert record["kind"] == "tp" and record["complete"] and record["tp"]["world_size"] == 2
@@ -96,7 +101,7 @@ def test_moe_model_is_refused_with_a_reason(tmp_path):
     args = p.parse_args(["--model", "tiny-moe", "--device", "cpu", "--out", str(tmp_path)])
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     try:
-        with pytest.raises(UserError, match="mixture of experts"):
+        with pytest.raises(UserError, match="mixture of experts: `tokenbench tp` covers dense layers"):
             tp.run(args)
     finally:
         for k in ("MASTER_ADDR", "MASTER_PORT"):
@@ -153,3 +158,88 @@ def test_bad_tp_sizes_fail_before_launching(capsys):
     assert "must divide" in capsys.readouterr().err
     assert main(["tp", "--tp", "2", "--model", "tiny-moe", "--device", "cpu"]) == 2
     assert "mixture of experts" in capsys.readouterr().err
+
+
+def processes_naming(text: str) -> list:
+    """Command lines of live processes that mention `text` (a test's own tmp folder: its workers)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:  # ended while we looked
+            continue
+        if any(text.encode() in a for a in argv):
+            found.append(b" ".join(argv).decode(errors="replace"))
+    return found
+
+
+def first_case_written(folder: Path, proc, timeout_s: float = 120):
+    """Wait until rank 0 has written a finished case to the results file; return its path."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        for path in folder.glob("*.json"):
+            try:
+                if json.loads(path.read_text()).get("steps"):
+                    return path
+            except (ValueError, OSError):  # a file rank 0 has just reserved ("{}") or is replacing
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"no finished case written; exit {proc.poll()}")
+
+
+@pytest.mark.parametrize("command", ["tp", "run"])
+def test_ctrl_c_keeps_the_measured_cases_and_says_one_line(command, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # more cases than can finish before the signal lands
+    proc = subprocess.Popen([sys.executable, "-m", "bench", command, "--tp", "2", "--model", "tiny", "--device", "cpu",
+                             "--batch", "1,2,3,4,5,6,7,8", "--context", "5", "--budget-s", "0.02",
+                             "--out", str(tmp_path)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        path = first_case_written(tmp_path, proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "SIGTERM" not in err, err[-3000:]  # torchrun's shutdown stays off
+    assert err.strip().splitlines()[-1].startswith("tokenbench tp: stopped by Ctrl-C; ")
+    record = json.loads(path.read_text())
+    assert record["interrupted"] and not record["complete"]
+    cases = len(record["steps"])
+    assert 1 <= cases < 8 and len(record["rows"]) == cases * 2 * 5  # 2 ranks x 5 timed items per finished case
+    assert f"{cases} finished case(s) ({len(record['rows'])} rows) kept in {path}" in err
+    assert not list(tmp_path.glob("*.tmp"))
+    assert processes_naming(str(tmp_path)) == []  # torchrun and both ranks are gone
+
+
+def test_progress_in_a_pipe_beats_while_a_case_runs():
+    from rich.console import Console
+
+    from bench.progress import CaseProgress
+
+    buf = io.StringIO()
+    with CaseProgress(Console(file=buf, width=80), total=2, heartbeat_s=0.1) as p:
+        p.start("b=1 ctx=8")
+        p.phase("timing one all-reduce")
+        time.sleep(0.6)  # one long phase: the log still hears from it
+        p.finish("b=1 ctx=8 tp=2: layer 1.0 us")
+    lines = buf.getvalue().splitlines()
+    beats = [line for line in lines if line.startswith("[1/2] b=1 ctx=8: timing one all-reduce (")]
+    assert len(beats) >= 2 and lines[-1] == "[1/2] b=1 ctx=8 tp=2: layer 1.0 us"
+
+
+def test_progress_on_a_terminal_is_a_bar_naming_the_phase():
+    from rich.console import Console
+
+    from bench.progress import CaseProgress
+
+    buf = io.StringIO()
+    with CaseProgress(Console(file=buf, width=100, force_terminal=True), total=1, heartbeat_s=0.1) as p:
+        p.start("b=1 ctx=8")
+        p.phase("timing the layer step")
+        time.sleep(0.3)
+        p.finish("b=1 ctx=8 tp=2: layer 1.0 us")
+    text = buf.getvalue()
+    assert "b=1 ctx=8: timing the layer step" in text and "0/1" in text  # the live bar
+    assert "[1/1]" not in text and "(0 s into the case)" not in text  # no piped lines on a terminal

@@ -18,7 +18,9 @@ import os
 from bench.sides import SideArgs, device_side, run_side
 from costmodel.compare import compare
 from costmodel.errors import CostInputError
-from costmodel.fmt import money, sig, table
+from bench.tables import print_report_table, stdout_console
+from costmodel.fmt import money, sig
+from costmodel.report import Table
 from costmodel.runs import load_result
 
 
@@ -77,7 +79,7 @@ def main(args) -> int:
         if side.step:
             print(f"  {tag}: batch {side.step['batch']}, context {side.step['context']}, backend "
                   f"{side.step['backend']} ({side.kind})")
-    print(table(["", "A", "B", "B vs A"], c.rows()))
+    print_report_table(stdout_console(), Table("A and B", ["figure", "A", "B", "B vs A"], c.rows()))
     for tag, side in (("A", a), ("B", b)):
         print(f"{tag} price: " + (f"{money(side.price.price_per_hour)}/h [{side.price.source}]" if side.price
                                   else "- (not priced)"))

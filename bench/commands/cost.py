@@ -15,10 +15,11 @@ from costmodel import catalog as prices
 from costmodel.check import Figure, check
 from costmodel.economics import economics, require_utilisation
 from costmodel.errors import CostInputError
-from costmodel.fmt import money, si, sig, table
+from bench.tables import print_report, print_report_table, stdout_console
+from costmodel.fmt import money, si, sig
 from costmodel.inputs import PriceQuote, resolve_power, resolve_price
 from costmodel.power import PowerFigure, step_board_joules_per_token
-from costmodel.report import check_report, economics_table
+from costmodel.report import Table, check_report, economics_report
 from costmodel.runs import label, load_result, measured_peak, spec_peak, usable_steps
 
 # Figures are read as text so `cost check` can tell how many digits were given ("4.20" is +-0.005).
@@ -117,7 +118,7 @@ def main(args) -> int:
     print(f"tokenbench cost: {args.device or 'configuration'}" + (f", tier {args.tier}" if args.tier else ""))
     if quote and quote.tco:
         print(_tco_line(quote.tco))
-    print(economics_table(e, args.dtype if spec else None))
+    print_report(stdout_console(), economics_report(e, args.dtype if spec else None))
     return 0
 
 
@@ -146,7 +147,10 @@ def _check(args) -> int:
                "cost_per_mtok": args.cost_per_mtok, "power_kw": args.power_kw,
                "tokens_per_s_per_mw": args.tokens_per_s_per_mw}
     result = check({k: v for k, v in figures.items() if v is not None}, rtol=args.rtol)
-    print(json.dumps(result.to_dict(), indent=2) if args.json else check_report(result))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_report(stdout_console(), check_report(result))
     return 0 if result.ok else 1
 
 
@@ -229,8 +233,9 @@ def _from_run(args) -> int:
                        "- (none recorded; give --power-kw or --device)"))
     if quote and quote.utilisation != 1.0:
         print(f"utilisation: {quote.utilisation:.0%} (effective $/M = $/M / utilisation)")
-    print(table(["batch", "context", "backend", "tok/s", "tok/s/user", "$/M tok", "eff. $/M", "tok/s/MW",
-                 "J/tok all-in", "J/tok board"], rows, align_left=0))
+    print_report_table(stdout_console(), Table(
+        "Economics per step", ["batch", "context", "backend", "tok/s", "tok/s/user", "$/M tok", "eff. $/M",
+                               "tok/s/MW", "J/tok all-in", "J/tok board"], rows, keys=3))
     if all(r[-1] == "-" for r in rows):
         print(f"board power: {reason}")
     return 0

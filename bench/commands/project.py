@@ -11,9 +11,11 @@ import argparse
 import json
 
 from costmodel.economics import economics
-from costmodel.fmt import money, si, sig, table
+from costmodel.fmt import money, si, sig
 from costmodel.inputs import resolve_power, resolve_price
 from costmodel.project import DeviceSpec, Projection, project_run
+from costmodel.report import Table
+from bench.tables import print_report_table, stdout_console
 from bench.sides import device_spec, target_price_and_power
 from costmodel.runs import label, load_result
 
@@ -63,24 +65,26 @@ def main(args) -> int:
              sig(s.tokens_per_s), sig(s.tokens_per_s_per_user), {True: "yes", False: "NO", None: "?"}[s.fits],
              money(e.cost_per_mtok), si(e.tokens_per_s_per_mw), sig(e.joules_per_token)]
             for s, e in zip(steps, econ)]
-    print(table(["batch", "context", "backend", "measured tok/s", "proj. step ms", "proj. tok/s",
-                 "proj. tok/s/user", "fits", "$/M tok", "tok/s/MW", "J/tok"], rows, align_left=0))
+    console = stdout_console()
+    print_report_table(console, Table(
+        "Projected steps", ["batch", "context", "backend", "measured tok/s", "proj. step ms", "proj. tok/s",
+                            "proj. tok/s/user", "fits", "$/M tok", "tok/s/MW", "J/tok"], rows, keys=3))
     if args.ops:
-        print()
-        print(_ops_table(proj, steps))
+        print_report_table(console, _ops_table(proj, steps))
+        print("(* faster than its bound where measured: capped at 100%)")
     for n in proj.notes:
         print(f"note: {n}")
     return 0
 
 
-def _ops_table(proj: Projection, steps) -> str:
+def _ops_table(proj: Projection, steps) -> Table:
     points = {(s.batch, s.context, s.backend) for s in steps}
     rows = [[o.op, str(o.batch), str(o.context), o.backend, sig(o.measured_seconds * 1e6),
              f"{o.efficiency:.1%}" + ("*" if o.capped else ""), sig(o.target_bound_seconds * 1e6),
              sig(o.projected_seconds * 1e6)]
             for o in proj.ops if (o.batch, o.context, o.backend) in points]
-    return table(["op", "batch", "context", "backend", "measured us", "efficiency", "target bound us",
-                  "projected us"], rows) + "\n(* faster than its bound where measured: capped at 100%)"
+    return Table("Projected ops", ["op", "batch", "context", "backend", "measured us", "efficiency",
+                                   "target bound us", "projected us"], rows, keys=4)
 
 
 def _as_json(proj: Projection, steps, econ, quote, power) -> dict:

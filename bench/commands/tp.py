@@ -12,13 +12,17 @@ and NCCL_IB_HCA select interfaces where it guesses wrong (GLOO_SOCKET_IFNAME for
 """
 from __future__ import annotations
 
+import codecs
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+from bench import results
 from bench.errors import UserError
 
 
@@ -60,7 +64,7 @@ def free_port() -> int:
 
 def preflight(args) -> None:
     """The mistakes every rank would hit, reported once before anything is launched."""
-    from bench.models import get_model
+    from bench.models import get_model, refuse_moe
     from bench.tp import local_dims
 
     if args.timeout_s is not None and not args.timeout_s > 0:
@@ -71,9 +75,7 @@ def preflight(args) -> None:
         if not torch.cuda.is_available():
             raise UserError("--device cuda: no CUDA device is available here (use --device cpu for gloo ranks)")
     model = get_model(args.model)
-    if model.is_moe:
-        raise UserError(f"{model.name} is a mixture of experts: tensor parallel here covers dense layers "
-                        "(expert parallelism is not implemented); use `tokenbench moe`")
+    refuse_moe(model, "`tokenbench tp`")
     local_dims(model.layer_dims, 0, max(1, args.tp) * max(1, args.nnodes))
 
 
@@ -117,6 +119,123 @@ def from_run_args(run_args, gpu_defaults: dict, cpu_defaults: dict) -> int:
     return main(args)
 
 
+# torchrun stops its workers within 30 s of a SIGTERM (SIGTERM, then SIGKILL); past this it is killed itself.
+STOP_WAIT_S = 40
+
+
+class Group:
+    """The torchrun group launched in its own session, its stderr relayed to ours until stop(): told to
+    stop, torchrun logs its shutdown and a ~40-line traceback, which is no news to a user who pressed Ctrl-C."""
+
+    def __init__(self, cmd: list, env: dict):
+        self.proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, start_new_session=True)
+        self.quiet = threading.Event()
+        self.relay = threading.Thread(target=self._relay, daemon=True)
+        self.relay.start()
+
+    def _relay(self) -> None:
+        # raw chunks, not lines: rank 0's live bar on a terminal is control codes without newlines
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        while chunk := os.read(self.proc.stderr.fileno(), 65536):
+            if not self.quiet.is_set():  # read on when quiet, so the group never blocks on a full pipe
+                sys.stderr.write(decoder.decode(chunk))
+                sys.stderr.flush()
+
+    def wait(self, timeout_s: float | None) -> int:
+        rc = self.proc.wait(timeout=timeout_s)
+        self.relay.join(timeout=5)
+        return rc
+
+    def stop(self) -> None:
+        """SIGTERM to torchrun, which stops its workers (each in a session of its own, which a signal to
+        this group would not reach) before it exits; SIGKILL if it has not exited in STOP_WAIT_S."""
+        self.quiet.set()
+        for sig, wait_s in ((signal.SIGTERM, STOP_WAIT_S), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self.relay.join(timeout=5)
+
+
+def worker_env() -> dict:
+    root = str(Path(__file__).resolve().parents[2])  # the source tree, importable without installing
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    if sys.stderr.isatty():  # rank 0 writes to our pipe: tell it the user sees a terminal, and how wide
+        from bench.tp import TERMINAL_ENV
+
+        env[TERMINAL_ENV] = "1"
+        env["COLUMNS"] = str(shutil.get_terminal_size().columns)
+    return env
+
+
+def new_tp_records(out: Path, before: set) -> list:
+    """(path, record) of the tp results files this launch wrote (rank 0 names them; the launcher does not)."""
+    from bench.results import read_json
+
+    found = []
+    for path in sorted(set(out.glob("*.json")) - before) if out.is_dir() else []:
+        try:
+            record = read_json(path, "results file")
+        except UserError:
+            continue
+        if isinstance(record, dict) and record.get("kind") == "tp":
+            found.append((path, record))
+    return found
+
+
+def mark_stopped(found: list, note: str) -> str:
+    """Note on each unfinished file why it ends early (its rows stay), and say what was kept, in words."""
+    from bench.results import ResultWriter
+
+    kept = []
+    for path, record in found:
+        if record.get("complete"):
+            continue
+        record["interrupted"] = note
+        ResultWriter.reopen(path).write(record)
+        for tmp in (path.with_suffix(".json.tmp"), path.with_suffix(".csv.tmp")):  # rank 0 stopped mid-write
+            tmp.unlink(missing_ok=True)
+        cases = len(record.get("steps", []))
+        kept.append(f"{cases} finished case(s) ({len(record.get('rows', []))} rows) kept in {path}" if cases
+                    else f"no case had finished; {path} holds the settings and no rows")
+    return "; ".join(kept) or "no results file was written yet"
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGHUP to the launcher (a CI job's timeout, a closed terminal): the group, in sessions of
+    its own, would not get it, so the launcher stops it as for Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def wait_for(group: Group, timeout_s: float | None) -> tuple[int, str | None]:
+    """(exit status, None) when the group ends by itself, else (status, the note for the record)."""
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return group.wait(timeout_s), None
+    except KeyboardInterrupt:
+        return 130, results.INTERRUPTED
+    except Stopped as exc:
+        return 128 + exc.signum, f"stopped by {exc}; the rows measured before it are kept"
+    except subprocess.TimeoutExpired:
+        return 124, f"stopped after --timeout-s {timeout_s:g}; the rows measured before it are kept"
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(args) -> int:
     if "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ:  # already a torchrun worker
         from bench.tp import run
@@ -124,28 +243,23 @@ def main(args) -> int:
         return run(args)
     preflight(args)
     cmd = launch_command(args)
-    root = str(Path(__file__).resolve().parents[2])  # the source tree, importable without installing
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     print("launching: " + " ".join(cmd[1:]), file=sys.stderr)
-    # its own session, so a timeout stops torchrun and the workers it started, and nothing else
     out = Path(args.out or "results")
     before = set(out.glob("*.json")) if out.is_dir() else set()
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    try:
-        rc = proc.wait(timeout=args.timeout_s)
+    group = Group(cmd, worker_env())
+    rc, note = wait_for(group, args.timeout_s)
+    if note is None:
         if getattr(args, "json", False):
-            for path in sorted(set(out.glob("*.json")) - before):
+            for path, _ in new_tp_records(out, before):
                 print(path.read_text())
         return rc
-    except (subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
-        for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=wait_s)
-                break
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
-        if isinstance(exc, KeyboardInterrupt):
-            return 130
-        print(f"tokenbench tp: the group ran past --timeout-s {args.timeout_s}; stopped", file=sys.stderr)
-        return 124
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+    try:
+        group.stop()
+        kept = mark_stopped(new_tp_records(out, before), note)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if sys.stderr.isatty():  # erase rank 0's half-drawn bar and show the cursor it hid
+        sys.stderr.write("\r\x1b[2K\x1b[?25h")
+    print(f"tokenbench tp: {note.split(';')[0]}; {kept}", file=sys.stderr)
+    return rc
