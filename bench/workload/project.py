@@ -45,8 +45,11 @@ def project_points(record: dict, target_key: str, as_dtype: str | None = None) -
         src, tgt = source_ceilings(record), target_ceilings(target, dtype)
     except CostInputError as exc:
         raise UserError(str(exc)) from None
+    measured = measured_steps(record)
+    if not any(s.seconds for s in measured.values()):
+        raise UserError("the workload file has no measured step to project (its points cannot be recomposed)")
     steps = {}
-    for key, step in measured_steps(record).items():
+    for key, step in measured.items():
         if step.seconds is None or not step.flops:
             steps[key] = step
             continue
