@@ -10,8 +10,12 @@ Scaling: per output channel for W and per token for x ("rowwise" torch._scaled_m
 supports it (compute capability >= 9.0, and torch's CPU emulation), else one scale each.
 The gemm implementations (kernels/gemm.py torch_linear, kernels/triton/gemm.py triton_linear) take W as a
 tensor or an Fp8Weight and dispatch on its type, so the layer, prefill, mixed and model forwards run
-unchanged: `torch` -> torch._scaled_mm (cuBLASLt FP8 on a GPU), `triton` -> the Triton FP8 GEMM
-(kernels/triton/fp8.py). Both are W8A8 with the same activation quantization, so one reference serves both.
+unchanged: `torch` -> kernels/fp8.py linear_torch (torch._scaled_mm, cuBLASLt FP8 on a GPU), `triton` ->
+linear_triton (the Triton FP8 GEMM, kernels/triton/fp8.py). Both are W8A8 with the same activation
+quantization, so one reference serves both. Why a LayerDims field and not a backend (`torch/gemm=fp8`): the
+weight format changes the case's inputs, reference and bytes, which an OpCase shares among its backends.
+Per-step activation quantization is kernels/fp8.py quantize (about six small torch kernels per GEMM, not a
+fused quantize kernel): at batch 1 on a GPU it adds launch-bound time a serving engine's fused kernel avoids.
 
 This module has the interface of kernels/gemm.py (flops, min_bytes, make_inputs, reference, with a
 GemmShape), so a layer's op table swaps it in for gemm (kernels/layer.py `linear_module`).
