@@ -153,6 +153,10 @@ def measure(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan, batc
         row.update(check.to_dict())
         if not check.ok:
             return row
+        timeable, why = case.timing_support(device) if case.timing_support else (True, "")
+        if not timeable:  # checked here (a CPU runs FP8 GEMMs in emulation), but its speed would mean nothing
+            row.update(valid=False, skipped=f"verified, not timed: {why}")
+            return row
         if "triton" in backend and device.kind == "cuda":
             from kernels.triton._common import record_configs
 

@@ -18,6 +18,7 @@ which `quantization_error` reports on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -52,7 +53,8 @@ def fp8_dtype():
 
 
 def support(device) -> tuple[bool, str]:
-    """(True, "") where torch._scaled_mm runs on FP8 tensor cores; else (False, why)."""
+    """(True, "") where torch._scaled_mm runs on FP8 tensor cores, so FP8 rows can be TIMED; else (False, why).
+    Where this says no, verify_support() may still say the results can be checked (a CPU)."""
     if fp8_dtype() is None:
         return False, f"torch {torch.__version__} has no float8_e4m3fn"
     if getattr(device, "kind", str(device)) != "cuda" or not torch.cuda.is_available():
@@ -61,6 +63,23 @@ def support(device) -> tuple[bool, str]:
     major, minor = torch.cuda.get_device_capability()
     if (major, minor) < (8, 9):
         return False, f"compute capability {major}.{minor} < 8.9: no FP8 tensor cores"
+    return True, ""
+
+
+def verify_support(device) -> tuple[bool, str]:
+    """(True, "") where FP8 results can at least be CHECKED: torch._scaled_mm runs here, on FP8 hardware or
+    through torch's CPU emulation (torch >= 2.5 or so), which computes but says nothing about speed. So a CPU
+    can verify an FP8 layer (tests, `verify`) while support() still refuses to time it."""
+    if fp8_dtype() is None:
+        return False, f"torch {torch.__version__} has no float8_e4m3fn"
+    if getattr(device, "kind", str(device)) == "cuda":
+        return support(device)
+    try:
+        a = torch.ones(16, 16).to(fp8_dtype())
+        one = torch.tensor(1.0)
+        torch._scaled_mm(a, a.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+    except (RuntimeError, NotImplementedError, AttributeError) as exc:
+        return False, f"torch {torch.__version__} cannot run FP8 GEMMs on this CPU ({str(exc).splitlines()[0][:80]})"
     return True, ""
 
 
@@ -86,6 +105,26 @@ def quantize(t: torch.Tensor, per_row: bool) -> tuple[torch.Tensor, torch.Tensor
 
 def dequantize64(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return as_float64(q) * as_float64(scale)
+
+
+class Fp8Weight(NamedTuple):
+    """A projection's weight as e4m3 values and float32 scales: W ~ q * scale.
+
+    A NamedTuple so that everything that walks input sets (byte counts, rotation) sees its tensors."""
+
+    q: torch.Tensor  # [N, K] float8_e4m3fn (nn.Linear layout)
+    scale: torch.Tensor  # [N, 1] float32 per output channel, or [] per tensor
+
+    @property
+    def per_channel(self) -> bool:
+        return self.scale.dim() > 0
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.q.shape
+
+    def dequantize64(self) -> torch.Tensor:
+        return dequantize64(self.q, self.scale)
 
 
 def quantization_error(t: torch.Tensor, per_row: bool) -> float:
@@ -137,6 +176,32 @@ def triton_w8a16(x, w_q, w_scale, **_) -> torch.Tensor:
     from kernels.triton.fp8 import triton_fp8_linear
 
     return triton_fp8_linear(x, None, w_q, w_scale)
+
+
+# --- FP8 weights inside a layer (kernels/fp8_linear.py): the gemm op with W an Fp8Weight
+
+
+def linear_torch(x, w: Fp8Weight, b=None) -> torch.Tensor:
+    """Quantize x (per token with per-channel W, else per tensor), then torch._scaled_mm into x's dtype; the
+    bias is added after, in x's dtype, so one call form serves both scalings on every torch version."""
+    x_q, x_scale = quantize_activation(x, per_token=w.per_channel)
+    rowwise_gpu = w.per_channel and x.is_cuda
+    # CUDA's rowwise scaled_mm writes bf16 only: another activation dtype is converted after
+    out_dtype = torch.bfloat16 if rowwise_gpu else x.dtype
+    y = torch._scaled_mm(x_q, w.q.t(), scale_a=x_scale, scale_b=w.scale.view(1, -1) if w.per_channel else w.scale,
+                         out_dtype=out_dtype)
+    y = y[0] if isinstance(y, tuple) else y  # torch < 2.5 returned (out, amax)
+    y = y if y.dtype == x.dtype else y.to(x.dtype)
+    return y if b is None else y + b
+
+
+def linear_triton(x, w: Fp8Weight, b=None) -> torch.Tensor:
+    """Quantize x, then the Triton FP8 GEMM (FP8 tensor cores from sm_89) into x's dtype."""
+    from kernels.triton.fp8 import triton_fp8_linear
+
+    x_q, x_scale = quantize_activation(x, per_token=w.per_channel)
+    y = triton_fp8_linear(x_q, x_scale, w.q, w.scale, out_dtype=x.dtype)
+    return y if b is None else y + b
 
 
 IMPLS = {"torch": torch_scaled_mm, "triton": triton_fp8, "triton-w8a16": triton_w8a16}

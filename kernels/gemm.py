@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels.dtypes import generator, randn
+from kernels.fp8 import Fp8Weight
 from kernels.op import Inputs, as_float64
 
 
@@ -51,7 +52,12 @@ def reference(x, w, b=None, **_) -> tuple:
 
 def torch_linear(x, w, b=None, **_) -> torch.Tensor:
     """cuBLAS through F.linear on GPU; on a CPU, the library path that measured fastest for this shape
-    on this machine (kernels/cpu_gemm.py: F.linear, row blocks through bmm, oneDNN with a packed weight)."""
+    on this machine (kernels/cpu_gemm.py: F.linear, row blocks through bmm, oneDNN with a packed weight).
+    W held in FP8 (an Fp8Weight, LayerDims(weights="fp8")): x quantized per step, torch._scaled_mm."""
+    if isinstance(w, Fp8Weight):
+        from kernels.fp8 import linear_torch
+
+        return linear_torch(x, w, b)
     if x.device.type == "cpu":
         from kernels.cpu_gemm import cpu_linear
 

@@ -13,6 +13,8 @@ Data flow for batch B, hidden H, one new token per sequence, KV cache of `contex
   y      = m @ Wdown^T                                 # down_proj     [B, H]
 returns (y, r2): the next layer adds them, exactly as Hugging Face's layer returns r2 + y.
 The model step adds final_norm (on y + r2) and lm_head; the embedding gather (B rows) is negligible.
+LayerDims(weights="fp8") holds the four projections (and the model's LM head) as kernels.fp8.Fp8Weight,
+quantized once when the inputs are made; each GEMM quantizes its input per step (kernels/fp8_linear.py).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels import activation, attention, gemm, kv_cache, norm, rope
+from kernels import activation, attention, fp8_linear, gemm, kv_cache, norm, rope
 from kernels.backends import implementation, parse_backend
 from kernels.dtypes import generator, randn
 from kernels.op import OpCase, as_float64
@@ -37,6 +39,14 @@ class LayerDims:
     qkv_bias: bool = False
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
+    # how the projection weights (and the LM head) are held: "activation" (the activation dtype) or "fp8"
+    # (float8_e4m3fn + float32 scales, kernels/fp8_linear.py); norms and the qkv bias stay in the dtype
+    weights: str = "activation"
+
+    def __post_init__(self):
+        if self.weights not in fp8_linear.WEIGHT_FORMATS:
+            raise ValueError(f"unknown weights {self.weights!r}; choose one of: "
+                             f"{', '.join(fp8_linear.WEIGHT_FORMATS)}")
 
     @property
     def q_size(self) -> int:
@@ -47,20 +57,27 @@ class LayerDims:
         return self.kv_heads * self.head_dim
 
 
+def linear_module(d: LayerDims):
+    """The module with the projections' formulas, inputs and reference: kernels.gemm, or kernels.fp8_linear
+    for FP8 weights (same interface, same FLOPs, 1-byte weights)."""
+    return fp8_linear if d.weights == "fp8" else gemm
+
+
 def op_shapes(d: LayerDims, batch: int, context: int) -> dict:
     """Every op of a layer (and the model's final norm and LM head) as (kind, module, shape)."""
+    lin = linear_module(d)
     return {
         "attn_norm": ("norm", norm, norm.NormShape(batch, d.hidden, d.norm_eps)),
-        "qkv_proj": ("gemm", gemm, gemm.GemmShape(batch, d.hidden, d.q_size + 2 * d.kv_size, d.qkv_bias)),
+        "qkv_proj": ("gemm", lin, gemm.GemmShape(batch, d.hidden, d.q_size + 2 * d.kv_size, d.qkv_bias)),
         "rope": ("rope", rope, rope.RopeShape(batch, d.heads, d.kv_heads, d.head_dim, d.rope_theta)),
         "kv_append": ("kv_append", kv_cache, kv_cache.AppendShape(batch, d.kv_heads, d.head_dim, context)),
         "attention": ("attention", attention,
                       attention.AttentionShape(batch, d.heads, d.kv_heads, d.head_dim, context)),
-        "o_proj": ("gemm", gemm, gemm.GemmShape(batch, d.q_size, d.hidden)),
+        "o_proj": ("gemm", lin, gemm.GemmShape(batch, d.q_size, d.hidden)),
         "ffn_norm": ("norm", norm, norm.NormShape(batch, d.hidden, d.norm_eps)),
-        "gate_up_proj": ("gemm", gemm, gemm.GemmShape(batch, d.hidden, 2 * d.ffn)),
+        "gate_up_proj": ("gemm", lin, gemm.GemmShape(batch, d.hidden, 2 * d.ffn)),
         "swiglu": ("activation", activation, activation.SwigluShape(batch, d.ffn)),
-        "down_proj": ("gemm", gemm, gemm.GemmShape(batch, d.ffn, d.hidden)),
+        "down_proj": ("gemm", lin, gemm.GemmShape(batch, d.ffn, d.hidden)),
     }
 
 
@@ -69,9 +86,10 @@ MODEL_OPS = ("final_norm", "lm_head")
 
 
 def model_op_shapes(d: LayerDims, batch: int) -> dict:
+    lin = linear_module(d)
     return {
         "final_norm": ("norm", norm, norm.NormShape(batch, d.hidden, d.norm_eps)),
-        "lm_head": ("gemm", gemm, gemm.GemmShape(batch, d.hidden, d.vocab)),
+        "lm_head": ("gemm", lin, gemm.GemmShape(batch, d.hidden, d.vocab)),
     }
 
 
@@ -79,17 +97,25 @@ def layer_flops(d: LayerDims, batch: int, context: int) -> int:
     return sum(module.flops(shape) for _, module, shape in op_shapes(d, batch, context).values())
 
 
+def layer_weight_bytes(d: LayerDims, element_bytes: int) -> int:
+    """The layer's weights: the projections [N, K] in d.weights' format (FP8: 1 byte an element + float32
+    scales), the two norms and the qkv bias in the activation dtype."""
+    proj = ((d.q_size + 2 * d.kv_size, d.hidden), (d.hidden, d.q_size), (2 * d.ffn, d.hidden), (d.hidden, d.ffn))
+    rest = 2 * d.hidden + (d.q_size + 2 * d.kv_size if d.qkv_bias else 0)
+    if d.weights == "fp8":
+        return sum(n * k + fp8_linear.scale_bytes(n) for n, k in proj) + rest * element_bytes
+    return (sum(n * k for n, k in proj) + rest) * element_bytes
+
+
 def layer_min_bytes(d: LayerDims, batch: int, context: int, element_bytes: int) -> int:
     """Fewest bytes a fused layer must move: weights once, the KV cache once, the new k/v written,
     the layer's input and output activations. Intermediates between ops are not counted."""
-    weights = d.hidden * (d.q_size + 2 * d.kv_size) + d.q_size * d.hidden + 3 * d.hidden * d.ffn + 2 * d.hidden
-    if d.qkv_bias:
-        weights += d.q_size + 2 * d.kv_size
     kv_read = 2 * batch * d.kv_size * context
     kv_write = 2 * batch * d.kv_size
     activations = 4 * batch * d.hidden  # x, residual in; y, r2 out
     cos_sin = 2 * batch * (d.head_dim // 2) * 4  # float32
-    return (weights + kv_read + kv_write + activations) * element_bytes + cos_sin + 8 * batch
+    return layer_weight_bytes(d, element_bytes) + (kv_read + kv_write + activations) * element_bytes + cos_sin \
+        + 8 * batch
 
 
 def op_cases(d: LayerDims, batch: int, context: int, dtype: torch.dtype, device, backends=("torch",),
@@ -111,6 +137,7 @@ def op_cases(d: LayerDims, batch: int, context: int, dtype: torch.dtype, device,
             outputs=kv_cache.written_slots if kind == "kv_append" else None,
             poison=kv_cache.poison if kind == "kv_append" else None,
             shape=dict(shape.__dict__),
+            timing_support=getattr(module, "timing_support", None),
         ))
     return cases
 
@@ -140,6 +167,8 @@ def make_layer_weights(d: LayerDims, dtype: torch.dtype, device, seed: int) -> d
         "down": randn((d.hidden, d.ffn), dtype, device, g, scale=d.ffn**-0.5),
     }
     w["qkv_bias"] = randn((d.q_size + 2 * d.kv_size,), dtype, device, g, scale=0.1) if d.qkv_bias else None
+    if d.weights == "fp8":  # the same draws, quantized once here (offline, never in a timed call)
+        w.update({name: fp8_linear.quantize_weight(w[name]) for name in ("qkv", "o", "gate_up", "down")})
     return w
 
 
@@ -197,9 +226,9 @@ def layer_forward(d: LayerDims, backends: dict, weights, x, residual, k_cache, v
 def layer_reference(d: LayerDims, weights, x, residual, k_cache, v_cache, positions, cos, sin) -> tuple:
     """The same layer in float64 from the op references (inputs are not modified)."""
     b = x.shape[0]
-    w64 = {k: None if v is None else as_float64(v) for k, v in weights.items()}
+    w64, lin = fp8_linear.weights64(weights), linear_module(d)
     h, r = norm.reference(x=as_float64(x), residual=as_float64(residual), w=w64["attn_norm"], eps=d.norm_eps)
-    (qkv,) = gemm.reference(x=h, w=w64["qkv"], b=w64["qkv_bias"])
+    (qkv,) = lin.reference(x=h, w=w64["qkv"], b=w64["qkv_bias"])
     q = qkv[:, : d.q_size].view(b, d.heads, d.head_dim)
     k = qkv[:, d.q_size: d.q_size + d.kv_size].view(b, d.kv_heads, d.head_dim)
     v = qkv[:, d.q_size + d.kv_size:].view(b, d.kv_heads, d.head_dim)
@@ -209,11 +238,11 @@ def layer_reference(d: LayerDims, weights, x, residual, k_cache, v_cache, positi
     kc[rows, :, positions] = k
     vc[rows, :, positions] = v
     (a,) = attention.reference(q=q, k_cache=kc, v_cache=vc)
-    (o,) = gemm.reference(x=a.reshape(b, d.q_size), w=w64["o"])
+    (o,) = lin.reference(x=a.reshape(b, d.q_size), w=w64["o"])
     h2, r2 = norm.reference(x=o, residual=r, w=w64["ffn_norm"], eps=d.norm_eps)
-    (gu,) = gemm.reference(x=h2, w=w64["gate_up"])
+    (gu,) = lin.reference(x=h2, w=w64["gate_up"])
     (m,) = activation.reference(gate_up=gu)
-    (y,) = gemm.reference(x=m, w=w64["down"])
+    (y,) = lin.reference(x=m, w=w64["down"])
     return (y, r2)
 
 
@@ -232,4 +261,5 @@ def layer_case(d: LayerDims, batch: int, context: int, dtype: torch.dtype, devic
         reference=lambda inp: layer_reference(d, **inp),
         impls=impls,
         shape={"batch": batch, "context": context, **d.__dict__},
+        **fp8_linear.case_fields(d.weights),
     )

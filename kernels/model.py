@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from kernels import gemm, norm
+from kernels import fp8_linear, gemm, norm
 from kernels.backends import implementation
 from kernels.dtypes import generator, randn
 from kernels.layer import (
@@ -18,6 +18,7 @@ from kernels.layer import (
     layer_forward,
     layer_min_bytes,
     layer_reference,
+    linear_module,
     make_layer_inputs,
 )
 from kernels.op import OpCase, as_float64
@@ -26,6 +27,7 @@ from kernels.op import OpCase, as_float64
 def make_model_inputs(d: LayerDims, layers: int, batch: int, context: int, dtype, device, seed: int) -> dict:
     per_layer = [make_layer_inputs(d, batch, context, dtype, device, seed * 1000 + i) for i in range(layers)]
     g = generator(seed + 31, device)
+    lm_head = randn((d.vocab, d.hidden), dtype, device, g, scale=d.hidden**-0.5)
     return {
         "x": per_layer[0]["x"],
         "residual": per_layer[0]["residual"],
@@ -34,7 +36,7 @@ def make_model_inputs(d: LayerDims, layers: int, batch: int, context: int, dtype
         "sin": per_layer[0]["sin"],
         "layers": [{k: p[k] for k in ("weights", "k_cache", "v_cache")} for p in per_layer],
         "final_norm": (1.0 + randn((d.hidden,), torch.float32, device, g, scale=0.1)).to(dtype),
-        "lm_head": randn((d.vocab, d.hidden), dtype, device, g, scale=d.hidden**-0.5),
+        "lm_head": fp8_linear.quantize_weight(lm_head) if d.weights == "fp8" else lm_head,
     }
 
 
@@ -54,12 +56,12 @@ def model_reference(d: LayerDims, x, residual, positions, cos, sin, layers, fina
         x, residual = layer_reference(d, layer["weights"], x, residual, layer["k_cache"], layer["v_cache"],
                                       positions, cos, sin)
     h, _ = norm.reference(x=x, residual=residual, w=as_float64(final_norm), eps=d.norm_eps)
-    return gemm.reference(x=h, w=lm_head)
+    return linear_module(d).reference(x=h, w=lm_head)
 
 
 def model_bytes(d: LayerDims, layers: int, batch: int, context: int, element_bytes: int) -> int:
     final = (2 * batch * d.hidden + d.hidden) * element_bytes
-    head = gemm.min_bytes(gemm.GemmShape(batch, d.hidden, d.vocab), element_bytes)
+    head = linear_module(d).min_bytes(gemm.GemmShape(batch, d.hidden, d.vocab), element_bytes)
     return layers * layer_min_bytes(d, batch, context, element_bytes) + final + head
 
 
@@ -82,4 +84,5 @@ def model_case(d: LayerDims, layers: int, batch: int, context: int, dtype, devic
         # Each layer's rounding error is independent, so they add in quadrature: in bf16 the logits'
         # error measured 4.6e-3 after 1 layer, 8.1e-3 after 4, 1.5e-2 after 16, 2.2e-2 after 32.
         tolerance_scale=math.sqrt(layers),
+        **fp8_linear.case_fields(d.weights),
     )

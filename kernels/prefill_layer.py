@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels import activation, attention, gemm, kv_cache, kv_chunk, norm, prefill_attention, rope
+from kernels import activation, attention, fp8_linear, gemm, kv_cache, kv_chunk, norm, prefill_attention, rope
 from kernels.backends import implementation, parse_backend
 from kernels.dtypes import generator, randn
-from kernels.layer import LayerDims, make_layer_weights
+from kernels.layer import LayerDims, layer_weight_bytes, linear_module, make_layer_weights
 from kernels.op import OpCase, as_float64
 
 
@@ -41,47 +41,42 @@ class Chunk:
 
 def prefill_op_shapes(d: LayerDims, c: Chunk) -> dict:
     """Every op of the prefill layer as (kind, module, shape), at M = batch x tokens rows."""
-    m = c.rows
+    m, lin = c.rows, linear_module(d)
     return {
         "attn_norm": ("norm", norm, norm.NormShape(m, d.hidden, d.norm_eps)),
-        "qkv_proj": ("gemm", gemm, gemm.GemmShape(m, d.hidden, d.q_size + 2 * d.kv_size, d.qkv_bias)),
+        "qkv_proj": ("gemm", lin, gemm.GemmShape(m, d.hidden, d.q_size + 2 * d.kv_size, d.qkv_bias)),
         "rope": ("rope", rope, rope.RopeShape(m, d.heads, d.kv_heads, d.head_dim, d.rope_theta)),
         "kv_write": ("kv_append", kv_chunk, kv_chunk.ChunkWriteShape(c.batch, d.kv_heads, d.head_dim, c.tokens,
                                                                       c.prefix)),
         "attention": ("attention", prefill_attention,
                       prefill_attention.PrefillAttentionShape(c.batch, d.heads, d.kv_heads, d.head_dim, c.tokens,
                                                               c.prefix)),
-        "o_proj": ("gemm", gemm, gemm.GemmShape(m, d.q_size, d.hidden)),
+        "o_proj": ("gemm", lin, gemm.GemmShape(m, d.q_size, d.hidden)),
         "ffn_norm": ("norm", norm, norm.NormShape(m, d.hidden, d.norm_eps)),
-        "gate_up_proj": ("gemm", gemm, gemm.GemmShape(m, d.hidden, 2 * d.ffn)),
+        "gate_up_proj": ("gemm", lin, gemm.GemmShape(m, d.hidden, 2 * d.ffn)),
         "swiglu": ("activation", activation, activation.SwigluShape(m, d.ffn)),
-        "down_proj": ("gemm", gemm, gemm.GemmShape(m, d.ffn, d.hidden)),
+        "down_proj": ("gemm", lin, gemm.GemmShape(m, d.ffn, d.hidden)),
     }
 
 
 def mixed_op_shapes(d: LayerDims, decode_batch: int, context: int, c: Chunk) -> dict:
     """The mixed layer's ops: row-wise ops at M = decode_batch + chunk rows, attention in two parts."""
-    m = decode_batch + c.rows
+    m, lin = decode_batch + c.rows, linear_module(d)
     shapes = prefill_op_shapes(d, c)
     for name in ("attn_norm", "ffn_norm"):
         shapes[name] = ("norm", norm, norm.NormShape(m, d.hidden, d.norm_eps))
-    shapes["qkv_proj"] = ("gemm", gemm, gemm.GemmShape(m, d.hidden, d.q_size + 2 * d.kv_size, d.qkv_bias))
+    shapes["qkv_proj"] = ("gemm", lin, gemm.GemmShape(m, d.hidden, d.q_size + 2 * d.kv_size, d.qkv_bias))
     shapes["rope"] = ("rope", rope, rope.RopeShape(m, d.heads, d.kv_heads, d.head_dim, d.rope_theta))
-    shapes["o_proj"] = ("gemm", gemm, gemm.GemmShape(m, d.q_size, d.hidden))
-    shapes["gate_up_proj"] = ("gemm", gemm, gemm.GemmShape(m, d.hidden, 2 * d.ffn))
+    shapes["o_proj"] = ("gemm", lin, gemm.GemmShape(m, d.q_size, d.hidden))
+    shapes["gate_up_proj"] = ("gemm", lin, gemm.GemmShape(m, d.hidden, 2 * d.ffn))
     shapes["swiglu"] = ("activation", activation, activation.SwigluShape(m, d.ffn))
-    shapes["down_proj"] = ("gemm", gemm, gemm.GemmShape(m, d.ffn, d.hidden))
+    shapes["down_proj"] = ("gemm", lin, gemm.GemmShape(m, d.ffn, d.hidden))
     if decode_batch:
         shapes["kv_append"] = ("kv_append", kv_cache, kv_cache.AppendShape(decode_batch, d.kv_heads, d.head_dim,
                                                                             context))
         shapes["decode_attention"] = ("attention", attention, attention.AttentionShape(
             decode_batch, d.heads, d.kv_heads, d.head_dim, context))
     return shapes
-
-
-def _weight_elements(d: LayerDims) -> int:
-    w = d.hidden * (d.q_size + 2 * d.kv_size) + d.q_size * d.hidden + 3 * d.hidden * d.ffn + 2 * d.hidden
-    return w + (d.q_size + 2 * d.kv_size if d.qkv_bias else 0)
 
 
 def prefill_layer_flops(d: LayerDims, c: Chunk) -> int:
@@ -101,7 +96,7 @@ def prefill_layer_min_bytes(d: LayerDims, c: Chunk, element_bytes: int, decode_b
     kv = 2 * d.kv_size * (c.batch * c.prefix + c.rows) + 2 * decode_batch * d.kv_size * (context + 1)
     activations = 4 * m * d.hidden  # x, residual in; y, r2 out
     cos_sin = 2 * m * (d.head_dim // 2) * 4  # float32
-    return (_weight_elements(d) + kv + activations) * element_bytes + cos_sin + 8 * decode_batch
+    return layer_weight_bytes(d, element_bytes) + (kv + activations) * element_bytes + cos_sin + 8 * decode_batch
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -141,6 +136,7 @@ def op_cases(d: LayerDims, shapes: dict, dtype: torch.dtype, device, backends=("
             outputs=module.written_slots if in_place else None,
             poison=module.poison if in_place else None,
             shape=dict(shape.__dict__),
+            timing_support=getattr(module, "timing_support", None),
         ))
     return cases
 
@@ -224,11 +220,11 @@ def prefill_forward(d: LayerDims, backends: dict, weights, x, residual, k_cache,
 def prefill_reference(d: LayerDims, weights, x, residual, k_cache, v_cache, prefix, cos, sin,
                       decode_k_cache=None, decode_v_cache=None, decode_positions=None) -> tuple:
     """The same layer in float64 from the op references (inputs are not modified)."""
-    w64 = {k: None if v is None else as_float64(v) for k, v in weights.items()}
+    w64, lin = fp8_linear.weights64(weights), linear_module(d)
     nb = 0 if decode_k_cache is None else decode_k_cache.shape[0]
     batch, t = k_cache.shape[0], (x.shape[0] - nb) // k_cache.shape[0]
     h, r = norm.reference(x=as_float64(x), residual=as_float64(residual), w=w64["attn_norm"], eps=d.norm_eps)
-    (qkv,) = gemm.reference(x=h, w=w64["qkv"], b=w64["qkv_bias"])
+    (qkv,) = lin.reference(x=h, w=w64["qkv"], b=w64["qkv_bias"])
     q, k, v = _split_qkv(d, qkv)
     q, k = rope.reference(q=q, k=k, cos=cos, sin=sin)
     parts = []
@@ -246,11 +242,11 @@ def prefill_reference(d: LayerDims, weights, x, residual, k_cache, v_cache, pref
     (a_pre,) = prefill_attention.reference(q=qc, k=kc, v=vc, prefix=prefix)
     parts.append(a_pre.transpose(1, 2).reshape(batch * t, d.q_size))
     a = torch.cat(parts)
-    (o,) = gemm.reference(x=a, w=w64["o"])
+    (o,) = lin.reference(x=a, w=w64["o"])
     h2, r2 = norm.reference(x=o, residual=r, w=w64["ffn_norm"], eps=d.norm_eps)
-    (gu,) = gemm.reference(x=h2, w=w64["gate_up"])
+    (gu,) = lin.reference(x=h2, w=w64["gate_up"])
     (m,) = activation.reference(gate_up=gu)
-    (y,) = gemm.reference(x=m, w=w64["down"])
+    (y,) = lin.reference(x=m, w=w64["down"])
     return (y, r2)
 
 
@@ -280,6 +276,7 @@ def prefill_layer_case(d: LayerDims, c: Chunk, dtype: torch.dtype, device, backe
         impls={spec: _runner(d, parse_backend(spec)) for spec in backends},
         poison=poison_new_slots,
         shape={"batch": c.batch, "chunk": c.tokens, "prefix": c.prefix, **d.__dict__},
+        **fp8_linear.case_fields(d.weights),
     )
 
 
@@ -296,4 +293,5 @@ def mixed_layer_case(d: LayerDims, decode_batch: int, context: int, c: Chunk, dt
         poison=poison_new_slots,
         shape={"decode_batch": decode_batch, "context": context, "batch": c.batch, "chunk": c.tokens,
                "prefix": c.prefix, **d.__dict__},
+        **fp8_linear.case_fields(d.weights),
     )

@@ -33,12 +33,12 @@ def _fp8_linear_kernel(
     xs_ptr,  # [M] (PER_ROW) or [1] float32
     w_ptr, stride_wn, stride_wk,  # W_q [N, K] fp8
     ws_ptr,  # [N] (PER_ROW) or [1] float32
-    y_ptr, stride_ym, stride_yn,  # y [M, N] bf16
+    y_ptr, stride_ym, stride_yn,  # y [M, N] bf16 (or the out_dtype asked for)
     M, N, K: tl.constexpr,
     PER_ROW: tl.constexpr, WEIGHT_ONLY: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """acc = sum_k x_q[m, k] W_q[n, k] in fp32, then y = acc * sx[m] * sw[n] rounded to bf16.
+    """acc = sum_k x_q[m, k] W_q[n, k] in fp32, then y = acc * sx[m] * sw[n] rounded to y's type (bf16).
     WEIGHT_ONLY (W8A16): x is bf16/fp16 as it is (sx = 1) and each W tile is widened to x's type in
     registers, so the weights still cross memory as 1 byte and no activation quantization runs."""
     pid_m = tl.program_id(0)
@@ -64,7 +64,7 @@ def _fp8_linear_kernel(
         acc = acc * sx[:, None] * sw[None, :]
     else:
         acc = acc * (tl.load(xs_ptr) * tl.load(ws_ptr))
-    tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :] * stride_yn, acc.to(tl.bfloat16),
+    tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :] * stride_yn, acc.to(y_ptr.dtype.element_ty),
              mask=mask_m[:, None] & mask_n[None, :])
 
 
@@ -76,9 +76,11 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def triton_fp8_linear(x_q: torch.Tensor, x_scale, w_q: torch.Tensor, w_scale: torch.Tensor):
+def triton_fp8_linear(x_q: torch.Tensor, x_scale, w_q: torch.Tensor, w_scale: torch.Tensor,
+                      out_dtype: torch.dtype = torch.bfloat16):
     """x_q [M, K] and W_q [N, K] float8_e4m3fn; scales both 0-d (per tensor) or [M, 1] and [N, 1].
-    x_q in bf16/fp16 with x_scale None: weight-only FP8 (W8A16)."""
+    x_q in bf16/fp16 with x_scale None: weight-only FP8 (W8A16). y [M, N] in out_dtype (a layer with fp16
+    activations, as the interpreter tests run, asks for float16)."""
     m, k = x_q.shape
     weight_only = x_q.dtype != w_q.dtype
     if weight_only:
@@ -91,7 +93,7 @@ def triton_fp8_linear(x_q: torch.Tensor, x_scale, w_q: torch.Tensor, w_scale: to
     per_row = x_scale.numel() > 1 or w_scale.numel() > 1
     if per_row and (x_scale.numel() != m or w_scale.numel() != n):
         raise ValueError("per-row scales must be [M] for x and [N] for W")
-    y = torch.empty((m, n), dtype=torch.bfloat16, device=x_q.device)
+    y = torch.empty((m, n), dtype=out_dtype, device=x_q.device)
     block_m = max(16, min(64, triton.next_power_of_2(m)))
 
     def grid(meta):

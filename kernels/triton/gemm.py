@@ -27,6 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.fp8 import Fp8Weight
 from kernels.triton._common import (
     capability,
     cdiv,
@@ -250,7 +251,12 @@ def choose_split_k(m: int, n: int, k: int, sms: int) -> int:
 
 def triton_linear(x, w, b=None, out=None, split_k=None, **_) -> torch.Tensor:
     """y = x @ w^T (+ b) in x's dtype. `split_k` overrides the heuristic (only for M <= 16); `out`
-    is an optional [M, N] output buffer."""
+    is an optional [M, N] output buffer. W held in FP8 (an Fp8Weight): x quantized per step, then the
+    Triton FP8 GEMM (kernels/fp8_linear.py)."""
+    if isinstance(w, Fp8Weight):
+        from kernels.fp8 import linear_triton
+
+        return linear_triton(x, w, b)
     op = "triton_linear"
     check_tensors(op, x, x=x, w=w, b=b, out=out)
     check_same_dtype(op, x, w=w, b=b)
