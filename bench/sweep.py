@@ -37,6 +37,14 @@ class RunPlan:
     dtype_reason: str | None = None  # why a CPU run without --dtype took this dtype
     phase: str = "decode"  # decode | prefill | mixed (bench/prefill_sweep.py)
     points: list | None = None  # the prefill or mixed points to measure
+    weights: str = "activation"  # projection weights: in the activation dtype, or "fp8" (kernels/fp8_linear.py)
+
+    def layer_dims(self):
+        """The model's layer shapes with this plan's weight format."""
+        from dataclasses import replace
+
+        d = self.model.layer_dims
+        return d if self.weights == d.weights else replace(d, weights=self.weights)
 
 
 def tensor_bytes(obj) -> int:

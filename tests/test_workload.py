@@ -197,7 +197,7 @@ def test_an_interrupted_workload_keeps_its_rows(tmp_path, monkeypatch, capsys):
     (["--concurrency", "2,2"], "lists 2 twice"),
     (["--tp", "2"], "tensor-parallel workload is not measured yet"),
     (["--tp", "0"], "--tp must be a positive integer"),
-    (["--dtype", "fp8"], "FP8 weights"),
+    (["--dtype", "fp8"], "--dtype fp8 cannot be timed here: no FP8 hardware"),
     (["--backend", "torch,torch"], "one backend"),
     (["--backend", "triton"], "cannot be timed on a CPU"),
     (["--model", "mixtral-8x7b"], "is a mixture of experts"),
@@ -265,3 +265,20 @@ def test_board_energy_composes_like_the_time_where_every_part_was_metered():
     key = next(k for k in steps if k.phase == "prefill" and k.batch == 2)
     steps[key] = replace(steps[key], board_joules=None)  # one part without a reading: no figure, not a guess
     assert comp.compose(HEADER, spec, steps)[1][0].board_joules_per_token is None
+
+
+def test_fp8_weights_reach_the_workload_layers(monkeypatch, tmp_path, capsys):
+    """Where FP8 can be timed (faked here: the CPU computes FP8 through torch's emulation), --dtype fp8 gives
+    bf16 activations with FP8 projection weights in every layer and the LM head, checked then timed."""
+    import kernels.fp8
+    import kernels.fp8_linear
+
+    for module in (kernels.fp8, kernels.fp8_linear):
+        monkeypatch.setattr(module, "support" if module is kernels.fp8 else "timing_support", lambda device: (True, ""))
+    assert main(["workload", *FAST, "--isl", "8", "--osl", "2", "--concurrency", "1", "--dtype", "fp8",
+                 "--out", str(tmp_path)]) == 0
+    record = _record(tmp_path)
+    assert record["dtype"] == "fp8" and record["activation_dtype"] == "bf16"
+    assert all(p["precision"] == "fp8" for p in record["points"])
+    layers = [r for r in record["rows"] if r["op"].endswith("layer")]
+    assert layers and all(r["valid"] and r["shape"]["weights"] == "fp8" for r in layers)

@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", help="comma list of concurrent requests (default 1,4,16,64 on GPU; 1,4,16 on CPU)")
     p.add_argument("--chunk", help="prompt tokens a step may carry (the chunked-prefill budget; default 2048 on "
                                    "GPU, 256 on CPU); larger than ISL x C is clipped")
-    p.add_argument("--dtype", help="bf16 | fp16 | fp32 | fp8 (default bf16 on GPU; on CPU bf16 where it has "
+    p.add_argument("--dtype", help="bf16 | fp16 | fp32 | fp8: FP8 projection weights with bf16 activations and KV "
+                                   "cache, where the device has FP8 (default bf16 on GPU; on CPU bf16 where it has "
                                    "native bf16 matmul, else fp32)")
     p.add_argument("--backend", default="torch", help="one backend: torch, triton or a per-op mix (default torch)")
     p.add_argument("--device", default="auto", help="auto | cuda | cpu")
@@ -68,10 +69,14 @@ def resolve(args, device):
                         if args.tp > 1 else f"--tp must be a positive integer, got {args.tp}")
     model = get_model(given("model"))
     refuse_moe(model, "`tokenbench workload`")
-    dtype_name, reason = non_empty(args.dtype, "--dtype"), None
-    if dtype_name == "fp8":
-        raise UserError("--dtype fp8: FP8 weights in the mixed and prefill layers are not built yet "
-                        "(`tokenbench fp8` times the decode projections in FP8)")
+    dtype_name, reason, weights = non_empty(args.dtype, "--dtype"), None, "activation"
+    if dtype_name == "fp8":  # FP8 projection weights and LM head, bf16 activations and KV cache
+        from kernels.fp8 import support
+
+        ok, why = support(device)
+        if not ok:
+            raise UserError(f"--dtype fp8 cannot be timed here: {why}")
+        dtype_name, weights = "bf16", "fp8"
     if dtype_name is None and device.kind == "cpu":
         from bench.cpu_dtype import cpu_default_dtype
 
@@ -88,7 +93,8 @@ def resolve(args, device):
                      positive_int(given("chunk"), "--chunk"))
     plan = RunPlan(model=model, batches=[], contexts=[], dtype=dtype, backends=[backend],
                    budget_s=positive_float(args.budget_s, "--budget-s"),
-                   cuda_graph=args.cuda_graph and device.kind == "cuda", per_op=False, dtype_reason=reason)
+                   cuda_graph=args.cuda_graph and device.kind == "cuda", per_op=False, dtype_reason=reason,
+                   weights=weights)
     return plan, spec, backend
 
 
@@ -133,7 +139,8 @@ def main(args) -> int:
     plan, spec, backend = resolve(args, device)
     price = resolve_price(args, device)
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"
-    console.print(f"[bold]tokenbench workload[/] on {label}: {device.name}; model {plan.model.name}, {plan.dtype}, "
+    weights = "" if plan.weights == "activation" else f" activations, {plan.weights} weights"
+    console.print(f"[bold]tokenbench workload[/] on {label}: {device.name}; model {plan.model.name}, {plan.dtype}{weights}, "
                   f"ISL {spec.isl}, OSL {spec.osl}, concurrency {list(spec.concurrency)}, backend {backend}")
     if plan.dtype_reason:
         console.print(f"default dtype on this CPU: {plan.dtype} ({plan.dtype_reason})")

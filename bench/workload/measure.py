@@ -18,7 +18,7 @@ TAIL_OPS = ("final_norm", "lm_head")
 
 def _layer_cases(plan: RunPlan, device, key: StepKey) -> list[tuple]:
     """(case, labels) for the layer(s) of one step: a prefill step has one layer per chunk position."""
-    d, dtype, dev = plan.model.layer_dims, torch_dtype(plan.dtype), device.torch_device
+    d, dtype, dev = plan.layer_dims(), torch_dtype(plan.dtype), device.torch_device
     if key.phase == "decode":
         return [(layer_case(d, key.batch, key.context, dtype, dev, plan.backends), {})]
     if key.phase == "mixed":
@@ -38,7 +38,7 @@ def tail_rows(key: StepKey) -> int:
 
 
 def _tail_cases(plan: RunPlan, device, rows: int) -> list:
-    d, dtype = plan.model.layer_dims, torch_dtype(plan.dtype)
+    d, dtype = plan.layer_dims(), torch_dtype(plan.dtype)
     return [c for c in decode_op_cases(d, rows, 1, dtype, device.torch_device, plan.backends) if c.name in TAIL_OPS]
 
 

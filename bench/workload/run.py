@@ -28,10 +28,16 @@ class WorkloadRun:
     csv_path: str = ""
 
 
+def precision(plan: RunPlan) -> str:
+    """What the points are labelled with: the weights' format where it is not the activations' (fp8)."""
+    return plan.dtype if plan.weights == "activation" else plan.weights
+
+
 def header(plan: RunPlan, device, tp: int = 1) -> comp.Header:
     m = plan.model
-    return comp.Header(device=device.key or device.name, model=m.name, precision=plan.dtype,
-                       memory_bytes=device.memory_bytes, weight_bytes=m.weight_bytes(plan.dtype),
+    # the KV cache is held in the activation dtype; FP8 weights take a byte an element (scales are noise here)
+    return comp.Header(device=device.key or device.name, model=m.name, precision=precision(plan),
+                       memory_bytes=device.memory_bytes, weight_bytes=m.weight_bytes(precision(plan)),
                        kv_bytes_per_token=m.kv_bytes_per_token(plan.dtype), tp=tp)
 
 
@@ -41,7 +47,7 @@ def new_record(plan: RunPlan, device, spec: WorkloadSpec, price: dict, run_id: s
     return {
         "schema_version": results.SCHEMA_VERSION, "tool": "tokenbench", "kind": KIND, "created": env["created"],
         "run_id": run_id, "device": device.to_dict(), "env": env, "model": plan.model.to_dict(),
-        "dtype": plan.dtype, "phase": KIND,
+        "dtype": precision(plan), "activation_dtype": plan.dtype, "phase": KIND,
         "workload": {"isl": spec.isl, "osl": spec.osl, "concurrency": list(spec.concurrency), "chunk": spec.chunk,
                      "tp": 1, "notes": list(spec.notes), "engine_models": dict(ENGINE_MODELS),
                      "composition": comp.__doc__.strip()},
@@ -75,7 +81,7 @@ def run_workload(plan: RunPlan, device, spec: WorkloadSpec, backend: str, price:
     `say(text)` prints a line; `progress_factory(total)` gives a context manager with .step(text)."""
     h = header(plan, device)
     stem = (f"{time.strftime('%Y%m%d-%H%M%S')}-{results.slug(device.key or device.name)}-{plan.model.name}-"
-            f"{plan.dtype}-workload-{spec.isl}-{spec.osl}")
+            f"{precision(plan)}-workload-{spec.isl}-{spec.osl}")
     writer = results.ResultWriter(out_dir, stem)
     record = new_record(plan, device, spec, price, writer.json_path.stem, backend, measure_e2e)
     run = WorkloadRun(record, json_path=str(writer.json_path), csv_path=str(writer.csv_path))
