@@ -240,8 +240,10 @@ def step_line(step: dict) -> str:
     key = StepKey(**{k: step[k] for k in StepKey.__dataclass_fields__})
     if step.get("seconds") is None:
         return f"{describe(key)}: {step.get('reason')}"
+    # two readings of the all-reduces' share: timed alone (x2), and what the layer adds to its compute
     return (f"{describe(key)} tp={step['tp']}: layer {step['layer_seconds'] * 1e6:,.1f} us (compute "
-            f"{step['layer_compute_seconds'] * 1e6:,.1f} us, all-reduces {step['all_reduce_share']:.0%}); "
+            f"{step['layer_compute_seconds'] * 1e6:,.1f} us; all-reduces timed alone {step['all_reduce_share']:.0%} "
+            f"of it, layer - compute {step['all_reduce_share_from_difference']:.0%}); "
             f"step {step['seconds'] * 1e3:,.3f} ms")
 
 
