@@ -97,14 +97,22 @@ def shard_weights(d: LayerDims, w: dict, rank: int, world: int) -> dict:
     }
 
 
+# Every KV cache a layer's inputs may hold, each [B, Hkv, S, D]: the decode layer's (k_cache, v_cache); the
+# prefill and mixed layers' chunk cache (k_cache, v_cache) and the mixed layer's decode rows' caches.
+CACHE_KEYS = ("k_cache", "v_cache", "decode_k_cache", "decode_v_cache")
+
+
 def shard_inputs(d: LayerDims, full: dict, rank: int, world: int) -> dict:
-    """Sharded weights, the rank's KV heads of the cache, replicated activations."""
+    """Sharded weights, the rank's KV heads of every cache, replicated activations (x, residual, cos/sin,
+    positions): for the decode layer (kernels.layer.make_layer_inputs) and the prefill and mixed layers
+    (kernels.prefill_layer.make_prefill_inputs) alike."""
     _, _, kv_heads = local_dims(d, rank, world)
     kv = torch.tensor(kv_heads, device=full["k_cache"].device)
-    out = {k: v for k, v in full.items() if k not in ("weights", "k_cache", "v_cache")}
+    out = {k: v for k, v in full.items() if k != "weights" and k not in CACHE_KEYS}
     out["weights"] = shard_weights(d, full["weights"], rank, world)
-    out["k_cache"] = full["k_cache"][:, kv].contiguous()
-    out["v_cache"] = full["v_cache"][:, kv].contiguous()
+    for name in CACHE_KEYS:
+        if full.get(name) is not None:
+            out[name] = full[name][:, kv].contiguous()  # [B, Hkv / N (or 1), S, D]
     return out
 
 
@@ -259,7 +267,7 @@ def add_worker_arguments(p) -> None:
                    help="time eager launches instead of CUDA-graph replays (GPU)")
 
 
-def _setup(requested: str):
+def setup_group(requested: str):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -284,12 +292,89 @@ def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out64 - ref).norm() / ref.norm()).item()
 
 
-def _quiet(what: str) -> None:
+def quiet(what: str) -> None:
     pass
 
 
+def every_rank(flag: bool, device) -> bool:
+    """True only when `flag` holds on every rank (one all-reduce MIN)."""
+    t = torch.tensor([int(flag)], dtype=torch.int64, device=device.torch_device if device.kind == "cuda" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def gate_layer(forward, reference, inputs: dict, dtype_name: str, device, poison=None) -> dict:
+    """The correctness gate of a sharded layer, on every rank: the group's output, forward(all_reduce_sum,
+    **inputs) on fresh cache copies (poisoned first where `poison` says which slots the layer must write),
+    against reference() = the one-process float64 layer (y, r2); valid only when every rank passes."""
+    fresh = _fresh(inputs)
+    if poison is not None:
+        poison(fresh)
+    y, r2 = forward(all_reduce_sum, **fresh)
+    ref_y, ref_r2 = reference()
+    err = max(rel_error(y, ref_y), rel_error(r2, ref_r2))
+    tol = TOLERANCE[dtype_name]
+    out = {"rel_error": err, "tolerance": tol, "valid": every_rank(err <= tol, device)}
+    out["check"] = "ok" if out["valid"] else \
+        f"relative error {err:.2e} (this rank) above tolerance {tol:.0e} on some rank"
+    return out
+
+
+def _timed_fns(fns: dict, device, cuda_graph: bool) -> tuple[dict, str]:
+    """(the callables to time, the timer's name): CUDA-graph replays where every rank captured every one."""
+    if device.kind != "cuda":
+        return fns, "cpu-perf-counter"
+    if cuda_graph:
+        replays = {k: graphed(f, device) for k, f in fns.items()}
+        if graphs_on_every_rank(list(replays.values()), device):
+            return replays, "cuda-graph"
+        return fns, "cuda-events (graph capture failed on some rank)"
+    return fns, "cuda-events"
+
+
+def time_layer(forward, inputs: dict, device, budget_s: float, cuda_graph: bool, phase=None) -> dict:
+    """The sharded layer on this rank: `step` with its all-reduces (a collective timer, every rank the
+    same sample count) and `compute` alone (the all-reduces replaced by nothing; bench.timing's timer)."""
+    phase = phase or quiet
+    llc = devices.last_level_cache_bytes(device)
+    flusher = CacheFlusher(device.torch_device, llc) if results_fit_cache(inputs, llc) else None
+    fns, timer = _timed_fns({"step": lambda: forward(all_reduce_sum, **inputs),
+                             "compute": lambda: forward(no_reduce, **inputs)}, device, cuda_graph)
+    phase("timing the layer step")
+    step = time_collective(fns["step"], device, budget_s, flusher)
+    phase("timing the layer's compute alone")
+    compute = time_local(fns["compute"], device, budget_s, flusher)
+    return {"step": {**step.summary(), "timer": timer}, "compute": {**compute.summary(), "timer": timer}}
+
+
+def time_all_reduce(rows: int, hidden: int, dtype, device, budget_s: float, cuda_graph: bool) -> dict:
+    """One all-reduce of [rows, H] on this rank (a collective timer), as the layer runs it twice."""
+    buf = torch.randn((rows, hidden), device=device.torch_device).to(dtype)
+    fns, timer = _timed_fns({"all_reduce": lambda: dist.all_reduce(buf)}, device, cuda_graph)
+    return {**time_collective(fns["all_reduce"], device, budget_s, None).summary(), "timer": timer}
+
+
+def time_tail(rows: int, d: LayerDims, world: int, dtype, backends, device, budget_s: float, seed: int) -> dict:
+    """The model-level ops on this rank at `rows` rows: the final norm (replicated) and its vocab shard of
+    the LM head (V / N rows), timed alone (no collective; the logits all-gather is not timed), with their
+    FLOPs and bytes."""
+    eb = torch.empty((), dtype=dtype).element_size()
+    llc = devices.last_level_cache_bytes(device)
+    fn_shape = norm.NormShape(rows, d.hidden, d.norm_eps)
+    fn_in = norm.make_inputs(fn_shape, dtype, device.torch_device, seed + 1)
+    head = gemm.GemmShape(rows, d.hidden, math.ceil(d.vocab / world))
+    head_in = gemm.make_inputs(head, dtype, device.torch_device, seed + 2)
+    flusher = CacheFlusher(device.torch_device, llc) if results_fit_cache([fn_in, head_in], llc) else None
+    fnorm = time_local(lambda: implementation("norm", backends["norm"])(**fn_in), device, budget_s, flusher)
+    lm = time_local(lambda: implementation("gemm", backends["gemm"])(**head_in), device, budget_s, flusher)
+    return {"final_norm": fnorm.summary(), "lm_head": lm.summary(),
+            "final_norm_flops": norm.flops(norm.NormShape(rows, d.hidden)),
+            "final_norm_bytes": norm.min_bytes(norm.NormShape(rows, d.hidden), eb),
+            "lm_head_flops": gemm.flops(head), "lm_head_bytes": gemm.min_bytes(head, eb)}
+
+
 def measure_combo(model, dtype_name, backends, device, rank, world, batch, context, budget_s, seed,
-                  cuda_graph: bool = True, phase=_quiet) -> dict:
+                  cuda_graph: bool = True, phase=quiet) -> dict:
     """Verify, then time, on this rank; returns this rank's figures. `phase(text)` is told what it is
     doing now (rank 0 shows it as progress)."""
     d = model.layer_dims
@@ -299,62 +384,24 @@ def measure_combo(model, dtype_name, backends, device, rank, world, batch, conte
     inputs = shard_inputs(d, full, rank, world)
     dl, _, _ = local_dims(d, rank, world)
     out = {"rank": rank, "batch": batch, "context": context}
+
+    def forward(reduce, **inp):
+        return tp_layer_forward(dl, backends, reduce, **inp)
+
     # the gate: the group's output against the one-process float64 reference, checked on every rank
     phase("checking against the float64 reference")
-    y, r2 = tp_layer_forward(dl, backends, all_reduce_sum, **_fresh(inputs))
-    ref_y, ref_r2 = layer_reference(d, **full)
-    err = max(rel_error(y, ref_y), rel_error(r2, ref_r2))
-    tol = TOLERANCE[dtype_name]
-    ok = torch.tensor([1 if err <= tol else 0], dtype=torch.int64,
-                      device=device.torch_device if device.kind == "cuda" else "cpu")
-    dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-    out.update(rel_error=err, tolerance=tol, valid=bool(ok.item()))
-    del full, ref_y, ref_r2
+    out.update(gate_layer(forward, lambda: layer_reference(d, **full), inputs, dtype_name, device))
+    del full
     if not out["valid"]:
-        out["check"] = f"relative error {err:.2e} (this rank) above tolerance {tol:.0e} on some rank"
         return out
-    out["check"] = "ok"
-    llc = devices.last_level_cache_bytes(device)
-    flusher = CacheFlusher(device.torch_device, llc) if results_fit_cache(inputs, llc) else None
-
-    buf = torch.randn((batch, d.hidden), device=device.torch_device).to(dtype)
-    fns = {
-        "step": lambda: tp_layer_forward(dl, backends, all_reduce_sum, **inputs),
-        "compute": lambda: tp_layer_forward(dl, backends, no_reduce, **inputs),
-        "all_reduce": lambda: dist.all_reduce(buf),
-    }
-    timer = "cpu-perf-counter"
-    if device.kind == "cuda":
-        timer = "cuda-events"
-        if cuda_graph:
-            replays = {k: graphed(f, device) for k, f in fns.items()}
-            if graphs_on_every_rank(list(replays.values()), device):
-                fns, timer = replays, "cuda-graph"
-            else:
-                timer = "cuda-events (graph capture failed on some rank)"
-    phase("timing the layer step")
-    step = time_collective(fns["step"], device, budget_s, flusher)
-    phase("timing the layer's compute alone")
-    compute = time_local(fns["compute"], device, budget_s, flusher)
+    out.update(time_layer(forward, inputs, device, budget_s, cuda_graph, phase))
     phase("timing one all-reduce")
-    ar = time_collective(fns["all_reduce"], device, budget_s, None)
+    out["all_reduce"] = time_all_reduce(batch, d.hidden, dtype, device, budget_s, cuda_graph)
     phase("timing the final norm and the LM head shard")
-    # model-level ops on the rank: final norm (replicated) and its vocab shard of the LM head
-    fn_in = norm.make_inputs(norm.NormShape(batch, d.hidden, d.norm_eps), dtype, device.torch_device, seed + 1)
-    head = gemm.GemmShape(batch, d.hidden, math.ceil(d.vocab / world))
-    head_in = gemm.make_inputs(head, dtype, device.torch_device, seed + 2)
-    fnorm = time_local(lambda: implementation("norm", backends["norm"])(**fn_in), device, budget_s, flusher)
-    lm = time_local(lambda: implementation("gemm", backends["gemm"])(**head_in), device, budget_s, flusher)
+    out.update(time_tail(batch, d, world, dtype, backends, device, budget_s, seed))
     eb = torch.empty((), dtype=dtype).element_size()
-    out.update(
-        step={**step.summary(), "timer": timer}, compute={**compute.summary(), "timer": timer},
-        all_reduce={**ar.summary(), "timer": timer}, final_norm=fnorm.summary(), lm_head=lm.summary(),
-        layer_flops=layer_flops(dl, batch, context), layer_bytes=layer_min_bytes(dl, batch, context, eb),
-        all_reduce_bytes=batch * d.hidden * eb,
-        final_norm_flops=norm.flops(norm.NormShape(batch, d.hidden)),
-        final_norm_bytes=norm.min_bytes(norm.NormShape(batch, d.hidden), eb),
-        lm_head_flops=gemm.flops(head), lm_head_bytes=gemm.min_bytes(head, eb),
-    )
+    out.update(layer_flops=layer_flops(dl, batch, context), layer_bytes=layer_min_bytes(dl, batch, context, eb),
+               all_reduce_bytes=batch * d.hidden * eb)
     return out
 
 
@@ -365,9 +412,11 @@ def results_fit_cache(inputs, llc: int) -> bool:
 
 
 def _fresh(inputs: dict) -> dict:
-    """A copy whose KV cache the check may write without touching the timed inputs."""
+    """A copy whose KV caches the check may write (or poison) without touching the timed inputs."""
     out = dict(inputs)
-    out["k_cache"], out["v_cache"] = inputs["k_cache"].clone(), inputs["v_cache"].clone()
+    for name in CACHE_KEYS:
+        if inputs.get(name) is not None:
+            out[name] = inputs[name].clone()
     return out
 
 
@@ -489,7 +538,7 @@ def run(args) -> int:
     from bench.parsing import choice, positive_float, positive_int_list
     from kernels.dtypes import TORCH_DTYPES
 
-    rank, world, device = _setup(args.device)
+    rank, world, device = setup_group(args.device)
     try:
         model = get_model(args.model)
         refuse_moe(model, "`tokenbench tp`")
@@ -532,7 +581,7 @@ def run(args) -> int:
                         progress.start(f"b={batch} ctx={context}")
                     mine = measure_combo(model, dtype, backends, device, rank, world, batch, context, budget,
                                          args.seed, cuda_graph=getattr(args, "cuda_graph", True),
-                                         phase=progress.phase if progress else _quiet)
+                                         phase=progress.phase if progress else quiet)
                     mine["copy_bw"] = copy_bw
                     gathered = [None] * world
                     dist.all_gather_object(gathered, mine)

@@ -188,9 +188,15 @@ def _split_qkv(d: LayerDims, qkv: torch.Tensor) -> tuple:
 
 
 def prefill_forward(d: LayerDims, backends: dict, weights, x, residual, k_cache, v_cache, prefix, cos, sin,
-                    decode_k_cache=None, decode_v_cache=None, decode_positions=None):
+                    decode_k_cache=None, decode_v_cache=None, decode_positions=None, reduce=None):
     """One layer over the chunk (and, when decode caches are given, the decode rows first: the mixed
-    layer), with the implementation chosen per op kind in `backends`. Returns (y, r2) for all rows."""
+    layer), with the implementation chosen per op kind in `backends`. Returns (y, r2) for all rows.
+
+    `reduce`, when given, is applied to the outputs of the two row-parallel GEMMs (o_proj, down_proj), as
+    in kernels.layer.layer_forward: a tensor-parallel rank passes its all-reduce there and `d` holds its
+    shard's head and FFN sizes (the caches hold its KV heads).
+    """
+    reduce = reduce or (lambda t: t)
     impl = {kind: implementation(kind, backends[kind]) for kind in ("gemm", "norm", "rope", "activation")}
     nb = 0 if decode_k_cache is None else decode_k_cache.shape[0]
     batch, t = k_cache.shape[0], (x.shape[0] - nb) // k_cache.shape[0]
@@ -210,10 +216,10 @@ def prefill_forward(d: LayerDims, backends: dict, weights, x, residual, k_cache,
     a_pre = prefill_attention.implementation(backends["attention"])(q=qc, k=k_cache, v=v_cache, prefix=prefix)
     parts.append(a_pre.transpose(1, 2).reshape(batch * t, d.q_size))
     a = parts[0] if len(parts) == 1 else torch.cat(parts)
-    o = impl["gemm"](x=a, w=weights["o"], b=None)
+    o = reduce(impl["gemm"](x=a, w=weights["o"], b=None))  # [M, H]: partial sums on a TP rank
     h2, r2 = impl["norm"](x=o, residual=r, w=weights["ffn_norm"], eps=d.norm_eps)
-    y = impl["gemm"](x=impl["activation"](gate_up=impl["gemm"](x=h2, w=weights["gate_up"], b=None)),
-                     w=weights["down"], b=None)
+    y = reduce(impl["gemm"](x=impl["activation"](gate_up=impl["gemm"](x=h2, w=weights["gate_up"], b=None)),
+                            w=weights["down"], b=None))
     return y, r2
 
 

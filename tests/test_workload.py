@@ -195,7 +195,7 @@ def test_an_interrupted_workload_keeps_its_rows(tmp_path, monkeypatch, capsys):
     (["--osl", "1"], "--osl must be at least 2"),
     (["--concurrency", "0"], "--concurrency must be positive"),
     (["--concurrency", "2,2"], "lists 2 twice"),
-    (["--tp", "2"], "tensor-parallel workload is not measured yet"),
+    (["--tp", "2", "--measure-e2e"], "the end-to-end cohort runs on one device"),
     (["--tp", "0"], "--tp must be a positive integer"),
     (["--dtype", "fp8"], "--dtype fp8 cannot be timed here: no FP8 hardware"),
     (["--backend", "torch,torch"], "one backend"),

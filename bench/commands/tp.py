@@ -12,18 +12,12 @@ and NCCL_IB_HCA select interfaces where it guesses wrong (GLOO_SOCKET_IFNAME for
 """
 from __future__ import annotations
 
-import codecs
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
-from bench import results
 from bench.errors import UserError
+from bench.torchrun import run_group, torchrun_command
 
 
 def add_arguments(p):
@@ -56,12 +50,6 @@ def worker_argv(args) -> list:
     return out
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def preflight(args) -> None:
     """The mistakes every rank would hit, reported once before anything is launched."""
     from bench.models import get_model, refuse_moe
@@ -80,17 +68,8 @@ def preflight(args) -> None:
 
 
 def launch_command(args) -> list:
-    if args.tp < 1 or args.nnodes < 1:
-        raise UserError("--tp and --nnodes must be positive")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.tp)]
-    if args.nnodes == 1:
-        cmd += ["--nnodes", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
-    else:
-        if not args.rdzv_endpoint:
-            raise UserError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (the same on every node)")
-        cmd += ["--nnodes", str(args.nnodes), "--node-rank", str(args.node_rank), "--rdzv-backend", "c10d",
-                "--rdzv-endpoint", args.rdzv_endpoint, "--rdzv-id", args.rdzv_id]
-    return cmd + ["-m", "bench.tp", *worker_argv(args)]
+    return torchrun_command(args.tp, "bench.tp", worker_argv(args), args.nnodes, args.node_rank,
+                            args.rdzv_endpoint, args.rdzv_id)
 
 
 def wants_tp(run_args) -> bool:
@@ -117,61 +96,6 @@ def from_run_args(run_args, gpu_defaults: dict, cpu_defaults: dict) -> int:
         setattr(args, name, getattr(run_args, name))
     args.tp = max(1, run_args.tp)
     return main(args)
-
-
-# torchrun stops its workers within 30 s of a SIGTERM (SIGTERM, then SIGKILL); past this it is killed itself.
-STOP_WAIT_S = 40
-
-
-class Group:
-    """The torchrun group launched in its own session, its stderr relayed to ours until stop(): told to
-    stop, torchrun logs its shutdown and a ~40-line traceback, which is no news to a user who pressed Ctrl-C."""
-
-    def __init__(self, cmd: list, env: dict):
-        self.proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, start_new_session=True)
-        self.quiet = threading.Event()
-        self.relay = threading.Thread(target=self._relay, daemon=True)
-        self.relay.start()
-
-    def _relay(self) -> None:
-        # raw chunks, not lines: rank 0's live bar on a terminal is control codes without newlines
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        while chunk := os.read(self.proc.stderr.fileno(), 65536):
-            if not self.quiet.is_set():  # read on when quiet, so the group never blocks on a full pipe
-                sys.stderr.write(decoder.decode(chunk))
-                sys.stderr.flush()
-
-    def wait(self, timeout_s: float | None) -> int:
-        rc = self.proc.wait(timeout=timeout_s)
-        self.relay.join(timeout=5)
-        return rc
-
-    def stop(self) -> None:
-        """SIGTERM to torchrun, which stops its workers (each in a session of its own, which a signal to
-        this group would not reach) before it exits; SIGKILL if it has not exited in STOP_WAIT_S."""
-        self.quiet.set()
-        for sig, wait_s in ((signal.SIGTERM, STOP_WAIT_S), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=wait_s)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        self.relay.join(timeout=5)
-
-
-def worker_env() -> dict:
-    root = str(Path(__file__).resolve().parents[2])  # the source tree, importable without installing
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    if sys.stderr.isatty():  # rank 0 writes to our pipe: tell it the user sees a terminal, and how wide
-        from bench.tp import TERMINAL_ENV
-
-        env[TERMINAL_ENV] = "1"
-        env["COLUMNS"] = str(shutil.get_terminal_size().columns)
-    return env
 
 
 def new_tp_records(out: Path, before: set) -> list:
@@ -207,59 +131,22 @@ def mark_stopped(found: list, note: str) -> str:
     return "; ".join(kept) or "no results file was written yet"
 
 
-class Stopped(Exception):
-    """SIGTERM or SIGHUP to the launcher (a CI job's timeout, a closed terminal): the group, in sessions of
-    its own, would not get it, so the launcher stops it as for Ctrl-C."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_stopped(signum, frame):
-    raise Stopped(signum)
-
-
-def wait_for(group: Group, timeout_s: float | None) -> tuple[int, str | None]:
-    """(exit status, None) when the group ends by itself, else (status, the note for the record)."""
-    previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        return group.wait(timeout_s), None
-    except KeyboardInterrupt:
-        return 130, results.INTERRUPTED
-    except Stopped as exc:
-        return 128 + exc.signum, f"stopped by {exc}; the rows measured before it are kept"
-    except subprocess.TimeoutExpired:
-        return 124, f"stopped after --timeout-s {timeout_s:g}; the rows measured before it are kept"
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def main(args) -> int:
-    if "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ:  # already a torchrun worker
+    from bench.torchrun import in_torchrun
+
+    if in_torchrun():  # already a torchrun worker
         from bench.tp import run
 
         return run(args)
     preflight(args)
     cmd = launch_command(args)
-    print("launching: " + " ".join(cmd[1:]), file=sys.stderr)
     out = Path(args.out or "results")
     before = set(out.glob("*.json")) if out.is_dir() else set()
-    group = Group(cmd, worker_env())
-    rc, note = wait_for(group, args.timeout_s)
+    rc, note, kept = run_group(cmd, args.timeout_s, lambda note: mark_stopped(new_tp_records(out, before), note))
     if note is None:
         if getattr(args, "json", False):
             for path, _ in new_tp_records(out, before):
                 print(path.read_text())
         return rc
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-    try:
-        group.stop()
-        kept = mark_stopped(new_tp_records(out, before), note)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if sys.stderr.isatty():  # erase rank 0's half-drawn bar and show the cursor it hid
-        sys.stderr.write("\r\x1b[2K\x1b[?25h")
     print(f"tokenbench tp: {note.split(';')[0]}; {kept}", file=sys.stderr)
     return rc

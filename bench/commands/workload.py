@@ -36,7 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                    "native bf16 matmul, else fp32)")
     p.add_argument("--backend", default="torch", help="one backend: torch, triton or a per-op mix (default torch)")
     p.add_argument("--device", default="auto", help="auto | cuda | cpu")
-    p.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks (only 1 is measured today)")
+    p.add_argument("--tp", type=int, default=1,
+                   help="tensor-parallel ranks: N > 1 measures the steps on a torchrun group of N (one GPU each; "
+                        "gloo ranks on a CPU) and reports tokens/s per GPU over the group (default 1)")
     p.add_argument("--out", default="results", help="folder for the results files (default results/)")
     p.add_argument("--price-per-hour", help="$ per device-hour (default: the catalog's, where it has one)")
     p.add_argument("--power-kw", help="all-in kW per device (default: the catalog's, where it has one)")
@@ -63,12 +65,17 @@ def resolve(args, device):
         value = non_empty(getattr(args, name), f"--{name}")
         return d[name] if value is None else value
 
-    if args.tp != 1:
-        raise UserError(f"--tp {args.tp}: a tensor-parallel workload is not measured yet (the sharded mixed and "
-                        f"prefill layers do not exist); `tokenbench tp` measures the sharded decode layer"
-                        if args.tp > 1 else f"--tp must be a positive integer, got {args.tp}")
+    if args.tp < 1:
+        raise UserError(f"--tp must be a positive integer, got {args.tp}")
+    if args.tp > 1 and args.measure_e2e:
+        raise UserError(f"--measure-e2e with --tp {args.tp}: the end-to-end cohort runs on one device; "
+                        f"run it without --tp")
     model = get_model(given("model"))
     refuse_moe(model, "`tokenbench workload`")
+    if args.tp > 1:
+        from bench.workload.tp import check_group
+
+        check_group(model, args.tp, device)
     dtype_name, reason, weights = non_empty(args.dtype, "--dtype"), None, "activation"
     if dtype_name == "fp8":  # FP8 projection weights and LM head, bf16 activations and KV cache
         from kernels.fp8 import support
@@ -76,6 +83,8 @@ def resolve(args, device):
         ok, why = support(device)
         if not ok:
             raise UserError(f"--dtype fp8 cannot be timed here: {why}")
+        if args.tp > 1:
+            raise UserError("--dtype fp8 with --tp: the tensor-parallel layer does not shard FP8 weights yet")
         dtype_name, weights = "bf16", "fp8"
     if dtype_name is None and device.kind == "cpu":
         from bench.cpu_dtype import cpu_default_dtype
@@ -144,8 +153,16 @@ def main(args) -> int:
                   f"ISL {spec.isl}, OSL {spec.osl}, concurrency {list(spec.concurrency)}, backend {backend}")
     if plan.dtype_reason:
         console.print(f"default dtype on this CPU: {plan.dtype} ({plan.dtype_reason})")
-    run = run_workload(plan, device, spec, backend, price, args.out, args.measure_e2e,
-                       lambda text: console.print(text), lambda total: _progress(console, total))
+    if args.tp > 1:
+        from bench.workload.tp import run_workload_tp
+
+        ranks = "GPUs, NCCL" if device.kind == "cuda" else "CPU processes, gloo"
+        console.print(f"tensor parallel: a group of {args.tp} ranks ({ranks}); rates are tokens/s per "
+                      f"{'GPU' if device.kind == 'cuda' else 'rank'} over the group")
+        run = run_workload_tp(plan, device, spec, backend, price, args.out, args.tp, lambda text: console.print(text))
+    else:
+        run = run_workload(plan, device, spec, backend, price, args.out, args.measure_e2e,
+                           lambda text: console.print(text), lambda total: _progress(console, total))
     print_workload(run.record, run.points, console)
     console.print(f"wrote {run.json_path} and {run.csv_path}")
     if args.json:

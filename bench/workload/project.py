@@ -35,6 +35,9 @@ def project_points(record: dict, target_key: str, as_dtype: str | None = None) -
     `as_dtype` (default: the run's dtype; a CPU fp32 run may be carried as bf16 serving: bytes scale)."""
     from bench.sides import device_spec
 
+    if record["workload"].get("tp", 1) > 1:
+        raise UserError("a tensor-parallel workload is not projected: its all-reduces ride an interconnect the "
+                        "roofline does not model")
     target = device_spec(target_key)
     run_dtype = record["dtype"]
     dtype = as_dtype or run_dtype

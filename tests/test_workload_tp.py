@@ -1,0 +1,169 @@
+"""`tokenbench workload --tp N` on CPU (gloo ranks): the sharded prefill and mixed layers give the one-process
+layer's output; the command measures its steps on the group and writes points per GPU."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from bench import tp
+from bench.cli import main
+from bench.models import get_model
+from bench.workload import compose as comp
+from bench.workload.plan import make_spec
+from kernels.backends import parse_backend
+from kernels.prefill_layer import Chunk, make_prefill_inputs, prefill_forward
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--model", "tiny", "--device", "cpu", "--budget-s", "0.02"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# (decode rows, context, chunk): a prefill chunk continuing a prefix, a mixed step, a prefill of two prompts
+CASES = [(0, 0, Chunk(1, 5, 3)), (3, 9, Chunk(1, 4, 2)), (0, 0, Chunk(2, 6, 0))]
+
+
+def prefill_compare_worker(rank: int, world: int, init_method: str, out_path: str) -> None:
+    """Rank 0 saves, per case, the group's (y, r2) beside the one-process layer's on the same inputs."""
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
+    try:
+        d = get_model("tiny").layer_dims
+        dl, _, _ = tp.local_dims(d, rank, world)
+        backends = parse_backend("torch")
+        saved = []
+        for decode_rows, context, chunk in CASES:
+            full = make_prefill_inputs(d, chunk, torch.float32, "cpu", 5, decode_rows, context)
+            sharded = tp.shard_inputs(d, full, rank, world)
+            got = prefill_forward(dl, backends, reduce=tp.all_reduce_sum, **sharded)
+            if rank == 0:
+                saved.append({"tp": got, "one": prefill_forward(d, backends, **full),
+                              "kv_heads": sharded["k_cache"].shape[1],
+                              "decode_kv_heads": sharded["decode_k_cache"].shape[1] if decode_rows else None})
+        if rank == 0:
+            torch.save(saved, out_path)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sharded_prefill_and_mixed_layers_on_two_ranks_match_one_process(tmp_path):
+    out = tmp_path / "out.pt"
+    mp.spawn(prefill_compare_worker, args=(2, f"tcp://127.0.0.1:{free_port()}", str(out)), nprocs=2, join=True)
+    saved = torch.load(out)
+    assert len(saved) == len(CASES)
+    for case, s in zip(CASES, saved):
+        assert s["kv_heads"] == 1 and s["decode_kv_heads"] in (None, 1)  # tiny: 2 KV heads split over 2 ranks
+        for got, want in zip(s["tp"], s["one"]):
+            assert got.shape == want.shape, case
+            # the same fp32 math, summed in another order across the split: a few ulps
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_shard_inputs_splits_every_cache_by_kv_heads():
+    d = get_model("tiny").layer_dims
+    full = make_prefill_inputs(d, Chunk(2, 3, 4), torch.float32, "cpu", 0, decode_batch=2, context=6)
+    one = tp.shard_inputs(d, full, 1, 2)
+    for name in tp.CACHE_KEYS:
+        torch.testing.assert_close(one[name], full[name][:, 1:2])  # rank 1 keeps KV head 1
+    assert one["x"] is full["x"] and one["prefix"] == 4  # activations and positions replicated
+
+
+def test_points_are_the_group_rates_per_gpu_and_memory_per_gpu():
+    from bench.sweep import RunPlan
+    from bench.workload.tp import per_gpu, tp_header
+
+    class Dev:
+        key, name, memory_bytes = None, "cpu", 10**12
+
+    m = get_model("llama-3.1-70b")
+    plan = RunPlan(model=m, batches=[], contexts=[], dtype="bf16", backends=["torch"])
+    h8 = tp_header(plan, Dev(), 8)
+    assert h8.tp == 8 and h8.weight_bytes == tp.shard_weight_bytes(m, 8, 2)
+    assert h8.kv_bytes_per_token * 8 == m.kv_bytes_per_token("bf16")  # 8 KV heads, one per rank
+    spec = make_spec(16, 8, [2], 32)
+    steps = {k: comp.WorkloadStep(k, 1e-3 * (1 + k.batch)) for k in comp.needed_keys(spec, [2])}
+    for p, _ in comp.compose(replace(h8, tp=1), spec, steps):
+        q = per_gpu(p, 8)
+        assert q.total_tokens_per_s == pytest.approx(p.total_tokens_per_s / 8)
+        assert q.output_tokens_per_s == pytest.approx(p.output_tokens_per_s / 8)
+        assert (q.interactivity, q.ttft_s, q.e2e_latency_s) == (p.interactivity, p.ttft_s, p.e2e_latency_s)
+
+
+def test_workload_tp2_end_to_end_writes_points_per_gpu_from_the_group(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "bench", "workload", "--tp", "2", *FAST, "--isl", "8", "--osl", "2",
+                           "--concurrency", "1,2", "--out", str(tmp_path), "--price-per-hour", "2", "--power-kw", "1"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    (path,) = tmp_path.glob("*.json")  # one record: the launcher's, which rank 0 filled in
+    record = json.loads(path.read_text())
+    assert record["kind"] == "workload" and record["complete"] and record["workload"]["tp"] == 2
+    assert record["tp"]["world_size"] == 2 and record["tp"]["process_group_backend"] == "gloo"
+    assert "per rank (a CPU process) over the group" in record["tp"]["rates"]
+    assert "rates are tokens/s per rank (CPU process) over a TP group of 2" in proc.stderr
+    # every timed item on every rank, gated first
+    assert {r["rank"] for r in record["rows"]} == {0, 1}
+    assert all(r["valid"] and r["rel_error"] <= r["tolerance"] for r in record["rows"] if "rel_error" in r)
+    ops = {r["op"] for r in record["rows"]}
+    assert {"tp_layer", "tp_mixed_layer", "tp_prefill_layer", "all_reduce", "final_norm", "lm_head_shard"} <= ops
+    # each step: layers x the slowest rank's layer (all-reduces inside) + slowest final norm + LM head shard
+    layers = record["model"]["layers"]
+    for s in record["steps"]:
+        assert s["tp"] == 2 and s["seconds"] > 0
+        assert s["layer_seconds"] == pytest.approx(max(s["layer_seconds_per_rank"]))
+        assert s["seconds"] == pytest.approx(layers * s["layer_seconds"] + s["final_norm_seconds"]
+                                             + s["lm_head_seconds"])
+        mine = [r for r in record["rows"] if r["op"] in ("tp_layer", "tp_mixed_layer", "tp_prefill_layer")
+                and r["phase"] == s["phase"] and r["step_batch"] == s["batch"] and r["step_context"] == s["context"]
+                and (s["phase"] != "mixed" or r["chunk_tokens"] == s["chunk_tokens"])]
+        assert s["layer_seconds"] == pytest.approx(max(r["seconds_p50"] for r in mine))
+    # the points: composed from the group's steps, then divided over the 2 ranks
+    spec = make_spec(8, 2, [1, 2], 256)
+    h = comp.Header(device="x", model="tiny", precision=record["dtype"], memory_bytes=None, weight_bytes=0,
+                    kv_bytes_per_token=0)
+    steps = {comp.WorkloadStep.from_dict(s).key: comp.WorkloadStep.from_dict(s) for s in record["steps"]}
+    group = comp.compose(h, spec, steps)
+    assert len(record["points"]) == len(group) == 4
+    for p, (g, _), e in zip(record["points"], group, record["economics"]):
+        assert p["tp"] == 2 and p["fits"]
+        assert p["total_tokens_per_s"] == pytest.approx(g.total_tokens_per_s / 2)
+        assert p["output_tokens_per_s"] == pytest.approx(g.output_tokens_per_s / 2)
+        assert p["interactivity"] == pytest.approx(g.interactivity)
+        assert e["cost_per_mtok_total"] == pytest.approx(2 / (p["total_tokens_per_s"] * 3600 / 1e6))
+    # memory per GPU: the rank's weight shards and its KV heads' cache
+    m = get_model("tiny")
+    eb = 4 if record["dtype"] == "fp32" else 2
+    c1 = record["points"][0]
+    assert c1["bytes_needed"] == tp.shard_weight_bytes(m, 2, eb) + tp.kv_bytes_per_rank(m, 2, 1, 10, eb)
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["--tp", "0"], "--tp must be a positive integer"),
+    (["--tp", "3"], "--tp 3 must divide the 4 attention heads"),
+    (["--tp", "2", "--measure-e2e"], "--measure-e2e with --tp 2: the end-to-end cohort runs on one device"),
+])
+def test_bad_tp_input_is_one_line_exit_2(argv, expect, tmp_path, capsys):
+    assert main(["workload", *FAST, "--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not list(tmp_path.glob("*.json"))  # refused before anything is written or launched
+
+
+def test_a_tp_workload_is_not_projected():
+    from bench.errors import UserError
+    from bench.workload.project import project_points
+
+    with pytest.raises(UserError, match="tensor-parallel workload is not projected"):
+        project_points({"workload": {"tp": 2}, "dtype": "fp32"}, "h200")
