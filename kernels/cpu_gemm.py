@@ -87,10 +87,20 @@ def _has_packed_linear() -> bool:
         and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
 
 
-def candidates() -> list[Candidate]:
+def _packed_supports(dtype: torch.dtype | None) -> bool:
+    """oneDNN's packed linear in bf16 needs the CPU's bf16 instructions (AVX-512 BF16 or AMX): without them
+    (seen on an AMD EPYC) it returns NaN rather than refusing, so it is not offered there at all."""
+    if dtype != torch.bfloat16:
+        return True
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(probe()) if probe is not None else False
+
+
+def candidates(dtype: torch.dtype | None = None) -> list[Candidate]:
+    """The CPU GEMM paths that can run `dtype` here (None: every path this torch has)."""
     out = [Candidate("linear", _linear),
            Candidate("row_block_bmm", _row_block_bmm, lambda m, k, n: _row_chunks(n) is not None)]
-    if _has_packed_linear():
+    if _has_packed_linear() and _packed_supports(dtype):
         out.append(Candidate("onednn_packed", _PACKED))
     return out
 
@@ -138,7 +148,7 @@ def choose(x, w, b, pool: list[Candidate] | None = None) -> Choice:
     """Check every candidate, time those that pass on (x, w, b), keep the fastest for this shape class."""
     m, k = x.shape
     n = w.shape[0]
-    pool = [c for c in (pool or candidates()) if c.applies(m, k, n)]
+    pool = [c for c in (pool or candidates(x.dtype)) if c.applies(m, k, n)]
     tol = tolerance(x.dtype)
     errors = {c.name: check(c, m, k, n, x.dtype, b is not None) for c in pool}
     passed = [c for c in pool if errors[c.name] == errors[c.name] and errors[c.name] <= tol]
