@@ -317,7 +317,7 @@ class RunRecord(Header):
     dtype: str | None = None
     phase: str | None = None
     price: Price | None = None
-    ceilings: Ceilings | None = None
+    ceilings: Ceilings = field(default_factory=Ceilings)
     peak_file: dict | None = None  # the `tokenbench peak` file the measured matmul peak came from
     measured_copy_gbps_after: float | None = None
     bandwidth_drift: float | None = None

@@ -12,6 +12,7 @@ from bench.devices import LocalDevice, last_level_cache_bytes
 from bench.models import ModelConfig
 from bench.timing import CacheFlusher, rotation_count, time_cpu, time_cuda, time_cuda_graph
 from bench.verify import check_case, is_oom
+from costmodel.ceilings import Ceilings
 from costmodel.power import step_board_joules_per_token
 from kernels.cpu_gemm import chosen_path
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
@@ -33,7 +34,7 @@ class RunPlan:
     cuda_graph: bool = True
     per_op: bool = True  # time every op, not only the layer and the model-level ops
     full_model: bool = False  # also time the whole model's step, every layer with its own weights
-    ceilings: dict = field(default_factory=dict)  # measured_copy_bw (bytes/s), measured_peak_flops
+    ceilings: Ceilings = field(default_factory=Ceilings)  # measured copy bandwidth and matmul peak
     dtype_reason: str | None = None  # why a CPU run without --dtype took this dtype
     phase: str = "decode"  # decode | prefill | mixed (bench/prefill_sweep.py)
     points: list | None = None  # the prefill or mixed points to measure
@@ -172,7 +173,7 @@ def measure(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan, batc
     if case.kind == "gemm" and device.kind == "cpu":  # which library path the CPU chooser took (None: not torch)
         row["cpu_gemm_path"] = chosen_path(**case.shape, dtype=torch_dtype(plan.dtype))
     row.update(metrics.derive(case.flops, case.bytes, row["seconds_p50"], plan.dtype, device.spec,
-                              plan.ceilings.get("measured_copy_bw"), plan.ceilings.get("measured_peak_flops")))
+                              plan.ceilings.copy_bw, plan.ceilings.peak_flops))
     return row
 
 
@@ -224,7 +225,7 @@ def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, cont
     step.update(valid=True, step_seconds=seconds, layer_seconds=by_op["layer"]["seconds_p50"],
                 tokens_per_s=tokens_per_s, tokens_per_s_per_user=1.0 / seconds, flops=flops, bytes=nbytes)
     step.update(metrics.derive(flops, nbytes, seconds, plan.dtype, device.spec,
-                               plan.ceilings.get("measured_copy_bw"), plan.ceilings.get("measured_peak_flops")))
+                               plan.ceilings.copy_bw, plan.ceilings.peak_flops))
     step["board_joules_per_token"] = step_board_joules_per_token(rows, m.layers, batch, context, backend)
     measured = by_op.get("model", {}).get("seconds_p50")
     if measured:
@@ -242,3 +243,57 @@ def combos(plan: RunPlan):
         for context in plan.contexts:
             yield batch, context
 
+
+def progress_note(row: dict) -> str:
+    if not row.get("valid"):
+        return f"not timed ({row.get('skipped') or row.get('check')})"
+    return f"p50 {row['seconds_p50'] * 1e6:,.1f} us"
+
+
+def run_sweep(plan: RunPlan, device, record: dict, writer, economics, console) -> None:
+    """The decode sweep of `tokenbench run`: every (batch, context) and backend, each case verified then timed
+    and written at once, then its step derived; a pipe or CI log gets one line per case."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    work = list(combos(plan))
+    cases_per_combo = len(cases_for(plan, device, 1, 1))
+    total = len(work) * cases_per_combo * len(plan.backends)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("measuring", total=total)
+        done = 0
+        # a pipe or CI log gets no live bar (transient, terminal only): one line per finished case instead
+        piped = not console.is_terminal
+        for batch, context in work:
+            cases = cases_for(plan, device, batch, context)
+            too_big = combo_skip_reason(plan, device, batch, context)
+            if too_big:
+                console.print(f"[yellow]b={batch} ctx={context} skipped: {too_big}[/]")
+            for backend in plan.backends:
+                for case in cases:
+                    if too_big:
+                        record["rows"].append({"op": case.name, "kind": case.kind, "batch": batch,
+                                               "context": context, "backend": backend, "valid": False,
+                                               "skipped": too_big})
+                        progress.advance(task)
+                        continue
+                    if case.name == "model" and (why := full_model_fits(plan, device, batch, context)):
+                        record["rows"].append({"op": "model", "kind": "model", "batch": batch, "context": context,
+                                               "backend": backend, "valid": False, "skipped": why})
+                        progress.advance(task)
+                        continue
+                    progress.update(task, description=f"b={batch} ctx={context} {backend} {case.name}")
+                    row = measure(case, backend, device, plan, batch, context)
+                    record["rows"].append(row)
+                    if not row.get("valid"):
+                        console.print(f"[red]{case.name} b={batch} ctx={context} {backend}: "
+                                      f"{row.get('skipped') or row.get('check')}[/]")
+                    writer.write(record)
+                    progress.advance(task)
+                    done += 1
+                    if piped:
+                        console.print(f"[{done}/{total}] b={batch} ctx={context} {backend} {case.name}: "
+                                      f"{progress_note(row)}", highlight=False)
+                record["steps"].append(derive_step(plan, device, record["rows"], batch, context, backend,
+                                                   economics))
+                writer.write(record)

@@ -32,7 +32,7 @@ from dataclasses import replace
 import torch
 import torch.distributed as dist
 
-from bench import devices, environment, metrics, results
+from bench import devices, environment, metrics, store
 from bench.errors import UserError
 from bench.timing import MIN_SAMPLES, CacheFlusher, Timing, time_cpu, time_cuda
 from kernels import gemm, norm
@@ -461,22 +461,15 @@ def run(args) -> int:
         writer, record = None, None
         if rank == 0:
             env = environment.capture()
-            stem = (f"{time.strftime('%Y%m%d-%H%M%S')}-{results.slug(device.key or device.name)}-{model.name}-"
-                    f"{dtype}-tp{world}")
-            writer = results.ResultWriter(args.out, stem)
-            record = {
-                "schema_version": results.SCHEMA_VERSION, "tool": "tokenbench", "kind": "tp",
-                "created": env["created"], "run_id": writer.json_path.stem, "device": device.to_dict(), "env": env,
-                "model": model.to_dict(), "dtype": dtype,
-                "settings": {"batches": batches, "contexts": contexts, "backends": [args.backend],
-                             "budget_s": budget, "tp": world},
-                "tp": {"world_size": world, "process_group_backend": dist.get_backend(),
-                       "nnodes": int(os.environ.get("GROUP_WORLD_SIZE", "1")),
-                       "sharding": "Megatron: column-parallel qkv and gate_up, row-parallel o and down, "
-                                   "2 all-reduces of [B, H] per layer",
-                       "bus_bandwidth": "NCCL-tests convention: busbw = algbw * 2 (n-1) / n"},
-                "price": price, "complete": False, "rows": [], "steps": [],
-            }
+            writer, record = store.open_record(
+                "tp", args.out, device, env, (model.name, dtype, f"tp{world}"),
+                {"batches": batches, "contexts": contexts, "backends": [args.backend], "budget_s": budget, "tp": world},
+                model=model, dtype=dtype, price=price,
+                tp={"world_size": world, "process_group_backend": dist.get_backend(),
+                    "nnodes": int(os.environ.get("GROUP_WORLD_SIZE", "1")),
+                    "sharding": "Megatron: column-parallel qkv and gate_up, row-parallel o and down, "
+                                "2 all-reduces of [B, H] per layer",
+                    "bus_bandwidth": "NCCL-tests convention: busbw = algbw * 2 (n-1) / n"})
             writer.write(record)
             print(f"tokenbench tp: {world} ranks ({dist.get_backend()}) on {device.name}; model {model.name}, "
                   f"{dtype}, batch {batches}, context {contexts}", file=sys.stderr)

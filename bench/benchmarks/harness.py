@@ -156,12 +156,12 @@ def run_pedantic(benchmark, prepared: Prepared, rounds: Rounds) -> float | None:
 
 
 def derived(flops: int, nbytes: int, seconds: float | None, dtype: str, device: LocalDevice,
-            ceilings: dict) -> dict:
+            ceilings) -> dict:
     """TFLOP/s, GB/s, % of spec and of the measured ceilings, from pytest-benchmark's median time."""
     if not seconds:
         return {}
-    d = metrics.derive(flops, nbytes, seconds, dtype, device.spec, ceilings.get("copy_bw"),
-                       ceilings.get("peak_flops"))
+    d = metrics.derive(flops, nbytes, seconds, dtype, device.spec, ceilings.copy_bw,
+                       ceilings.peak_flops)
     return {k: d[k] for k in ("tflops", "gbps", "pct_spec_flops", "pct_spec_bw", "pct_copy_bw", "bound",
                               "efficiency_spec", "efficiency_measured")}
 

@@ -39,6 +39,6 @@ def test_op(benchmark, workload, op, backend, device, run_dtype, ceilings, round
     benchmark.extra_info.update(
         op=op, kind=case.kind, model=name, batch=batch, context=context, dtype=run_dtype, backend=backend,
         device=device.name, flops=case.flops, bytes=case.bytes, rel_error=check.error, median_s=median,
-        peak_file=ceilings.get("file"), **prepared.describe(),
-        **harness.derived(case.flops, case.bytes, median, run_dtype, device, ceilings),
+        peak_file=ceilings[1], **prepared.describe(),
+        **harness.derived(case.flops, case.bytes, median, run_dtype, device, ceilings[0]),
     )

@@ -17,7 +17,6 @@ from bench.sides import SideArgs, device_side, run_side
 from costmodel.compare import compare
 from costmodel.errors import CostInputError
 from costmodel.fmt import money, sig, table
-from costmodel.runs import load_result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +42,9 @@ def _is_run(arg: str) -> bool:
 
 
 def main(args) -> int:
-    runs = [load_result(x) if _is_run(x) else None for x in (args.a, args.b)]
+    from bench.store import load_run
+
+    runs = [load_run(x) if _is_run(x) else None for x in (args.a, args.b)]
     if args.tokens_per_s and any(runs):
         raise CostInputError("--tokens-per-s is for two catalog devices; a run's tokens/s come from its steps")
     anchor = next((r for r in runs if r is not None), None)

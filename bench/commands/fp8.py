@@ -104,7 +104,7 @@ def main(args) -> int:
                 row.update(backend=key, dtype="fp8")
                 if row.get("seconds_p50"):  # read against the FP8 peak, not bf16's
                     row.update(metrics.derive(row["flops"], row["bytes"], row["seconds_p50"], "fp8", device.spec,
-                                              plan.ceilings.get("measured_copy_bw")))
+                                              plan.ceilings.copy_bw))
                 _keep(record, writer, row, per[key], name, nbytes)
         record["steps"].extend(_steps(model, batch, per, economics, skipped, nbytes, device))
         writer.write(record)
@@ -119,9 +119,9 @@ def main(args) -> int:
             common.say(f"  b={s['batch']} {s['precision']}: {s['reason']}")
     common.say(f"wrote {writer.json_path}")
     if args.json:
-        from bench.results import _clean
+        from bench.store import clean
 
-        print(json.dumps(_clean(record), indent=1))
+        print(json.dumps(clean(record), indent=1))
     return 0
 
 
