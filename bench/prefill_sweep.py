@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench import metrics
+from costmodel.step import MODEL_OPS, compose
 from bench.sweep import RunPlan, available_bytes, measure, progress_note
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
 from kernels.layer import op_cases as decode_op_cases
@@ -144,9 +145,9 @@ def derive_point_step(plan: RunPlan, device, rows: list, point, backend: str, ec
         step.update(valid=False, reason=f"no valid timing for {', '.join(missing + ([layer_name] if len(timed) != expected else []))}")
         return step
     layer_s = sum(r["seconds_p50"] for r in timed)
-    seconds = m.layers * layer_s + sum(model_ops[op]["seconds_p50"] for op in ("final_norm", "lm_head"))
-    flops = m.layers * sum(r["flops"] for r in timed) + sum(model_ops[op]["flops"] for op in model_ops)
-    nbytes = m.layers * sum(r["bytes"] for r in timed) + sum(model_ops[op]["bytes"] for op in model_ops)
+    seconds = compose(m.layers, layer_s, *(model_ops[op]["seconds_p50"] for op in MODEL_OPS))
+    flops = compose(m.layers, sum(r["flops"] for r in timed), *(model_ops[op]["flops"] for op in MODEL_OPS))
+    nbytes = compose(m.layers, sum(r["bytes"] for r in timed), *(model_ops[op]["bytes"] for op in MODEL_OPS))
     step.update(valid=True, step_seconds=seconds, layer_seconds=layer_s, flops=flops, bytes=nbytes)
     if isinstance(point, PrefillPoint):
         prompt_tps = point.batch * point.prompt / seconds

@@ -4,7 +4,8 @@ moe, fp8). bench/store.py reads and writes them; nothing here touches torch or t
 
 Every record is a dataclass read from a file's dict by `from_dict` and written back by `to_dict`:
 - a field of the wrong type is one line naming the file, the row and the field, never a traceback;
-- a field that is None is left out of the dict (an unknown figure, or one this kind does not have);
+- a field that is None is left out of the dict (a figure this kind or row does not have), unless the
+  dict it was read from, or the writer, gave it as null (an unknown figure): that null is written back;
 - keys a dataclass does not declare are kept in `extra` and written back, so nothing is silently lost.
 A new kind is one dataclass (its rows and steps may be new dataclasses too) and one entry in
 store.KINDS.
@@ -44,6 +45,8 @@ class Entry:
 
     REQUIRED: ClassVar[tuple] = ()
     extra: dict = field(default_factory=dict)
+    # declared fields the dict gave as null: written back as null (an unknown figure is said, not dropped)
+    nulls: frozenset = field(default=frozenset(), compare=False, repr=False, metadata={"transient": True})
 
     @classmethod
     def nested(cls) -> dict:
@@ -58,12 +61,14 @@ class Entry:
             raise UserError(f"{where}: lacks {', '.join(missing)}")
         fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
         nested = cls.nested()
-        known, extra = {}, {}
+        known, extra, nulls = {}, {}, set()
         for key, value in d.items():
             f = fields.get(key)
             if f is None:
                 extra[key] = value
                 continue
+            if value is None:
+                nulls.add(key)
             if key in nested and value is not None:
                 known[key] = nested[key](value, f"{where}: {key}")
                 continue
@@ -71,7 +76,7 @@ class Entry:
             if value is not None and want is not None and not want[1](value):
                 raise bad(where, key, want[0], value)
             known[key] = value
-        return cls(**known, extra=extra)
+        return cls(**known, extra=extra, nulls=frozenset(nulls))
 
     def to_dict(self) -> dict:
         out = {}
@@ -79,7 +84,7 @@ class Entry:
             if f.name == "extra" or f.metadata.get("transient"):
                 continue
             value = getattr(self, f.name)
-            if value is None and f.name not in self.REQUIRED:
+            if value is None and f.name not in self.REQUIRED and f.name not in self.nulls:
                 continue
             out[f.name] = _plain(value)
         out.update(self.extra)

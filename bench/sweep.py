@@ -8,20 +8,19 @@ from dataclasses import dataclass, field
 import torch
 
 from bench import metrics
-from bench.devices import LocalDevice, last_level_cache_bytes
+from bench.devices import LocalDevice
 from bench.models import ModelConfig
-from bench.timing import CacheFlusher, rotation_count, time_cpu, time_cuda, time_cuda_graph
+from bench.timing import input_sets as rotated_inputs
+from bench.timing import time_cpu, time_cuda, time_cuda_graph
 from bench.verify import check_case, is_oom
 from costmodel.ceilings import Ceilings
 from costmodel.power import step_board_joules_per_token
+from costmodel.step import DECODE_DERIVATION, MODEL_OPS, compose_ops
 from kernels.cpu_gemm import chosen_path
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
 from kernels.layer import layer_case, op_cases
 from kernels.model import model_case
 from kernels.op import OpCase
-
-MAX_ROTATION_SETS = 16
-
 
 @dataclass
 class RunPlan:
@@ -38,16 +37,6 @@ class RunPlan:
     dtype_reason: str | None = None  # why a CPU run without --dtype took this dtype
     phase: str = "decode"  # decode | prefill | mixed (bench/prefill_sweep.py)
     points: list | None = None  # the prefill or mixed points to measure
-
-
-def tensor_bytes(obj) -> int:
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(tensor_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(tensor_bytes(v) for v in obj)
-    return 0
 
 
 def available_bytes(device: LocalDevice) -> int:
@@ -78,22 +67,10 @@ def combo_skip_reason(plan: RunPlan, device: LocalDevice, batch: int, context: i
     return None
 
 
-def memory_budget(device: LocalDevice) -> int:
-    """Bytes the rotated input sets of one case may take."""
-    if device.kind == "cuda":
-        free, _ = torch.cuda.mem_get_info()
-        return int(free * 0.4)
-    return min(4 << 30, device.memory_bytes // 4)
-
-
 def time_case(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan) -> dict:
     """Time one verified implementation; returns the timing fields of its row."""
-    first = case.make_inputs(0)
-    per_set = tensor_bytes(first)
-    sets_n = rotation_count(per_set, last_level_cache_bytes(device), MAX_ROTATION_SETS, memory_budget(device))
-    input_sets = [first] + [case.make_inputs(seed) for seed in range(1, sets_n)]
-    needs_flush = per_set * sets_n < 2 * last_level_cache_bytes(device)
-    flusher = CacheFlusher(device.torch_device, last_level_cache_bytes(device)) if needs_flush else None
+    input_sets, flusher, per_set = rotated_inputs(case.make_inputs, device)
+    sets_n = len(input_sets)
     fn = case.impls[backend]
     timer_name, energy = "cpu-perf-counter", {}
     if device.kind == "cuda":
@@ -207,9 +184,9 @@ def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, cont
     m = plan.model
     by_op = {r["op"]: r for r in rows
              if r["batch"] == batch and r["context"] == context and r["backend"] == backend}
-    needed = ("layer", "final_norm", "lm_head")
+    needed = ("layer", *MODEL_OPS)
     step = {"batch": batch, "context": context, "backend": backend, "dtype": plan.dtype, "layers": m.layers,
-            "derived": True, "derivation": "layers x layer + final_norm + lm_head"}
+            "derived": True, "derivation": DECODE_DERIVATION}
     bytes_needed = m.weight_bytes(plan.dtype) + m.kv_cache_bytes(batch, context, plan.dtype)
     step.update(fits=bytes_needed <= device.memory_bytes, bytes_needed=bytes_needed,
                 memory_bytes=device.memory_bytes)
@@ -217,10 +194,7 @@ def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, cont
     if missing:
         step.update(valid=False, reason=f"no valid timing for {', '.join(missing)}")
         return step
-    seconds = m.layers * by_op["layer"]["seconds_p50"] + by_op["final_norm"]["seconds_p50"] \
-        + by_op["lm_head"]["seconds_p50"]
-    flops = m.layers * by_op["layer"]["flops"] + by_op["final_norm"]["flops"] + by_op["lm_head"]["flops"]
-    nbytes = m.layers * by_op["layer"]["bytes"] + by_op["final_norm"]["bytes"] + by_op["lm_head"]["bytes"]
+    seconds, flops, nbytes = (compose_ops(m.layers, by_op, f) for f in ("seconds_p50", "flops", "bytes"))
     tokens_per_s = batch / seconds
     step.update(valid=True, step_seconds=seconds, layer_seconds=by_op["layer"]["seconds_p50"],
                 tokens_per_s=tokens_per_s, tokens_per_s_per_user=1.0 / seconds, flops=flops, bytes=nbytes)

@@ -34,7 +34,8 @@ import torch.distributed as dist
 
 from bench import devices, environment, metrics, store
 from bench.errors import UserError
-from bench.timing import MIN_SAMPLES, CacheFlusher, Timing, time_cpu, time_cuda
+from bench.timing import MIN_SAMPLES, CacheFlusher, Timing, capture_graph, tensor_bytes, time_cpu, time_cuda
+from costmodel.step import compose
 from kernels import gemm, norm
 from kernels.backends import implementation, parse_backend
 from kernels.dtypes import TOLERANCE, torch_dtype
@@ -210,14 +211,7 @@ def graphed(fn, device):
     if device.kind != "cuda":
         return None
     try:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            fn()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn()
+        graph = capture_graph(fn)
         torch.cuda.synchronize()
         return graph.replay
     except RuntimeError:
@@ -348,8 +342,6 @@ def measure_combo(model, dtype_name, backends, device, rank, world, batch, conte
 
 
 def results_fit_cache(inputs, llc: int) -> bool:
-    from bench.sweep import tensor_bytes
-
     return tensor_bytes(inputs) < 2 * llc
 
 
@@ -401,7 +393,7 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
     slowest = {key: max(r[key]["seconds_p50"] for r in per_rank)
                for key in ("step", "compute", "all_reduce", "final_norm", "lm_head")}
     layer_s = slowest["step"]
-    step_s = model.layers * layer_s + slowest["final_norm"] + slowest["lm_head"]
+    step_s = compose(model.layers, layer_s, slowest["final_norm"], slowest["lm_head"])
     tokens_per_s = batch / step_s
     per_gpu = tokens_per_s / world
     weights_gpu = shard_weight_bytes(model, world, eb)
@@ -425,8 +417,8 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
         "fits": weights_gpu + kv_gpu <= device.memory_bytes,
     }
     # one rank's work per step (rank 0's shard; all ranks hold equal shards), for per-GPU GB/s and TFLOP/s
-    flops = model.layers * first["layer_flops"] + first["final_norm_flops"] + first["lm_head_flops"]
-    nbytes = model.layers * first["layer_bytes"] + first["final_norm_bytes"] + first["lm_head_bytes"]
+    flops = compose(model.layers, first["layer_flops"], first["final_norm_flops"], first["lm_head_flops"])
+    nbytes = compose(model.layers, first["layer_bytes"], first["final_norm_bytes"], first["lm_head_bytes"])
     step.update(flops_per_gpu=flops, bytes_per_gpu=nbytes, bytes_needed=weights_gpu + kv_gpu,
                 **metrics.derive(flops, nbytes, step_s, dtype, device.spec, copy_bw))
     if step["fits"]:

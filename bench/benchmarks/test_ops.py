@@ -11,9 +11,9 @@ from bench.benchmarks import harness
 from bench.models import get_model
 from bench.verify import check_case
 from kernels.dtypes import torch_dtype
-from kernels.layer import LAYER_OPS, MODEL_OPS, layer_case, op_cases
+from kernels.layer import MODEL_OPS, layer_case, layer_ops, op_cases
 
-OPS = (*LAYER_OPS, *MODEL_OPS, "layer")
+OPS = (*layer_ops(), *MODEL_OPS, "layer")
 
 
 def case_for(op: str, model, batch: int, context: int, dtype: str, device, backend: str):

@@ -9,6 +9,7 @@ from bench import metrics
 from bench.commands import _scale_common as common
 from bench.models import MODELS, get_model
 from bench.parsing import positive_int_list
+from costmodel.step import compose
 from kernels import fp8, gemm
 from kernels.dtypes import generator, randn
 from kernels.op import OpCase
@@ -167,8 +168,8 @@ def _steps(model, batch: int, per: dict, economics, skipped: dict, nbytes: dict,
             out.append(step)
             continue
         per_layer = sum(times[n] for n in LAYER_GEMMS)
-        seconds = model.layers * per_layer + times["lm_head"]
-        moved = model.layers * sum(nbytes[key][n] for n in LAYER_GEMMS) + nbytes[key]["lm_head"]
+        seconds = compose(model.layers, per_layer, times["lm_head"])
+        moved = compose(model.layers, sum(nbytes[key][n] for n in LAYER_GEMMS), nbytes[key]["lm_head"])
         step.update(valid=True, gemm_seconds_per_layer=per_layer, step_seconds=seconds, bytes=moved,
                     gbps=moved / seconds / 1e9, tokens_per_s=batch / seconds, tokens_per_s_per_user=1.0 / seconds,
                     **economics(batch / seconds))
