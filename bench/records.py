@@ -59,7 +59,8 @@ class Entry:
         missing = [k for k in cls.REQUIRED if d.get(k) is None]
         if missing:
             raise UserError(f"{where}: lacks {', '.join(missing)}")
-        fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
+        fields = {f.name: f for f in dataclasses.fields(cls)
+                  if f.name != "extra" and not f.metadata.get("transient")}  # a file's "path" key is extra
         nested = cls.nested()
         known, extra, nulls = {}, {}, set()
         for key, value in d.items():
