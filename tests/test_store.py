@@ -88,9 +88,10 @@ def test_round_trip_write_then_read_is_equal(tmp_path):
     assert back.rows[0].extra == {"triton_configs": {"qkv": "BLOCK 64"}} and back.rows[0].seconds_p50 == 1e-5
     assert isinstance(back.steps[0], Step) and back.usable_steps() == back.steps and back.complete is True
     assert writer.csv_path.read_text().splitlines()[0].startswith("part,")
-    # exclusive create: a second record of the same second gets its own file
-    writer2, _ = store.open_record("run", tmp_path, device, env, ("toy", "bf16"), {}, model=model, dtype="bf16")
-    assert writer2.json_path != writer.json_path and writer2.json_path.stem.startswith(writer.json_path.stem)
+    # exclusive create: a second file of the same name (a run started in the same second) gets its own
+    writer2 = store.ResultWriter(tmp_path, writer.json_path.stem)
+    assert writer2.json_path == tmp_path / f"{writer.json_path.stem}-1.json"
+    assert store.load(writer.json_path) == back  # the first run's file is untouched
 
 
 def test_the_writer_refuses_a_mistyped_field_before_it_reaches_the_disk(tmp_path):
