@@ -24,3 +24,33 @@ def copy_bandwidth(device, size_bytes: int | None = None, budget_s: float = 2.0)
         "copy_bytes": moved,
         "copy_timing": timing.summary(),
     }
+
+
+def record_copy_bandwidth(device, record: dict, budget_s: float = 2.0):
+    """Measure the copy bandwidth and set it as the record's measured ceiling (ceilings.measured_gbps, the
+    one name it has), with the measurement's details beside it; returns the record's ceilings."""
+    from bench.store import set_measured
+
+    bw = copy_bandwidth(device, budget_s=budget_s)
+    record.update(copy_bytes=bw["copy_bytes"], copy_timing=bw["copy_timing"])
+    return set_measured(record, measured_gbps=bw["measured_copy_gbps"])
+
+
+# Beyond this change between the copy bandwidth before and after the sweep, "% of copy bandwidth" figures
+# are flagged: seen on a shared 2-core VM, whose copy bandwidth moved between about 40 and 70 GB/s.
+BANDWIDTH_DRIFT = 0.15
+
+
+def check_bandwidth_drift(device, record: dict, say=None) -> None:
+    """Measure the copy bandwidth again after the sweep, so a machine whose memory bandwidth moved while
+    it was measured is flagged rather than trusted."""
+    after = copy_bandwidth(device)["measured_copy_gbps"]
+    before = record["ceilings"].measured_gbps
+    record["measured_copy_gbps_after"] = after
+    drift = abs(after - before) / before
+    record["bandwidth_drift"] = drift
+    if drift > BANDWIDTH_DRIFT:
+        record["bandwidth_warning"] = (f"copy bandwidth moved from {before:.1f} to {after:.1f} GB/s during the run: "
+                                       "figures relative to it are unreliable on this machine")
+        if say:
+            say(record["bandwidth_warning"])

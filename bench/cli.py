@@ -82,6 +82,6 @@ def main(argv=None) -> int:
         raise
     except BrokenPipeError:
         return 1
-    except KeyboardInterrupt:  # a command that measures keeps its rows itself (results.recording, tp's launcher)
+    except KeyboardInterrupt:  # a command that measures keeps its rows itself (store.recording, the torchrun launcher)
         print("tokenbench: interrupted", file=sys.stderr)
         return 130

@@ -47,7 +47,7 @@ def local_device():
 
 
 def storage_dir(device) -> Path:
-    from bench.results import slug
+    from bench.store import slug
 
     return ROOT / "results" / "benchmarks" / slug(device.key or device.name)
 
@@ -161,19 +161,19 @@ def peak_folder() -> Path:
 
 @pytest.fixture(scope="session")
 def ceilings(device, run_dtype):
-    """This device's measured ceilings from the newest `tokenbench peak` file in $TOKENBENCH_PEAK_DIR (the GPU
+    """(Ceilings, peak file name or None): this device's measured ceilings from the newest `tokenbench peak` file in $TOKENBENCH_PEAK_DIR (the GPU
     check sets it to the folder its own peak step just wrote), else in results/, if any."""
-    from bench.measured_peak import ceiling, latest_peak
+    from bench.measured_peak import latest_peak
     from bench.metrics import PEAK_DTYPE
+    from costmodel.ceilings import Ceilings
 
     found = latest_peak(peak_folder(), device.name)
     if found is None:
-        return {}
+        return Ceilings(), None
     path, record = found
-    matmul = ceiling(record, "matmul", PEAK_DTYPE.get(run_dtype, run_dtype))
-    copy = ceiling(record, "copy")
-    return {"file": path.name, "peak_flops": matmul and matmul["measured"] * 1e12,
-            "copy_bw": copy and copy["measured"] * 1e9}
+    matmul = record.row("matmul", PEAK_DTYPE.get(run_dtype, run_dtype))
+    copy = record.row("copy")
+    return Ceilings(measured_tflops=matmul and matmul.measured, measured_gbps=copy and copy.measured), path.name
 
 
 @pytest.fixture

@@ -5,45 +5,14 @@ import json
 import os
 import platform
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
 from bench.errors import UserError
+from costmodel.ceilings import DeviceSpec  # the one spec-sheet entry, shared with costmodel
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
-
-
-@dataclass(frozen=True)
-class DeviceSpec:
-    """One catalog entry: dense spec-sheet peaks, with the source they come from."""
-
-    key: str
-    name: str
-    vendor: str
-    arch: str
-    peak_tflops: dict  # dtype -> TFLOP/s or None when unknown
-    mem_bw_gbs: float | None
-    memory_gb: float | None
-    tdp_w: float | None
-    source: str
-    match: tuple = ()
-    sm: str | None = None
-    exclude: tuple = ()  # words that name a sibling variant this entry must not be matched to
-
-    def peak_flops(self, dtype: str) -> float | None:
-        tflops = self.peak_tflops.get(dtype)
-        return None if tflops is None else tflops * 1e12
-
-    @property
-    def mem_bw_bytes_per_s(self) -> float | None:
-        return None if self.mem_bw_gbs is None else self.mem_bw_gbs * 1e9
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["match"] = list(self.match)
-        d["exclude"] = list(self.exclude)
-        return d
 
 
 @lru_cache(maxsize=1)

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001
         print("triton: not importable:", exc)
     from bench.devices import detect
-    from bench.results import slug
+    from bench.store import slug
 
     device = detect("auto")
     facts.update(device=device.name, key=device.key, kind=device.kind, slug=slug(device.key or device.name),

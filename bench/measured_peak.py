@@ -10,12 +10,11 @@ import json
 import os
 from pathlib import Path
 
-from bench import metrics
+from bench import metrics, store
 from bench.errors import UserError
-from bench.results import SCHEMA_VERSION, read_json
+from bench.records import PeakRecord
 
 PEAK_KIND = "peak"
-PEAK_KEYS = ("schema_version", "kind", "device", "rows")
 
 
 def shape_label(shape: dict | None) -> str | None:
@@ -27,31 +26,23 @@ def shape_label(shape: dict | None) -> str | None:
     return f"{shape['m']}x{shape['n']}x{shape['k']}"
 
 
-def load_peak(path: str | os.PathLike) -> dict:
-    """Read a peak record, with one clear error naming the file when it cannot be used."""
-    p = Path(path)
-    record = read_json(p, "peak file")
-    if not isinstance(record, dict) or record.get("kind") != PEAK_KIND:
-        raise UserError(f"{p} is not a tokenbench peak file (no \"kind\": \"peak\")")
-    missing = [k for k in PEAK_KEYS if k not in record]
-    if missing:
-        raise UserError(f"peak file {p} is missing {', '.join(missing)}")
-    if record["schema_version"] != SCHEMA_VERSION:
-        raise UserError(f"peak file {p} has schema version {record['schema_version']!r}; "
-                        f"this tokenbench reads version {SCHEMA_VERSION}")
-    return record
+def load_peak(path: str | os.PathLike) -> PeakRecord:
+    """Read a peak record through the store, with one clear error naming the file when it cannot be used."""
+    data = store.read_json(path, "peak file")
+    if store.peek_kind(data) != PEAK_KIND:
+        raise UserError(f"{path} is not a tokenbench peak file (no \"kind\": \"peak\")")
+    return store.from_dict(data, str(path), (PEAK_KIND,))
 
 
 def _peek_kind(path: Path) -> str | None:
     """The record's kind without failing on files that are not tokenbench records at all."""
     try:
-        record = json.loads(path.read_text())
+        return store.peek_kind(json.loads(path.read_text()))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    return record.get("kind") if isinstance(record, dict) else None
 
 
-def latest_peak(folder: str | os.PathLike, device_name: str) -> tuple[Path, dict] | None:
+def latest_peak(folder: str | os.PathLike, device_name: str) -> tuple[Path, PeakRecord] | None:
     """The newest complete peak record in `folder` (not its subfolders) measured on a device of this name."""
     found = []
     for path in Path(folder).glob("*.json"):
@@ -60,33 +51,25 @@ def latest_peak(folder: str | os.PathLike, device_name: str) -> tuple[Path, dict
         try:
             record = load_peak(path)
         except UserError:
-            continue  # an unreadable or older-schema peak file is passed over, not fatal to a run
-        if (record["device"] or {}).get("name") == device_name and record.get("complete"):
-            found.append((record.get("created") or "", path.name, path, record))
+            continue  # an unreadable or unknown-schema peak file is passed over, not fatal to a run
+        if record.device.name == device_name and record.complete:
+            found.append((record.created or "", path.name, path, record))
     if not found:
         return None
     _, _, path, record = max(found, key=lambda t: (t[0], t[1]))
     return path, record
 
 
-def ceiling(record: dict, metric: str, dtype: str | None = None) -> dict | None:
-    """The measured row for `metric` (and `dtype`), or None when it was skipped or not measured."""
-    for row in record["rows"]:
-        if row.get("metric") == metric and (dtype is None or row.get("dtype") == dtype) and row.get("measured"):
-            return row
-    return None
-
-
 def use_measured_peak(plan, device, folder, record: dict, console=None) -> dict | None:
     """Set the run's measured matmul ceiling from the newest peak file of this device in `folder`.
 
-    Sets record["measured_peak"] (the file and the figures used, or None) and, when the file has a matmul row
-    for the run's dtype, record["measured_peak_tflops"] = {dtype: TFLOP/s} (what `compare` and `report` read)
-    and plan.ceilings["measured_peak_flops"] (what fills each row's efficiency_measured).
+    Sets record["peak_file"] (the file and the figures used, or None) and, when the file has a matmul row
+    for the run's dtype, the record's and the plan's ceilings.measured_tflops (what fills each row's
+    efficiency_measured, and what `compare` and `report` read).
     A run's dtype maps to the peak row it is read against as for the spec sheet (fp32 -> fp32, not tf32).
     """
     found = latest_peak(folder, device.name)
-    record["measured_peak"] = None
+    record["peak_file"] = None
     if found is None:
         if console is not None:
             console.print(f"[dim]no peak file for {device.name} in {folder}: run `tokenbench peak` first for "
@@ -94,19 +77,17 @@ def use_measured_peak(plan, device, folder, record: dict, console=None) -> dict 
         return None
     path, peak = found
     peak_dtype = metrics.PEAK_DTYPE.get(plan.dtype, plan.dtype)
-    matmul = ceiling(peak, "matmul", peak_dtype)
+    matmul, copy, read = peak.row("matmul", peak_dtype), peak.row("copy"), peak.row("read")
     used = {
-        "file": str(path), "run_id": peak.get("run_id"), "created": peak.get("created"), "dtype": peak_dtype,
-        "tflops": None if matmul is None else matmul["measured"],
-        "best_shape": None if matmul is None else matmul.get("best_shape"),
-        "copy_gbps": (ceiling(peak, "copy") or {}).get("measured"),
-        "read_gbps": (ceiling(peak, "read") or {}).get("measured"),
+        "file": str(path), "run_id": peak.run_id, "created": peak.created, "dtype": peak_dtype,
+        "tflops": None if matmul is None else matmul.measured,
+        "best_shape": None if matmul is None else matmul.best_shape,
+        "copy_gbps": copy and copy.measured, "read_gbps": read and read.measured,
     }
-    record["measured_peak"] = used
+    record["peak_file"] = used
     if matmul is not None:
-        plan.ceilings["measured_peak_flops"] = matmul["measured"] * 1e12
-        record["measured_peak_tflops"] = {plan.dtype: matmul["measured"]}
+        plan.ceilings = store.set_measured(record, measured_tflops=matmul.measured)
     if console is not None:
-        figure = "no measured matmul row" if matmul is None else f"{matmul['measured']:.4g} TFLOP/s {peak_dtype}"
+        figure = "no measured matmul row" if matmul is None else f"{matmul.measured:.4g} TFLOP/s {peak_dtype}"
         console.print(f"measured ceiling from {path.name}: {figure}")
     return used

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import torch
 
 from bench.devices import LocalDevice, last_level_cache_bytes
-from bench.sweep import is_oom, memory_budget, tensor_bytes
-from bench.timing import CacheFlusher, Timing, rotation_count, time_cpu, time_cuda
+from bench.timing import CacheFlusher, Timing, input_sets, time_cpu, time_cuda
+from bench.verify import is_oom
 from bench.verify import relative_error
 from kernels.dtypes import TOLERANCE as RUN_TOLERANCE
 from kernels.dtypes import generator, randn, torch_dtype
@@ -38,7 +38,6 @@ CPU_DTYPES = ("fp32", "bf16")  # what tokenbench measures on a CPU (GUIDE.md: ru
 TOLERANCE = {**RUN_TOLERANCE, "tf32": 2e-3, "fp8": 1e-2}
 CHECK_ROWS = 64  # rows of the output compared with the float64 reference; a full 16384^3 fp64 product is slow
 FP8_MIN_CAPABILITY = (8, 9)  # Ada and Hopper onwards have fp8 tensor cores (torch._scaled_mm)
-MAX_ROTATION_SETS = 16
 MAX_SHAPE_BUDGET_S = 2.0  # timing budget of one shape: enough for the noise target on any shape here
 
 # (M, N, K), cheapest first. GPU: squares up to 16384 plus the rectangles mamf-finder style sweeps find
@@ -160,12 +159,7 @@ def _timer(device: LocalDevice) -> Callable[..., Timing]:
 
 def _input_sets(make: Callable[[int], dict], device: LocalDevice) -> tuple[list, CacheFlusher | None]:
     """Enough input sets to exceed twice the last-level cache, else one set and a flush before each sample."""
-    cache = last_level_cache_bytes(device)
-    first = make(0)
-    per_set = tensor_bytes(first)
-    n = rotation_count(per_set, cache, MAX_ROTATION_SETS, memory_budget(device))
-    sets = [first] + [make(seed) for seed in range(1, n)]
-    flusher = CacheFlusher(device.torch_device, cache) if per_set * n < 2 * cache else None
+    sets, flusher, _ = input_sets(make, device)
     return sets, flusher
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench import metrics
-from bench.sweep import RunPlan, available_bytes, measure
+from costmodel.step import MODEL_OPS, compose
+from bench.sweep import RunPlan, available_bytes, measure, progress_note
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
 from kernels.layer import op_cases as decode_op_cases
 from kernels.prefill_layer import (Chunk, mixed_layer_case, mixed_op_shapes, op_cases, prefill_layer_case,
@@ -144,9 +145,9 @@ def derive_point_step(plan: RunPlan, device, rows: list, point, backend: str, ec
         step.update(valid=False, reason=f"no valid timing for {', '.join(missing + ([layer_name] if len(timed) != expected else []))}")
         return step
     layer_s = sum(r["seconds_p50"] for r in timed)
-    seconds = m.layers * layer_s + sum(model_ops[op]["seconds_p50"] for op in ("final_norm", "lm_head"))
-    flops = m.layers * sum(r["flops"] for r in timed) + sum(model_ops[op]["flops"] for op in model_ops)
-    nbytes = m.layers * sum(r["bytes"] for r in timed) + sum(model_ops[op]["bytes"] for op in model_ops)
+    seconds = compose(m.layers, layer_s, *(model_ops[op]["seconds_p50"] for op in MODEL_OPS))
+    flops = compose(m.layers, sum(r["flops"] for r in timed), *(model_ops[op]["flops"] for op in MODEL_OPS))
+    nbytes = compose(m.layers, sum(r["bytes"] for r in timed), *(model_ops[op]["bytes"] for op in MODEL_OPS))
     step.update(valid=True, step_seconds=seconds, layer_seconds=layer_s, flops=flops, bytes=nbytes)
     if isinstance(point, PrefillPoint):
         prompt_tps = point.batch * point.prompt / seconds
@@ -158,7 +159,7 @@ def derive_point_step(plan: RunPlan, device, rows: list, point, backend: str, ec
                     total_tokens_per_s=decode_tps + prompt_tps)
         price_rate = decode_tps + prompt_tps
     step.update(metrics.derive(flops, nbytes, seconds, plan.dtype, device.spec,
-                               plan.ceilings.get("measured_copy_bw"), plan.ceilings.get("measured_peak_flops")))
+                               plan.ceilings.copy_bw, plan.ceilings.peak_flops))
     if step["fits"]:
         # priced over every token the step processes (prompt tokens for prefill; decode + prompt for mixed)
         step.update(economics(price_rate))
@@ -177,3 +178,50 @@ def gemm_share_of_peak(rows: list, measured_peak_flops: float | None) -> float |
     if not gemms or not measured_peak_flops:
         return None
     return sum(r["flops"] for r in gemms) / sum(r["seconds_p50"] for r in gemms) / measured_peak_flops
+
+
+def point_label(p) -> str:
+    if isinstance(p, PrefillPoint):
+        return f"b={p.batch} prompt={p.prompt} chunk={p.chunk}"
+    return f"b={p.batch} ctx={p.context} chunk={p.chunk}" + (f" prefix={p.prefix}" if p.prefix else "")
+
+
+def run_phase_sweep(plan: RunPlan, device, record: dict, writer, economics, console) -> None:
+    """Prefill or mixed points: verify and time every op and layer, then derive each point's step."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    work = [(p, cases_for_point(plan, device, p)) for p in plan.points]
+    total = sum(len(cases) for _, cases in work) * len(plan.backends)
+    done, piped = 0, not console.is_terminal
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("measuring", total=total)
+        for point, cases in work:
+            too_big = skip_reason(plan, device, point)
+            if too_big:
+                console.print(f"[yellow]{point_label(point)} skipped: {too_big}[/]")
+            for backend in plan.backends:
+                for case, labels in cases:
+                    done += 1
+                    if too_big:
+                        record["rows"].append({"op": case.name, "kind": case.kind, "batch": point.batch,
+                                               "backend": backend, "valid": False, "skipped": too_big,
+                                               "context": getattr(point, "context", getattr(point, "prompt", 0)),
+                                               **labels})
+                        progress.advance(task)
+                        continue
+                    where = f"{point_label(point)} {backend} {case.name}" + (
+                        f" [chunk {labels['chunk_index']}]" if "chunk_index" in labels else "")
+                    progress.update(task, description=where)
+                    row = measure_point_case(case, labels, backend, device, plan, point)
+                    record["rows"].append(row)
+                    if not row.get("valid"):
+                        console.print(f"[red]{where}: {row.get('skipped') or row.get('check')}[/]")
+                    elif piped:
+                        console.print(f"[{done}/{total}] {where}: {progress_note(row)}", highlight=False)
+                    writer.write(record)
+                    progress.advance(task)
+                record["steps"].append(derive_point_step(plan, device, record["rows"], point, backend, economics))
+                writer.write(record)
+    if plan.phase == "prefill":
+        record["prefill_gemm_share_of_measured_peak"] = gemm_share_of_peak(record["rows"], plan.ceilings.peak_flops)

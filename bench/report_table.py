@@ -10,9 +10,10 @@ def _num(value, fmt: str, scale: float = 1.0) -> str:
 
 
 def print_summary(record: dict, console) -> None:
+    """The tables of a run record as written (bench.store: a plain dict of schema 2)."""
     dev = record["device"]
     head = f"{dev['name']} ({dev['kind']}), {record['model']['name']} {record['dtype']}"
-    copy = record.get("measured_copy_gbps")
+    copy = (record.get("ceilings") or {}).get("measured_gbps")
     if copy:
         head += f", measured copy bandwidth {copy:.1f} GB/s"
     op_cols = [Col("op", right=False, key=True), Col("batch", key=True),

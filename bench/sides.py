@@ -3,20 +3,20 @@ built here below the commands so that `compare`, `project` and the report share 
 one command from another."""
 from __future__ import annotations
 
-
+from bench.records import RunRecord
+from bench.store import label
+from costmodel.ceilings import DeviceSpec
 from costmodel.compare import Side
 from costmodel.inputs import PriceQuote, resolve_power, resolve_price
 from costmodel.power import PowerFigure
-from costmodel.project import DeviceSpec, project_run, projected_steps_as_rows
-from costmodel.runs import label, measured_peak, spec_peak, usable_steps
+from costmodel.project import project_run, projected_steps_as_rows
 
 
 def device_spec(key: str) -> DeviceSpec:
-    """bench's spec-sheet entry, handed to costmodel as plain figures (costmodel never imports bench)."""
+    """The catalog's spec-sheet entry (one DeviceSpec for bench and costmodel)."""
     from bench.devices import lookup
 
-    s = lookup(key)  # unknown key: UserError naming the known ones
-    return DeviceSpec(s.key, s.name, dict(s.peak_tflops), s.mem_bw_gbs, s.memory_gb, s.tdp_w)
+    return lookup(key)  # unknown key: UserError naming the known ones
 
 
 def target_price_and_power(key: str, spec: DeviceSpec, args):
@@ -43,34 +43,36 @@ class SideArgs:
         self.tier, self.utilisation, self.overhead, self.tco = args.tier, None, None, None
 
 
-def run_side(run: dict, sargs: SideArgs) -> Side:
-    dev, dtype = run["device"], run["dtype"]
-    key, spec, recorded = dev.get("key"), dev.get("spec") or {}, run.get("price") or {}
-    if sargs.price_per_hour is None and recorded.get("price_per_hour") and not sargs.tier:
-        quote = PriceQuote(float(recorded["price_per_hour"]),
-                           f"recorded in the run: {recorded.get('source') or 'source not recorded'}")
-        power = resolve_power(sargs.power_kw or recorded.get("power_kw"), key, spec.get("tdp_w"), None, quote)
-        if sargs.power_kw is None and recorded.get("power_kw"):
-            power = PowerFigure(float(recorded["power_kw"]), "recorded",
-                                f"recorded in the run: {recorded.get('power_source') or 'source not recorded'}")
+def run_side(run: RunRecord, sargs: SideArgs) -> Side:
+    key, recorded = run.device.key, run.price
+    tdp_w = (run.device.spec or {}).get("tdp_w")
+    if sargs.price_per_hour is None and recorded and recorded.price_per_hour and not sargs.tier:
+        quote = PriceQuote(float(recorded.price_per_hour),
+                           f"recorded in the run: {recorded.source or 'source not recorded'}")
+        power = resolve_power(sargs.power_kw or recorded.power_kw, key, tdp_w, None, quote)
+        if sargs.power_kw is None and recorded.power_kw:
+            power = PowerFigure(float(recorded.power_kw), "recorded",
+                                f"recorded in the run: {recorded.power_source or 'source not recorded'}")
     elif key:
         quote, power = target_price_and_power(key, device_spec(key), sargs)
     else:
         quote = None if sargs.price_per_hour is None else PriceQuote(sargs.price_per_hour, "user (--price-per-hour)")
-        power = resolve_power(sargs.power_kw, None, spec.get("tdp_w"), None, quote)
-    return Side(label(run), quote, power, spec_tflops=spec_peak(spec, dtype), measured_tflops=measured_peak(run, dtype),
-                steps=usable_steps(run), kind="measured", model=run["model"].get("name"), dtype=dtype)
+        power = resolve_power(sargs.power_kw, None, tdp_w, None, quote)
+    return Side(label(run), quote, power, spec_tflops=run.ceilings.spec_tflops,
+                measured_tflops=run.ceilings.measured_tflops,
+                steps=[s.to_dict() for s in run.usable_steps()], kind="measured", model=run.model_name,
+                dtype=run.dtype)
 
 
-def device_side(key: str, sargs: SideArgs, dtype: str, run: dict | None, tokens_per_s: float | None) -> Side:
+def device_side(key: str, sargs: SideArgs, dtype: str, run: RunRecord | None, tokens_per_s: float | None) -> Side:
     spec = device_spec(key)
     quote, power = target_price_and_power(key, spec, sargs)
     if run is None:
         return Side(f"{key} (catalog)", quote, power, spec_tflops=spec.peak(dtype), tokens_per_s=tokens_per_s,
                     kind="catalog", dtype=dtype)
     proj = project_run(run, spec, source=label(run))
-    side = Side(f"{key} (projected from {label(run)})", quote, power, spec_tflops=spec.peak(run["dtype"]),
+    side = Side(f"{key} (projected from {label(run)})", quote, power, spec_tflops=spec.peak(run.dtype),
                 steps=[s for s in projected_steps_as_rows(proj) if s["fits"]], kind="projected",
-                model=run["model"].get("name"), dtype=run["dtype"])
+                model=run.model_name, dtype=run.dtype)
     side.notes = [proj.assumption] + proj.notes
     return side

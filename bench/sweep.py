@@ -8,19 +8,19 @@ from dataclasses import dataclass, field
 import torch
 
 from bench import metrics
-from bench.devices import LocalDevice, last_level_cache_bytes
+from bench.devices import LocalDevice
 from bench.models import ModelConfig
-from bench.timing import CacheFlusher, rotation_count, time_cpu, time_cuda, time_cuda_graph
+from bench.timing import input_sets as rotated_inputs
+from bench.timing import time_cpu, time_cuda, time_cuda_graph
 from bench.verify import check_case, is_oom
+from costmodel.ceilings import Ceilings
 from costmodel.power import step_board_joules_per_token
+from costmodel.step import DECODE_DERIVATION, MODEL_OPS, compose_ops
 from kernels.cpu_gemm import chosen_path
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
 from kernels.layer import layer_case, op_cases
 from kernels.model import model_case
 from kernels.op import OpCase
-
-MAX_ROTATION_SETS = 16
-
 
 @dataclass
 class RunPlan:
@@ -33,7 +33,7 @@ class RunPlan:
     cuda_graph: bool = True
     per_op: bool = True  # time every op, not only the layer and the model-level ops
     full_model: bool = False  # also time the whole model's step, every layer with its own weights
-    ceilings: dict = field(default_factory=dict)  # measured_copy_bw (bytes/s), measured_peak_flops
+    ceilings: Ceilings = field(default_factory=Ceilings)  # measured copy bandwidth and matmul peak
     dtype_reason: str | None = None  # why a CPU run without --dtype took this dtype
     phase: str = "decode"  # decode | prefill | mixed (bench/prefill_sweep.py)
     points: list | None = None  # the prefill or mixed points to measure
@@ -45,16 +45,6 @@ class RunPlan:
 
         d = self.model.layer_dims
         return d if self.weights == d.weights else replace(d, weights=self.weights)
-
-
-def tensor_bytes(obj) -> int:
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(tensor_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(tensor_bytes(v) for v in obj)
-    return 0
 
 
 def available_bytes(device: LocalDevice) -> int:
@@ -85,22 +75,10 @@ def combo_skip_reason(plan: RunPlan, device: LocalDevice, batch: int, context: i
     return None
 
 
-def memory_budget(device: LocalDevice) -> int:
-    """Bytes the rotated input sets of one case may take."""
-    if device.kind == "cuda":
-        free, _ = torch.cuda.mem_get_info()
-        return int(free * 0.4)
-    return min(4 << 30, device.memory_bytes // 4)
-
-
 def time_case(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan) -> dict:
     """Time one verified implementation; returns the timing fields of its row."""
-    first = case.make_inputs(0)
-    per_set = tensor_bytes(first)
-    sets_n = rotation_count(per_set, last_level_cache_bytes(device), MAX_ROTATION_SETS, memory_budget(device))
-    input_sets = [first] + [case.make_inputs(seed) for seed in range(1, sets_n)]
-    needs_flush = per_set * sets_n < 2 * last_level_cache_bytes(device)
-    flusher = CacheFlusher(device.torch_device, last_level_cache_bytes(device)) if needs_flush else None
+    input_sets, flusher, per_set = rotated_inputs(case.make_inputs, device)
+    sets_n = len(input_sets)
     fn = case.impls[backend]
     timer_name, energy = "cpu-perf-counter", {}
     if device.kind == "cuda":
@@ -184,7 +162,7 @@ def measure(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan, batc
     if case.kind == "gemm" and device.kind == "cpu":  # which library path the CPU chooser took (None: not torch)
         row["cpu_gemm_path"] = chosen_path(**case.shape, dtype=torch_dtype(plan.dtype))
     row.update(metrics.derive(case.flops, case.bytes, row["seconds_p50"], plan.dtype, device.spec,
-                              plan.ceilings.get("measured_copy_bw"), plan.ceilings.get("measured_peak_flops")))
+                              plan.ceilings.copy_bw, plan.ceilings.peak_flops))
     return row
 
 
@@ -218,9 +196,9 @@ def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, cont
     m = plan.model
     by_op = {r["op"]: r for r in rows
              if r["batch"] == batch and r["context"] == context and r["backend"] == backend}
-    needed = ("layer", "final_norm", "lm_head")
+    needed = ("layer", *MODEL_OPS)
     step = {"batch": batch, "context": context, "backend": backend, "dtype": plan.dtype, "layers": m.layers,
-            "derived": True, "derivation": "layers x layer + final_norm + lm_head"}
+            "derived": True, "derivation": DECODE_DERIVATION}
     bytes_needed = m.weight_bytes(plan.dtype) + m.kv_cache_bytes(batch, context, plan.dtype)
     step.update(fits=bytes_needed <= device.memory_bytes, bytes_needed=bytes_needed,
                 memory_bytes=device.memory_bytes)
@@ -228,15 +206,12 @@ def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, cont
     if missing:
         step.update(valid=False, reason=f"no valid timing for {', '.join(missing)}")
         return step
-    seconds = m.layers * by_op["layer"]["seconds_p50"] + by_op["final_norm"]["seconds_p50"] \
-        + by_op["lm_head"]["seconds_p50"]
-    flops = m.layers * by_op["layer"]["flops"] + by_op["final_norm"]["flops"] + by_op["lm_head"]["flops"]
-    nbytes = m.layers * by_op["layer"]["bytes"] + by_op["final_norm"]["bytes"] + by_op["lm_head"]["bytes"]
+    seconds, flops, nbytes = (compose_ops(m.layers, by_op, f) for f in ("seconds_p50", "flops", "bytes"))
     tokens_per_s = batch / seconds
     step.update(valid=True, step_seconds=seconds, layer_seconds=by_op["layer"]["seconds_p50"],
                 tokens_per_s=tokens_per_s, tokens_per_s_per_user=1.0 / seconds, flops=flops, bytes=nbytes)
     step.update(metrics.derive(flops, nbytes, seconds, plan.dtype, device.spec,
-                               plan.ceilings.get("measured_copy_bw"), plan.ceilings.get("measured_peak_flops")))
+                               plan.ceilings.copy_bw, plan.ceilings.peak_flops))
     step["board_joules_per_token"] = step_board_joules_per_token(rows, m.layers, batch, context, backend)
     measured = by_op.get("model", {}).get("seconds_p50")
     if measured:
@@ -254,3 +229,57 @@ def combos(plan: RunPlan):
         for context in plan.contexts:
             yield batch, context
 
+
+def progress_note(row: dict) -> str:
+    if not row.get("valid"):
+        return f"not timed ({row.get('skipped') or row.get('check')})"
+    return f"p50 {row['seconds_p50'] * 1e6:,.1f} us"
+
+
+def run_sweep(plan: RunPlan, device, record: dict, writer, economics, console) -> None:
+    """The decode sweep of `tokenbench run`: every (batch, context) and backend, each case verified then timed
+    and written at once, then its step derived; a pipe or CI log gets one line per case."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    work = list(combos(plan))
+    cases_per_combo = len(cases_for(plan, device, 1, 1))
+    total = len(work) * cases_per_combo * len(plan.backends)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("measuring", total=total)
+        done = 0
+        # a pipe or CI log gets no live bar (transient, terminal only): one line per finished case instead
+        piped = not console.is_terminal
+        for batch, context in work:
+            cases = cases_for(plan, device, batch, context)
+            too_big = combo_skip_reason(plan, device, batch, context)
+            if too_big:
+                console.print(f"[yellow]b={batch} ctx={context} skipped: {too_big}[/]")
+            for backend in plan.backends:
+                for case in cases:
+                    if too_big:
+                        record["rows"].append({"op": case.name, "kind": case.kind, "batch": batch,
+                                               "context": context, "backend": backend, "valid": False,
+                                               "skipped": too_big})
+                        progress.advance(task)
+                        continue
+                    if case.name == "model" and (why := full_model_fits(plan, device, batch, context)):
+                        record["rows"].append({"op": "model", "kind": "model", "batch": batch, "context": context,
+                                               "backend": backend, "valid": False, "skipped": why})
+                        progress.advance(task)
+                        continue
+                    progress.update(task, description=f"b={batch} ctx={context} {backend} {case.name}")
+                    row = measure(case, backend, device, plan, batch, context)
+                    record["rows"].append(row)
+                    if not row.get("valid"):
+                        console.print(f"[red]{case.name} b={batch} ctx={context} {backend}: "
+                                      f"{row.get('skipped') or row.get('check')}[/]")
+                    writer.write(record)
+                    progress.advance(task)
+                    done += 1
+                    if piped:
+                        console.print(f"[{done}/{total}] b={batch} ctx={context} {backend} {case.name}: "
+                                      f"{progress_note(row)}", highlight=False)
+                record["steps"].append(derive_step(plan, device, record["rows"], batch, context, backend,
+                                                   economics))
+                writer.write(record)

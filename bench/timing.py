@@ -82,6 +82,57 @@ class CacheFlusher:
         self.buf.fill_(self.counter)
 
 
+# At most this many rotated input sets: with the flush fallback below, more sets buy nothing but memory.
+MAX_ROTATION_SETS = 16
+
+
+def tensor_bytes(obj) -> int:
+    """Bytes held by the tensors in obj (a tensor, or dicts, lists and tuples of them)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def memory_budget(device) -> int:
+    """Bytes the rotated input sets of one case may take."""
+    if device.kind == "cuda":
+        free, _ = torch.cuda.mem_get_info()
+        return int(free * 0.4)
+    return min(4 << 30, device.memory_bytes // 4)
+
+
+def input_sets(make: Callable[[int], object], device, max_sets: int = MAX_ROTATION_SETS):
+    """(sets, flusher, bytes per set): enough input sets (seeds 0..n-1) to exceed twice the last-level cache
+    together, bounded by memory; where they still fit in it, a CacheFlusher to run before each sample."""
+    from bench.devices import last_level_cache_bytes
+
+    cache = last_level_cache_bytes(device)
+    first = make(0)
+    per_set = tensor_bytes(first)
+    n = rotation_count(per_set, cache, max_sets, memory_budget(device))
+    sets = [first] + [make(seed) for seed in range(1, n)]
+    flusher = CacheFlusher(device.torch_device, cache) if per_set * n < 2 * cache else None
+    return sets, flusher, per_set
+
+
+def capture_graph(calls: Callable[[], None]):
+    """`calls` captured into one CUDA graph, after a warm-up on a side stream as capture requires; raises
+    RuntimeError where capture fails (the caller falls back to eager launches)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        calls()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        calls()
+    return graph
+
+
 def rotation_count(bytes_per_set: int, cache_bytes: int, max_sets: int, memory_budget: int) -> int:
     """Input sets to rotate among so that together they exceed twice the cache (bounded by memory)."""
     if bytes_per_set <= 0:
@@ -173,18 +224,14 @@ def time_cuda_graph(fn: Callable, input_sets: Sequence, budget_s: float, flusher
         fn(inp)
     sync()
     warmup = time.perf_counter() - t0
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for inp in input_sets:  # warm the side stream as the capture requires
-            fn(inp)
-    torch.cuda.current_stream().wait_stream(stream)
     # With a flush per replay only the first call in a graph would start cold, so capture one call.
     captured = input_sets if flusher is None else input_sets[:1]
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+
+    def calls_once():
         for inp in captured:
             fn(inp)
+
+    graph = capture_graph(calls_once)
     calls = len(captured)
     samples, started = [], time.perf_counter()
     with meter or nullcontext():

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import results
+from bench import store
 from bench.errors import UserError
 
 # torchrun stops its workers within 30 s of a SIGTERM (SIGTERM, then SIGKILL); past this it is killed itself.
@@ -119,7 +119,7 @@ def wait_for(group: Group, timeout_s: float | None) -> tuple[int, str | None]:
     try:
         return group.wait(timeout_s), None
     except KeyboardInterrupt:
-        return 130, results.INTERRUPTED
+        return 130, store.INTERRUPTED
     except Stopped as exc:
         return 128 + exc.signum, f"stopped by {exc}; the rows measured before it are kept"
     except subprocess.TimeoutExpired:

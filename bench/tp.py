@@ -32,9 +32,10 @@ from dataclasses import replace
 import torch
 import torch.distributed as dist
 
-from bench import devices, environment, metrics, results
+from bench import devices, environment, metrics, store
 from bench.errors import UserError
-from bench.timing import MIN_SAMPLES, CacheFlusher, Timing, time_cpu, time_cuda
+from bench.timing import MIN_SAMPLES, CacheFlusher, Timing, capture_graph, tensor_bytes, time_cpu, time_cuda
+from costmodel.step import compose
 from kernels import gemm, norm
 from kernels.backends import implementation, parse_backend
 from kernels.dtypes import TOLERANCE, torch_dtype
@@ -218,14 +219,7 @@ def graphed(fn, device):
     if device.kind != "cuda":
         return None
     try:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            fn()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn()
+        graph = capture_graph(fn)
         torch.cuda.synchronize()
         return graph.replay
     except RuntimeError:
@@ -406,8 +400,6 @@ def measure_combo(model, dtype_name, backends, device, rank, world, batch, conte
 
 
 def results_fit_cache(inputs, llc: int) -> bool:
-    from bench.sweep import tensor_bytes
-
     return tensor_bytes(inputs) < 2 * llc
 
 
@@ -461,7 +453,7 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
     slowest = {key: max(r[key]["seconds_p50"] for r in per_rank)
                for key in ("step", "compute", "all_reduce", "final_norm", "lm_head")}
     layer_s = slowest["step"]
-    step_s = model.layers * layer_s + slowest["final_norm"] + slowest["lm_head"]
+    step_s = compose(model.layers, layer_s, slowest["final_norm"], slowest["lm_head"])
     tokens_per_s = batch / step_s
     per_gpu = tokens_per_s / world
     weights_gpu = shard_weight_bytes(model, world, eb)
@@ -485,8 +477,8 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
         "fits": weights_gpu + kv_gpu <= device.memory_bytes,
     }
     # one rank's work per step (rank 0's shard; all ranks hold equal shards), for per-GPU GB/s and TFLOP/s
-    flops = model.layers * first["layer_flops"] + first["final_norm_flops"] + first["lm_head_flops"]
-    nbytes = model.layers * first["layer_bytes"] + first["final_norm_bytes"] + first["lm_head_bytes"]
+    flops = compose(model.layers, first["layer_flops"], first["final_norm_flops"], first["lm_head_flops"])
+    nbytes = compose(model.layers, first["layer_bytes"], first["final_norm_bytes"], first["lm_head_bytes"])
     step.update(flops_per_gpu=flops, bytes_per_gpu=nbytes, bytes_needed=weights_gpu + kv_gpu,
                 **metrics.derive(flops, nbytes, step_s, dtype, device.spec, copy_bw))
     if step["fits"]:
@@ -511,23 +503,6 @@ def rank0_console():
 
     forced = True if os.environ.get(TERMINAL_ENV) == "1" else None
     return Console(stderr=True, width=console_width(sys.stderr), force_terminal=forced)
-
-
-def new_record(args, model, device, dtype, batches, contexts, budget, world, price, writer) -> dict:
-    env = environment.capture()
-    return {
-        "schema_version": results.SCHEMA_VERSION, "tool": "tokenbench", "kind": "tp",
-        "created": env["created"], "run_id": writer.json_path.stem, "device": device.to_dict(), "env": env,
-        "model": model.to_dict(), "dtype": dtype,
-        "settings": {"batches": batches, "contexts": contexts, "backends": [args.backend],
-                     "budget_s": budget, "tp": world},
-        "tp": {"world_size": world, "process_group_backend": dist.get_backend(),
-               "nnodes": int(os.environ.get("GROUP_WORLD_SIZE", "1")),
-               "sharding": "Megatron: column-parallel qkv and gate_up, row-parallel o and down, "
-                           "2 all-reduces of [B, H] per layer",
-               "bus_bandwidth": "NCCL-tests convention: busbw = algbw * 2 (n-1) / n"},
-        "price": price, "complete": False, "rows": [], "steps": [],
-    }
 
 
 def run(args) -> int:
@@ -555,17 +530,23 @@ def run(args) -> int:
         # only rank 0 writes the record and shows progress; the other ranks measure and report to it
         writer, record, console = None, None, None
         if rank == 0:
-            stem = (f"{time.strftime('%Y%m%d-%H%M%S')}-{results.slug(device.key or device.name)}-{model.name}-"
-                    f"{dtype}-tp{world}")
-            writer = results.ResultWriter(args.out, stem)
-            record = new_record(args, model, device, dtype, batches, contexts, budget, world, price, writer)
+            env = environment.capture()
+            writer, record = store.open_record(
+                "tp", args.out, device, env, (model.name, dtype, f"tp{world}"),
+                {"batches": batches, "contexts": contexts, "backends": [args.backend], "budget_s": budget, "tp": world},
+                model=model, dtype=dtype, price=price,
+                tp={"world_size": world, "process_group_backend": dist.get_backend(),
+                    "nnodes": int(os.environ.get("GROUP_WORLD_SIZE", "1")),
+                    "sharding": "Megatron: column-parallel qkv and gate_up, row-parallel o and down, "
+                                "2 all-reduces of [B, H] per layer",
+                    "bus_bandwidth": "NCCL-tests convention: busbw = algbw * 2 (n-1) / n"})
             writer.write(record)
             console = rank0_console()
             console.print(f"tokenbench tp: {world} ranks ({dist.get_backend()}) on {device.name}; model "
                           f"{model.name}, {dtype}, batch {batches}, context {contexts}", highlight=False,
                           markup=False, soft_wrap=True)
         # rank 0: the record says complete, or what failed, and is written whatever happens
-        with results.recording(record, writer) if rank == 0 else nullcontext({"status": 0}) as state:
+        with store.recording(record, writer) if rank == 0 else nullcontext({"status": 0}) as state:
             from bench.bandwidth import copy_bandwidth
             from bench.progress import CaseProgress
 

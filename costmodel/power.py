@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from costmodel.economics import require_positive
 from costmodel.errors import CostInputError
+from costmodel.step import MODEL_OPS, compose
 
 # InferenceX's all-in kW over TDP for H100/H200 is 1.73 / 0.70 = 2.47, for B200 2.17 / 1.0 = 2.17: a
 # default of 2.0 sits below both, so a TDP-derived figure never looks cheaper than the catalog's.
@@ -51,7 +52,7 @@ def step_board_joules_per_token(rows: list[dict], layers: int, batch: int, conte
     whole = by_op.get("model")
     if whole is not None and whole > 0:  # --full-model: one window over the whole step, embedding to logits
         return whole / batch
-    parts = [by_op.get("layer"), by_op.get("final_norm"), by_op.get("lm_head")]
+    parts = [by_op.get("layer"), *(by_op.get(op) for op in MODEL_OPS)]
     if any(p is None or p <= 0 for p in parts):
         return None
-    return (layers * parts[0] + parts[1] + parts[2]) / batch
+    return compose(layers, *parts) / batch

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from costmodel.errors import CostInputError
-from costmodel.runs import measured_peak, spec_peak
+from costmodel.ceilings import Ceilings, DeviceSpec, roofline_seconds
+from costmodel.step import compose
 
 # Bytes per element, to carry a run's byte counts to another dtype (fp4: two elements a byte).
 BYTES_PER_ELEMENT = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
@@ -29,61 +30,38 @@ STEP_OPS_PER_LAYER = ("attn_norm", "qkv_proj", "rope", "kv_append", "attention",
 
 
 @dataclass(frozen=True)
-class DeviceSpec:
-    """Spec-sheet figures of a target, passed in by the caller (bench owns the device catalog)."""
-
-    key: str
-    name: str
-    peak_tflops: dict
-    mem_bw_gbs: float | None
-    memory_gb: float | None = None
-    tdp_w: float | None = None
-
-    def peak(self, dtype: str) -> float | None:
-        return spec_peak({"peak_tflops": self.peak_tflops}, dtype)
-
-
-@dataclass(frozen=True)
-class Ceilings:
-    """The two rates a bound divides by, and where they came from."""
+class Roof:
+    """The two rates one side's bound divides by (TFLOP/s, GB/s; None where unknown), and where they came from."""
 
     tflops: float | None
     gbps: float | None
     basis: str
 
     def bound(self, flops: float, bytes_: float) -> float:
-        floors = []
-        if self.tflops:
-            floors.append(flops / (self.tflops * 1e12))
-        if self.gbps:
-            floors.append(bytes_ / (self.gbps * 1e9))
-        return max(floors)
+        return roofline_seconds(flops, bytes_, self.tflops, self.gbps)
 
 
-def source_ceilings(result: dict) -> Ceilings:
-    """Spec peaks of the measured device if the result carries them, else ceilings measured there."""
-    dtype = result["dtype"]
-    spec = (result.get("device") or {}).get("spec") or {}
-    s_peak, s_bw = spec_peak(spec, dtype), spec.get("mem_bw_gbs") or None
+def source_roof(ceilings: Ceilings, dtype: str) -> Roof:
+    """Spec peaks of the measured device if the run carries them, else the ceilings measured there."""
+    s_peak, s_bw = ceilings.spec_tflops, ceilings.spec_gbps
     if s_peak and s_bw:
-        return Ceilings(s_peak, float(s_bw), "spec sheet of the measured device")
-    m_peak, m_bw = measured_peak(result, dtype), result.get("measured_copy_gbps") or None
-    peak, bw = s_peak or m_peak, s_bw or m_bw
+        return Roof(s_peak, float(s_bw), "spec sheet of the measured device")
+    peak, bw = s_peak or ceilings.measured_tflops, s_bw or ceilings.measured_gbps
     if not bw:
         raise CostInputError("cannot project: the run records neither a spec nor a measured memory bandwidth "
                              "for its device")
     parts = [f"{'spec' if s_peak else 'measured'} {dtype} peak" if peak else f"no {dtype} FLOP ceiling",
              f"{'spec' if s_bw else 'measured copy'} bandwidth"]
-    return Ceilings(peak, float(bw), "ceilings of the measured device: " + ", ".join(parts))
+    return Roof(peak, float(bw), "ceilings of the measured device: " + ", ".join(parts))
 
 
-def target_ceilings(target: DeviceSpec, dtype: str) -> Ceilings:
+def target_roof(target: DeviceSpec, dtype: str) -> Roof:
     peak = target.peak(dtype)
     if peak is None:
         raise CostInputError(f"cannot project onto {target.key}: its spec sheet gives no {dtype} peak")
     if not target.mem_bw_gbs:
         raise CostInputError(f"cannot project onto {target.key}: its spec sheet gives no memory bandwidth")
-    return Ceilings(peak, float(target.mem_bw_gbs), f"spec sheet of {target.key}")
+    return Roof(peak, float(target.mem_bw_gbs), f"spec sheet of {target.key}")
 
 
 @dataclass(frozen=True)
@@ -140,34 +118,37 @@ class Projection:
         return text
 
 
-def project_run(result: dict, target: DeviceSpec, source: str = "the measured device",
+def project_run(run, target: DeviceSpec, source: str = "the measured device",
                 as_dtype: str | None = None) -> Projection:
     """Project every valid row and every complete step; `as_dtype` carries the run to another dtype
-    (a CPU run measured in fp32, projected as bf16 serving on a GPU) by scaling its byte counts."""
-    run_dtype = result["dtype"]
+    (a CPU run measured in fp32, projected as bf16 serving on a GPU) by scaling its byte counts.
+
+    `run` is a measured run record (bench.records.RunRecord; costmodel reads it by attribute and never
+    imports bench): dtype, layers, model_name, ceilings, and rows and steps with their figures."""
+    run_dtype = run.dtype
     dtype = as_dtype or run_dtype
     for d in (run_dtype, dtype):
         if d not in BYTES_PER_ELEMENT:
             raise CostInputError(f"unknown dtype {d!r}; choose one of: {', '.join(BYTES_PER_ELEMENT)}")
     scale = BYTES_PER_ELEMENT[dtype] / BYTES_PER_ELEMENT[run_dtype]
-    src, tgt = source_ceilings(result), target_ceilings(target, dtype)
-    layers = (result.get("model") or {}).get("layers")
-    if not isinstance(layers, int) or layers <= 0:
+    src, tgt = source_roof(run.ceilings or Ceilings(), run_dtype), target_roof(target, dtype)
+    layers = run.layers
+    if layers is None:
         raise CostInputError("cannot project: the run's model does not record its number of layers")
 
     ops: list[ProjectedOp] = []
     capped = 0
-    for row in result["rows"]:
-        if not row.get("valid", True) or not row.get("seconds_p50"):
+    for row in run.rows:
+        if row.valid is False or not row.seconds_p50:
             continue  # a row that failed its correctness check measures nothing worth carrying over
-        measured = float(row["seconds_p50"])
-        bound_src = src.bound(row["flops"], row["bytes"])
+        measured = float(row.seconds_p50)
+        bound_src = src.bound(row.flops, row.bytes)
         eff = bound_src / measured
         over = eff > 1.0
         capped += over
         eff = min(eff, 1.0)  # faster than the bound means cache-resident data; never project past the roofline
-        bound_tgt = tgt.bound(row["flops"], row["bytes"] * scale)
-        ops.append(ProjectedOp(row["op"], row["batch"], row["context"], row["backend"], measured, bound_src, eff,
+        bound_tgt = tgt.bound(row.flops, row.bytes * scale)
+        ops.append(ProjectedOp(row.op, row.batch, row.context, row.backend, measured, bound_src, eff,
                                bound_tgt, bound_tgt / eff, over))
 
     notes = []
@@ -183,7 +164,7 @@ def project_run(result: dict, target: DeviceSpec, source: str = "the measured de
         notes.append(f"no {run_dtype} FLOP ceiling for the measured device: its bound is the bandwidth floor only, "
                      f"which understates efficiency and so overstates projected time")
 
-    source_steps = {(s["batch"], s["context"], s["backend"]): s for s in result["steps"]}
+    source_steps = {(s.batch, s.context, s.backend): s for s in run.steps}
     by_point: dict[tuple, dict[str, ProjectedOp]] = {}
     for p in ops:
         by_point.setdefault((p.batch, p.context, p.backend), {})[p.op] = p
@@ -198,21 +179,21 @@ def project_run(result: dict, target: DeviceSpec, source: str = "the measured de
             per_layer, how = sum(table[op].projected_seconds for op in STEP_OPS_PER_LAYER), "per-op rows"
         else:
             continue
-        step = layers * per_layer + sum(t.projected_seconds for t in tail)
+        step = compose(layers, per_layer, *(t.projected_seconds for t in tail))
         src_step = source_steps.get((batch, ctx, backend))
         fits = None
-        if src_step is not None and src_step.get("bytes_needed") and target.memory_gb:
-            fits = src_step["bytes_needed"] * scale <= target.memory_gb * 1e9
+        if src_step is not None and src_step.bytes_needed and target.memory_gb:
+            fits = src_step.bytes_needed * scale <= target.memory_gb * 1e9
         steps.append(ProjectedStep(batch, ctx, backend, step, batch / step, 1.0 / step, fits,
-                                   src_step.get("step_seconds") if src_step else None,
-                                   src_step.get("tokens_per_s") if src_step else None, how))
+                                   src_step.step_seconds if src_step else None,
+                                   src_step.tokens_per_s if src_step else None, how))
     if not steps:
         raise CostInputError("cannot project: the run has no complete step (a layer row or all per-layer ops, "
                              "plus final_norm and lm_head) with a valid measurement")
     if any(s.fits is False for s in steps):
         notes.append(f"some operating points need more than the {target.memory_gb:g} GB of {target.key}: "
                      f"marked as not fitting")
-    return Projection(source, target, dtype, (result.get("model") or {}).get("name", "?"), src.basis, tgt.basis,
+    return Projection(source, target, dtype, run.model_name, src.basis, tgt.basis,
                       ops, steps, notes, run_dtype=run_dtype)
 
 

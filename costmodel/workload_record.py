@@ -5,7 +5,8 @@
      "price": {"price_per_hour": ... or null, "power_kw": ... or null, ...},
      "rows": [...], "steps": [...], "points": [WorkloadPoint.to_dict(), ...], "complete": true}
 
-Torch-free: the points are costmodel.workload.WorkloadPoint, read with its own from_dict.
+Torch-free and file-free: bench.store reads the file (one reader of results files) and hands the checked
+dict here; the points are costmodel.workload.WorkloadPoint, read with its own from_dict.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from costmodel.errors import CostInputError
-from costmodel.runs import load_result
 from costmodel.workload import WorkloadPoint, workload_label
 
 KIND = "workload"
@@ -118,8 +118,3 @@ def workload_run(record: dict, path: str) -> WorkloadRun:
         raise CostInputError(f"{where}: points must be a list")
     points = tuple(WorkloadPoint.from_dict(p, f"{where}: points[{i}]") for i, p in enumerate(record["points"]))
     return WorkloadRun(path=str(path), record=record, points=points)
-
-
-def load_workload(path: str | Path) -> WorkloadRun:
-    """A workload results file, read and checked (see load_result for the common checks)."""
-    return workload_run(load_result(path), str(path))

@@ -18,6 +18,7 @@ quantized once when the inputs are made; each GEMM quantizes its input per step 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -81,7 +82,11 @@ def op_shapes(d: LayerDims, batch: int, context: int) -> dict:
     }
 
 
-LAYER_OPS = tuple(op_shapes(LayerDims(8, 2, 1, 4, 8, 8), 1, 1))
+@functools.cache
+def layer_ops() -> tuple:
+    """The layer's op names in order, read from op_shapes (on a toy layer, the first time it is asked)."""
+    return tuple(op_shapes(LayerDims(8, 2, 1, 4, 8, 8), 1, 1))
+
 MODEL_OPS = ("final_norm", "lm_head")
 
 

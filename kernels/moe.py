@@ -174,9 +174,10 @@ def torch_moe_gather(x, router_w, w_gate_up, w_down, top_k, **_) -> torch.Tensor
 
 
 def triton_moe(x, router_w, w_gate_up, w_down, top_k, **_) -> torch.Tensor:
-    from kernels.triton.moe import triton_moe as run
+    from kernels.triton.moe import triton_moe as run  # Triton imported only when this backend runs
 
-    return run(x=x, router_w=router_w, w_gate_up=w_gate_up, w_down=w_down, top_k=top_k)
+    ids, p = route(x, router_w, top_k, _shared_count(router_w, w_gate_up))
+    return run(x, ids, p, w_gate_up, w_down)
 
 
 IMPLS = {"torch": torch_moe_loop, "torch-gather": torch_moe_gather, "triton": triton_moe}

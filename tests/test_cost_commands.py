@@ -216,7 +216,7 @@ def test_tables_at_80_columns_keep_every_cell(argv, capsys, monkeypatch):
     (["cost", "--device", "tpu9", "--tokens-per-s", "10"], "unknown device"),
     (["cost", "--device", "l40s", "--tokens-per-s", "10"], "no catalog price"),
     (["cost", "--tco", "/nonexistent/tco.json", "--tokens-per-s", "10"], "cannot read TCO file"),
-    (["cost", "--from", "/nonexistent/run.json"], "cannot read result file"),
+    (["cost", "--from", "/nonexistent/run.json"], "results file not found: /nonexistent/run.json"),
     (["cost", "check"], "at least one figure"),
     (["project", "--to", "tpu9", "--from", TINY], "unknown device"),
     (["compare", "h200", "tpu9"], "unknown device"),

@@ -1,8 +1,11 @@
 """Projection: per-op efficiency carried onto a target's spec peaks, checked by hand on a tiny run."""
 import pytest
 
+from bench.store import from_dict
+from costmodel.ceilings import DeviceSpec
 from costmodel.errors import CostInputError
-from costmodel.project import DeviceSpec, project_run, projected_steps_as_rows
+from costmodel.project import project_run as project_record
+from costmodel.project import projected_steps_as_rows
 
 # A made-up source device: 100 TFLOP/s bf16, 1000 GB/s. A made-up target: 400 TFLOP/s, 4000 GB/s.
 SOURCE_SPEC = {"peak_tflops": {"bf16": 100.0}, "mem_bw_gbs": 1000.0, "memory_gb": 80, "tdp_w": 500}
@@ -20,6 +23,11 @@ def run(rows, spec=SOURCE_SPEC, layers=2, **extra):
             "model": {"name": "toy", "layers": layers}, "rows": rows,
             "steps": [{"batch": 1, "context": 128, "backend": "torch", "step_seconds": 0.0101,
                        "tokens_per_s": 1 / 0.0101, "bytes_needed": 50e9, "fits": True}], **extra}
+
+
+def project_run(result: dict, *args, **kwargs):
+    """The run written as a schema-1 dict, read through the store as every command reads it."""
+    return project_record(from_dict(result, "test run"), *args, **kwargs)
 
 
 def test_projection_by_hand():

@@ -134,13 +134,13 @@ def test_progress_lines_in_a_pipe(tmp_path, capsys):
 
 
 def test_a_run_that_measured_nothing_exits_non_zero(tmp_path, monkeypatch, capsys):
-    from bench.commands import run as run_command
+    from bench import sweep
 
     def refused(case, backend, device, plan, batch, context):
         return {"op": case.name, "kind": case.kind, "batch": batch, "context": context, "backend": backend,
                 "valid": False, "check": "forced failure for the test"}
 
-    monkeypatch.setattr(run_command, "measure", refused)
+    monkeypatch.setattr(sweep, "measure", refused)  # the decode sweep (bench.sweep.run_sweep) calls it
     assert main(["run", "--model", "tiny", "--device", "cpu", "--batch", "1", "--context", "8", "--layer-only",
                  "--budget-s", "0.02", "--out", str(tmp_path)]) == 1
     assert "nothing was measured" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from bench import devices
+from bench import devices, timing
 from bench.benchmarks import harness
 
 
@@ -44,11 +44,11 @@ def test_prepared_rotates_sets_and_flushes_small_working_sets():
         return {"x": torch.full((4,), float(seed))}
 
     prepared = harness.Prepared(lambda inp: calls.append(inp["x"][0].item()), make, cpu)
-    assert len(prepared.sets) == harness.MAX_ROTATION_SETS and prepared.flusher is not None
+    assert len(prepared.sets) == timing.MAX_ROTATION_SETS and prepared.flusher is not None
     for _ in range(20):
         args, kwargs = prepared.setup()
         prepared.target(*args, **kwargs)
-    assert calls == [float(i % harness.MAX_ROTATION_SETS) for i in range(20)]
+    assert calls == [float(i % timing.MAX_ROTATION_SETS) for i in range(20)]
     assert prepared.describe()["timer"] == "cpu-perf-counter" and prepared.describe()["cache_flushed"]
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import bench.commands.run as run_cmd
+import bench.sweep as sweep_mod  # the decode sweep, below the command, calls its measure step
 from bench.cli import main
 
 FAST = ["--model", "tiny", "--device", "cpu", "--budget-s", "0.02", "--context", "9"]
@@ -24,7 +25,7 @@ def test_short_run_writes_a_complete_record(tmp_path, capsys):
     assert printed["run_id"] == record["run_id"] == path.stem
     assert path.with_suffix(".csv").exists()
     assert record["complete"] is True and record["device"]["kind"] == "cpu"
-    assert record["measured_copy_gbps"] > 0
+    assert record["ceilings"]["measured_gbps"] > 0 and record["schema_version"] == 2 and record["kind"] == "run"
     assert record["env"]["versions"]["torch"] == torch.__version__
     ops = {r["op"] for r in record["rows"]}
     assert ops == {"attn_norm", "qkv_proj", "rope", "kv_append", "attention", "o_proj", "ffn_norm",
@@ -86,7 +87,7 @@ def test_capacity_flags_a_combination_that_does_not_fit(tmp_path, monkeypatch):
 
 
 def test_interrupted_run_keeps_measured_rows(tmp_path, monkeypatch):
-    real = run_cmd.measure
+    real = sweep_mod.measure
     calls = {"n": 0}
 
     def measure_then_interrupt(*args, **kwargs):
@@ -95,7 +96,7 @@ def test_interrupted_run_keeps_measured_rows(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(run_cmd, "measure", measure_then_interrupt)
+    monkeypatch.setattr(sweep_mod, "measure", measure_then_interrupt)
     assert main(["run", *FAST, "--batch", "1", "--out", str(tmp_path)]) == 130
     record, _ = load_only(tmp_path)
     assert len(record["rows"]) == 3 and record["complete"] is False
@@ -103,7 +104,7 @@ def test_interrupted_run_keeps_measured_rows(tmp_path, monkeypatch):
 
 
 def test_failure_midway_keeps_rows_and_out_of_memory_skips(tmp_path, monkeypatch):
-    real = run_cmd.measure
+    real = sweep_mod.measure
     calls = {"n": 0}
 
     def flaky(case, backend, device, plan, batch, context):
@@ -114,13 +115,13 @@ def test_failure_midway_keeps_rows_and_out_of_memory_skips(tmp_path, monkeypatch
             monkeypatch.setattr(sweep, "check_case", _raise_oom)
             row = real(case, backend, device, plan, batch, context)
             monkeypatch.undo()
-            monkeypatch.setattr(run_cmd, "measure", flaky)
+            monkeypatch.setattr(sweep_mod, "measure", flaky)
             return row
         if calls["n"] == 5:
             raise RuntimeError("a kernel crashed")
         return real(case, backend, device, plan, batch, context)
 
-    monkeypatch.setattr(run_cmd, "measure", flaky)
+    monkeypatch.setattr(sweep_mod, "measure", flaky)
     with pytest.raises(RuntimeError):
         main(["run", *FAST, "--batch", "1", "--out", str(tmp_path)])
     record, _ = load_only(tmp_path)

@@ -16,7 +16,7 @@ def test_tiny_run_on_gpu(tmp_path, graph):
         argv.append("--no-cuda-graph")
     assert main(argv) == 0
     record = json.loads(next(tmp_path.glob("*.json")).read_text())
-    assert record["device"]["kind"] == "cuda" and record["measured_copy_gbps"] > 10
+    assert record["device"]["kind"] == "cuda" and record["ceilings"]["measured_gbps"] > 10
     for row in record["rows"]:
         assert row["valid"], row
         assert row["timer"].startswith("cuda-graph" if graph else "cuda-events")

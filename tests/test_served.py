@@ -12,7 +12,7 @@ from bench.served_compare import DIFFERENT_HARDWARE, compare_served
 from costmodel.errors import CostInputError
 from costmodel.served import hardware_key, model_key, read_served
 from costmodel.workload import WorkloadPoint
-from costmodel.workload_record import load_workload
+from bench.store import load_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"

@@ -20,10 +20,8 @@ import torch
 
 from bench import metrics
 from bench.devices import LocalDevice, last_level_cache_bytes
-from bench.sweep import memory_budget, tensor_bytes
-from bench.timing import CacheFlusher, rotation_count
+from bench.timing import capture_graph, input_sets, memory_budget, rotation_count, tensor_bytes
 
-MAX_ROTATION_SETS = 16
 # A spin long enough to cover the host's work between setup and the launch inside the timed region
 # (pytest-benchmark's runner, the start event, a graph launch: tens of microseconds in Python).
 SPIN_SECONDS = 100e-6
@@ -85,12 +83,7 @@ class Prepared:
 
     def __init__(self, fn: Callable, make_inputs: Callable[[int], object], device: LocalDevice,
                  cuda_graph: bool = True):
-        cache = last_level_cache_bytes(device)
-        first = make_inputs(0)
-        per_set = tensor_bytes(first)
-        n = rotation_count(per_set, cache, MAX_ROTATION_SETS, memory_budget(device))
-        self.sets = [first] + [make_inputs(seed) for seed in range(1, n)]
-        self.flusher = CacheFlusher(device.torch_device, cache) if per_set * n < 2 * cache else None
+        self.sets, self.flusher, per_set = input_sets(make_inputs, device)
         self.fn = fn
         self.device = device
         self.graphs = None
@@ -109,18 +102,7 @@ class Prepared:
                     self.timer = f"cuda-events (graph capture failed: {str(exc).splitlines()[0][:120]})"
 
     def _capture(self) -> list:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm the side stream as capture requires
-            for inp in self.sets:
-                self.fn(inp)
-        torch.cuda.current_stream().wait_stream(side)
-        graphs = []
-        for inp in self.sets:
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
-                self.fn(inp)
-            graphs.append(g)
+        graphs = [capture_graph(lambda inp=inp: self.fn(inp)) for inp in self.sets]  # one graph per set
         torch.cuda.synchronize()
         return graphs
 
@@ -156,12 +138,12 @@ def run_pedantic(benchmark, prepared: Prepared, rounds: Rounds) -> float | None:
 
 
 def derived(flops: int, nbytes: int, seconds: float | None, dtype: str, device: LocalDevice,
-            ceilings: dict) -> dict:
+            ceilings) -> dict:
     """TFLOP/s, GB/s, % of spec and of the measured ceilings, from pytest-benchmark's median time."""
     if not seconds:
         return {}
-    d = metrics.derive(flops, nbytes, seconds, dtype, device.spec, ceilings.get("copy_bw"),
-                       ceilings.get("peak_flops"))
+    d = metrics.derive(flops, nbytes, seconds, dtype, device.spec, ceilings.copy_bw,
+                       ceilings.peak_flops)
     return {k: d[k] for k in ("tflops", "gbps", "pct_spec_flops", "pct_spec_bw", "pct_copy_bw", "bound",
                               "efficiency_spec", "efficiency_measured")}
 

@@ -24,8 +24,8 @@ def test_decode_step(benchmark, workload, backend, device, run_dtype, ceilings, 
     info = dict(op="decode_step", kind="step", model=name, batch=batch, context=context, dtype=run_dtype,
                 backend=backend, device=device.name, layers=model.layers, layer_sets=step.layer_sets,
                 flops=step.flops, bytes=step.bytes, rel_error=check.error, median_s=median,
-                peak_file=ceilings.get("file"),
-                **prepared.describe(), **harness.derived(step.flops, step.bytes, median, run_dtype, device, ceilings))
+                peak_file=ceilings[1],
+                **prepared.describe(), **harness.derived(step.flops, step.bytes, median, run_dtype, device, ceilings[0]))
     if median:
         tokens_per_s = batch / median
         info.update(tokens_per_s=tokens_per_s, tokens_per_s_per_user=1.0 / median,

@@ -11,9 +11,9 @@ from bench.benchmarks import harness
 from bench.models import get_model
 from bench.verify import check_case
 from kernels.dtypes import torch_dtype
-from kernels.layer import LAYER_OPS, MODEL_OPS, layer_case, op_cases
+from kernels.layer import MODEL_OPS, layer_case, layer_ops, op_cases
 
-OPS = (*LAYER_OPS, *MODEL_OPS, "layer")
+OPS = (*layer_ops(), *MODEL_OPS, "layer")
 
 
 def case_for(op: str, model, batch: int, context: int, dtype: str, device, backend: str):
@@ -39,6 +39,6 @@ def test_op(benchmark, workload, op, backend, device, run_dtype, ceilings, round
     benchmark.extra_info.update(
         op=op, kind=case.kind, model=name, batch=batch, context=context, dtype=run_dtype, backend=backend,
         device=device.name, flops=case.flops, bytes=case.bytes, rel_error=check.error, median_s=median,
-        peak_file=ceilings.get("file"), **prepared.describe(),
-        **harness.derived(case.flops, case.bytes, median, run_dtype, device, ceilings),
+        peak_file=ceilings[1], **prepared.describe(),
+        **harness.derived(case.flops, case.bytes, median, run_dtype, device, ceilings[0]),
     )

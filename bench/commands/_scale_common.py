@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
-from bench import devices, environment, results
+from bench import devices, environment, store
 from bench.errors import UserError
 from bench.parsing import positive_float
 
@@ -41,13 +40,8 @@ def start(kind: str, args, device, model, dtype: str, settings: dict):
 
     price = resolve_price(args, device)
     env = environment.capture()
-    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{results.slug(device.key or device.name)}-{model.name}-{dtype}-{kind}"
-    writer = results.ResultWriter(args.out, stem)
-    record = {
-        "schema_version": results.SCHEMA_VERSION, "tool": "tokenbench", "kind": kind, "created": env["created"],
-        "run_id": writer.json_path.stem, "device": device.to_dict(), "env": env, "model": model.to_dict(),
-        "dtype": dtype, "settings": settings, "price": price, "complete": False, "rows": [], "steps": [],
-    }
+    writer, record = store.open_record(kind, args.out, device, env, (model.name, dtype, kind), settings,
+                                       model=model, dtype=dtype, price=price)
     writer.write(record)
     return writer, record, economics_for(price)
 
@@ -62,11 +56,9 @@ def plan_for(model, batches, dtype, backends, args, device):
 
 def measure_ceilings(plan, device, record: dict, writer) -> None:
     """The device's copy bandwidth, measured in the same run, as `tokenbench run` does."""
-    from bench.bandwidth import copy_bandwidth
+    from bench.bandwidth import record_copy_bandwidth
 
-    bw = copy_bandwidth(device, budget_s=2.0 if device.kind == "cuda" else 0.3)
-    record.update(bw)
-    plan.ceilings["measured_copy_bw"] = bw["measured_copy_gbps"] * 1e9
+    plan.ceilings = record_copy_bandwidth(device, record, budget_s=2.0 if device.kind == "cuda" else 0.3)
     writer.write(record)
 
 

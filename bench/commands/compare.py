@@ -21,7 +21,6 @@ from costmodel.errors import CostInputError
 from bench.tables import print_report_table, stdout_console
 from costmodel.fmt import money, sig
 from costmodel.report import Table
-from costmodel.runs import load_result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,11 +50,13 @@ def _is_run(arg: str) -> bool:
 
 
 def main(args) -> int:
+    from bench.store import load_run
+
     if args.served or args.at_interactivity:
         return _served(args)
     if args.b is None:
         raise CostInputError("compare needs two sides, A and B (or a workload run A with --served FILE)")
-    runs = [load_result(x) if _is_run(x) else None for x in (args.a, args.b)]
+    runs = [load_run(x) if _is_run(x) else None for x in (args.a, args.b)]
     if args.tokens_per_s and any(runs):
         raise CostInputError("--tokens-per-s is for two catalog devices; a run's tokens/s come from its steps")
     anchor = next((r for r in runs if r is not None), None)
@@ -94,7 +95,7 @@ def _served(args) -> int:
 
     from bench.served_compare import compare_served, print_comparison
     from costmodel.served import read_served
-    from costmodel.workload_record import load_workload
+    from bench.store import load_workload
 
     if not args.served:
         raise CostInputError("--at-interactivity is for --served FILE")

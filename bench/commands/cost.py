@@ -20,7 +20,6 @@ from costmodel.fmt import money, si, sig
 from costmodel.inputs import PriceQuote, resolve_power, resolve_price
 from costmodel.power import PowerFigure, step_board_joules_per_token
 from costmodel.report import Table, check_report, economics_report
-from costmodel.runs import label, load_result, measured_peak, spec_peak, usable_steps
 
 # Figures are read as text so `cost check` can tell how many digits were given ("4.20" is +-0.005).
 FIGURE_HELP = "a number; 906,000, 54K and 2.8M are accepted"
@@ -178,31 +177,34 @@ def _run_power(args, key: str | None, recorded: dict, spec: dict, quote) -> Powe
     return resolve_power(_number("power (kW)", args.power_kw), key, spec.get("tdp_w"), args.overhead, quote)
 
 
-def board_reason(result: dict) -> str:
-    if result["device"].get("kind") == "cpu":
+def board_reason(run) -> str:
+    if run.device.kind == "cpu":
         return "no power reading: CPU run (NVML reads NVIDIA GPUs only)"
-    return (result.get("energy") or {}).get("reason") or "no NVML energy reading recorded in this run"
+    return (run.energy or {}).get("reason") or "no NVML energy reading recorded in this run"
 
 
 def _from_run(args) -> int:
-    result = load_result(args.from_file)
-    key = args.device or result["device"].get("key")
+    from bench.store import label, load_run
+
+    run = load_run(args.from_file)
+    key = args.device or run.device.key
     if args.device:
         _spec_for(args.device)  # unknown device: one line
-    spec = result["device"].get("spec") or {}
-    recorded = result.get("price") or {}
+    spec = run.device.spec or {}
+    recorded = run.price.to_dict() if run.price else {}
     quote = _run_price(args, key, recorded)
     power = _run_power(args, key, recorded, spec, quote)
-    dtype = result["dtype"]
-    reason = board_reason(result)
+    dtype = run.dtype
+    reason = board_reason(run)
     rows, dicts = [], []
-    for step in usable_steps(result):
+    measured_rows = [r.to_dict() for r in run.rows]
+    for step in (s.to_dict() for s in run.usable_steps()):
         board = step.get("board_joules_per_token") or step_board_joules_per_token(
-            result["rows"], result["model"].get("layers", 0), step["batch"], step["context"], step["backend"])
+            measured_rows, run.layers or 0, step["batch"], step["context"], step["backend"])
         e = economics(
             quote.price_per_hour if quote else None, step["tokens_per_s"], power.kw if power else None,
             utilisation=quote.utilisation if quote else 1.0,
-            spec_tflops=spec_peak(spec, dtype), measured_tflops=measured_peak(result, dtype),
+            spec_tflops=run.ceilings.spec_tflops, measured_tflops=run.ceilings.measured_tflops,
             board_joules_per_token=board,
             price_source=quote.source if quote else None, power_source=power.source if power else None,
             board_power_source="NVML energy counter, GPU board only" if board else reason,
@@ -216,7 +218,7 @@ def _from_run(args) -> int:
     if not rows:
         raise CostInputError(f"{args.from_file}: the run has no step that fits in memory; nothing to cost")
     if args.json:
-        print(json.dumps({"run": label(result), "model": result["model"].get("name"), "dtype": dtype,
+        print(json.dumps({"run": label(run), "model": run.model_name, "dtype": dtype,
                           "price": None if quote is None else {"price_per_hour": quote.price_per_hour,
                                                                "source": quote.source,
                                                                "utilisation": quote.utilisation},
@@ -224,7 +226,7 @@ def _from_run(args) -> int:
                           "board_power": reason if not any(r[-1] != "-" for r in rows) else "NVML",
                           "steps": dicts}, indent=2))
         return 0
-    print(f"tokenbench cost: {label(result)}, model {result['model'].get('name')}, {dtype}")
+    print(f"tokenbench cost: {label(run)}, model {run.model_name}, {dtype}")
     print("price: " + (f"{money(quote.price_per_hour)}/device-hour [{quote.source}]" if quote else
                        "- (none recorded; give --price-per-hour, --device with --tier, or --tco)"))
     if quote and quote.tco:

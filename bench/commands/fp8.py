@@ -9,6 +9,7 @@ from bench import metrics
 from bench.commands import _scale_common as common
 from bench.models import MODELS, get_model
 from bench.parsing import positive_int_list
+from costmodel.step import compose
 from kernels import fp8, gemm
 from kernels.dtypes import generator, randn
 from kernels.op import OpCase
@@ -104,7 +105,7 @@ def main(args) -> int:
                 row.update(backend=key, dtype="fp8")
                 if row.get("seconds_p50"):  # read against the FP8 peak, not bf16's
                     row.update(metrics.derive(row["flops"], row["bytes"], row["seconds_p50"], "fp8", device.spec,
-                                              plan.ceilings.get("measured_copy_bw")))
+                                              plan.ceilings.copy_bw))
                 _keep(record, writer, row, per[key], name, nbytes)
         record["steps"].extend(_steps(model, batch, per, economics, skipped, nbytes, device))
         writer.write(record)
@@ -119,9 +120,9 @@ def main(args) -> int:
             common.say(f"  b={s['batch']} {s['precision']}: {s['reason']}")
     common.say(f"wrote {writer.json_path}")
     if args.json:
-        from bench.results import _clean
+        from bench.store import clean
 
-        print(json.dumps(_clean(record), indent=1))
+        print(json.dumps(clean(record), indent=1))
     return 0
 
 
@@ -167,8 +168,8 @@ def _steps(model, batch: int, per: dict, economics, skipped: dict, nbytes: dict,
             out.append(step)
             continue
         per_layer = sum(times[n] for n in LAYER_GEMMS)
-        seconds = model.layers * per_layer + times["lm_head"]
-        moved = model.layers * sum(nbytes[key][n] for n in LAYER_GEMMS) + nbytes[key]["lm_head"]
+        seconds = compose(model.layers, per_layer, times["lm_head"])
+        moved = compose(model.layers, sum(nbytes[key][n] for n in LAYER_GEMMS), nbytes[key]["lm_head"])
         step.update(valid=True, gemm_seconds_per_layer=per_layer, step_seconds=seconds, bytes=moved,
                     gbps=moved / seconds / 1e9, tokens_per_s=batch / seconds, tokens_per_s_per_user=1.0 / seconds,
                     **economics(batch / seconds))

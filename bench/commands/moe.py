@@ -76,9 +76,9 @@ def main(args) -> int:
     writer.write(record)
     common.say(f"wrote {writer.json_path}")
     if args.json:
-        from bench.results import _clean
+        from bench.store import clean
 
-        print(json.dumps(_clean(record), indent=1))
+        print(json.dumps(clean(record), indent=1))
     return 0
 
 

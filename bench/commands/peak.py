@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 from bench.tables import console_width
-from bench import devices, environment, results
+from bench import devices, environment, store
 from bench.errors import UserError
 from bench.measured_peak import PEAK_KIND, shape_label
 from bench.parsing import positive_float
@@ -57,24 +56,18 @@ def main(args) -> int:
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"
     console.print(f"[bold]tokenbench peak[/] on {label}: {device.name}; dtypes {dtypes}, budget {budget:g} s")
 
-    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{results.slug(device.key or device.name)}-peak"
-    writer = results.ResultWriter(args.out, stem)
-    record = {
-        "schema_version": results.SCHEMA_VERSION, "kind": PEAK_KIND, "tool": "tokenbench",
-        "created": env["created"], "run_id": writer.json_path.stem, "device": device.to_dict(), "env": env,
-        "settings": {"dtypes": dtypes, "budget_s": budget, "bandwidth": args.bandwidth},
-        "complete": False, "rows": [],
-        "measured_peak_tflops": {},  # dtype -> the matmul ceiling, the summary `report` and `compare` read
-    }
+    writer, record = store.open_record(PEAK_KIND, args.out, device, env, ("peak",),
+                                       {"dtypes": dtypes, "budget_s": budget, "bandwidth": args.bandwidth},
+                                       measured_tflops={})  # dtype -> the matmul ceiling `report` and `run` read
     writer.write(record)
 
     def on_row(row):
         row["best_shape_label"] = shape_label(row.get("best_shape"))
         record["rows"].append(row)
         if row["metric"] == "matmul" and row.get("measured"):
-            record["measured_peak_tflops"][row["dtype"]] = row["measured"]
+            record["measured_tflops"][row["dtype"]] = row["measured"]
         elif row["metric"] in ("copy", "read") and row.get("measured"):
-            record[f"measured_{row['metric']}_gbps"] = row["measured"]
+            record[{"copy": "measured_gbps", "read": "measured_read_gbps"}[row["metric"]]] = row["measured"]
         writer.write(record)
         what = f"{row['metric']} {row['dtype']}"
         if row.get("measured") is not None:
@@ -82,11 +75,11 @@ def main(args) -> int:
         else:
             console.print(f"  {what}: [yellow]skipped[/] ({row.get('skipped')})")
 
-    with results.recording(record, writer, lambda msg: console.print(f"[yellow]peak: {msg}[/]")) as state:
+    with store.recording(record, writer, lambda msg: console.print(f"[yellow]peak: {msg}[/]")) as state:
         measure_peaks(device, dtypes, budget, on_row=on_row, bandwidth=args.bandwidth)
 
     print_peak(record, console)
     console.print(f"wrote {writer.json_path} and {writer.csv_path}")
     if args.json:
-        print(json.dumps(results._clean(record), indent=1))
+        print(json.dumps(store.clean(record), indent=1))
     return state["status"]

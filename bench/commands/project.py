@@ -13,11 +13,11 @@ import json
 from costmodel.economics import economics
 from costmodel.fmt import money, si, sig
 from costmodel.inputs import resolve_power, resolve_price
-from costmodel.project import DeviceSpec, Projection, project_run
+from costmodel.project import Projection, project_run
 from costmodel.report import Table
 from bench.tables import print_report_table, stdout_console
 from bench.sides import device_spec, target_price_and_power
-from costmodel.runs import label, load_result
+from bench.store import label, load_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    result = load_result(args.from_file)
+    result = load_run(args.from_file)
     target = device_spec(args.to)
     proj = project_run(result, target, source=label(result), as_dtype=args.as_dtype)
     quote, power = target_price_and_power(args.to, target, args)

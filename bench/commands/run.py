@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 from bench.tables import console_width
-from bench import devices, environment, results
-from bench.bandwidth import copy_bandwidth
+from bench import devices, environment, store
+from bench.bandwidth import check_bandwidth_drift, record_copy_bandwidth
 from bench.errors import UserError
 from bench.reliability import flag_unreliable
 from bench.measured_peak import use_measured_peak
 from bench.models import MODELS, get_model, refuse_moe
 from bench.parsing import choice, non_empty, non_negative_int, positive_float, positive_int_list, unique_names
-from bench.pricing import economics_for, resolve_price  # noqa: F401  (run's own step, kept as its names)
-from bench.sweep import RunPlan, cases_for, combo_skip_reason, combos, derive_step, full_model_fits, measure
+from bench.pricing import economics_for, resolve_price
+from bench.sweep import RunPlan, combo_skip_reason, combos, run_sweep
 from kernels.backends import parse_backend
 from kernels.dtypes import TORCH_DTYPES
 
@@ -135,6 +134,7 @@ def main(args) -> int:
         return tp.from_run_args(args, GPU_DEFAULTS, CPU_DEFAULTS)
     from rich.console import Console
 
+    from bench.prefill_sweep import point_label, run_phase_sweep
     from bench.report_table import print_summary
 
     console = Console(stderr=True, width=console_width(sys.stderr))
@@ -152,46 +152,38 @@ def main(args) -> int:
     if plan.dtype_reason:
         console.print(f"default dtype on this CPU: {plan.dtype} ({plan.dtype_reason})")
 
-    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{results.slug(device.key or device.name)}-{model.name}-{plan.dtype}"
-    if plan.phase != "decode":
-        stem += f"-{plan.phase}"
-    writer = results.ResultWriter(args.out, stem)
-    record = {
-        "schema_version": results.SCHEMA_VERSION, "tool": "tokenbench", "created": env["created"],
-        "run_id": writer.json_path.stem, "device": device.to_dict(), "env": env, "model": model.to_dict(),
-        "dtype": plan.dtype, "phase": plan.phase,
-        "settings": {"batches": plan.batches, "contexts": plan.contexts, "backends": plan.backends,
-                     "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph, "per_op": plan.per_op,
-                     "full_model": plan.full_model, "dtype_reason": plan.dtype_reason},
-        "price": price, "complete": False, "rows": [], "steps": [],
-        "energy": {"source": "NVML energy counter around each row's timed samples, GPU board only"}
-        if device.kind == "cuda" else {"reason": "no power reading: CPU run (NVML reads NVIDIA GPUs only)"},
-    }
+    writer, record = store.open_record(
+        "run", args.out, device, env, (model.name, plan.dtype, "" if plan.phase == "decode" else plan.phase),
+        {"batches": plan.batches, "contexts": plan.contexts, "backends": plan.backends, "budget_s": plan.budget_s,
+         "cuda_graph": plan.cuda_graph, "per_op": plan.per_op, "full_model": plan.full_model,
+         "dtype_reason": plan.dtype_reason},
+        model=model, dtype=plan.dtype, price=price, phase=plan.phase,
+        energy={"source": "NVML energy counter around each row's timed samples, GPU board only"}
+        if device.kind == "cuda" else {"reason": "no power reading: CPU run (NVML reads NVIDIA GPUs only)"})
     use_measured_peak(plan, device, args.out, record, console)  # the newest `tokenbench peak` file of this device
     writer.write(record)
-    with results.recording(record, writer, lambda msg: console.print(f"[yellow]{msg}[/]")) as state:
+    warn = lambda msg: console.print(f"[yellow]{msg}[/]")  # noqa: E731
+    with store.recording(record, writer, warn) as state:
         console.print("measuring copy bandwidth ...")
-        bw = copy_bandwidth(device)
-        record.update(bw)
-        plan.ceilings["measured_copy_bw"] = bw["measured_copy_gbps"] * 1e9
+        plan.ceilings = record_copy_bandwidth(device, record)
         writer.write(record)
         if plan.phase == "decode":
             run_sweep(plan, device, record, writer, economics_for(price), console)
         else:
             record["settings"]["points"] = [p.__dict__ for p in plan.points]
             run_phase_sweep(plan, device, record, writer, economics_for(price), console)
-        check_bandwidth_drift(device, record, console)
+        check_bandwidth_drift(device, record, warn)
         unreliable = flag_unreliable(record["rows"])
         record["unreliable_rows"] = len(unreliable)
         writer.write(record)
 
-    print_summary(record, console)
+    print_summary(store.clean(record), console)
     for r in [r for r in record["rows"] if r.get("unreliable")]:
         console.print(f"[yellow]unreliable: {r['op']} b={r['batch']} ctx={r['context']} {r['backend']}: "
                       f"{r['unreliable']}[/]")
     console.print(f"wrote {writer.json_path} and {writer.csv_path}")
     if args.json:
-        print(json.dumps(results._clean(record), indent=1))
+        print(json.dumps(store.clean(record), indent=1))
     if state["status"] == 0 and not any(r.get("valid") for r in record["rows"]):
         console.print("[red]nothing was measured: every row was skipped or failed its check[/]")
         return 1
@@ -212,129 +204,3 @@ def refuse_if_nothing_fits(plan: RunPlan, device) -> None:
         b, c, why = reasons[0]
         raise UserError(f"nothing to measure: no (batch, context) fits this machine "
                         f"(b={b} ctx={c} {why})")
-
-
-def point_label(p) -> str:
-    from bench.prefill_sweep import PrefillPoint
-
-    if isinstance(p, PrefillPoint):
-        return f"b={p.batch} prompt={p.prompt} chunk={p.chunk}"
-    return f"b={p.batch} ctx={p.context} chunk={p.chunk}" + (f" prefix={p.prefix}" if p.prefix else "")
-
-
-def run_phase_sweep(plan: RunPlan, device, record: dict, writer, economics, console) -> None:
-    """Prefill or mixed points: verify and time every op and layer, then derive each point's step."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from bench.prefill_sweep import cases_for_point, derive_point_step, measure_point_case, skip_reason
-
-    work = [(p, cases_for_point(plan, device, p)) for p in plan.points]
-    total = sum(len(cases) for _, cases in work) * len(plan.backends)
-    done, piped = 0, not console.is_terminal
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("measuring", total=total)
-        for point, cases in work:
-            too_big = skip_reason(plan, device, point)
-            if too_big:
-                console.print(f"[yellow]{point_label(point)} skipped: {too_big}[/]")
-            for backend in plan.backends:
-                for case, labels in cases:
-                    done += 1
-                    if too_big:
-                        record["rows"].append({"op": case.name, "kind": case.kind, "batch": point.batch,
-                                               "backend": backend, "valid": False, "skipped": too_big,
-                                               "context": getattr(point, "context", getattr(point, "prompt", 0)),
-                                               **labels})
-                        progress.advance(task)
-                        continue
-                    where = f"{point_label(point)} {backend} {case.name}" + (
-                        f" [chunk {labels['chunk_index']}]" if "chunk_index" in labels else "")
-                    progress.update(task, description=where)
-                    row = measure_point_case(case, labels, backend, device, plan, point)
-                    record["rows"].append(row)
-                    if not row.get("valid"):
-                        console.print(f"[red]{where}: {row.get('skipped') or row.get('check')}[/]")
-                    elif piped:
-                        console.print(f"[{done}/{total}] {where}: {progress_note(row)}", highlight=False)
-                    writer.write(record)
-                    progress.advance(task)
-                record["steps"].append(derive_point_step(plan, device, record["rows"], point, backend, economics))
-                writer.write(record)
-    if plan.phase == "prefill":
-        from bench.prefill_sweep import gemm_share_of_peak
-
-        record["prefill_gemm_share_of_measured_peak"] = gemm_share_of_peak(
-            record["rows"], plan.ceilings.get("measured_peak_flops"))
-
-
-def progress_note(row: dict) -> str:
-    if not row.get("valid"):
-        return f"not timed ({row.get('skipped') or row.get('check')})"
-    return f"p50 {row['seconds_p50'] * 1e6:,.1f} us"
-
-
-# Beyond this change between the copy bandwidth before and after the sweep, "% of copy bandwidth" figures
-# are flagged: seen on a shared 2-core VM, whose copy bandwidth moved between about 40 and 70 GB/s.
-BANDWIDTH_DRIFT = 0.15
-
-
-def check_bandwidth_drift(device, record: dict, console) -> None:
-    """Measure the copy bandwidth again after the sweep, so a machine whose memory bandwidth moved while
-    it was measured is flagged rather than trusted."""
-    after = copy_bandwidth(device)["measured_copy_gbps"]
-    before = record["measured_copy_gbps"]
-    record["measured_copy_gbps_after"] = after
-    drift = abs(after - before) / before
-    record["bandwidth_drift"] = drift
-    if drift > BANDWIDTH_DRIFT:
-        record["bandwidth_warning"] = (f"copy bandwidth moved from {before:.1f} to {after:.1f} GB/s during the run: "
-                                       "figures relative to it are unreliable on this machine")
-        console.print(f"[yellow]{record['bandwidth_warning']}[/]")
-
-
-def run_sweep(plan: RunPlan, device, record: dict, writer, economics, console) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    work = list(combos(plan))
-    cases_per_combo = len(cases_for(plan, device, 1, 1))
-    total = len(work) * cases_per_combo * len(plan.backends)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("measuring", total=total)
-        done = 0
-        # a pipe or CI log gets no live bar (transient, terminal only): one line per finished case instead
-        piped = not console.is_terminal
-        for batch, context in work:
-            cases = cases_for(plan, device, batch, context)
-            too_big = combo_skip_reason(plan, device, batch, context)
-            if too_big:
-                console.print(f"[yellow]b={batch} ctx={context} skipped: {too_big}[/]")
-            for backend in plan.backends:
-                for case in cases:
-                    if too_big:
-                        record["rows"].append({"op": case.name, "kind": case.kind, "batch": batch,
-                                               "context": context, "backend": backend, "valid": False,
-                                               "skipped": too_big})
-                        progress.advance(task)
-                        continue
-                    if case.name == "model" and (why := full_model_fits(plan, device, batch, context)):
-                        record["rows"].append({"op": "model", "kind": "model", "batch": batch, "context": context,
-                                               "backend": backend, "valid": False, "skipped": why})
-                        progress.advance(task)
-                        continue
-                    progress.update(task, description=f"b={batch} ctx={context} {backend} {case.name}")
-                    row = measure(case, backend, device, plan, batch, context)
-                    record["rows"].append(row)
-                    if not row.get("valid"):
-                        console.print(f"[red]{case.name} b={batch} ctx={context} {backend}: "
-                                      f"{row.get('skipped') or row.get('check')}[/]")
-                    writer.write(record)
-                    progress.advance(task)
-                    done += 1
-                    if piped:
-                        console.print(f"[{done}/{total}] b={batch} ctx={context} {backend} {case.name}: "
-                                      f"{progress_note(row)}", highlight=False)
-                record["steps"].append(derive_step(plan, device, record["rows"], batch, context, backend,
-                                                   economics))
-                writer.write(record)

@@ -100,7 +100,7 @@ def from_run_args(run_args, gpu_defaults: dict, cpu_defaults: dict) -> int:
 
 def new_tp_records(out: Path, before: set) -> list:
     """(path, record) of the tp results files this launch wrote (rank 0 names them; the launcher does not)."""
-    from bench.results import read_json
+    from bench.store import read_json
 
     found = []
     for path in sorted(set(out.glob("*.json")) - before) if out.is_dir() else []:
@@ -115,7 +115,7 @@ def new_tp_records(out: Path, before: set) -> list:
 
 def mark_stopped(found: list, note: str) -> str:
     """Note on each unfinished file why it ends early (its rows stay), and say what was kept, in words."""
-    from bench.results import ResultWriter
+    from bench.store import ResultWriter
 
     kept = []
     for path, record in found:

@@ -136,7 +136,7 @@ def _progress(console, total: int):
 def main(args) -> int:
     from rich.console import Console
 
-    from bench import devices, results
+    from bench import devices, store
     from bench.pricing import resolve_price
     from bench.tables import console_width
     from bench.workload.run import run_workload
@@ -166,7 +166,7 @@ def main(args) -> int:
     print_workload(run.record, run.points, console)
     console.print(f"wrote {run.json_path} and {run.csv_path}")
     if args.json:
-        print(json.dumps(results._clean(run.record), indent=1))
+        print(json.dumps(store.clean(run.record), indent=1))
     if run.status == 0 and not any(p.total_tokens_per_s for p, _ in run.points):
         console.print("[red]no workload point could be composed: every concurrency was skipped or failed[/]")
         return 1

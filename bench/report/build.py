@@ -111,7 +111,7 @@ class Report:
                 rec.get("interrupted") or rec.get("failed") or "run did not finish")
             rows.append([r.path.name, r.label, r.device_name, r.device.get("kind", "?"), r.model, r.dtype,
                          rec.get("created", "-"), ", ".join(_unique(s["backend"] for s in rec["steps"])) or "-",
-                         fmt.num(rec.get("measured_copy_gbps")), fmt.num(price.get("price_per_hour")),
+                         fmt.num(r.typed.ceilings.measured_gbps), fmt.num(price.get("price_per_hour")),
                          fmt.num(price.get("power_kw")), status])
         b.append(page.Table(["file", "label", "device", "kind", "model", "dtype", "created", "backends",
                              "measured copy GB/s", "$/device-hour", "all-in kW", "status"], rows,

@@ -11,9 +11,9 @@ from bench.report import page
 from bench.report.load import Curve, Run
 
 
-def _record(run: Run) -> dict:
-    """The run as costmodel.runs.load_result would give it (its label names the file)."""
-    return dict(run.record, _path=str(run.path))
+def _record(run: Run):
+    """The run's typed record, as `compare` and `project` read it (its label names the file)."""
+    return run.typed
 
 
 def _side_args():
@@ -35,7 +35,7 @@ def comparison(a: Run | str, b: Run | str):
                         f"no tokens/s to compare; use `tokenbench compare` with --tokens-per-s)")
     anchor = _record(runs[0])
     sides = [run_side(_record(x), _side_args()) if isinstance(x, Run)
-             else device_side(x, _side_args(), anchor["dtype"], anchor, None) for x in (a, b)]
+             else device_side(x, _side_args(), anchor.dtype, anchor, None) for x in (a, b)]
     return compare(sides[0], sides[1])
 
 

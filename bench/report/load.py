@@ -6,22 +6,28 @@ and one dtype unless the user asks for a mixed report (--allow-mixed).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import UserError
 from bench.metrics import PEAK_DTYPE
-from bench.results import SCHEMA_VERSION, load_record, read_json
+from bench.records import PeakRecord, RunRecord
+from bench.store import from_dict, peek_kind, read_json
+from costmodel.ceilings import Ceilings
 
 
 @dataclass(eq=False)  # identity: a run is one file
 class Run:
-    """One result file."""
+    """One result file: its typed record (bench.store) and, for the tables and plots, the dict it is
+    written as."""
 
     path: Path
-    record: dict
+    typed: RunRecord
     label: str = ""  # unique among the report's runs; set by read_runs
     measured_peak: tuple | None = None  # (TFLOP/s, where it came from), for the run's dtype
+
+    def __post_init__(self):
+        self.record = self.typed.to_dict()
 
     @property
     def device(self) -> dict:
@@ -78,17 +84,6 @@ class Curve:
     label: str = ""
 
 
-@dataclass
-class Ceilings:
-    """The rates a roofline is drawn under, for one run's device and dtype; None where unknown."""
-
-    spec_tflops: float | None
-    spec_gbps: float | None
-    measured_tflops: float | None
-    measured_gbps: float | None
-    notes: list[str] = field(default_factory=list)
-
-
 def expand_paths(paths: list[str]) -> list[Path]:
     """Files as given; a folder stands for the *.json files in it."""
     out = []
@@ -103,60 +98,47 @@ def expand_paths(paths: list[str]) -> list[Path]:
     return out
 
 
-def _peek(path: Path):
-    """The parsed JSON of a file, for the checks that come before load_record."""
-    return read_json(path, "results file")
-
-
-def read_runs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, dict]]]:
+def read_runs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, PeakRecord]]]:
     """The runs and the peak files (`tokenbench peak` output) among the paths; every file checked first.
     Workload files (`tokenbench workload`) are left out: read_inputs gives them too."""
-    runs, peaks, workloads = read_inputs(paths)
+    runs, peaks, _ = read_inputs(paths)
     if not runs:
         raise UserError("no result file of `tokenbench run` among the inputs (only peak or workload files)")
     return runs, peaks
 
 
-def read_inputs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, dict]], list]:
-    """Runs, peak files and workload files (costmodel.workload_record.WorkloadRun) among the paths; every
-    file checked first. At least one run or workload file is needed."""
+def read_inputs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, PeakRecord]], list]:
+    """Runs, peak files and workload files (costmodel.workload_record.WorkloadRun) among the paths, each read
+    through the store (older schemas migrated); every file checked before anything is drawn. At least one
+    run or workload file is needed."""
     if not paths:
         raise UserError("no result files given: tokenbench report RESULTS.json [...] (or a folder of them)")
     files = expand_paths(paths)
-    peeked = [(p, _peek(p)) for p in files]
-    peaks = [(p, d) for p, d in peeked if isinstance(d, dict) and d.get("kind") == "peak"]
-    results = [(p, d) for p, d in peeked if not (isinstance(d, dict) and d.get("kind") == "peak")]
+    peeked = [(p, read_json(p, "results file")) for p in files]
+    peaks = [(p, from_dict(d, str(p), ("peak",))) for p, d in peeked if peek_kind(d) == "peak"]
+    results = [(p, d) for p, d in peeked if peek_kind(d) != "peak"]
     if not results:
         raise UserError("only peak files given; the report needs at least one result file of `tokenbench run` "
                         "or `tokenbench workload`")
-    versions = {}
+    runs, workloads = [], []
     for p, d in results:
-        if isinstance(d, dict) and "schema_version" in d:
-            versions.setdefault(d["schema_version"], p)
-    if len(versions) > 1:
-        listed = "; ".join(f"{p} has schema version {v!r}" for v, p in versions.items())
-        raise UserError(f"results files of different schema versions: {listed}. This tokenbench reads "
-                        f"version {SCHEMA_VERSION}; re-run or convert the others")
-    from costmodel.workload_record import is_workload
-
-    runs = [Run(p, load_record(p)) for p, d in results if not is_workload(d)]
-    workloads = [_workload(p) for p, d in results if is_workload(d)]
+        if peek_kind(d) == "workload":
+            workloads.append(_workload(p, d))
+            continue
+        record = from_dict(d, str(p), ("run",))
+        record.path = str(p)
+        runs.append(Run(p, record))
     _label_runs(runs)
     for run in runs:
-        run.measured_peak = measured_peak(run.record, run.dtype) or _peak_from_files(run, peaks)
+        run.measured_peak = measured_peak(run.typed) or _peak_from_files(run, peaks)
     return runs, peaks, workloads
 
 
-def _workload(path: Path):
-    """A workload file, checked like a run (load_record) and then for its points."""
-    from costmodel.errors import CostInputError
-    from costmodel.workload_record import workload_run
+def _workload(path: Path, data: dict):
+    """A workload file, read through the store like every record, then for its points."""
+    from bench.store import load_workload
 
-    record = load_record(path)
-    try:
-        return workload_run(record, str(path))
-    except CostInputError as exc:
-        raise UserError(str(exc)) from None
+    return load_workload(path)
 
 
 def _label_runs(runs: list[Run]) -> None:
@@ -211,57 +193,22 @@ def curves(runs: list[Run], mixed: bool) -> list[Curve]:
 
 # --- ceilings -------------------------------------------------------------------------------------------
 
-def _positive(x) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 else None
+def measured_peak(record: RunRecord) -> tuple[float, str] | None:
+    """The measured matmul TFLOP/s for the run's dtype that the run carries (`ceilings.measured_tflops`),
+    with where it came from; None when the run had no peak file."""
+    tflops = record.ceilings.measured_tflops
+    if tflops is None:
+        return None
+    source = (record.peak_file or {}).get("file")
+    return tflops, f"measured peak recorded in the run{f' (from {Path(source).name})' if source else ''}"
 
 
-def _tflops_for(obj, dtype: str) -> float | None:
-    """TFLOP/s for `dtype` in the shapes a peak figure may take: {dtype: x}, {dtype: {"tflops": x}},
-    or a list of {"dtype": ..., "tflops": ...}."""
-    if isinstance(obj, dict):
-        entry = obj.get(dtype)
-        if _positive(entry):
-            return _positive(entry)
-        if isinstance(entry, dict):
-            for key in ("tflops", "measured_tflops", "peak_tflops"):
-                if _positive(entry.get(key)):
-                    return _positive(entry[key])
-        for key in ("measured_peak_tflops", "peak_tflops", "tflops", "peaks", "results"):
-            if key in obj and (found := _tflops_for(obj[key], dtype)):
-                return found
-    if isinstance(obj, list):
-        for entry in obj:
-            if isinstance(entry, dict) and entry.get("dtype") == dtype:
-                for key in ("tflops", "measured_tflops", "peak_tflops"):
-                    if _positive(entry.get(key)):
-                        return _positive(entry[key])
-    return None
-
-
-def measured_peak(record: dict, dtype: str) -> tuple[float, str] | None:
-    """The measured matmul TFLOP/s for `dtype` carried by a run, wherever this version of the schema keeps it.
-
-    `tokenbench peak` is new: runs may carry `measured_peak_tflops`, `measured_peak` or the plan's ceilings
-    (`measured_peak_flops`, FLOP/s for the run's dtype). Read them all defensively; None when absent.
-    """
-    key = PEAK_DTYPE.get(dtype, dtype)
-    for name in ("measured_peak_tflops", "measured_peak"):
-        if (value := _tflops_for(record.get(name), key)) is not None:
-            return value, f"measured peak recorded in the run ({name})"
-    for holder in (record.get("ceilings"), (record.get("plan") or {}).get("ceilings")):
-        if isinstance(holder, dict) and _positive(holder.get("measured_peak_flops")):
-            return holder["measured_peak_flops"] / 1e12, "measured peak recorded in the run (ceilings)"
-    return None
-
-
-def _peak_from_files(run: Run, peaks: list[tuple[Path, dict]]) -> tuple[float, str] | None:
+def _peak_from_files(run: Run, peaks: list[tuple[Path, PeakRecord]]) -> tuple[float, str] | None:
     """A peak file of the same device (by catalog key or name) gives the run its measured FLOP ceiling."""
     for path, peak in peaks:
-        dev = peak.get("device")
-        names = {dev.get("key"), dev.get("name")} if isinstance(dev, dict) else {dev}
-        if not names & {run.device.get("key"), run.device_name} - {None}:
+        if not {peak.device.key, peak.device.name} & {run.device.get("key"), run.device_name} - {None}:
             continue
-        if (value := _tflops_for(peak, PEAK_DTYPE.get(run.dtype, run.dtype))) is not None:
+        if (value := peak.measured_tflops.get(PEAK_DTYPE.get(run.dtype, run.dtype))) is not None:
             return value, f"measured peak from {path.name}"
     return None
 
@@ -270,10 +217,10 @@ def ceilings(run: Run) -> Ceilings:
     """Spec-sheet and measured ceilings for the run's dtype, with a note for each one that is missing."""
     spec = run.device.get("spec") or {}
     peak_key = PEAK_DTYPE.get(run.dtype, run.dtype)
-    spec_tflops = _positive((spec.get("peak_tflops") or {}).get(peak_key))
-    spec_gbps = _positive(spec.get("mem_bw_gbs"))
+    recorded = run.typed.ceilings
+    spec_tflops, spec_gbps = recorded.spec_tflops, recorded.spec_gbps
     measured_tflops = run.measured_peak[0] if run.measured_peak else None
-    measured_gbps = _positive(run.record.get("measured_copy_gbps"))
+    measured_gbps = recorded.measured_gbps
     notes = []
     if not spec:
         notes.append(f"spec-sheet ceilings unknown: {run.device_name} is not in the device catalog")
@@ -287,4 +234,4 @@ def ceilings(run: Run) -> Ceilings:
                      f"bandwidth ceiling is drawn" if measured_gbps else f"no measured {peak_key} FLOP ceiling")
     if measured_gbps is None:
         notes.append("no measured copy bandwidth in the run")
-    return Ceilings(spec_tflops, spec_gbps, measured_tflops, measured_gbps, notes)
+    return Ceilings(peak_key, spec_tflops, spec_gbps, measured_tflops, measured_gbps, tuple(notes))

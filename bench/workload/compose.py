@@ -246,3 +246,22 @@ def with_measured_wall(c: Composition, cohort) -> Composition:
     if not cohort.ok:
         return replace(c, note=f"end-to-end check failed: {cohort.check}")
     return replace(c, measured_wall_seconds=cohort.wall_s, measured_over_composed=cohort.wall_s / c.wall_seconds)
+
+
+def compositions(record) -> list:
+    """(WorkloadPoint, Composition) pairs of a workload record read by the store (bench.store.load)."""
+    from bench.errors import UserError
+    from costmodel.workload import WorkloadPoint
+
+    where = f"results file {record.path}"
+    points = [WorkloadPoint.from_dict(p, f"{where}: points[{i}]") for i, p in enumerate(record.points)]
+    given = record.compositions or []
+    if len(given) != len(points):
+        raise UserError(f"{where}: {len(points)} points but {len(given)} compositions")
+    pairs = []
+    for i, (p, c) in enumerate(zip(points, given)):
+        try:
+            pairs.append((p, Composition(**c)))
+        except TypeError as exc:
+            raise UserError(f"{where}: compositions[{i}]: {exc}") from None
+    return pairs

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from bench import environment, results
-from bench.bandwidth import copy_bandwidth
+from bench import environment, store
+from bench.bandwidth import record_copy_bandwidth
 from bench.sweep import RunPlan
 from bench.workload import compose as comp
 from bench.workload.measure import measure_steps
@@ -41,24 +41,25 @@ def header(plan: RunPlan, device, tp: int = 1) -> comp.Header:
                        kv_bytes_per_token=m.kv_bytes_per_token(plan.dtype), tp=tp)
 
 
-def new_record(plan: RunPlan, device, spec: WorkloadSpec, price: dict, run_id: str, backend: str,
-               measure_e2e: bool) -> dict:
-    env = environment.capture()
-    return {
-        "schema_version": results.SCHEMA_VERSION, "tool": "tokenbench", "kind": KIND, "created": env["created"],
-        "run_id": run_id, "device": device.to_dict(), "env": env, "model": plan.model.to_dict(),
-        "dtype": precision(plan), "activation_dtype": plan.dtype, "phase": KIND,
-        "workload": {"isl": spec.isl, "osl": spec.osl, "concurrency": list(spec.concurrency), "chunk": spec.chunk,
-                     "tp": 1, "notes": list(spec.notes), "engine_models": dict(ENGINE_MODELS),
-                     "composition": comp.__doc__.strip()},
-        "settings": {"backend": backend, "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph,
-                     "measure_e2e": measure_e2e, "dtype_reason": plan.dtype_reason},
-        "price": price, "complete": False, "rows": [], "steps": [], "points": [], "compositions": [],
-        "economics": [],
-        "energy": {"source": "NVML energy counter over each layer and tail row's own >= 1 s window (GPU board "
-                             "only), composed like the step time"} if device.kind == "cuda" else
-        {"reason": "no power reading: CPU run (NVML reads NVIDIA GPUs only); J/token is all-in, from the catalog's kW"},
-    }
+def open_workload_record(plan: RunPlan, device, spec: WorkloadSpec, price: dict, out_dir: str, backend: str,
+                         measure_e2e: bool, tp: int = 1) -> tuple:
+    """(writer, record) of a new workload results file, its header built by the store like every kind's."""
+    from bench import store
+
+    energy = ({"source": "NVML energy counter over each layer and tail row's own >= 1 s window (GPU board only), "
+                         "composed like the step time"} if device.kind == "cuda" else
+              {"reason": "no power reading: CPU run (NVML reads NVIDIA GPUs only); J/token is all-in, from the "
+                         "catalog's kW"})
+    return store.open_record(
+        KIND, out_dir, device, environment.capture(),
+        (plan.model.name, precision(plan), "workload", str(spec.isl), str(spec.osl), f"tp{tp}" if tp > 1 else ""),
+        {"backend": backend, "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph, "measure_e2e": measure_e2e,
+         "dtype_reason": plan.dtype_reason},
+        model=plan.model, dtype=precision(plan), price=price, activation_dtype=plan.dtype, phase=KIND,
+        workload={"isl": spec.isl, "osl": spec.osl, "concurrency": list(spec.concurrency), "chunk": spec.chunk,
+                  "tp": tp, "notes": list(spec.notes), "engine_models": dict(ENGINE_MODELS),
+                  "composition": comp.__doc__.strip()},
+        steps=[], points=[], compositions=[], economics=[], energy=energy)
 
 
 def fitting(h: comp.Header, spec: WorkloadSpec) -> list[int]:
@@ -80,10 +81,7 @@ def run_workload(plan: RunPlan, device, spec: WorkloadSpec, backend: str, price:
     """Measure every step the fitting concurrencies need, compose both engine models, price them.
     `say(text)` prints a line; `progress_factory(total)` gives a context manager with .step(text)."""
     h = header(plan, device)
-    stem = (f"{time.strftime('%Y%m%d-%H%M%S')}-{results.slug(device.key or device.name)}-{plan.model.name}-"
-            f"{precision(plan)}-workload-{spec.isl}-{spec.osl}")
-    writer = results.ResultWriter(out_dir, stem)
-    record = new_record(plan, device, spec, price, writer.json_path.stem, backend, measure_e2e)
+    writer, record = open_workload_record(plan, device, spec, price, out_dir, backend, measure_e2e)
     run = WorkloadRun(record, json_path=str(writer.json_path), csv_path=str(writer.csv_path))
     writer.write(record)
     steps: dict = {}
@@ -99,11 +97,9 @@ def run_workload(plan: RunPlan, device, spec: WorkloadSpec, backend: str, price:
         if step.seconds is None:
             say(f"[yellow]{step.key.phase} b={step.key.batch} ctx={step.key.context}: {step.reason}[/]")
 
-    with results.recording(record, writer, lambda msg: say(f"[yellow]{msg}[/]")) as state:
+    with store.recording(record, writer, lambda msg: say(f"[yellow]{msg}[/]")) as state:
         say("measuring copy bandwidth ...")
-        bw = copy_bandwidth(device)
-        record.update(bw)
-        plan.ceilings["measured_copy_bw"] = bw["measured_copy_gbps"] * 1e9
+        plan.ceilings = record_copy_bandwidth(device, record)
         with progress_factory(len(keys)) as bar:
             measure_steps(plan, device, keys, backend, on_row, lambda s: (on_step(s), bar.step(s)),
                           bar.describe)
@@ -131,28 +127,3 @@ def check_end_to_end(plan: RunPlan, device, spec: WorkloadSpec, backend: str, ru
         run.points[i] = (point, updated)
         run.record["compositions"][i] = updated.to_dict()
         run.record.setdefault("e2e", []).append({"concurrency": point.concurrency, **cohort.to_dict()})
-
-
-def load_workload(path: str) -> tuple[dict, list]:
-    """A workload results file and its typed (point, composition) pairs. The points are read by the one
-    workload reader (costmodel.workload_record, also used by compare and report); a corrupt or hand-edited
-    file is one error naming the file and the entry."""
-    from bench.errors import UserError
-    from costmodel.errors import CostInputError
-    from costmodel.workload_record import load_workload as read_points
-
-    try:
-        run = read_points(path)
-    except CostInputError as exc:
-        raise UserError(str(exc)) from None
-    record = run.record
-    compositions = record.get("compositions") or []
-    if len(compositions) != len(run.points):
-        raise UserError(f"results file {path}: {len(run.points)} points but {len(compositions)} compositions")
-    pairs = []
-    for i, (p, c) in enumerate(zip(run.points, compositions)):
-        try:
-            pairs.append((p, comp.Composition(**c)))
-        except TypeError as exc:
-            raise UserError(f"results file {path}: compositions[{i}]: {exc}") from None
-    return record, pairs

@@ -21,11 +21,11 @@ import tempfile
 import time
 from dataclasses import replace
 
-from bench import results
+from bench import store
 from bench.sweep import RunPlan
 from bench.workload import compose as comp
 from bench.workload.plan import WorkloadSpec
-from bench.workload.run import WorkloadRun, fitting, new_record
+from bench.workload.run import WorkloadRun, fitting, open_workload_record
 from costmodel.workload import workload_economics
 
 RATES = "tokens/s per GPU over the group (the group's tokens/s / N)"
@@ -83,11 +83,7 @@ def run_workload_tp(plan: RunPlan, device, spec: WorkloadSpec, backend: str, pri
 
     h = tp_header(plan, device, world)
     keys = comp.needed_keys(spec, fitting(h, spec))
-    stem = (f"{time.strftime('%Y%m%d-%H%M%S')}-{results.slug(device.key or device.name)}-{plan.model.name}-"
-            f"{plan.dtype}-workload-{spec.isl}-{spec.osl}-tp{world}")
-    writer = results.ResultWriter(out_dir, stem)
-    record = new_record(plan, device, spec, price, writer.json_path.stem, backend, False)
-    record["workload"]["tp"] = world
+    writer, record = open_workload_record(plan, device, spec, price, out_dir, backend, False, tp=world)
     record["tp"] = {
         "world_size": world, "process_group_backend": "nccl" if device.kind == "cuda" else "gloo",
         "rates": RATES if device.kind == "cuda" else CPU_RATES,
@@ -109,7 +105,7 @@ def run_workload_tp(plan: RunPlan, device, spec: WorkloadSpec, backend: str, pri
             """Read back what the group wrote, compose the points, say how the run ended."""
             for tmp in (writer.json_path.with_suffix(".json.tmp"), writer.csv_path.with_suffix(".csv.tmp")):
                 tmp.unlink(missing_ok=True)  # rank 0 stopped mid-write: the file itself is whole
-            done = results.read_json(writer.json_path, "workload record")
+            done = store.read_json(writer.json_path, "workload record")
             if note:
                 done["interrupted"] = note
             elif rc:

@@ -268,7 +268,7 @@ def write_keys(path, keys: list[StepKey]) -> None:
 
 
 def read_keys(path: str) -> list[StepKey]:
-    from bench.results import read_json
+    from bench.store import read_json
 
     data = read_json(path, "workload keys file")
     try:
@@ -281,7 +281,7 @@ def run(args) -> int:
     from bench.bandwidth import copy_bandwidth
     from bench.models import get_model, refuse_moe
     from bench.progress import CaseProgress
-    from bench.results import ResultWriter, read_json
+    from bench.store import ResultWriter, read_json
     from bench.sweep import RunPlan
     from kernels.backends import parse_backend
 

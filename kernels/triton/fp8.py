@@ -13,6 +13,7 @@ the autotuned path.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -68,8 +69,10 @@ def _fp8_linear_kernel(
              mask=mask_m[:, None] & mask_n[None, :])
 
 
-_fp8_linear_autotuned = triton.autotune(configs=_configs(), key=["M", "N", "K"], **autotune_options())(
-    _fp8_linear_kernel)
+@functools.cache
+def _autotuned():
+    """The autotuned kernel, built on the first autotuned launch (nothing is built at import)."""
+    return triton.autotune(configs=_configs(), key=["M", "N", "K"], **autotune_options())(_fp8_linear_kernel)
 
 
 def _interpreting() -> bool:
@@ -106,5 +109,5 @@ def triton_fp8_linear(x_q: torch.Tensor, x_scale, w_q: torch.Tensor, w_scale: to
         _fp8_linear_kernel[grid](*args, PER_ROW=per_row, WEIGHT_ONLY=weight_only, BLOCK_M=block_m, BLOCK_N=32,
                                  BLOCK_K=32)
     else:
-        _fp8_linear_autotuned[grid](*args, PER_ROW=per_row, WEIGHT_ONLY=weight_only, BLOCK_M=block_m)
+        _autotuned()[grid](*args, PER_ROW=per_row, WEIGHT_ONLY=weight_only, BLOCK_M=block_m)
     return y

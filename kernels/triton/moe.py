@@ -20,7 +20,6 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.moe import route
 
 
 @triton.jit
@@ -117,15 +116,15 @@ def sort_by_expert(ids: torch.Tensor, experts: int):
     return (order // ids.shape[1]).to(torch.int32), order.to(torch.int32), starts, counts
 
 
-def triton_moe(x, router_w, w_gate_up, w_down, top_k, block_n: int = 64, block_k: int = 64, **_):
+def triton_moe(x, ids, p, w_gate_up, w_down, block_n: int = 64, block_k: int = 64):
+    """The experts of a routed MoE MLP: x [T, H], ids and p [T, k+S] from kernels.moe.route (the caller
+    routes, so this module needs nothing from kernels.moe), weights [E+S, 2F, H] and [E+S, H, F]."""
     t, h = x.shape
     e_total, two_f, h_w = w_gate_up.shape
     f = two_f // 2
     if h_w != h or w_down.shape != (e_total, h, f):
         raise ValueError(f"bad MoE weight shapes: w_gate_up {tuple(w_gate_up.shape)}, w_down "
                          f"{tuple(w_down.shape)} for x {tuple(x.shape)}")
-    shared = e_total - router_w.shape[0]
-    ids, p = route(x, router_w, top_k, shared)
     kk = ids.shape[1]
     tok, pair, starts, counts = sort_by_expert(ids, e_total)
     act = torch.empty((t * kk, f), dtype=x.dtype, device=x.device)

@@ -1,0 +1,574 @@
+"""What flows through the pipeline, as typed records: a measured row, a derived step, a price and power
+quote, the device a run measured, and the record of a run of each kind tokenbench writes (run, peak, tp,
+moe, fp8). bench/store.py reads and writes them; nothing here touches torch or the disk.
+
+Every record is a dataclass read from a file's dict by `from_dict` and written back by `to_dict`:
+- a field of the wrong type is one line naming the file, the row and the field, never a traceback;
+- a field that is None is left out of the dict (a figure this kind or row does not have), unless the
+  dict it was read from, or the writer, gave it as null (an unknown figure): that null is written back;
+- keys a dataclass does not declare are kept in `extra` and written back, so nothing is silently lost.
+A new kind is one dataclass (its rows and steps may be new dataclasses too) and one entry in
+store.KINDS.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from bench.errors import UserError
+from costmodel.ceilings import Ceilings, DeviceSpec, positive
+
+SCHEMA_VERSION = 2
+
+# The JSON type each annotation's base type needs; a None value is always accepted (an unknown figure).
+_WANT = {"float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+         "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+         "str": ("a string", lambda v: isinstance(v, str)),
+         "bool": ("true or false", lambda v: isinstance(v, bool)),
+         "dict": ("an object", lambda v: isinstance(v, dict)),
+         "list": ("a list", lambda v: isinstance(v, list))}
+
+
+def bad(where: str, name: str, want: str, value) -> UserError:
+    return UserError(f"{where}: {name} must be {want}, got {value!r} (a hand-edited or corrupt file?)")
+
+
+def _base_type(annotation: str) -> str:
+    return annotation.split("|")[0].strip()
+
+
+@dataclass(kw_only=True)
+class Entry:
+    """A dict in a results file with declared fields; subclasses list what they must have in REQUIRED and
+    how a nested field is read in `nested()` (name -> callable(value, where))."""
+
+    REQUIRED: ClassVar[tuple] = ()
+    extra: dict = field(default_factory=dict)
+    # declared fields the dict gave as null: written back as null (an unknown figure is said, not dropped)
+    nulls: frozenset = field(default=frozenset(), compare=False, repr=False, metadata={"transient": True})
+
+    @classmethod
+    def nested(cls) -> dict:
+        return {}
+
+    @classmethod
+    def from_dict(cls, d, where: str):
+        if not isinstance(d, dict):
+            raise UserError(f"{where} must be an object, got {type(d).__name__}")
+        missing = [k for k in cls.REQUIRED if d.get(k) is None]
+        if missing:
+            raise UserError(f"{where}: lacks {', '.join(missing)}")
+        fields = {f.name: f for f in dataclasses.fields(cls)
+                  if f.name != "extra" and not f.metadata.get("transient")}  # a file's "path" key is extra
+        nested = cls.nested()
+        known, extra, nulls = {}, {}, set()
+        for key, value in d.items():
+            f = fields.get(key)
+            if f is None:
+                extra[key] = value
+                continue
+            if value is None:
+                nulls.add(key)
+            if key in nested and value is not None:
+                known[key] = nested[key](value, f"{where}: {key}")
+                continue
+            want = _WANT.get(_base_type(f.type))
+            if value is not None and want is not None and not want[1](value):
+                raise bad(where, key, want[0], value)
+            known[key] = value
+        return cls(**known, extra=extra, nulls=frozenset(nulls))
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra" or f.metadata.get("transient"):
+                continue
+            value = getattr(self, f.name)
+            if value is None and f.name not in self.REQUIRED and f.name not in self.nulls:
+                continue
+            out[f.name] = _plain(value)
+        out.update(self.extra)
+        return out
+
+
+def _plain(value):
+    if isinstance(value, Entry):
+        return value.to_dict()
+    if isinstance(value, Ceilings):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _list_of(cls):
+    def read(value, where: str) -> list:
+        if not isinstance(value, list):
+            raise UserError(f"{where} must be a list, got {type(value).__name__}")
+        return [cls.from_dict(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+    return read
+
+
+def _ceilings(value, where: str) -> Ceilings:
+    if not isinstance(value, dict):
+        raise UserError(f"{where} must be an object, got {type(value).__name__}")
+    for key in ("spec_tflops", "spec_gbps", "measured_tflops", "measured_gbps"):
+        v = value.get(key)
+        if v is not None and not _WANT["float"][1](v):
+            raise bad(where, key, "a number", v)
+    return Ceilings(dtype=value.get("dtype"), spec_tflops=positive(value.get("spec_tflops")),
+                    spec_gbps=positive(value.get("spec_gbps")), measured_tflops=positive(value.get("measured_tflops")),
+                    measured_gbps=positive(value.get("measured_gbps")))
+
+
+# --- rows and steps ------------------------------------------------------------------------------------
+
+@dataclass(kw_only=True)
+class Timing(Entry):
+    """The timing fields of a measured row (bench.timing's summary plus the timer's set-up)."""
+
+    seconds_p10: float | None = None
+    seconds_p50: float | None = None
+    seconds_p90: float | None = None
+    samples: int | None = None
+    noise: float | None = None  # IQR / median
+    noisy: bool | None = None
+    warmup_s: float | None = None
+    cache_flushed: bool | None = None
+    calls_per_sample: int | None = None
+    levels: int | None = None
+    timer: str | None = None
+    rotation_sets: int | None = None
+    set_bytes: int | None = None
+    unreliable: str | None = None
+
+
+@dataclass(kw_only=True)
+class Derived(Entry):
+    """Figures derived from a measured time and the declared work (bench.metrics.derive)."""
+
+    tflops: float | None = None
+    gbps: float | None = None
+    intensity: float | None = None
+    bound: str | None = None
+    pct_copy_bw: float | None = None
+    pct_spec_bw: float | None = None
+    pct_spec_flops: float | None = None
+    pct_measured_flops: float | None = None
+    roofline_seconds_spec: float | None = None
+    efficiency_spec: float | None = None
+    roofline_seconds_measured: float | None = None
+    efficiency_measured: float | None = None
+
+
+@dataclass(kw_only=True)
+class MeasuredRow(Timing, Derived):
+    """One op (or the layer, or the whole model) at one batch, context and backend: checked, then timed."""
+
+    REQUIRED: ClassVar[tuple] = ("op", "batch", "backend")
+    op: str
+    kind: str | None = None
+    batch: int
+    context: int | None = None
+    backend: str
+    dtype: str | None = None
+    phase: str | None = None  # prefill and mixed rows; a decode row has none
+    flops: float | None = None
+    bytes: float | None = None
+    shape: dict | None = None
+    # the correctness gate (bench.verify)
+    valid: bool | None = None
+    check: str | None = None
+    rel_error: float | None = None
+    tolerance: float | None = None
+    skipped: str | None = None
+    # prefill / mixed positions
+    prompt: int | None = None
+    chunk: int | None = None
+    prefix: int | None = None
+    chunk_index: int | None = None
+    chunk_tokens: int | None = None
+    rows: int | None = None
+    # the board's energy (bench.energy; GPU rows)
+    board_joules_per_call: float | None = None
+    board_watts: float | None = None
+    board_energy_window_s: float | None = None
+    board_energy_calls: int | None = None
+    board_energy_note: str | None = None
+    cpu_gemm_path: str | None = None
+
+
+@dataclass(kw_only=True)
+class Step(Derived):
+    """The model's step composed from measured rows (decode, prefill or mixed), with tokens/s and money."""
+
+    REQUIRED: ClassVar[tuple] = ("batch", "backend")
+    batch: int
+    context: int | None = None
+    backend: str
+    dtype: str | None = None
+    phase: str | None = None
+    valid: bool | None = None
+    reason: str | None = None
+    derived: bool | None = None
+    derivation: str | None = None
+    layers: int | None = None
+    flops: float | None = None
+    bytes: float | None = None
+    fits: bool | None = None
+    bytes_needed: float | None = None
+    memory_bytes: float | None = None
+    step_seconds: float | None = None
+    layer_seconds: float | None = None
+    measured_step_seconds: float | None = None
+    derived_over_measured: float | None = None
+    tokens_per_s: float | None = None
+    tokens_per_s_per_user: float | None = None
+    prompt_tokens_per_s: float | None = None
+    total_tokens_per_s: float | None = None
+    time_to_first_token_s: float | None = None
+    prompt: int | None = None
+    chunk: int | None = None
+    chunks: int | None = None
+    prefix: int | None = None
+    board_joules_per_token: float | None = None
+    cost_per_mtok: float | None = None
+    tokens_per_s_per_mw: float | None = None
+    cost_note: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """An operating point: valid, timed, and fitting in the device's memory."""
+        return bool(self.tokens_per_s) and self.fits is not False and self.valid is not False
+
+
+@dataclass(kw_only=True)
+class Price(Entry):
+    """A run's price and power quote: $/device-hour and all-in kW, each with its source; `hint` says what
+    to pass where one is missing."""
+
+    price_per_hour: float | None = None
+    source: str | None = None
+    power_kw: float | None = None
+    power_source: str | None = None
+    hint: str | None = None
+
+
+@dataclass(kw_only=True)
+class DeviceRecord(Entry):
+    """The device as a run recorded it: catalog key (None when not in the catalog), name, kind, memory,
+    and the spec-sheet entry it matched."""
+
+    REQUIRED: ClassVar[tuple] = ("name",)
+    key: str | None = None
+    name: str
+    kind: str | None = None  # cuda | cpu
+    memory_bytes: float | None = None
+    spec: dict | None = None
+
+    @property
+    def spec_sheet(self) -> DeviceSpec | None:
+        return None if not self.spec else DeviceSpec.from_dict(self.spec)
+
+    @property
+    def label(self) -> str:
+        return self.key or self.name or "unknown device"
+
+
+# --- record kinds --------------------------------------------------------------------------------------
+
+@dataclass(kw_only=True)
+class Header(Entry):
+    """What heads every record: schema, kind, when, which machine and software, with which settings, and
+    how the run ended."""
+
+    REQUIRED: ClassVar[tuple] = ("schema_version", "kind", "device")
+    KIND: ClassVar[str] = ""
+    schema_version: int = SCHEMA_VERSION
+    kind: str = ""
+    tool: str = "tokenbench"
+    created: str | None = None
+    run_id: str | None = None
+    device: DeviceRecord
+    env: dict | None = None
+    settings: dict | None = None
+    complete: bool | None = None
+    interrupted: str | None = None
+    failed: str | None = None
+    wall_s: float | None = None
+    # the file it was read from (not written into it)
+    path: str | None = field(default=None, compare=False, metadata={"transient": True})
+
+    def __post_init__(self):
+        self.kind = self.kind or self.KIND
+
+    @classmethod
+    def nested(cls) -> dict:
+        return {"device": DeviceRecord.from_dict}
+
+
+@dataclass(kw_only=True)
+class RunRecord(Header):
+    """`tokenbench run`: a decode, prefill or mixed sweep of measured rows and the steps derived from them.
+    `ceilings` holds the spec-sheet and measured ceilings (copy bandwidth, matmul peak) its rows were read
+    against, under one name each."""
+
+    KIND: ClassVar[str] = "run"
+    ROW: ClassVar[type] = MeasuredRow
+    STEP: ClassVar[type] = Step
+    REQUIRED: ClassVar[tuple] = ("schema_version", "kind", "device", "model", "rows", "steps")
+    model: dict
+    dtype: str | None = None
+    phase: str | None = None
+    price: Price | None = None
+    ceilings: Ceilings = field(default_factory=Ceilings)
+    peak_file: dict | None = None  # the `tokenbench peak` file the measured matmul peak came from
+    measured_copy_gbps_after: float | None = None
+    bandwidth_drift: float | None = None
+    bandwidth_warning: str | None = None
+    copy_bytes: int | None = None
+    copy_timing: dict | None = None
+    energy: dict | None = None
+    unreliable_rows: int | None = None
+    prefill_gemm_share_of_measured_peak: float | None = None
+    rows: list = field(default_factory=list)
+    steps: list = field(default_factory=list)
+
+    @classmethod
+    def nested(cls) -> dict:
+        return {**super().nested(), "price": Price.from_dict, "ceilings": _ceilings,
+                "rows": _list_of(cls.ROW), "steps": _list_of(cls.STEP)}
+
+    @property
+    def model_name(self) -> str:
+        return (self.model or {}).get("name", "?")
+
+    @property
+    def layers(self) -> int | None:
+        layers = (self.model or {}).get("layers")
+        return layers if isinstance(layers, int) and not isinstance(layers, bool) and layers > 0 else None
+
+    def usable_steps(self) -> list[Step]:
+        """Steps that are operating points: valid, timed, fitting in the device's memory."""
+        return [s for s in self.steps if s.usable]
+
+
+@dataclass(kw_only=True)
+class TpRow(MeasuredRow):
+    tp: int | None = None
+    rank: int | None = None
+    algbw_gbps: float | None = None
+    busbw_gbps: float | None = None
+
+
+@dataclass(kw_only=True)
+class TpStep(Step):
+    tp: int | None = None
+    layer_compute_seconds: float | None = None
+    all_reduce_seconds: float | None = None
+    all_reduce_seconds_per_layer: float | None = None
+    all_reduce_share: float | None = None
+    all_reduce_share_from_difference: float | None = None
+    all_reduce_busbw_gbps: float | None = None
+    kernel_seconds_per_rank: list | None = None
+    all_reduce_seconds_per_rank: list | None = None
+    tokens_per_s_per_gpu: float | None = None
+    weight_bytes_per_gpu: float | None = None
+    kv_bytes_per_gpu: float | None = None
+    bytes_needed_per_gpu: float | None = None
+    flops_per_gpu: float | None = None
+    bytes_per_gpu: float | None = None
+
+
+@dataclass(kw_only=True)
+class TpRecord(RunRecord):
+    """`tokenbench tp`: the Megatron-sharded layer over N ranks, one row per rank and timed item."""
+
+    KIND: ClassVar[str] = "tp"
+    ROW: ClassVar[type] = TpRow
+    STEP: ClassVar[type] = TpStep
+    tp: dict | None = None
+    measured_copy_gbps_per_rank: list | None = None
+
+
+@dataclass(kw_only=True)
+class MoeRow(MeasuredRow):
+    expected_active_experts: float | None = None
+    active_experts_measured: float | None = None
+    active_experts_per_set: list | None = None
+    active_experts_note: str | None = None
+    bytes_actual: float | None = None
+    gbps_actual: float | None = None
+    moe_seconds_all_layers: float | None = None
+
+
+@dataclass(kw_only=True)
+class MoeStep(Step):
+    moe_layers: int | None = None
+    expected_active_experts: float | None = None
+    active_experts_measured: float | None = None
+    decode_weight_bytes_expected: float | None = None
+
+
+@dataclass(kw_only=True)
+class MoeRecord(RunRecord):
+    """`tokenbench moe`: a mixture-of-experts MLP per backend, and the MoE-only decode step."""
+
+    KIND: ClassVar[str] = "moe"
+    ROW: ClassVar[type] = MoeRow
+    STEP: ClassVar[type] = MoeStep
+
+
+@dataclass(kw_only=True)
+class Fp8Row(MeasuredRow):
+    precision: str | None = None
+    scaling: str | None = None
+
+
+@dataclass(kw_only=True)
+class Fp8Step(Step):
+    precision: str | None = None
+    gemm_seconds_per_layer: float | None = None
+    weight_bytes: float | None = None
+    speedup_vs_bf16: float | None = None
+
+
+@dataclass(kw_only=True)
+class Fp8Record(RunRecord):
+    """`tokenbench fp8`: the layer's GEMMs in bf16 and FP8 (per backend and scaling), GEMM-only steps."""
+
+    KIND: ClassVar[str] = "fp8"
+    ROW: ClassVar[type] = Fp8Row
+    STEP: ClassVar[type] = Fp8Step
+
+
+@dataclass(kw_only=True)
+class PeakRow(Entry):
+    """One ceiling `tokenbench peak` measured: a matmul dtype's TFLOP/s or a copy/read GB/s, at its best shape."""
+
+    REQUIRED: ClassVar[tuple] = ("metric", "unit")
+    metric: str  # matmul | copy | read
+    dtype: str | None = None
+    unit: str
+    measured: float | None = None
+    spec: float | None = None
+    ratio: float | None = None
+    best_shape: dict | None = None
+    best_shape_label: str | None = None
+    variant: str | None = None
+    shapes: list | None = None
+    seconds_p50: float | None = None
+    noise: float | None = None
+    timer: str | None = None
+    rel_error: float | None = None
+    skipped: str | None = None
+    stopped: str | None = None
+    sweep_s: float | None = None
+
+
+@dataclass(kw_only=True)
+class PeakRecord(Header):
+    """`tokenbench peak`: the device's measured ceilings, one row each; `measured_tflops` maps a dtype to
+    its matmul ceiling, `measured_gbps` is the copy bandwidth (read + written)."""
+
+    KIND: ClassVar[str] = "peak"
+    REQUIRED: ClassVar[tuple] = ("schema_version", "kind", "device", "rows")
+    measured_tflops: dict = field(default_factory=dict)
+    measured_gbps: float | None = None
+    measured_read_gbps: float | None = None
+    rows: list = field(default_factory=list)
+
+    @classmethod
+    def nested(cls) -> dict:
+        return {**super().nested(), "rows": _list_of(PeakRow)}
+
+    @classmethod
+    def from_dict(cls, d, where: str):
+        record = super().from_dict(d, where)
+        for dtype, value in record.measured_tflops.items():
+            if value is not None and not _WANT["float"][1](value):
+                raise bad(where, f"measured_tflops.{dtype}", "a number", value)
+        return record
+
+    def row(self, metric: str, dtype: str | None = None) -> PeakRow | None:
+        """The measured row for `metric` (and `dtype`), or None when it was skipped or not measured."""
+        for r in self.rows:
+            if r.metric == metric and (dtype is None or r.dtype == dtype) and r.measured:
+                return r
+        return None
+
+
+# --- workloads -----------------------------------------------------------------------------------------
+
+@dataclass(kw_only=True)
+class WorkloadStepEntry(Entry):
+    """A model step a workload composes (bench/workload/compose.py WorkloadStep, as written): its shape
+    (decode rows at a context, a mixed step's prompt chunk, a prefill's prompts and chunk), its time
+    (layers x layer + final_norm + lm_head), work and board energy, or why it has none."""
+
+    REQUIRED: ClassVar[tuple] = ("phase", "batch", "context")
+    phase: str
+    batch: int
+    context: int
+    chunk_seqs: int | None = None
+    chunk_tokens: int | None = None
+    prefix: int | None = None
+    chunk: int | None = None
+    seconds: float | None = None
+    flops: float | None = None
+    bytes: float | None = None
+    layer_seconds: float | None = None
+    reason: str | None = None
+    board_joules: float | None = None
+
+
+def _points(value, where: str) -> list:
+    """Workload points, each checked as costmodel.workload.WorkloadPoint; kept as their dicts."""
+    from costmodel.errors import CostInputError
+    from costmodel.workload import WorkloadPoint
+
+    if not isinstance(value, list):
+        raise UserError(f"{where} must be a list, got {type(value).__name__}")
+    for i, p in enumerate(value):
+        try:
+            WorkloadPoint.from_dict(p, f"{where}[{i}]")
+        except CostInputError as exc:
+            raise UserError(str(exc)) from None
+    return value
+
+
+@dataclass(kw_only=True)
+class WorkloadRecord(Header):
+    """`tokenbench workload`: an ISL/OSL workload at each concurrency; the measured rows, the steps composed
+    from them, and the points (costmodel.workload.WorkloadPoint dicts) with how each was composed and priced."""
+
+    KIND: ClassVar[str] = "workload"
+    REQUIRED: ClassVar[tuple] = ("schema_version", "kind", "device", "model", "workload", "rows", "steps",
+                                 "points")
+    model: dict
+    dtype: str | None = None  # what the points are labelled with: fp8 for FP8 weights
+    activation_dtype: str | None = None
+    phase: str | None = None
+    price: Price | None = None
+    ceilings: Ceilings = field(default_factory=Ceilings)
+    workload: dict
+    energy: dict | None = None
+    copy_bytes: int | None = None
+    copy_timing: dict | None = None
+    rows: list = field(default_factory=list)
+    steps: list = field(default_factory=list)
+    points: list = field(default_factory=list)
+    compositions: list | None = None
+    economics: list | None = None
+    e2e: list | None = None
+
+    @classmethod
+    def nested(cls) -> dict:
+        return {**super().nested(), "price": Price.from_dict, "ceilings": _ceilings,
+                "rows": _list_of(MeasuredRow), "steps": _list_of(WorkloadStepEntry), "points": _points}
+
+    @property
+    def model_name(self) -> str:
+        return (self.model or {}).get("name", "?")
