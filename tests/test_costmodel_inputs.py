@@ -61,8 +61,9 @@ def test_foundation_catalog_signatures():
 
 def test_costmodel_imports_no_torch():
     code = ("import sys, costmodel, costmodel.economics, costmodel.catalog, costmodel.tco, costmodel.check, "
-            "costmodel.compare, costmodel.project, costmodel.power, costmodel.inputs, costmodel.runs, "
-            "costmodel.fmt; "
+            "costmodel.compare, costmodel.project, costmodel.power, costmodel.inputs, costmodel.ceilings, "
+            "costmodel.fmt, costmodel.step, costmodel.workload, costmodel.served, costmodel.frontier, "
+            "costmodel.workload_record; "
             "bad = [m for m in ('torch', 'bench', 'kernels', 'pynvml') if m in sys.modules]; "
             "assert not bad, bad")
     repo = Path(__file__).resolve().parents[1]

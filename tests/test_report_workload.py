@@ -193,7 +193,7 @@ def test_mistakes_are_one_line_and_exit_2(capsys, tmp_path):
     rec["points"][2]["concurrency"] = "many"
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps(rec))
-    assert f"workload file {broken}: points[2]: concurrency must be an integer" in _error(
+    assert f"results file {broken}: points[2]: concurrency must be an integer" in _error(
         capsys, ["report", str(broken)] + out)
     other = json.loads(WORKLOAD.read_text())
     other["model"]["name"] = "tiny"

@@ -219,7 +219,7 @@ def test_compare_served_cli_table_and_json(capsys):
     (["compare", str(RUN), "--served", str(SYNTH), "--at-interactivity", "0"], "must be positive"),
     (["compare", str(RUN), "--served", str(SYNTH), "--batch", "4"], "--batch does nothing with --served"),
     (["compare", str(RUN), "--served", str(SYNTH), "--tier", "cheap"], "unknown price tier"),
-    (["compare", str(DATA / "cpu-tiny-fp32.json"), "--served", str(SYNTH)], "is not a workload file"),
+    (["compare", str(DATA / "cpu-tiny-fp32.json"), "--served", str(SYNTH)], "is a run record; this needs workload"),
     (["compare", str(RUN)], "compare needs two sides"),
 ])
 def test_user_mistakes_are_one_line_and_exit_2(capsys, argv, expect):

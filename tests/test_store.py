@@ -142,7 +142,7 @@ def test_the_store_refuses_an_unknown_kind_and_an_unknown_version_in_one_line(tm
     with pytest.raises(UserError) as exc:
         store.load(path)
     assert str(exc.value) == (f"results file {path} holds a record of unknown kind 'workload-from-the-future'; "
-                              f"this tokenbench reads run, peak, tp, moe, fp8")
+                              f"this tokenbench reads run, peak, tp, moe, fp8, workload")
     path.write_text(json.dumps(dict(data, schema_version=9)))
     with pytest.raises(UserError) as exc:
         store.load(path)
@@ -155,7 +155,7 @@ def test_the_store_refuses_an_unknown_kind_and_an_unknown_version_in_one_line(tm
 
 
 def test_kinds_are_an_explicit_table_of_record_classes():
-    assert set(store.KINDS) == {"run", "peak", "tp", "moe", "fp8"}
+    assert set(store.KINDS) == {"run", "peak", "tp", "moe", "fp8", "workload"}
     for kind, cls in store.KINDS.items():
         assert cls.KIND == kind  # the class a kind reads into says the same kind when it writes
     assert all(isinstance(store.KINDS[k](device=None, model={}).rows, list) for k in store.RUN_KINDS)

@@ -215,7 +215,8 @@ def _hand_record(spec):
     steps = []
     for key, step in _hand_steps(spec).items():
         steps.append({**comp.WorkloadStep(key, step.seconds, flops=10**9, bytes=10**8).to_dict()})
-    return {"dtype": "fp32", "device": {"name": "test cpu", "kind": "cpu", "spec": None}, "measured_copy_gbps": 20.0,
+    return {"dtype": "fp32", "device": {"name": "test cpu", "kind": "cpu", "spec": None},
+            "ceilings": {"dtype": "fp32", "measured_gbps": 20.0},
             "model": {"name": "tiny", "weight_bytes": 10**6, "kv_bytes_per_token": 1000},
             "workload": {"isl": spec.isl, "osl": spec.osl, "concurrency": list(spec.concurrency), "chunk": spec.chunk},
             "steps": steps}

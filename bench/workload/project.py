@@ -14,7 +14,8 @@ from bench.errors import UserError
 from bench.workload import compose as comp
 from bench.workload.plan import make_spec
 from costmodel.errors import CostInputError
-from costmodel.project import BYTES_PER_ELEMENT, source_ceilings, target_ceilings
+from costmodel.ceilings import Ceilings
+from costmodel.project import BYTES_PER_ELEMENT, source_roof, target_roof
 
 
 def spec_of(record: dict):
@@ -44,8 +45,11 @@ def project_points(record: dict, target_key: str, as_dtype: str | None = None) -
     if dtype not in BYTES_PER_ELEMENT:
         raise UserError(f"unknown dtype {dtype!r}; choose one of: {', '.join(BYTES_PER_ELEMENT)}")
     scale = BYTES_PER_ELEMENT[dtype] / BYTES_PER_ELEMENT[run_dtype]
+    given = record.get("ceilings") or {}
+    ceilings = Ceilings(**{k: given.get(k) for k in ("dtype", "spec_tflops", "spec_gbps", "measured_tflops",
+                                                      "measured_gbps")})
     try:
-        src, tgt = source_ceilings(record), target_ceilings(target, dtype)
+        src, tgt = source_roof(ceilings, run_dtype), target_roof(target, dtype)
     except CostInputError as exc:
         raise UserError(str(exc)) from None
     measured = measured_steps(record)

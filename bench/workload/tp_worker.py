@@ -207,8 +207,8 @@ def group_rows_and_step(plan, key: StepKey, per_rank: list, device, world: int) 
             for op, item in (("final_norm", "final_norm"), ("lm_head_shard", "lm_head")):
                 t = tail[item]
                 f, b = tail[f"{item}_flops"], tail[f"{item}_bytes"]
-                rows.append({"op": op, "phase": "tail", "rows": tail["rows"], "rank": r["rank"], "backend": backend,
-                             "dtype": dtype, "tp": world, "valid": True, "check": "ok", **t, "flops": f, "bytes": b,
+                rows.append({"op": op, "phase": "tail", "rows": tail["rows"], "batch": tail["rows"], "rank": r["rank"],
+                             "backend": backend, "dtype": dtype, "tp": world, "valid": True, "check": "ok", **t, "flops": f, "bytes": b,
                              **metrics.derive(f, b, t["seconds_p50"], dtype, device.spec, copy_bw)})
     failed = [layer for r in per_rank for layer in r["layers"] if not layer["valid"]]
     if failed:
