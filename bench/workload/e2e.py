@@ -9,7 +9,8 @@ The engine model is "prefill first, then decode" (the simpler bound of issue 13)
         - ISL > chunk: one sequence at a time, in chunks of `chunk` tokens (the last one shorter), each chunk
           continuing the KV cache the earlier ones wrote (chunked prefill, kernels/prefill_layer.py).
       Every layer has its own weights and its own KV cache of ISL + OSL slots per sequence. After a group's
-      last chunk, final norm + LM head on each sequence's last prompt token: that gives the FIRST answer token.
+      last chunk, final norm + LM head on each sequence's last prompt token: that gives the FIRST answer
+      token.
   (b) decode: OSL - 1 steps at batch C produce answer tokens 2 .. OSL. Step j (1-based) feeds answer token j
       at position ISL + j - 1, so its attention reads context = ISL + j cache entries (its own included, the
       `context` of kernels/layer.py's decode layer): contexts ISL + 1 .. ISL + OSL - 1 (`decode_contexts`).
@@ -70,7 +71,8 @@ from kernels.layer import LayerDims, layer_forward, make_layer_weights
 from kernels.op import as_float64
 from kernels.prefill_layer import Chunk, prefill_forward, prefill_reference
 
-MEMORY_FRACTION = 0.8  # weights + KV must fit in this share of the free memory (the rest: activations, runtime)
+# weights + KV must fit in this share of the free memory (the rest: activations, the runtime)
+MEMORY_FRACTION = 0.8
 # The short cohorts the float64 check runs: (concurrency, isl, osl, chunk)
 VERIFY_COHORTS = ((2, 8, 3, 4), (3, 4, 3, 8))
 
@@ -90,13 +92,14 @@ class PrefillGroup:
 
 def prefill_plan(concurrency: int, isl: int, chunk: int) -> list[PrefillGroup]:
     """ISL <= chunk: whole prompts, b = max(1, chunk // ISL) to a group, the last group smaller.
-    ISL > chunk: one sequence a group, chunks of `chunk` tokens, the last one ISL mod chunk when that is > 0."""
+    ISL > chunk: one sequence a group, chunks of `chunk` tokens, the last one ISL mod chunk when that is > 0.
+    """
     if min(concurrency, isl, chunk) < 1:
         raise UserError(f"concurrency, ISL and chunk must be positive (got {concurrency}, {isl}, {chunk})")
     if isl <= chunk:
         b = max(1, chunk // isl)
-        return [PrefillGroup(first, min(b, concurrency - first), (Chunk(min(b, concurrency - first), isl, 0),))
-                for first in range(0, concurrency, b)]
+        sizes = [(first, min(b, concurrency - first)) for first in range(0, concurrency, b)]
+        return [PrefillGroup(first, n, (Chunk(n, isl, 0),)) for first, n in sizes]
     chunks = tuple(Chunk(1, min(chunk, isl - p), p) for p in range(0, isl, chunk))
     return [PrefillGroup(i, 1, chunks) for i in range(concurrency)]
 
@@ -148,12 +151,15 @@ def make_caches(cm: CohortModel, batch: int, slots: int) -> list:
 
 def _logits(cm: CohortModel, x, residual) -> torch.Tensor:
     """Final norm and LM head on the given rows: [rows, V]."""
-    h, _ = implementation("norm", cm.backends["norm"])(x=x, residual=residual, w=cm.final_norm, eps=cm.dims.norm_eps)
+    rmsnorm = implementation("norm", cm.backends["norm"])
+    h, _ = rmsnorm(x=x, residual=residual, w=cm.final_norm, eps=cm.dims.norm_eps)
     return implementation("gemm", cm.backends["gemm"])(x=h, w=cm.lm_head, b=None)
 
 
-def prefill_group(cm: CohortModel, caches: list, group: PrefillGroup, prompt_ids: torch.Tensor) -> torch.Tensor:
-    """Prefill a group's prompts (prompt_ids [C, ISL]) into the caches; logits [batch, V] of their last tokens."""
+def prefill_group(cm: CohortModel, caches: list, group: PrefillGroup,
+                  prompt_ids: torch.Tensor) -> torch.Tensor:
+    """Prefill a group's prompts (prompt_ids [C, ISL]) into the caches; logits [batch, V] at their last
+    tokens."""
     d, rows = cm.dims, slice(group.first, group.first + group.batch)
     for c in group.chunks:
         ids = prompt_ids[rows, c.prefix: c.prefix + c.tokens].reshape(-1)  # [b T], sequence-major
@@ -265,7 +271,8 @@ def reference_logits(cm: CohortModel, prompt_ids: torch.Tensor, answer: torch.Te
     empty = torch.full((c, d.kv_heads, t, d.head_dim), math.nan, dtype=torch.float64, device=x.device)
     for w in cm.layers:  # prefill_reference fills every one of the T slots before attention reads them
         x, residual = prefill_reference(d, w, x, residual, empty, empty, 0, cos, sin)
-    rows = (torch.arange(c, device=x.device)[:, None] * t + torch.arange(isl - 1, t, device=x.device)).reshape(-1)
+    rows = torch.arange(c, device=x.device)[:, None] * t + torch.arange(isl - 1, t, device=x.device)
+    rows = rows.reshape(-1)  # each sequence's last prompt token and its fed answer tokens
     h, _ = norm.reference(x=x[rows], residual=residual[rows], w=as_float64(cm.final_norm), eps=d.norm_eps)
     (logits,) = gemm.reference(x=h, w=cm.lm_head)
     return logits.view(c, osl, -1)
@@ -480,7 +487,8 @@ def run_cohort(model: ModelConfig, dtype: str, device: LocalDevice, concurrency:
         t0 = time.perf_counter()
         run.check = verify_cohort(cm, dtype, model.layers, seed)
         run.verify_s = time.perf_counter() - t0
-        say(f"float64 check: relative error {run.check.reference_error:.2e} (tolerance {run.check.tolerance:.0e})"
+        say(f"float64 check: relative error {run.check.reference_error:.2e} "
+            f"(tolerance {run.check.tolerance:.0e})"
             f"{'' if run.check.ok else ' FAILED: ' + run.check.reason}")
         if not run.check.ok:
             return run
