@@ -315,8 +315,9 @@ def verify_cohort(cm: CohortModel, dtype: str, layers: int, seed: int = 0,
         out = torch.stack(tr.logits, dim=1)  # [C, OSL, V]
         err = relative_error(out, reference_logits(cm, prompt, tr.tokens))
         if not err <= tol:  # NaN fails
-            return CohortCheck(err, tol, reason=f"logits of the cohort C={c} ISL={isl} OSL={osl} chunk={chunk}: "
-                                                f"relative error {err:.2e} against float64, tolerance {tol:.0e}")
+            reason = (f"logits of the cohort C={c} ISL={isl} OSL={osl} chunk={chunk}: relative error "
+                      f"{err:.2e} against float64, tolerance {tol:.0e}")
+            return CohortCheck(err, tol, reason=reason)
         worst = max(worst, err)
     return CohortCheck(worst, tol)
 
