@@ -157,3 +157,14 @@ def test_refuses_bad_requests(cpu, kwargs, words):
 def test_refuses_moe(cpu):
     with pytest.raises(UserError, match="mixture of experts"):
         e2e.run_cohort(get_model("tiny-moe"), "fp32", cpu, 2, 8, 3, 4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype, backend", [("fp32", "torch"), ("bf16", "torch"), ("bf16", "triton")])
+def test_cohort_on_cuda(dtype, backend):
+    """The same code on a GPU: checked against float64, every slot written, timed with synchronisation."""
+    run = e2e.run_cohort(TINY, dtype, detect("cuda"), 5, 8, 4, 16, backend=backend)
+    assert run.ok, run.check.reason
+    assert run.groups == [2, 2, 1] and len(run.decode_step_s) == 3
+    assert 0 < run.prefill_s + run.decode_s <= run.wall_s
+    assert run.peak_memory_bytes >= run.kv_bytes
