@@ -168,3 +168,17 @@ def test_cohort_on_cuda(dtype, backend):
     assert run.groups == [2, 2, 1] and len(run.decode_step_s) == 3
     assert 0 < run.prefill_s + run.decode_s <= run.wall_s
     assert run.peak_memory_bytes >= run.kv_bytes
+
+
+def test_one_model_for_several_cohorts(cpu, monkeypatch):
+    """Weights built and float64-checked once, reused for each concurrency; a mismatched model refused."""
+    calls = []
+    real_verify = e2e.verify_cohort
+    monkeypatch.setattr(e2e, "verify_cohort", lambda *a, **k: calls.append(1) or real_verify(*a, **k))
+    model = e2e.make_cohort_model(TINY, "fp32", cpu, "torch", max_positions=4)
+    runs = [e2e.run_cohort(TINY, "fp32", cpu, c, 8, 3, 8, cohort_model=model) for c in (1, 3)]
+    assert len(calls) == 1 and all(r.ok for r in runs)
+    assert runs[0].check.reference_error == runs[1].check.reference_error == model.checked.reference_error
+    assert model.cos.shape[0] >= 11  # RoPE tables grown to ISL + OSL and the check cohorts' positions
+    with pytest.raises(UserError, match="cohort model given"):
+        e2e.run_cohort(TINY, "bf16", cpu, 1, 8, 3, 8, cohort_model=model)

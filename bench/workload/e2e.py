@@ -115,6 +115,12 @@ def decode_contexts(isl: int, osl: int) -> list[int]:
 
 @dataclass
 class CohortModel:
+    """The model a cohort runs: build it once (make_cohort_model) and pass it to run_cohort for each
+    concurrency, so the weights are drawn and float64-checked once."""
+
+    name: str
+    dtype: str
+    backend: str
     dims: LayerDims
     layers: list  # per layer: make_layer_weights' dict
     final_norm: torch.Tensor  # [H]
@@ -122,6 +128,14 @@ class CohortModel:
     backends: dict  # op kind -> backend
     cos: torch.Tensor  # [max_positions, D/2] float32, every position a cohort reaches
     sin: torch.Tensor
+    checked: CohortCheck | None = None  # verify_cohort's result, kept by run_cohort
+
+    def ensure_positions(self, positions: int) -> None:
+        """RoPE's cos/sin for positions 0 .. positions - 1 at least."""
+        if self.cos.shape[0] < positions:
+            d = self.dims
+            self.cos, self.sin = rope.cos_sin(torch.arange(positions, device=self.cos.device), d.head_dim,
+                                              d.rope_theta)
 
     @property
     def weight_bytes(self) -> int:
@@ -132,13 +146,14 @@ class CohortModel:
 
 def make_cohort_model(model: ModelConfig, dtype: str, device: LocalDevice, backend: str, max_positions: int,
                       seed: int = 0) -> CohortModel:
+    """Every layer's own weights (seeded per layer), the final norm and the LM head, on the device."""
     d, dt, dev = model.layer_dims, torch_dtype(dtype), device.torch_device
     layers = [make_layer_weights(d, dt, dev, seed * 1000 + i) for i in range(model.layers)]
     g = generator(seed + 31, dev)
     final = (1.0 + randn((d.hidden,), torch.float32, dev, g, scale=0.1)).to(dt)
     head = randn((d.vocab, d.hidden), dt, dev, g, scale=d.hidden**-0.5)
     cos, sin = rope.cos_sin(torch.arange(max_positions, device=dev), d.head_dim, d.rope_theta)
-    return CohortModel(d, layers, final, head, parse_backend(backend), cos, sin)
+    return CohortModel(model.name, dtype, backend, d, layers, final, head, parse_backend(backend), cos, sin)
 
 
 def make_caches(cm: CohortModel, batch: int, slots: int) -> list:
@@ -424,12 +439,15 @@ class CohortRun:
 
 
 def fit_reason(model: ModelConfig, dtype: str, device: LocalDevice, concurrency: int, isl: int,
-               osl: int) -> str | None:
-    """Why weights + KV for C x (ISL + OSL) do not fit in MEMORY_FRACTION of the free memory (None: fits)."""
-    need = model.weight_bytes(dtype) + model.kv_cache_bytes(concurrency, isl + osl, dtype)
+               osl: int, weights_held: bool = False) -> str | None:
+    """Why weights + KV for C x (ISL + OSL) do not fit in MEMORY_FRACTION of the free memory (None: fits).
+    weights_held: the weights are already allocated (out of the free memory), so only the KV must fit."""
+    kv = model.kv_cache_bytes(concurrency, isl + osl, dtype)
+    need = kv if weights_held else model.weight_bytes(dtype) + kv
     have = available_bytes(device)
     if need > MEMORY_FRACTION * have:
-        return (f"{model.name} {dtype} at C={concurrency}, ISL+OSL={isl + osl}: weights + KV cache need "
+        what = "the KV cache needs" if weights_held else "weights + KV cache need"
+        return (f"{model.name} {dtype} at C={concurrency}, ISL+OSL={isl + osl}: {what} "
                 f"{need / 2**30:.2f} GiB, over {MEMORY_FRACTION:.0%} of the {have / 2**30:.2f} GiB free on "
                 f"{device.name}")
     return None
@@ -448,12 +466,14 @@ def _peak_memory(device: LocalDevice) -> tuple:
 
 def run_cohort(model: ModelConfig, dtype: str, device: LocalDevice, concurrency: int, isl: int, osl: int,
                chunk: int, backend: str = "torch", seed: int = 0, progress: Callable | None = None,
-               verify: bool = True) -> CohortRun:
+               verify: bool = True, cohort_model: CohortModel | None = None) -> CohortRun:
     """Check, warm up, then run one cohort for real (the module docstring gives the engine model).
 
     Raises UserError (one line) for bad sizes, an MoE model, Triton on a CPU, or a cohort whose weights + KV
     do not fit. A failed float64 check returns the CohortRun untimed (check.ok False); a failed check of the
-    timed run returns it timed with check.ok False: the caller must not report either."""
+    timed run returns it timed with check.ok False: the caller must not report either.
+    cohort_model: weights built by make_cohort_model for this model, dtype and backend, reused (with their
+    float64 check) instead of drawing new ones; the caller keeps them between concurrencies."""
     if min(concurrency, isl, osl, chunk) < 1:
         raise UserError(f"concurrency, ISL, OSL and chunk must be positive (got {concurrency}, {isl}, {osl}, "
                         f"{chunk})")
@@ -468,7 +488,12 @@ def run_cohort(model: ModelConfig, dtype: str, device: LocalDevice, concurrency:
     if device.kind == "cpu" and "triton" in chosen.values():
         raise UserError(f"backend {backend!r}: Triton runs on a CPU only under its interpreter, which is not "
                         "timed (check it with `tokenbench verify`)")
-    reason = fit_reason(model, dtype, device, concurrency, isl, osl)
+    if cohort_model is not None and (cohort_model.name, cohort_model.dtype, cohort_model.backend) != \
+            (model.name, dtype, backend):
+        given = f"{cohort_model.name} {cohort_model.dtype} {cohort_model.backend}"
+        raise UserError(f"the cohort model given is {given}, the cohort asks for {model.name} {dtype} "
+                        f"{backend}")
+    reason = fit_reason(model, dtype, device, concurrency, isl, osl, weights_held=cohort_model is not None)
     if reason:
         raise UserError(reason)
 
@@ -480,14 +505,19 @@ def run_cohort(model: ModelConfig, dtype: str, device: LocalDevice, concurrency:
                     groups=[g.batch for g in plan], chunks=[c.tokens for c in plan[0].chunks],
                     check=CohortCheck(math.nan, TOLERANCE[dtype] * math.sqrt(model.layers)),
                     decode_contexts=decode_contexts(isl, osl))
-    say(f"building {model.name} {dtype}: {model.layers} layers with their own weights")
-    cm = make_cohort_model(model, dtype, device, backend, max_pos, seed)
+    cm = cohort_model
+    if cm is None:
+        say(f"building {model.name} {dtype}: {model.layers} layers with their own weights")
+        cm = make_cohort_model(model, dtype, device, backend, max_pos, seed)
+    cm.ensure_positions(max_pos)
     run.weight_bytes = cm.weight_bytes
 
     if verify:
         t0 = time.perf_counter()
-        run.check = verify_cohort(cm, dtype, model.layers, seed)
-        run.verify_s = time.perf_counter() - t0
+        if cm.checked is None:
+            cm.checked = verify_cohort(cm, dtype, model.layers, seed)
+        run.check = cm.checked
+        run.verify_s = time.perf_counter() - t0  # ~0 when the model's check is reused
         say(f"float64 check: relative error {run.check.reference_error:.2e} "
             f"(tolerance {run.check.tolerance:.0e})"
             f"{'' if run.check.ok else ' FAILED: ' + run.check.reason}")
