@@ -114,16 +114,29 @@ def run_workload(plan: RunPlan, device, spec: WorkloadSpec, backend: str, price:
 
 
 def check_end_to_end(plan: RunPlan, device, spec: WorkloadSpec, backend: str, run: WorkloadRun, say) -> None:
-    """Run each fitting cohort for real (every layer its own weights and cache) and set measured / composed."""
-    from bench.workload.e2e import run_cohort
+    """Run each fitting cohort for real (every layer its own weights and cache; bench/workload/e2e.py) and
+    set measured / composed beside the composition. One model is built and float64-checked once and reused
+    for every concurrency; a cohort that fails a check is reported as failed, never compared."""
+    from bench.workload.e2e import make_cohort_model, run_cohort
 
+    model = None
     for i, (point, composition) in enumerate(run.points):
         if point.engine_model != "prefill-then-decode" or composition.wall_seconds is None:
             continue
-        say(f"end to end: cohort of {point.concurrency}, {spec.isl} + {spec.osl} tokens each ...")
+        if model is None:
+            say("end to end: building the model (every layer its own weights) ...")
+            model = make_cohort_model(plan.model, plan.dtype, device, backend, spec.isl + spec.osl)
+        say(f"end to end: a cohort of {point.concurrency}, {spec.isl} + {spec.osl} tokens each ...")
         cohort = run_cohort(plan.model, plan.dtype, device, point.concurrency, spec.isl, spec.osl, spec.chunk,
-                            backend=backend)
+                            backend=backend, cohort_model=model)
         updated = comp.with_measured_wall(composition, cohort)
         run.points[i] = (point, updated)
         run.record["compositions"][i] = updated.to_dict()
-        run.record.setdefault("e2e", []).append({"concurrency": point.concurrency, **cohort.to_dict()})
+        run.record.setdefault("e2e", []).append({
+            "concurrency": point.concurrency, "ok": cohort.ok, "check": cohort.check.reason or "ok",
+            "reference_error": cohort.check.reference_error, "tolerance": cohort.check.tolerance,
+            "prefill_s": cohort.prefill_s, "decode_s": cohort.decode_s, "wall_s": cohort.wall_s,
+            "composed_prefill_s": composition.prefill_seconds, "composed_decode_s": composition.decode_seconds,
+            "composed_wall_s": composition.wall_seconds, "decode_step_s": list(cohort.decode_step_s),
+            "decode_contexts": list(cohort.decode_contexts), "prefill_group_s": list(cohort.prefill_group_s),
+            "memory_bytes": cohort.memory_bytes, "warmup_s": cohort.warmup_s, "verify_s": cohort.verify_s})
