@@ -283,3 +283,17 @@ def test_fp8_weights_reach_the_workload_layers(monkeypatch, tmp_path, capsys):
     assert all(p["precision"] == "fp8" for p in record["points"])
     layers = [r for r in record["rows"] if r["op"].endswith("layer")]
     assert layers and all(r["valid"] and r["shape"]["weights"] == "fp8" for r in layers)
+
+
+def test_measure_e2e_sets_measured_beside_composed_for_every_cohort(tmp_path, capsys):
+    assert main(["workload", *FAST, "--isl", "8", "--osl", "3", "--concurrency", "1,2", "--chunk", "16",
+                 "--measure-e2e", "--out", str(tmp_path)]) == 0
+    record = _record(tmp_path)
+    cohorts = [c for c in record["compositions"] if c["engine_model"] == "prefill-then-decode"]
+    assert len(cohorts) == 2 and len(record["e2e"]) == 2
+    for c, e in zip(cohorts, record["e2e"]):
+        assert e["ok"] and e["reference_error"] <= e["tolerance"]  # the cohort passed float64 before it was timed
+        assert c["measured_wall_seconds"] == pytest.approx(e["wall_s"])
+        assert c["measured_over_composed"] == pytest.approx(e["wall_s"] / c["wall_seconds"])
+        assert e["decode_contexts"] == [9, 10] and e["composed_wall_s"] == pytest.approx(c["wall_seconds"])
+    assert "meas./comp." in capsys.readouterr().err
