@@ -118,6 +118,10 @@ def shard_inputs(d: LayerDims, full: dict, rank: int, world: int) -> dict:
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over the group. Row-major first: the collective sums raw storage, and two ranks can hold the same
+    logical tensor in different layouts (the CPU GEMM chooser may pick a different path on each rank, and its
+    row-block path returns a transposed layout), which summed element by element of storage is garbage."""
+    t = t.contiguous()
     dist.all_reduce(t)
     return t
 

@@ -167,3 +167,24 @@ def test_a_tp_workload_is_not_projected():
 
     with pytest.raises(UserError, match="tensor-parallel workload is not projected"):
         project_points({"workload": {"tp": 2}, "dtype": "fp32"}, "h200")
+
+
+def _layout_worker(rank: int, world: int, init_method: str, out_path: str) -> None:
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
+    try:
+        value = torch.arange(12, dtype=torch.float32).reshape(3, 4) * (rank + 1)
+        # rank 1 holds the same logical tensor transposed in memory (as the CPU row-block GEMM returns it)
+        t = value if rank == 0 else value.T.contiguous().T
+        got = tp.all_reduce_sum(t)
+        if rank == 0:
+            torch.save(got, out_path)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_all_reduce_sums_logical_elements_whatever_each_rank_layout(tmp_path):
+    """Seen once in a full suite run: a sharded layer 200% off when one rank's GEMM came back in the
+    row-block path's transposed layout; the all-reduce must sum elements, not storage."""
+    out = tmp_path / "sum.pt"
+    mp.spawn(_layout_worker, args=(2, f"tcp://127.0.0.1:{free_port()}", str(out)), nprocs=2, join=True)
+    torch.testing.assert_close(torch.load(out), torch.arange(12, dtype=torch.float32).reshape(3, 4) * 3)
