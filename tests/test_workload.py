@@ -295,5 +295,6 @@ def test_measure_e2e_sets_measured_beside_composed_for_every_cohort(tmp_path, ca
         assert e["ok"] and e["reference_error"] <= e["tolerance"]  # the cohort passed float64 before it was timed
         assert c["measured_wall_seconds"] == pytest.approx(e["wall_s"])
         assert c["measured_over_composed"] == pytest.approx(e["wall_s"] / c["wall_seconds"])
+        assert c["agrees"] == (abs(c["measured_over_composed"] - 1) <= comp.E2E_TOLERANCE)
         assert e["decode_contexts"] == [9, 10] and e["composed_wall_s"] == pytest.approx(c["wall_seconds"])
     assert "meas./comp." in capsys.readouterr().err

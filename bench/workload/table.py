@@ -69,7 +69,11 @@ def print_workload(record: dict, points: list, console) -> None:
         rows.append([engine, str(c.concurrency), _n(c.step_seconds, ",.2f", 1e3),
                      _n(c.decode_only_seconds, ",.2f", 1e3), _n(c.prefill_seconds, ",.1f", 1e3),
                      _n(c.wall_seconds, ",.3f"), off, _n(c.measured_wall_seconds, ",.3f"),
-                     _n(c.measured_over_composed, ".3f")])
+                     _n(c.measured_over_composed, ".3f") + ("" if c.agrees is not False else " (!)")])
+    if any(c.agrees is False for _, c in points):
+        from bench.workload.compose import E2E_TOLERANCE
+
+        console.print(f"[yellow](!) measured end to end more than {E2E_TOLERANCE:.0%} away from the composition[/]")
     if rows:
         print_table(console, "How each point was composed (affine dev: the middle context's step off the line "
                              "through the ends)", cols, rows)
