@@ -116,24 +116,14 @@ def needed_keys(spec: WorkloadSpec, fitting: list[int]) -> list[StepKey]:
     return list(seen)
 
 
-def _curve(steps: dict, keys: list[StepKey]) -> list[tuple[int, float]] | None:
+def _curve(steps: dict, keys: list[StepKey], figure: str = "seconds") -> list[tuple[int, float]] | None:
+    """(context, the steps' `figure`: seconds or board_joules), or None unless every step has it."""
     pts = []
     for k in keys:
-        s = steps.get(k)
-        if s is None or s.seconds is None:
+        value = None if steps.get(k) is None else getattr(steps[k], figure)
+        if value is None:
             return None
-        pts.append((k.context, s.seconds))
-    return pts
-
-
-def _energy(steps: dict, keys: list[StepKey]) -> list[tuple[int, float]] | None:
-    """(context, board joules) of the steps, or None unless every one was metered."""
-    pts = []
-    for k in keys:
-        s = steps.get(k)
-        if s is None or s.board_joules is None:
-            return None
-        pts.append((k.context, s.board_joules))
+        pts.append((k.context, value))
     return pts
 
 
@@ -188,7 +178,7 @@ def chunked_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: st
     dev = max(d for d in (affine_deviation(mixed), affine_deviation(decode)) if d is not None)
     out = s.decode_rows / step
     inp = s.decode_rows * spec.isl / spec.osl / step
-    energy = _energy(steps, [k for k in keys if k.phase == "mixed"])
+    energy = _curve(steps, [k for k in keys if k.phase == "mixed"], "board_joules")
     board = None if energy is None else piecewise_mean(energy, lo, hi) / (s.decode_rows * (1 + spec.isl / spec.osl))
     point = WorkloadPoint(**base, total_tokens_per_s=out + inp, output_tokens_per_s=out, input_tokens_per_s=inp,
                           interactivity=1.0 / step, ttft_s=ttft, e2e_latency_s=ttft + (spec.osl - 1) * step,
@@ -221,7 +211,7 @@ def cohort_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str
     decode_s = sum(interpolate(decode, ctx) for ctx in range(first, last + 1))
     wall = prefill_s + decode_s
     dev = affine_deviation(decode)
-    energy = _energy(steps, [k for k in keys if k.phase == "decode"])
+    energy = _curve(steps, [k for k in keys if k.phase == "decode"], "board_joules")
     board = None
     if energy is not None and all(p.board_joules is not None for p in prefills.values()):
         joules = sum(prefills[size].board_joules for size in cohort.group_sizes())

@@ -67,7 +67,11 @@ def fitting(h: comp.Header, spec: WorkloadSpec) -> list[int]:
 
 
 def compose_into(record: dict, h: comp.Header, spec: WorkloadSpec, steps: dict) -> list:
-    pairs = comp.compose(h, spec, steps)
+    return write_points(record, comp.compose(h, spec, steps))
+
+
+def write_points(record: dict, pairs: list) -> list:
+    """The (point, composition) pairs into the record, with their economics at the record's price and power."""
     price = record["price"]
     record["points"] = [p.to_dict() for p, _ in pairs]
     record["compositions"] = [c.to_dict() for _, c in pairs]

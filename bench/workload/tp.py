@@ -25,8 +25,7 @@ from bench import store
 from bench.sweep import RunPlan
 from bench.workload import compose as comp
 from bench.workload.plan import WorkloadSpec
-from bench.workload.run import WorkloadRun, fitting, open_workload_record
-from costmodel.workload import workload_economics
+from bench.workload.run import WorkloadRun, fitting, open_workload_record, write_points
 
 RATES = "tokens/s per GPU over the group (the group's tokens/s / N)"
 CPU_RATES = "tokens/s per rank (a CPU process) over the group (the group's tokens/s / N)"
@@ -59,13 +58,7 @@ def compose_into(record: dict, h: comp.Header, spec: WorkloadSpec, world: int) -
     for s in record.get("steps", []):
         step = comp.WorkloadStep.from_dict(s)
         steps[step.key] = step
-    pairs = [(per_gpu(p, world), c) for p, c in comp.compose(h, spec, steps)]
-    price = record["price"]
-    record["points"] = [p.to_dict() for p, _ in pairs]
-    record["compositions"] = [c.to_dict() for _, c in pairs]
-    record["economics"] = [workload_economics(p, price.get("price_per_hour"), price.get("power_kw")).to_dict()
-                           for p, _ in pairs]
-    return pairs
+    return write_points(record, [(per_gpu(p, world), c) for p, c in comp.compose(h, spec, steps)])
 
 
 def worker_args(plan: RunPlan, device, backend: str, keys_path: str, record_path: str, seed: int) -> list:
