@@ -1,5 +1,5 @@
 """Launching a torchrun group on this node and stopping it cleanly: what `tokenbench tp` and `tokenbench
-workload --tp N` share (bench/commands/tp.py, bench/workload/tp.py).
+workload --tp N` share (bench/commands/tp.py, bench/workload/tp_group.py).
 
 The group runs `python -m torch.distributed.run ... -m MODULE ARGS` in a session of its own, its stderr relayed
 to ours; Ctrl-C, SIGTERM or SIGHUP to the launcher (or a timeout) stops the whole group (torchrun, then its

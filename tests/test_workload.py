@@ -224,7 +224,7 @@ def _hand_record(spec):
 
 def test_projection_carries_each_step_at_its_measured_share_of_the_roofline():
     from bench.devices import lookup
-    from bench.workload.project import project_points
+    from bench.workload.projection import project_points
 
     spec = make_spec(32, 8, [2], 64)
     h200 = lookup("h200")

@@ -81,7 +81,7 @@ def test_shard_inputs_splits_every_cache_by_kv_heads():
 
 def test_points_are_the_group_rates_per_gpu_and_memory_per_gpu():
     from bench.sweep import RunPlan
-    from bench.workload.tp import per_gpu, tp_header
+    from bench.workload.tp_group import per_gpu, tp_header
 
     class Dev:
         key, name, memory_bytes = None, "cpu", 10**12
@@ -163,7 +163,7 @@ def test_bad_tp_input_is_one_line_exit_2(argv, expect, tmp_path, capsys):
 
 def test_a_tp_workload_is_not_projected():
     from bench.errors import UserError
-    from bench.workload.project import project_points
+    from bench.workload.projection import project_points
 
     with pytest.raises(UserError, match="tensor-parallel workload is not projected"):
         project_points({"workload": {"tp": 2}, "dtype": "fp32"}, "h200")

@@ -105,7 +105,7 @@ def _served(args) -> int:
         if getattr(args, flag) is not None:
             raise CostInputError(f"--{flag.replace('_', '-')} does nothing with --served (the run's points and the "
                                  f"catalog's prices are used)")
-    from bench.workload.project import projections_for
+    from bench.workload.projection import projections_for
 
     run, served = load_workload(args.a), read_served(args.served)
     extra, notes = projections_for(run.record, sorted({p.device for p in served} - {run.device_key}))

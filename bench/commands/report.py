@@ -69,7 +69,7 @@ def main(args) -> int:
     out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
     extra = []
     if targets and workloads:  # workload files projected onto the targets: dashed, labelled projected
-        from bench.workload.project import projections_for
+        from bench.workload.projection import projections_for
 
         for w in workloads:
             points, notes = projections_for(w.record, targets, args.project_as)

@@ -73,7 +73,7 @@ def resolve(args, device):
     model = get_model(given("model"))
     refuse_moe(model, "`tokenbench workload`")
     if args.tp > 1:
-        from bench.workload.tp import check_group
+        from bench.workload.tp_group import check_group
 
         check_group(model, args.tp, device)
     dtype_name, reason, weights = non_empty(args.dtype, "--dtype"), None, "activation"
@@ -139,7 +139,7 @@ def main(args) -> int:
     from bench import devices, store
     from bench.pricing import resolve_price
     from bench.tables import console_width
-    from bench.workload.run import run_workload
+    from bench.workload.pipeline import run_workload
     from bench.workload.table import print_workload
 
     non_empty(args.out, "--out")
@@ -154,7 +154,7 @@ def main(args) -> int:
     if plan.dtype_reason:
         console.print(f"default dtype on this CPU: {plan.dtype} ({plan.dtype_reason})")
     if args.tp > 1:
-        from bench.workload.tp import run_workload_tp
+        from bench.workload.tp_group import run_workload_tp
 
         ranks = "GPUs, NCCL" if device.kind == "cuda" else "CPU processes, gloo"
         console.print(f"tensor parallel: a group of {args.tp} ranks ({ranks}); rates are tokens/s per "

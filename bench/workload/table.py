@@ -15,7 +15,7 @@ def print_workload(record: dict, points: list, console) -> None:
     """points: [(WorkloadPoint, Composition)] in the record's order."""
     dev, w = record["device"], record["workload"]
     unit = "GPU" if dev["kind"] == "cuda" else "device (CPU)"
-    if w.get("tp", 1) > 1:  # bench/workload/tp.py: the group's rates divided over its ranks
+    if w.get("tp", 1) > 1:  # bench/workload/tp_group.py: the group's rates divided over its ranks
         unit = ("GPU" if dev["kind"] == "cuda" else "rank (CPU process)") + f" over a TP group of {w['tp']}"
     console.print(f"[bold]Workload[/] {record['model']['name']} {record['dtype']} on {dev['name']}: ISL {w['isl']}, "
                   f"OSL {w['osl']}, prompt-token budget {w['chunk']} a step; rates are tokens/s per {unit}")

@@ -1,7 +1,7 @@
 """The ranks' side of `tokenbench workload --tp N`: every step shape a workload needs (a StepKey: decode,
 mixed, or a prefill in chunks), measured on the tensor-parallel group of bench/tp.py.
 
-Run by torchrun, one process per device (bench/workload/tp.py launches it):
+Run by torchrun, one process per device (bench/workload/tp_group.py launches it):
   torchrun --nproc-per-node N -m bench.workload.tp_worker --keys KEYS.json --record RUN.json --model M ...
 Per key and rank: each of the step's layers (decode: one; mixed: one, decode rows and the prompt chunk at
 M = B + k x t rows; prefill: one per chunk position) built full from one seed on every rank, sharded
@@ -13,7 +13,7 @@ Rank 0 gathers the ranks' figures and writes, after every key (so a stopped grou
 (rank, timed item) and the group's step:
   seconds = layers x sum over the step's layers of the slowest rank's layer (all-reduces inside)
             + the slowest rank's final norm + LM head shard     (the logits all-gather is not timed)
-with FLOPs and bytes per GPU (one rank's shard). bench/workload/tp.py composes the points from these steps.
+with FLOPs and bytes per GPU (one rank's shard). bench/workload/tp_group.py composes the points from these steps.
 """
 from __future__ import annotations
 
@@ -262,7 +262,7 @@ def add_arguments(p) -> None:
 
 
 def write_keys(path, keys: list[StepKey]) -> None:
-    """The keys file the worker reads (bench/workload/tp.py writes it)."""
+    """The keys file the worker reads (bench/workload/tp_group.py writes it)."""
     with open(path, "w") as f:
         json.dump({"keys": [asdict(k) for k in keys]}, f)
 

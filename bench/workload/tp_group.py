@@ -25,7 +25,7 @@ from bench import store
 from bench.sweep import RunPlan
 from bench.workload import compose as comp
 from bench.workload.plan import WorkloadSpec
-from bench.workload.run import WorkloadRun, fitting, open_workload_record, write_points
+from bench.workload.pipeline import WorkloadRun, fitting, open_workload_record, write_points
 
 RATES = "tokens/s per GPU over the group (the group's tokens/s / N)"
 CPU_RATES = "tokens/s per rank (a CPU process) over the group (the group's tokens/s / N)"
