@@ -7,7 +7,7 @@ import sys
 
 from bench.tables import console_width
 from bench import devices, environment, store
-from bench.bandwidth import check_bandwidth_drift, record_copy_bandwidth
+from bench.bandwidth import check_bandwidth_drift, copy_budget, record_copy_bandwidth
 from bench.errors import UserError
 from bench.reliability import flag_unreliable
 from bench.measured_peak import use_measured_peak
@@ -165,14 +165,14 @@ def main(args) -> int:
     warn = lambda msg: console.print(f"[yellow]{msg}[/]")  # noqa: E731
     with store.recording(record, writer, warn) as state:
         console.print("measuring copy bandwidth ...")
-        plan.ceilings = record_copy_bandwidth(device, record)
+        plan.ceilings = record_copy_bandwidth(device, record, copy_budget(plan.budget_s))
         writer.write(record)
         if plan.phase == "decode":
             run_sweep(plan, device, record, writer, economics_for(price), console)
         else:
             record["settings"]["points"] = [p.__dict__ for p in plan.points]
             run_phase_sweep(plan, device, record, writer, economics_for(price), console)
-        check_bandwidth_drift(device, record, warn)
+        check_bandwidth_drift(device, record, warn, copy_budget(plan.budget_s))
         unreliable = flag_unreliable(record["rows"])
         record["unreliable_rows"] = len(unreliable)
         writer.write(record)

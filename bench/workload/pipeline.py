@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from bench import environment, store
-from bench.bandwidth import record_copy_bandwidth
+from bench.bandwidth import copy_budget, record_copy_bandwidth
 from bench.sweep import RunPlan
 from bench.workload import compose as comp
 from bench.workload.measure import measure_steps
@@ -103,7 +103,7 @@ def run_workload(plan: RunPlan, device, spec: WorkloadSpec, backend: str, price:
 
     with store.recording(record, writer, lambda msg: say(f"[yellow]{msg}[/]")) as state:
         say("measuring copy bandwidth ...")
-        plan.ceilings = record_copy_bandwidth(device, record)
+        plan.ceilings = record_copy_bandwidth(device, record, copy_budget(plan.budget_s))
         with progress_factory(len(keys)) as bar:
             measure_steps(plan, device, keys, backend, on_row, lambda s: (on_step(s), bar.step(s)),
                           bar.describe)
