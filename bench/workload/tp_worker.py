@@ -324,6 +324,9 @@ def run(args) -> int:
                     record["steps"].append(step)
                     writer.write(record)  # every finished key is on disk: a stopped group keeps it
                     progress.finish(step_line(step))
+        # no rank tears the group down while rank 0 still writes the last key: a peer that left first made
+        # rank 0's exit fail now and then (the group then exits 1 with every key measured)
+        dist.barrier()
         return 0
     finally:
         dist.destroy_process_group()
