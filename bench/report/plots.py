@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 from bench.report.load import Ceilings, Curve, Run
+from costmodel.frontier import pareto  # the one Pareto frontier (workload curves and compare --served too)
 
 DPI = 120
 SPAN_FOR_LOG = 20.0  # max / min beyond which an axis is drawn on a log scale
@@ -193,16 +194,6 @@ def roofline(runs: list[Run], ceilings: dict[str, Ceilings], path: Path, title: 
 
 
 # --- throughput vs interactivity ------------------------------------------------------------------------
-
-def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The points no other point beats on both axes (higher is better on both), by rising x."""
-    best, frontier = -math.inf, []
-    for x, y in sorted(points, key=lambda p: (-p[0], -p[1])):
-        if y > best:
-            frontier.append((x, y))
-            best = y
-    return sorted(frontier)
-
 
 def throughput_interactivity(curves: list[Curve], path: Path, title: str, caption: str) -> str:
     """tokens/s per device against tokens/s per user, a curve per run/backend/context, batch at each point.
