@@ -73,7 +73,7 @@ def main(argv=None) -> int:
         return 2
     except ValueError as exc:
         # costmodel's and kernels' input errors are ValueError subclasses with user-facing messages
-        from costmodel.errors import CostInputError
+        from costmodel.input_errors import CostInputError
         from kernels.backends import BackendError
 
         if isinstance(exc, (CostInputError, BackendError)):

@@ -41,13 +41,13 @@ _STARTED = {}
 
 @lru_cache(maxsize=1)
 def local_device():
-    from bench.devices import detect
+    from bench.configs.device_catalog import detect
 
     return detect("auto")
 
 
 def storage_dir(device) -> Path:
-    from bench.store import slug
+    from bench.records.store import slug
 
     return ROOT / "results" / "benchmarks" / slug(device.key or device.name)
 
@@ -126,7 +126,7 @@ def pytest_generate_tests(metafunc):
         shapes = harness.GPU_SHAPES if device.kind == "cuda" else harness.CPU_SHAPES
         chosen = metafunc.config.getoption("tokenbench_models")
         if chosen:
-            from bench.models import get_model
+            from bench.configs.model_configs import get_model
 
             names = [m.strip() for m in chosen.split(",") if m.strip()]
             for name in names:
@@ -163,8 +163,8 @@ def peak_folder() -> Path:
 def ceilings(device, run_dtype):
     """(Ceilings, peak file name or None): this device's measured ceilings from the newest `tokenbench peak` file in $TOKENBENCH_PEAK_DIR (the GPU
     check sets it to the folder its own peak step just wrote), else in results/, if any."""
-    from bench.measured_peak import latest_peak
-    from bench.metrics import PEAK_DTYPE
+    from bench.records.peak_files import latest_peak
+    from bench.derive.roofline import PEAK_DTYPE
     from costmodel.ceilings import Ceilings
 
     found = latest_peak(peak_folder(), device.name)
@@ -196,8 +196,7 @@ def _suite_budget(request):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from bench import environment
-
+    from bench.records import environment
     device = local_device()
     machine_info["tokenbench"] = {
         "schema": SCHEMA,

@@ -61,8 +61,8 @@ def main(argv=None) -> int:
         facts["triton"] = triton.__version__
     except Exception as exc:  # noqa: BLE001
         print("triton: not importable:", exc)
-    from bench.devices import detect
-    from bench.store import slug
+    from bench.configs.device_catalog import detect
+    from bench.records.store import slug
 
     device = detect("auto")
     facts.update(device=device.name, key=device.key, kind=device.kind, slug=slug(device.key or device.name),

@@ -4,7 +4,7 @@ Numbers go through costmodel's one number reader, so `run --price-per-hour 54K` 
 from __future__ import annotations
 
 from bench.errors import UserError
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 from costmodel.numbers import parse_positive
 
 

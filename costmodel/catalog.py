@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from costmodel.economics import SECONDS_PER_HOUR, require_positive
-from costmodel.errors import CostInputError
-from costmodel.fmt import money, si, sig
+from costmodel.input_errors import CostInputError
+from costmodel.number_format import money, si, sig
 from costmodel.numbers import read_number
 
 FIGURES = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 
 SECONDS_PER_HOUR = 3600.0
 

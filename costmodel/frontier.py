@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Iterable
 
-from costmodel.workload import WorkloadPoint
+from costmodel.workload_economics import WorkloadPoint
 
 # Two interactivities closer than this (relative) are the same one: a figure printed to 3-4 significant
 # digits and read back must still land on its own frontier point.
@@ -133,7 +133,7 @@ class Interpolated:
         return f"between concurrency {a} and {b}"
 
     def as_point(self) -> WorkloadPoint:
-        """A WorkloadPoint for costmodel.workload.workload_economics: the low neighbour's identity with the
+        """A WorkloadPoint for costmodel.workload_economics.workload_economics: the low neighbour's identity with the
         interpolated rates. Its concurrency is the low neighbour's (an interpolated point has none); its
         time-to-first-token, latency and input time share are unknown."""
         note = "interpolated " + self.between

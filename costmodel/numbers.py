@@ -8,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 
 SUFFIX = {"": 1.0, "K": 1e3, "k": 1e3, "M": 1e6, "G": 1e9, "B": 1e9}
 _NUMBER = re.compile(

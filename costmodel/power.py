@@ -5,7 +5,7 @@ Three sources of all-in kW, in the order a user's figure overrides the next:
   catalog   the InferenceX all-in kW per device (costmodel/data/prices.json), built from TDPs
   tdp       the spec sheet's TDP times a stated overhead factor for the device's share of host, network,
             cooling and distribution losses
-The measured figure is different in kind: NVML's energy counter of the GPU board alone, read by bench/energy.py
+The measured figure is different in kind: NVML's energy counter of the GPU board alone, read by bench/measure/energy.py
 (the reading stays in bench). It is reported next to the all-in figure, labelled "board", never substituted.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from costmodel.economics import require_positive
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 from costmodel.step import MODEL_OPS, compose
 
 # InferenceX's all-in kW over TDP for H100/H200 is 1.73 / 0.70 = 2.47, for B200 2.17 / 1.0 = 2.17: a
@@ -45,7 +45,7 @@ def step_board_joules_per_token(rows: list[dict], layers: int, batch: int, conte
     whole model's step was timed (`run --full-model`), its own window over the whole step is used instead.
 
     The run side records, for each timed row, the NVML energy over its timed region divided by the calls
-    timed in it (bench.energy: a tick-aligned window of >= 1 s of repeated calls); this turns those into the per-token figure.
+    timed in it (bench.measure.energy: a tick-aligned window of >= 1 s of repeated calls); this turns those into the per-token figure.
     """
     by_op = {r["op"]: r.get("board_joules_per_call") for r in rows
              if r.get("batch") == batch and r.get("context") == context and r.get("backend") == backend}

@@ -31,9 +31,9 @@ import re
 from pathlib import Path
 
 from costmodel.catalog import devices as catalog_devices
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 from costmodel.numbers import parse_number
-from costmodel.workload import WorkloadPoint, workload_label
+from costmodel.workload_economics import WorkloadPoint, workload_label
 
 REQUIRED_COLUMNS = ("hardware", "model", "precision", "tp", "isl", "osl", "concurrency",
                     "tokens_per_s_per_gpu_total", "tokens_per_s_per_gpu_output", "median_interactivity")

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from costmodel.economics import require_utilisation
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 
 HOURS_PER_YEAR = 8760.0
 

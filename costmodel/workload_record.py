@@ -5,16 +5,16 @@
      "price": {"price_per_hour": ... or null, "power_kw": ... or null, ...},
      "rows": [...], "steps": [...], "points": [WorkloadPoint.to_dict(), ...], "complete": true}
 
-Torch-free and file-free: bench.store reads the file (one reader of results files) and hands the checked
-dict here; the points are costmodel.workload.WorkloadPoint, read with its own from_dict.
+Torch-free and file-free: bench.records.store reads the file (one reader of results files) and hands the checked
+dict here; the points are costmodel.workload_economics.WorkloadPoint, read with its own from_dict.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from costmodel.errors import CostInputError
-from costmodel.workload import WorkloadPoint, workload_label
+from costmodel.input_errors import CostInputError
+from costmodel.workload_economics import WorkloadPoint, workload_label
 
 KIND = "workload"
 

@@ -30,7 +30,7 @@ class OpCase:
     poison: Callable[[Inputs], None] = None  # fills the slots an in-place op must write with NaN
     tolerance_scale: float = 1.0  # for compositions whose rounding errors add up (see kernels/model.py)
     # where the case's precision is not its dtype's (a layer with FP8 weights): its own tolerance, replacing
-    # the dtype's table in bench/verify.py (still times tolerance_scale)
+    # the dtype's table in bench/measure/gate.py (still times tolerance_scale)
     tolerance: float | None = None
     # (ok, why) for a device: where it says no, the case may be verified but must not be timed (FP8 on a CPU)
     timing_support: Callable[[object], tuple] | None = None

@@ -25,6 +25,6 @@ def fp32_cpu_default(request, monkeypatch):
     other CI machines. tests/test_cpu_dtype.py tests the choice itself."""
     if request.module.__name__.endswith("test_cpu_dtype"):
         return
-    import bench.cpu_dtype
+    import bench.configs.cpu_dtype
 
-    monkeypatch.setattr(bench.cpu_dtype, "cpu_flags", lambda path="/proc/cpuinfo": set())
+    monkeypatch.setattr(bench.configs.cpu_dtype, "cpu_flags", lambda path="/proc/cpuinfo": set())

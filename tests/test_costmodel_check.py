@@ -2,7 +2,7 @@
 import pytest
 
 from costmodel.check import Figure, check
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 
 
 def test_article_906k_tokens_per_s_contradicts_its_price_and_cost():

@@ -1,8 +1,8 @@
 """compare: matched operating points, the ratio column, and the public Hopper vs Blackwell table."""
 import pytest
 
-from costmodel.compare import Side, compare, versus
-from costmodel.errors import CostInputError
+from costmodel.generation_compare import Side, compare, versus
+from costmodel.input_errors import CostInputError
 from costmodel.inputs import resolve_power, resolve_price
 
 

@@ -12,7 +12,7 @@ from costmodel.economics import (
     tokens_per_dollar,
     tokens_per_s_per_mw,
 )
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 
 
 def test_cost_per_mtok_by_hand():

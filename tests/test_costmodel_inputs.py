@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from costmodel import catalog
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 from costmodel.inputs import resolve_power, resolve_price
 
 
@@ -61,8 +61,8 @@ def test_foundation_catalog_signatures():
 
 def test_costmodel_imports_no_torch():
     code = ("import sys, costmodel, costmodel.economics, costmodel.catalog, costmodel.tco, costmodel.check, "
-            "costmodel.compare, costmodel.project, costmodel.power, costmodel.inputs, costmodel.ceilings, "
-            "costmodel.fmt, costmodel.step, costmodel.workload, costmodel.served, costmodel.frontier, "
+            "costmodel.generation_compare, costmodel.roofline_projection, costmodel.power, costmodel.inputs, costmodel.ceilings, "
+            "costmodel.number_format, costmodel.step, costmodel.workload_economics, costmodel.served, costmodel.frontier, "
             "costmodel.workload_record; "
             "bad = [m for m in ('torch', 'bench', 'kernels', 'pynvml') if m in sys.modules]; "
             "assert not bad, bad")

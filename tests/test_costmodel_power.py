@@ -3,7 +3,7 @@
 import pytest
 
 from costmodel import power
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 from costmodel.power import tdp_power
 
 

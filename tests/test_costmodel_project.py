@@ -1,11 +1,11 @@
 """Projection: per-op efficiency carried onto a target's spec peaks, checked by hand on a tiny run."""
 import pytest
 
-from bench.store import from_dict
+from bench.records.store import from_dict
 from costmodel.ceilings import DeviceSpec
-from costmodel.errors import CostInputError
-from costmodel.project import project_run as project_record
-from costmodel.project import projected_steps_as_rows
+from costmodel.input_errors import CostInputError
+from costmodel.roofline_projection import project_run as project_record
+from costmodel.roofline_projection import projected_steps_as_rows
 
 # A made-up source device: 100 TFLOP/s bf16, 1000 GB/s. A made-up target: 400 TFLOP/s, 4000 GB/s.
 SOURCE_SPEC = {"peak_tflops": {"bf16": 100.0}, "mem_bw_gbs": 1000.0, "memory_gb": 80, "tdp_w": 500}

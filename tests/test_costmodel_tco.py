@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 from costmodel.tco import build_tco, capital_recovery_factor, load_tco, parse_tco
 
 EXAMPLE = {

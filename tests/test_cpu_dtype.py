@@ -1,4 +1,4 @@
-from bench.cpu_dtype import cpu_default_dtype, cpu_flags
+from bench.configs.cpu_dtype import cpu_default_dtype, cpu_flags
 
 
 def test_native_bf16_flags_choose_bf16():

@@ -1,27 +1,27 @@
 import pytest
 
-from bench import devices
+from bench.configs import device_catalog
 from bench.errors import UserError
 
 
 def test_every_catalog_entry_has_a_source_and_positive_known_figures():
-    cat = devices.catalog()
+    cat = device_catalog.catalog()
     for key in ("h100-sxm", "h100-pcie", "h200", "b200", "gb200", "b300", "a100-sxm-80gb", "l40s", "mi300x",
                 "mi325x", "mi355x"):
         assert key in cat
     for spec in cat.values():
         assert spec.source
-        assert set(spec.peak_tflops) == set(devices.DTYPES)
+        assert set(spec.peak_tflops) == set(device_catalog.DTYPES)
         for v in list(spec.peak_tflops.values()) + [spec.mem_bw_gbs, spec.memory_gb, spec.tdp_w]:
             assert v is None or v > 0
 
 
 def test_spec_figures_from_guide():
-    h200 = devices.lookup("h200")
+    h200 = device_catalog.lookup("h200")
     assert h200.peak_flops("bf16") == 989e12
     assert h200.mem_bw_bytes_per_s == 4.8e12
-    assert devices.lookup("b200").peak_tflops["fp4"] == 9000
-    assert devices.lookup("a100-sxm-80gb").peak_tflops["fp8"] is None  # no FP8 on Ampere
+    assert device_catalog.lookup("b200").peak_tflops["fp4"] == 9000
+    assert device_catalog.lookup("a100-sxm-80gb").peak_tflops["fp8"] is None  # no FP8 on Ampere
 
 
 @pytest.mark.parametrize("name,key", [
@@ -35,18 +35,18 @@ def test_spec_figures_from_guide():
     ("NVIDIA B300 SXM6 AC", "b300"), ("NVIDIA GB300", "gb300"), ("AMD Instinct MI325X", "mi325x"),
 ])
 def test_match_spec(name, key):
-    spec = devices.match_spec(name)
+    spec = device_catalog.match_spec(name)
     assert (spec.key if spec else None) == key
 
 
 def test_cpu_detection_reports_unknown_spec():
-    d = devices.detect("cpu")
+    d = device_catalog.detect("cpu")
     assert d.kind == "cpu" and d.spec is None and d.memory_bytes > 0
     assert d.to_dict()["spec"] is None
 
 
 def test_unknown_device_key_lists_choices():
     with pytest.raises(UserError, match="h200"):
-        devices.lookup("tpu-v9")
+        device_catalog.lookup("tpu-v9")
     with pytest.raises(UserError, match="auto, cuda, cpu"):
-        devices.detect("quantum")
+        device_catalog.detect("quantum")

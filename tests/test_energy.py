@@ -6,9 +6,7 @@ import types
 
 import pytest
 
-from bench import energy
-
-
+from bench.measure import energy
 class FakeBoard:
     """A fake clock and an energy counter at `watts` that moves in 100 ms steps; each call takes `call_s`."""
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bench.verify import check_case
+from bench.measure.gate import check_case
 from kernels import fp8, gemm
 
 SHAPES = [(1, 64, 48), (3, 96, 80), (17, 160, 112)]

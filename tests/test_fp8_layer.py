@@ -11,10 +11,10 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from bench.devices import detect
-from bench.models import get_model
-from bench.sweep import RunPlan, measure
-from bench.verify import check_case
+from bench.configs.device_catalog import detect
+from bench.configs.model_configs import get_model
+from bench.sweeps.decode_sweep import RunPlan, measure
+from bench.measure.gate import check_case
 from kernels import fp8, fp8_linear
 from kernels.fp8 import Fp8Weight
 from kernels.layer import LayerDims, layer_case, layer_flops, layer_forward, layer_min_bytes, op_cases

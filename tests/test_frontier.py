@@ -6,7 +6,7 @@ import pytest
 
 from costmodel.frontier import (bracket, curves, interactivity_range, interpolate, pareto, point_at,
                                 point_frontier)
-from costmodel.workload import WorkloadPoint, workload_economics
+from costmodel.workload_economics import WorkloadPoint, workload_economics
 
 
 def test_pareto_drops_dominated_points_and_keeps_the_rest_by_rising_x():

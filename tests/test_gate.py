@@ -5,10 +5,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from bench.devices import detect
-from bench.models import get_model
-from bench.sweep import RunPlan, measure
-from bench.verify import check_case
+from bench.configs.device_catalog import detect
+from bench.configs.model_configs import get_model
+from bench.sweeps.decode_sweep import RunPlan, measure
+from bench.measure.gate import check_case
 from kernels.layer import LayerDims, op_cases
 
 DIMS = LayerDims(hidden=64, heads=4, kv_heads=2, head_dim=16, ffn=176, vocab=512)

@@ -137,7 +137,6 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
 
 def test_suites_read_the_peak_folder_the_check_names(monkeypatch, tmp_path):
     from bench import conftest
-
     monkeypatch.setenv("TOKENBENCH_PEAK_DIR", str(tmp_path))
     assert conftest.peak_folder() == tmp_path
     monkeypatch.delenv("TOKENBENCH_PEAK_DIR")
@@ -146,7 +145,6 @@ def test_suites_read_the_peak_folder_the_check_names(monkeypatch, tmp_path):
 
 def test_steps_share_triton_caches_and_the_peak_folder(tmp_path):
     from bench import gpu_check
-
     env = gpu_check.step_env(tmp_path)
     assert env["TRITON_CACHE_AUTOTUNING"] == "1" and env["TOKENBENCH_PEAK_DIR"] == str(tmp_path / "results")
     assert env.get("TRITON_CACHE_DIR", "").startswith(str(tmp_path)) or "TRITON_CACHE_DIR" in os.environ

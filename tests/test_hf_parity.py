@@ -16,7 +16,7 @@ transformers = pytest.importorskip(
 
 from triton_helpers import DEVICE, rel_error
 
-from bench.models import MODELS
+from bench.configs.model_configs import MODELS
 from kernels import hf_mapping as hf
 from kernels import rope
 from kernels.backends import parse_backend

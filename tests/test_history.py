@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import devices
+from bench.configs import device_catalog
 from bench.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def test_stored_files_carry_machine_info_and_derived_figures(stored):
     data = json.loads(files[0].read_text())
     section = data["machine_info"]["tokenbench"]
     assert section["schema"] == 1 and data["tokenbench_schema"] == 1
-    assert section["device"]["name"] == devices.detect("cpu").name and section["device"]["kind"] == "cpu"
+    assert section["device"]["name"] == device_catalog.detect("cpu").name and section["device"]["kind"] == "cpu"
     assert section["versions"]["torch"]
     benches = {b["extra_info"]["op"]: b for b in data["benchmarks"]}
     assert set(benches) == {"qkv_proj", "decode_step"}
@@ -61,7 +61,7 @@ def test_history_prints_the_op_across_both_runs(stored, capsys):
     assert main(["history", "qkv_proj", str(storage), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 2 and {r["file"] for r in rows} == {str(f) for f in files}
-    assert all(r["op"] == "qkv_proj" and r["device"] == devices.detect("cpu").name for r in rows)
+    assert all(r["op"] == "qkv_proj" and r["device"] == device_catalog.detect("cpu").name for r in rows)
     assert rows[0]["datetime"] <= rows[1]["datetime"]
     assert main(["history", "decode_step", *map(str, files)]) == 0
     out = capsys.readouterr().out

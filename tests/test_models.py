@@ -1,7 +1,7 @@
 import pytest
 
 from bench.errors import UserError
-from bench.models import get_model
+from bench.configs.model_configs import get_model
 
 
 @pytest.mark.parametrize("name,billions", [

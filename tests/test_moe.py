@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from bench.models import MODELS, get_model
-from bench.verify import check_case
+from bench.configs.model_configs import MODELS, get_model
+from bench.measure.gate import check_case
 from kernels import moe
 
 SMALL = [moe.MoeShape(tokens=1, hidden=64, ffn=48, experts=8, top_k=2),

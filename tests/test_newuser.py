@@ -9,9 +9,9 @@ import pytest
 
 from bench.cli import main
 from bench.parsing import positive_float, positive_int_list
-from bench.reliability import flag_unreliable
-from bench.timing import distinct_levels
-from costmodel.errors import CostInputError
+from bench.measure.reliability import flag_unreliable
+from bench.measure.timing import distinct_levels
+from costmodel.input_errors import CostInputError
 from costmodel.numbers import parse_number
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def test_tp_on_cuda_without_cuda_is_one_line(capsys):
 def test_tables_at_any_width_keep_every_number_header_and_key(width, name):
     from rich.console import Console
 
-    from bench.report_table import print_summary
+    from bench.report.run_tables import print_summary
 
     record = json.loads((ROOT / "results" / name).read_text())
     buf = io.StringIO()
@@ -117,7 +117,7 @@ def test_devices_at_80_columns_keep_every_key(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     assert main(["devices", "--device", "cpu"]) == 0
     text = capsys.readouterr().out
-    from bench.devices import catalog
+    from bench.configs.device_catalog import catalog
 
     assert "…" not in text
     for key in catalog():
@@ -134,13 +134,12 @@ def test_progress_lines_in_a_pipe(tmp_path, capsys):
 
 
 def test_a_run_that_measured_nothing_exits_non_zero(tmp_path, monkeypatch, capsys):
-    from bench import sweep
-
+    from bench.sweeps import decode_sweep
     def refused(case, backend, device, plan, batch, context):
         return {"op": case.name, "kind": case.kind, "batch": batch, "context": context, "backend": backend,
                 "valid": False, "check": "forced failure for the test"}
 
-    monkeypatch.setattr(sweep, "measure", refused)  # the decode sweep (bench.sweep.run_sweep) calls it
+    monkeypatch.setattr(decode_sweep, "measure", refused)  # the decode sweep (bench.sweeps.decode_sweep.run_sweep) calls it
     assert main(["run", "--model", "tiny", "--device", "cpu", "--batch", "1", "--context", "8", "--layer-only",
                  "--budget-s", "0.02", "--out", str(tmp_path)]) == 1
     assert "nothing was measured" in capsys.readouterr().err
@@ -191,7 +190,7 @@ def test_show_prints_a_peak_record(capsys):
 @pytest.mark.parametrize("command", ["run", "verify", "fp8", "tp"])
 def test_dense_commands_refuse_moe_models(command, capsys):
     assert main([command, "--model", "mixtral-8x7b", "--device", "cpu"]) == 2
-    # one message for every dense command (bench.models.refuse_moe), naming the command that refused
+    # one message for every dense command (bench.configs.model_configs.refuse_moe), naming the command that refused
     line = one_error_line(capsys)
     assert f"mixtral-8x7b is a mixture of experts: `tokenbench {command}`" in line
     assert line.endswith("time its MoE MLP with `tokenbench moe`")
@@ -231,7 +230,7 @@ def test_csv_holds_rows_then_steps(tmp_path):
 
 
 def test_console_width_honours_columns_off_a_terminal(monkeypatch):
-    from bench.tables import console_width
+    from bench.report.terminal_tables import console_width
 
     class Pipe:
         def isatty(self):

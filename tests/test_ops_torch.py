@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from bench.verify import check_case
+from bench.measure.gate import check_case
 from kernels.layer import LayerDims, layer_case, op_cases
 
 DIMS = [

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import devices, peak
+from bench.configs import device_catalog
+
+from bench.sweeps import peak_sweep
 from bench.cli import main
 from bench.errors import UserError
-from bench.measured_peak import latest_peak, load_peak
+from bench.records.peak_files import latest_peak, load_peak
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_FAST = ["--model", "tiny", "--device", "cpu", "--budget-s", "0.02", "--context", "9", "--batch", "1"]
@@ -39,7 +41,7 @@ def cpu_peak(tmp_path_factory):
 def test_cpu_peak_rows_have_measured_spec_ratio_and_best_shape(cpu_peak):
     _out, record, path = cpu_peak
     assert record["kind"] == "peak" and record["complete"] is True
-    assert record["device"]["kind"] == "cpu" and record["device"]["name"] == devices.cpu_model_name()
+    assert record["device"]["kind"] == "cpu" and record["device"]["name"] == device_catalog.cpu_model_name()
     assert record["env"]["versions"]["torch"] == torch.__version__
     assert path.with_suffix(".csv").exists()
     rows = {(r["metric"], r["dtype"]): r for r in record["rows"]}
@@ -51,13 +53,13 @@ def test_cpu_peak_rows_have_measured_spec_ratio_and_best_shape(cpu_peak):
         assert r["spec"] is None and r["ratio"] is None  # a CPU has no spec-sheet entry
         assert set(r["best_shape"]) == {"m", "n", "k"}
         best = next(s for s in r["shapes"] if s["shape"] == r["best_shape"])
-        assert best["valid"] is True and best["rel_error"] <= peak.TOLERANCE[key[1]]
+        assert best["valid"] is True and best["rel_error"] <= peak_sweep.TOLERANCE[key[1]]
         assert r["measured"] == pytest.approx(best["flops"] / best["seconds_p50"] / 1e12)
         assert best["seconds_p10"] <= best["seconds_p50"] <= best["seconds_p90"]
     for metric in ("copy", "read"):
         r = rows[(metric, "fp32")]
         assert r["measured"] > 0 and r["unit"] == "GB/s" and r["spec"] is None and r["ratio"] is None
-        assert r["best_shape"]["bytes"] >= 4 * devices.last_level_cache_bytes(devices.detect("cpu"))
+        assert r["best_shape"]["bytes"] >= 4 * device_catalog.last_level_cache_bytes(device_catalog.detect("cpu"))
     copy = rows[("copy", "fp32")]
     best = next(s for s in copy["shapes"] if s["shape"] == copy["best_shape"])
     assert best["bytes_moved"] == 2 * copy["best_shape"]["bytes"]  # read + write, as datasheets count
@@ -95,47 +97,47 @@ def test_peak_bad_input_is_one_line_exit_2(argv, expect):
 
 
 def test_fp8_needs_compute_capability_8_9():
-    spec = devices.lookup("a100-sxm-80gb")
-    a100 = devices.LocalDevice("cuda", "NVIDIA A100-SXM4-80GB", "cuda:0", 80 << 30, spec,
+    spec = device_catalog.lookup("a100-sxm-80gb")
+    a100 = device_catalog.LocalDevice("cuda", "NVIDIA A100-SXM4-80GB", "cuda:0", 80 << 30, spec,
                                {"compute_capability": "8.0"})
-    assert "8.0" in peak.unavailable_reason("fp8", a100)
-    assert peak.unavailable_reason("bf16", a100) is None and peak.unavailable_reason("tf32", a100) is None
-    h200 = devices.LocalDevice("cuda", "NVIDIA H200", "cuda:0", 141 << 30, devices.lookup("h200"),
+    assert "8.0" in peak_sweep.unavailable_reason("fp8", a100)
+    assert peak_sweep.unavailable_reason("bf16", a100) is None and peak_sweep.unavailable_reason("tf32", a100) is None
+    h200 = device_catalog.LocalDevice("cuda", "NVIDIA H200", "cuda:0", 141 << 30, device_catalog.lookup("h200"),
                                {"compute_capability": "9.0"})
-    assert peak.unavailable_reason("fp8", h200) is None
+    assert peak_sweep.unavailable_reason("fp8", h200) is None
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "tf32", "bf16", "fp8"])
 def test_matmul_check_passes_real_products_and_catches_wrong_ones(dtype, monkeypatch):
     """The gate every shape passes before it is timed (fp8 runs through torch._scaled_mm on the CPU too)."""
-    op = peak.Matmul(dtype, 96, 80, 64, "cpu")
-    with peak.matmul_mode(dtype):
-        ok = peak.check_matmul(op)
+    op = peak_sweep.Matmul(dtype, 96, 80, 64, "cpu")
+    with peak_sweep.matmul_mode(dtype):
+        ok = peak_sweep.check_matmul(op)
     assert ok["valid"] is True, ok
-    assert ok["rel_error"] <= peak.TOLERANCE[dtype]
-    monkeypatch.setattr(peak.Matmul, "run", lambda self, inp: torch.zeros(self.m, self.n))
-    bad = peak.check_matmul(op)
+    assert ok["rel_error"] <= peak_sweep.TOLERANCE[dtype]
+    monkeypatch.setattr(peak_sweep.Matmul, "run", lambda self, inp: torch.zeros(self.m, self.n))
+    bad = peak_sweep.check_matmul(op)
     assert bad["valid"] is False and "above tolerance" in bad["check"]
 
 
 def test_unwritten_output_fails_the_check(monkeypatch):
-    monkeypatch.setattr(peak.Matmul, "run", lambda self, inp: inp["c"])  # returns the poisoned buffer
-    bad = peak.check_matmul(peak.Matmul("fp32", 32, 32, 32, "cpu"))
+    monkeypatch.setattr(peak_sweep.Matmul, "run", lambda self, inp: inp["c"])  # returns the poisoned buffer
+    bad = peak_sweep.check_matmul(peak_sweep.Matmul("fp32", 32, 32, 32, "cpu"))
     assert bad["valid"] is False and "NaN" in bad["check"]
 
 
 def test_tf32_mode_is_restored():
     before = torch.backends.cuda.matmul.allow_tf32
-    with peak.matmul_mode("tf32"):
+    with peak_sweep.matmul_mode("tf32"):
         assert torch.backends.cuda.matmul.allow_tf32 is True
-    with peak.matmul_mode("fp32"):
+    with peak_sweep.matmul_mode("fp32"):
         assert torch.backends.cuda.matmul.allow_tf32 is False
     assert torch.backends.cuda.matmul.allow_tf32 == before
 
 
 def test_sweep_stays_within_a_tiny_budget():
-    cpu = devices.detect("cpu")
-    row = peak.sweep_matmul("fp32", cpu, budget_s=0.001)
+    cpu = device_catalog.detect("cpu")
+    row = peak_sweep.sweep_matmul("fp32", cpu, budget_s=0.001)
     assert len(row["shapes"]) == 1 and row["measured"] > 0  # the first (smallest) shape always runs
     assert row["stopped"].startswith("budget:")
 
@@ -147,7 +149,7 @@ def test_run_reads_the_newest_peak_of_the_same_device(cpu_peak, tmp_path):
     other = dict(record, created="2999-01-01T00:00:00+00:00", run_id="other-device")
     other["device"] = dict(record["device"], name="NVIDIA H200")  # newer, but another device: ignored
     other["rows"] = [dict(r, measured=1e6) if r.get("measured") else r for r in record["rows"]]
-    (out / "29990101-000000-h200-peak.json").write_text(json.dumps(other))
+    (out / "29990101-000000-h200-peak_sweep.json").write_text(json.dumps(other))
     (out / "not-json.json").write_text("{")  # unreadable files in the folder are passed over
 
     assert main(["run", *RUN_FAST, "--out", str(out)]) == 0

@@ -5,16 +5,18 @@ import json
 import pytest
 import torch
 
-from bench import devices, peak
+from bench.configs import device_catalog
+
+from bench.sweeps import peak_sweep
 from bench.cli import main
-from bench.timing import time_cuda
+from bench.measure.timing import time_cuda
 
 pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture(scope="module")
 def gpu():
-    return devices.detect("cuda")
+    return device_catalog.detect("cuda")
 
 
 def test_bf16_and_bandwidth_ceilings_are_below_spec_and_plausible(gpu, tmp_path):
@@ -55,8 +57,8 @@ def test_cuda_event_clock_agrees_with_the_event_timer(gpu):
 
 
 def test_fp8_gate_on_device(gpu):
-    if peak.unavailable_reason("fp8", gpu):
-        pytest.skip(peak.unavailable_reason("fp8", gpu))
-    with peak.matmul_mode("fp8"):
-        check = peak.check_matmul(peak.Matmul("fp8", 1024, 1024, 1024, gpu.torch_device))
+    if peak_sweep.unavailable_reason("fp8", gpu):
+        pytest.skip(peak_sweep.unavailable_reason("fp8", gpu))
+    with peak_sweep.matmul_mode("fp8"):
+        check = peak_sweep.check_matmul(peak_sweep.Matmul("fp8", 1024, 1024, 1024, gpu.torch_device))
     assert check["valid"], check

@@ -5,7 +5,9 @@ import time
 import pytest
 import torch
 
-from bench import devices, timing
+from bench.configs import device_catalog
+
+from bench.measure import timing
 from bench.benchmarks import harness
 
 
@@ -37,7 +39,7 @@ def test_cuda_event_clock_difference_is_elapsed_seconds(monkeypatch):
 
 
 def test_prepared_rotates_sets_and_flushes_small_working_sets():
-    cpu = devices.detect("cpu")
+    cpu = device_catalog.detect("cpu")
     calls = []
 
     def make(seed):
@@ -53,12 +55,12 @@ def test_prepared_rotates_sets_and_flushes_small_working_sets():
 
 
 def test_decode_step_rotates_distinct_layers_and_counts_the_whole_step():
-    from bench.models import get_model
-    from bench.verify import check_case
+    from bench.configs.model_configs import get_model
+    from bench.measure.gate import check_case
     from kernels.layer import layer_flops, model_op_shapes
     from kernels.model import model_bytes
 
-    cpu = devices.detect("cpu")
+    cpu = device_catalog.detect("cpu")
     model = get_model("tiny")
     step = harness.DecodeStep(model, 2, 16, "fp32", cpu, "torch")
     d = model.layer_dims
@@ -77,10 +79,10 @@ def test_decode_step_rotates_distinct_layers_and_counts_the_whole_step():
 def test_decode_step_cycles_fewer_sets_than_layers(monkeypatch):
     """With a small cache budget only two distinct layers are held, cycled over all the model's layers,
     and the gate still compares the whole sequence with float64."""
-    from bench.models import ModelConfig
-    from bench.verify import check_case
+    from bench.configs.model_configs import ModelConfig
+    from bench.measure.gate import check_case
 
-    cpu = devices.detect("cpu")
+    cpu = device_catalog.detect("cpu")
     monkeypatch.setattr(harness, "last_level_cache_bytes", lambda device: 1)
     model = ModelConfig("tiny-5", hidden=64, layers=5, heads=4, kv_heads=2, ffn=176, vocab=512, rope_theta=1e4)
     step = harness.DecodeStep(model, 2, 16, "fp32", cpu, "torch")

@@ -6,12 +6,10 @@ import pytest
 
 pytest.importorskip("transformers", reason="transformers is a test dependency (pip install .[test])")
 
-from bench import peer_hf
-
-
+from bench.sweeps import hf_peer
 def test_tiny_run_fills_every_row_and_prints_the_table():
     out = io.StringIO()
-    rows = peer_hf.run(["--model", "tiny", "--context", "9", "--batch", "1,3", "--dtype", "fp32,bf16",
+    rows = hf_peer.run(["--model", "tiny", "--context", "9", "--batch", "1,3", "--dtype", "fp32,bf16",
                         "--rounds", "1", "--steps", "2"], out=out)
     assert [(r.dtype, r.batch) for r in rows] == [("fp32", 1), ("fp32", 3), ("bf16", 1), ("bf16", 3)]
     for r in rows:
@@ -23,7 +21,7 @@ def test_tiny_run_fills_every_row_and_prints_the_table():
 
 
 def test_a_wrong_side_fails_the_check():
-    row = peer_hf.PeerRow("fp32", 1, 9, tolerance=1e-4, rel_error={"tokenbench": 0.5, "transformers": 1e-7})
+    row = hf_peer.PeerRow("fp32", 1, 9, tolerance=1e-4, rel_error={"tokenbench": 0.5, "transformers": 1e-7})
     assert not row.valid
     row.rel_error["tokenbench"] = float("nan")
     assert not row.valid
@@ -33,7 +31,7 @@ def test_a_wrong_side_fails_the_check():
                                   ["--context", "1"], ["--bogus"]])
 def test_bad_input_is_one_line_and_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
-        raise SystemExit(peer_hf.main(argv))
+        raise SystemExit(hf_peer.main(argv))
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("tokenbench: error:") and "\n" not in err

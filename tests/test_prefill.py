@@ -3,7 +3,7 @@ through the same gate as the decode ops, and the prefill layer against Hugging F
 import pytest
 import torch
 
-from bench.verify import check_case
+from bench.measure.gate import check_case
 from kernels import prefill_attention as pa
 from kernels.layer import LayerDims
 from kernels.prefill_layer import (Chunk, mixed_layer_case, mixed_op_shapes, op_cases, prefill_layer_case,
@@ -189,7 +189,7 @@ def test_prefill_and_mixed_layers_with_the_triton_backend(dtype, name):
 
 @pytest.mark.gpu
 def test_prefill_layer_bf16_on_gpu():
-    from bench.models import MODELS
+    from bench.configs.model_configs import MODELS
 
     m = MODELS["llama-3.2-1b"]
     for backend in ("torch", "triton"):
@@ -199,7 +199,7 @@ def test_prefill_layer_bf16_on_gpu():
 
 
 def test_gemm_share_of_peak_counts_the_layer_projections_only():
-    from bench.prefill_sweep import gemm_share_of_peak
+    from bench.sweeps.prefill_sweep import gemm_share_of_peak
 
     rows = [{"kind": "gemm", "phase": "prefill", "chunk_index": 0, "flops": 8e9, "seconds_p50": 0.01},
             {"kind": "gemm", "phase": "prefill", "chunk_index": 1, "flops": 4e9, "seconds_p50": 0.01},

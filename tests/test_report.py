@@ -13,8 +13,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from bench.cli import main
-from bench.report import fmt
-
+from bench.report import cell_format
 DATA = Path(__file__).parent / "data"
 PRICED = DATA / "report-cpu-tiny-fp32-priced.json"  # batch 1,2,4,8, context 64, $2/h, 1 kW
 UNPRICED = DATA / "report-cpu-tiny-fp32-unpriced.json"  # batch 1,4,16, contexts 64 and 256, no price
@@ -58,9 +57,9 @@ def table_with(md: str, *columns: str) -> list[dict]:
 
 def check_cell(cell: str, value) -> None:
     """A cell shows the result file's value, formatted the one way the report formats it."""
-    assert cell == fmt.num(value) or cell == fmt.pct(value), (cell, value)
+    assert cell == cell_format.num(value) or cell == cell_format.pct(value), (cell, value)
     if value is not None and not isinstance(value, bool):
-        parsed = fmt.parse(cell)
+        parsed = cell_format.parse(cell)
         assert parsed == pytest.approx(value, rel=1e-3, abs=1e-12)
 
 
@@ -203,15 +202,15 @@ def test_pareto_frontier():
 
 def test_number_formatting_round_trips():
     for v in (104.027383754675, 3042.6, 1328664.3, 0.0029658849, 4.532e-05, 0.5, 12345.6):
-        assert fmt.parse(fmt.num(v)) == pytest.approx(v, rel=1e-3)
-    assert fmt.num(None) == fmt.pct(None) == "-" and fmt.parse("-") is None
-    assert fmt.pct(0.1234) == "12.34%" and fmt.parse("12.34%") == pytest.approx(0.1234)
+        assert cell_format.parse(cell_format.num(v)) == pytest.approx(v, rel=1e-3)
+    assert cell_format.num(None) == cell_format.pct(None) == "-" and cell_format.parse("-") is None
+    assert cell_format.pct(0.1234) == "12.34%" and cell_format.parse("12.34%") == pytest.approx(0.1234)
 
 
 # --- ceilings, with and without what a GPU run will carry ------------------------------------------------
 
 def test_spec_and_measured_ceilings_are_read_where_present(tmp_path):
-    from bench.devices import lookup
+    from bench.configs.device_catalog import lookup
     from bench.report.load import ceilings, read_runs
 
     # A CPU record relabelled for the test only (never committed): it exercises the spec-sheet path.
@@ -234,7 +233,7 @@ def test_spec_and_measured_ceilings_are_read_where_present(tmp_path):
 ])
 def test_measured_peak_is_read_from_one_field_after_migration(written):
     from bench.report.load import measured_peak
-    from bench.store import from_dict
+    from bench.records.store import from_dict
 
     rec = json.loads(PRICED.read_text())
     assert measured_peak(from_dict(rec, "priced")) is None
@@ -261,7 +260,7 @@ def test_a_peak_file_gives_its_device_a_measured_flop_ceiling(tmp_path):
 def test_efficiency_bars_use_the_spec_sheet_bound_when_rows_carry_it():
     from bench.report.load import Run
     from bench.report.plots import efficiency_basis
-    from bench.store import from_dict, load
+    from bench.records.store import from_dict, load
 
     rec = json.loads(PRICED.read_text())
     for r in rec["rows"]:
@@ -367,7 +366,6 @@ def test_report_with_twelve_runs_of_one_device_and_dtype(tmp_path, capsys):
 
 def test_failed_report_leaves_no_half_written_folder(tmp_path, monkeypatch):
     from bench.report import build as build_module
-
     def broken(self):
         raise RuntimeError("drawing failed")
 

@@ -1,4 +1,4 @@
-"""`tokenbench report` with workload files (bench/report/workload.py): the InferenceX-style curve, $/M tokens
+"""`tokenbench report` with workload files (bench/report/workload_section.py): the InferenceX-style curve, $/M tokens
 against interactivity and the table at one interactivity, from the hand-made fixtures in tests/data; run
 files beside workload files keep working."""
 import json
@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from bench.cli import main
-from costmodel.fmt import money, sig
+from costmodel.number_format import money, sig
 from costmodel.frontier import point_at
-from costmodel.workload import WorkloadPoint, workload_economics
+from costmodel.workload_economics import WorkloadPoint, workload_economics
 
 DATA = Path(__file__).parent / "data"
 WORKLOAD = DATA / "workload-cpu-llama-3.2-1b-bf16.json"  # CPU, $0.10/h, 0.25 kW; C = 1, 4, 16

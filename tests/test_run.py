@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import bench.commands.run as run_cmd
-import bench.sweep as sweep_mod  # the decode sweep, below the command, calls its measure step
+from bench.sweeps import decode_sweep  # the decode sweep, below the command, calls its measure step
 from bench.cli import main
 
 FAST = ["--model", "tiny", "--device", "cpu", "--budget-s", "0.02", "--context", "9"]
@@ -66,16 +66,15 @@ def test_cpu_run_without_price_leaves_cost_empty(tmp_path):
 
 
 def test_capacity_flags_a_combination_that_does_not_fit(tmp_path, monkeypatch):
-    from bench import devices
-
-    real = devices.detect
+    from bench.configs import device_catalog
+    real = device_catalog.detect
 
     def small_memory(requested="auto"):
         d = real(requested)
         d.memory_bytes = 600_000  # the tiny model's fp32 weights alone are 632 kB
         return d
 
-    monkeypatch.setattr(run_cmd.devices, "detect", small_memory)
+    monkeypatch.setattr(device_catalog, "detect", small_memory)
     assert main(["run", *FAST, "--batch", "1", "--dtype", "fp32", "--layer-only", "--out", str(tmp_path),
                  "--price-per-hour", "1"]) == 0
     record, _ = load_only(tmp_path)
@@ -87,7 +86,7 @@ def test_capacity_flags_a_combination_that_does_not_fit(tmp_path, monkeypatch):
 
 
 def test_interrupted_run_keeps_measured_rows(tmp_path, monkeypatch):
-    real = sweep_mod.measure
+    real = decode_sweep.measure
     calls = {"n": 0}
 
     def measure_then_interrupt(*args, **kwargs):
@@ -96,7 +95,7 @@ def test_interrupted_run_keeps_measured_rows(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sweep_mod, "measure", measure_then_interrupt)
+    monkeypatch.setattr(decode_sweep, "measure", measure_then_interrupt)
     assert main(["run", *FAST, "--batch", "1", "--out", str(tmp_path)]) == 130
     record, _ = load_only(tmp_path)
     assert len(record["rows"]) == 3 and record["complete"] is False
@@ -104,24 +103,22 @@ def test_interrupted_run_keeps_measured_rows(tmp_path, monkeypatch):
 
 
 def test_failure_midway_keeps_rows_and_out_of_memory_skips(tmp_path, monkeypatch):
-    real = sweep_mod.measure
+    real = decode_sweep.measure
     calls = {"n": 0}
 
     def flaky(case, backend, device, plan, batch, context):
         calls["n"] += 1
         if calls["n"] == 2:  # one shape runs out of memory: recorded as skipped, the sweep goes on
-            from bench import sweep
-
-            monkeypatch.setattr(sweep, "check_case", _raise_oom)
+            monkeypatch.setattr(decode_sweep, "check_case", _raise_oom)
             row = real(case, backend, device, plan, batch, context)
             monkeypatch.undo()
-            monkeypatch.setattr(sweep_mod, "measure", flaky)
+            monkeypatch.setattr(decode_sweep, "measure", flaky)
             return row
         if calls["n"] == 5:
             raise RuntimeError("a kernel crashed")
         return real(case, backend, device, plan, batch, context)
 
-    monkeypatch.setattr(sweep_mod, "measure", flaky)
+    monkeypatch.setattr(decode_sweep, "measure", flaky)
     with pytest.raises(RuntimeError):
         main(["run", *FAST, "--batch", "1", "--out", str(tmp_path)])
     record, _ = load_only(tmp_path)

@@ -1,4 +1,4 @@
-"""Served results (costmodel/served.py) and `tokenbench compare RUN --served FILE` (bench/served_compare.py):
+"""Served results (costmodel/served.py) and `tokenbench compare RUN --served FILE` (bench/derive/served_comparison.py):
 the shipped published points, InferenceX's result JSON, every bad input as one line and exit 2, and the
 comparison's figures against values worked out from the fixtures by hand."""
 import json
@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.served_compare import DIFFERENT_HARDWARE, compare_served
-from costmodel.errors import CostInputError
+from bench.derive.served_comparison import DIFFERENT_HARDWARE, compare_served
+from costmodel.input_errors import CostInputError
 from costmodel.served import hardware_key, model_key, read_served
-from costmodel.workload import WorkloadPoint
-from bench.store import load_workload
+from costmodel.workload_economics import WorkloadPoint
+from bench.records.store import load_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"

@@ -1,4 +1,4 @@
-"""The one reader and writer of results files (bench/store.py) and its typed records (bench/records.py):
+"""The one reader and writer of results files (bench/records/store.py) and its typed records (bench/records/schema.py):
 every committed file loads, schema 1 migrates, a written record reads back equal, and what cannot be read
 is one line naming the file, the row and the field."""
 import json
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import store
+from bench.records import store
 from bench.errors import UserError
-from bench.records import SCHEMA_VERSION, MeasuredRow, PeakRecord, RunRecord, Step
+from bench.records.schema import SCHEMA_VERSION, MeasuredRow, PeakRecord, RunRecord, Step
 from costmodel.ceilings import Ceilings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def test_a_schema_1_peak_migrates():
 def test_round_trip_write_then_read_is_equal(tmp_path):
     from types import SimpleNamespace
 
-    from bench.devices import lookup
+    from bench.configs.device_catalog import lookup
 
     device = SimpleNamespace(key="h200", name="NVIDIA H200", spec=lookup("h200"),
                              to_dict=lambda: {"key": "h200", "name": "NVIDIA H200", "kind": "cuda",

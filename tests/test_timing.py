@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from bench.timing import Timing, rotation_count, time_cpu
+from bench.measure.timing import Timing, rotation_count, time_cpu
 
 
 def spin(seconds):

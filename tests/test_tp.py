@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from bench import tp
+from bench.sweeps import tp_sweep
 from bench.errors import UserError
-from bench.models import get_model
+from bench.configs.model_configs import get_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def free_port() -> int:
 
 def test_two_gloo_ranks_match_one_process(tmp_path):
     out = tmp_path / "out.pt"
-    mp.spawn(tp.compare_worker, args=(2, f"tcp://127.0.0.1:{free_port()}", "tiny", 3, 9, str(out)), nprocs=2,
+    mp.spawn(tp_sweep.compare_worker, args=(2, f"tcp://127.0.0.1:{free_port()}", "tiny", 3, 9, str(out)), nprocs=2,
              join=True)
     saved = torch.load(out)
     for got, want in zip(saved["tp"], saved["one"]):
@@ -39,33 +39,33 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
 
 def test_shard_dims_and_kv_replication():
     d = get_model("tiny").layer_dims  # 4 heads, 2 KV heads, ffn 176
-    dl, q, kv = tp.local_dims(d, 1, 2)
+    dl, q, kv = tp_sweep.local_dims(d, 1, 2)
     assert (dl.heads, dl.kv_heads, dl.ffn, q, kv) == (2, 1, 88, [2, 3], [1])
-    dl4, q4, kv4 = tp.local_dims(d, 3, 4)  # more ranks than KV heads: each rank keeps the one it reads
+    dl4, q4, kv4 = tp_sweep.local_dims(d, 3, 4)  # more ranks than KV heads: each rank keeps the one it reads
     assert (dl4.heads, dl4.kv_heads, q4, kv4) == (1, 1, [3], [1])
     assert kv4[0] == q4[0] // (d.heads // d.kv_heads)
     with pytest.raises(UserError):
-        tp.local_dims(d, 0, 3)
+        tp_sweep.local_dims(d, 0, 3)
     w = {k: v for k, v in __import__("kernels.layer", fromlist=["x"]).make_layer_weights(
         d, torch.float32, "cpu", 0).items()}
-    s = tp.shard_weights(d, w, 1, 2)
+    s = tp_sweep.shard_weights(d, w, 1, 2)
     assert s["qkv"].shape == (2 * 16 + 2 * 16, 64) and s["o"].shape == (64, 32)
     assert s["gate_up"].shape == (176, 64) and s["down"].shape == (64, 88)
     torch.testing.assert_close(s["gate_up"][88:], w["gate_up"][176 + 88:])  # up rows follow the gate rows
 
 
 def test_bus_bandwidth_nccl_tests_convention():
-    algbw, busbw = tp.bus_bandwidth(8e6, 1e-3, 8)
+    algbw, busbw = tp_sweep.bus_bandwidth(8e6, 1e-3, 8)
     assert algbw == pytest.approx(8e9) and busbw == pytest.approx(8e9 * 2 * 7 / 8)
-    assert tp.bus_bandwidth(1, 1, 1)[1] == 0
+    assert tp_sweep.bus_bandwidth(1, 1, 1)[1] == 0
 
 
 def test_memory_per_gpu_is_sharded():
     m = get_model("llama-3.1-70b")
-    one, eight = tp.shard_weight_bytes(m, 1, 2), tp.shard_weight_bytes(m, 8, 2)
+    one, eight = tp_sweep.shard_weight_bytes(m, 1, 2), tp_sweep.shard_weight_bytes(m, 8, 2)
     assert one == pytest.approx(m.weight_bytes("bf16"), rel=1e-6)
     assert eight == pytest.approx(one / 8, rel=0.01)
-    assert tp.kv_bytes_per_rank(m, 8, 1, 1000, 2) * 8 == m.kv_cache_bytes(1, 1000, "bf16")
+    assert tp_sweep.kv_bytes_per_rank(m, 8, 1, 1000, 2) * 8 == m.kv_cache_bytes(1, 1000, "bf16")
 
 
 def test_cli_launches_torchrun_and_writes_a_tp_record(tmp_path):
@@ -97,12 +97,12 @@ def test_moe_model_is_refused_with_a_reason(tmp_path):
     import argparse
 
     p = argparse.ArgumentParser()
-    tp.add_worker_arguments(p)
+    tp_sweep.add_worker_arguments(p)
     args = p.parse_args(["--model", "tiny-moe", "--device", "cpu", "--out", str(tmp_path)])
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     try:
         with pytest.raises(UserError, match="mixture of experts: `tokenbench tp` covers dense layers"):
-            tp.run(args)
+            tp_sweep.run(args)
     finally:
         for k in ("MASTER_ADDR", "MASTER_PORT"):
             os.environ.pop(k)
@@ -130,7 +130,7 @@ def test_launcher_passes_worker_flags_and_needs_an_endpoint_for_multinode():
     tp_cmd.add_arguments(p)
     cmd = tp_cmd.launch_command(p.parse_args(["--tp", "4", "--model", "tiny", "--no-cuda-graph"]))
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--nproc-per-node", "4"]
-    assert "--no-cuda-graph" in cmd and cmd[cmd.index("-m", 3) + 1] == "bench.tp"
+    assert "--no-cuda-graph" in cmd and cmd[cmd.index("-m", 3) + 1] == "bench.sweeps.tp_sweep"
     assert any(c.startswith("127.0.0.1:") for c in cmd)
     multi = tp_cmd.launch_command(p.parse_args(["--tp", "8", "--nnodes", "2", "--node-rank", "1",
                                                 "--rdzv-endpoint", "head:29500"]))

@@ -9,7 +9,7 @@ if not torch.cuda.is_available():
 
 from triton_helpers import DEVICE, INTERPRETER_DTYPES, assert_close
 
-from bench.models import MODELS
+from bench.configs.model_configs import MODELS
 from kernels.backends import parse_backend
 from kernels.layer import LayerDims, layer_forward, layer_reference, make_layer_inputs
 

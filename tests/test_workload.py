@@ -9,7 +9,7 @@ from bench.cli import main
 from bench.errors import UserError
 from bench.workload import compose as comp
 from bench.workload.plan import affine_deviation, make_spec, piecewise_mean
-from costmodel.workload import workload_economics
+from costmodel.workload_economics import workload_economics
 
 FAST = ["--model", "tiny", "--device", "cpu", "--budget-s", "0.02"]
 
@@ -174,7 +174,7 @@ def test_workload_command_end_to_end_on_the_tiny_model(tmp_path, capsys):
 
 
 def test_an_interrupted_workload_keeps_its_rows(tmp_path, monkeypatch, capsys):
-    import bench.workload.measure as m
+    import bench.workload.measure_steps as m
 
     real, calls = m.measure, {"n": 0}
 
@@ -223,7 +223,7 @@ def _hand_record(spec):
 
 
 def test_projection_carries_each_step_at_its_measured_share_of_the_roofline():
-    from bench.devices import lookup
+    from bench.configs.device_catalog import lookup
     from bench.workload.projection import project_points
 
     spec = make_spec(32, 8, [2], 64)

@@ -7,9 +7,9 @@ import torch
 
 import bench.workload.e2e as e2e
 import kernels.backends
-from bench.devices import detect
+from bench.configs.device_catalog import detect
 from bench.errors import UserError
-from bench.models import get_model
+from bench.configs.model_configs import get_model
 from kernels.prefill_layer import Chunk
 
 TINY = get_model("tiny")

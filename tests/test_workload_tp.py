@@ -13,9 +13,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from bench import tp
+from bench.sweeps import tp_sweep
 from bench.cli import main
-from bench.models import get_model
+from bench.configs.model_configs import get_model
 from bench.workload import compose as comp
 from bench.workload.plan import make_spec
 from kernels.backends import parse_backend
@@ -40,13 +40,13 @@ def prefill_compare_worker(rank: int, world: int, init_method: str, out_path: st
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         d = get_model("tiny").layer_dims
-        dl, _, _ = tp.local_dims(d, rank, world)
+        dl, _, _ = tp_sweep.local_dims(d, rank, world)
         backends = parse_backend("torch")
         saved = []
         for decode_rows, context, chunk in CASES:
             full = make_prefill_inputs(d, chunk, torch.float32, "cpu", 5, decode_rows, context)
-            sharded = tp.shard_inputs(d, full, rank, world)
-            got = prefill_forward(dl, backends, reduce=tp.all_reduce_sum, **sharded)
+            sharded = tp_sweep.shard_inputs(d, full, rank, world)
+            got = prefill_forward(dl, backends, reduce=tp_sweep.all_reduce_sum, **sharded)
             if rank == 0:
                 saved.append({"tp": got, "one": prefill_forward(d, backends, **full),
                               "kv_heads": sharded["k_cache"].shape[1],
@@ -73,14 +73,14 @@ def test_sharded_prefill_and_mixed_layers_on_two_ranks_match_one_process(tmp_pat
 def test_shard_inputs_splits_every_cache_by_kv_heads():
     d = get_model("tiny").layer_dims
     full = make_prefill_inputs(d, Chunk(2, 3, 4), torch.float32, "cpu", 0, decode_batch=2, context=6)
-    one = tp.shard_inputs(d, full, 1, 2)
-    for name in tp.CACHE_KEYS:
+    one = tp_sweep.shard_inputs(d, full, 1, 2)
+    for name in tp_sweep.CACHE_KEYS:
         torch.testing.assert_close(one[name], full[name][:, 1:2])  # rank 1 keeps KV head 1
     assert one["x"] is full["x"] and one["prefix"] == 4  # activations and positions replicated
 
 
 def test_points_are_the_group_rates_per_gpu_and_memory_per_gpu():
-    from bench.sweep import RunPlan
+    from bench.sweeps.decode_sweep import RunPlan
     from bench.workload.tp_group import per_gpu, tp_header
 
     class Dev:
@@ -89,7 +89,7 @@ def test_points_are_the_group_rates_per_gpu_and_memory_per_gpu():
     m = get_model("llama-3.1-70b")
     plan = RunPlan(model=m, batches=[], contexts=[], dtype="bf16", backends=["torch"])
     h8 = tp_header(plan, Dev(), 8)
-    assert h8.tp == 8 and h8.weight_bytes == tp.shard_weight_bytes(m, 8, 2)
+    assert h8.tp == 8 and h8.weight_bytes == tp_sweep.shard_weight_bytes(m, 8, 2)
     assert h8.kv_bytes_per_token * 8 == m.kv_bytes_per_token("bf16")  # 8 KV heads, one per rank
     spec = make_spec(16, 8, [2], 32)
     steps = {k: comp.WorkloadStep(k, 1e-3 * (1 + k.batch)) for k in comp.needed_keys(spec, [2])}
@@ -146,7 +146,7 @@ def test_workload_tp2_end_to_end_writes_points_per_gpu_from_the_group(tmp_path):
     m = get_model("tiny")
     eb = 4 if record["dtype"] == "fp32" else 2
     c1 = record["points"][0]
-    assert c1["bytes_needed"] == tp.shard_weight_bytes(m, 2, eb) + tp.kv_bytes_per_rank(m, 2, 1, 10, eb)
+    assert c1["bytes_needed"] == tp_sweep.shard_weight_bytes(m, 2, eb) + tp_sweep.kv_bytes_per_rank(m, 2, 1, 10, eb)
 
 
 @pytest.mark.parametrize("argv,expect", [
@@ -175,7 +175,7 @@ def _layout_worker(rank: int, world: int, init_method: str, out_path: str) -> No
         value = torch.arange(12, dtype=torch.float32).reshape(3, 4) * (rank + 1)
         # rank 1 holds the same logical tensor transposed in memory (as the CPU row-block GEMM returns it)
         t = value if rank == 0 else value.T.contiguous().T
-        got = tp.all_reduce_sum(t)
+        got = tp_sweep.all_reduce_sum(t)
         if rank == 0:
             torch.save(got, out_path)
     finally:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from bench import metrics
-from bench.devices import LocalDevice, last_level_cache_bytes
-from bench.timing import capture_graph, input_sets, memory_budget, rotation_count, tensor_bytes
+from bench.derive import roofline
+from bench.configs.device_catalog import LocalDevice, last_level_cache_bytes
+from bench.measure.timing import capture_graph, input_sets, memory_budget, rotation_count, tensor_bytes
 
 # A spin long enough to cover the host's work between setup and the launch inside the timed region
 # (pytest-benchmark's runner, the start event, a graph launch: tens of microseconds in Python).
@@ -142,7 +142,7 @@ def derived(flops: int, nbytes: int, seconds: float | None, dtype: str, device: 
     """TFLOP/s, GB/s, % of spec and of the measured ceilings, from pytest-benchmark's median time."""
     if not seconds:
         return {}
-    d = metrics.derive(flops, nbytes, seconds, dtype, device.spec, ceilings.copy_bw,
+    d = roofline.derive(flops, nbytes, seconds, dtype, device.spec, ceilings.copy_bw,
                        ceilings.peak_flops)
     return {k: d[k] for k in ("tflops", "gbps", "pct_spec_flops", "pct_spec_bw", "pct_copy_bw", "bound",
                               "efficiency_spec", "efficiency_measured")}
@@ -174,7 +174,7 @@ class DecodeStep:
     is not needed to measure that: `layer_sets` distinct layers whose total exceeds twice the last-level
     cache are cycled through (layer i uses set i mod layer_sets), so every layer's reads come from memory
     as they would with all layers. The reference runs the same sequence in float64, so the gate
-    (bench.verify.check_case) checks the whole step; its tolerance grows with sqrt(layers) as
+    (bench.measure.gate.check_case) checks the whole step; its tolerance grows with sqrt(layers) as
     kernels.model's does for the full model.
     """
 

@@ -1,13 +1,13 @@
 """The whole decode step of each model, timed as one call: layers x decoder layer (over distinct rotated
 layer weights and KV caches) + final_norm + lm_head, with tokens/s and $/M tokens in extra_info.
 
-The gate: the step passes bench.verify.check_case against its float64 reference before it is timed.
+The gate: the step passes bench.measure.gate.check_case against its float64 reference before it is timed.
 """
 from __future__ import annotations
 
 from bench.benchmarks import harness
-from bench.models import get_model
-from bench.verify import check_case
+from bench.configs.model_configs import get_model
+from bench.measure.gate import check_case
 
 
 def test_decode_step(benchmark, workload, backend, device, run_dtype, ceilings, step_rounds):

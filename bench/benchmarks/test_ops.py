@@ -1,6 +1,6 @@
 """Every op of a decode step and the decoder layer, at the curated shapes of each model, per backend.
 
-Each benchmark checks its implementation against the float64 reference (bench.verify.check_case, fresh
+Each benchmark checks its implementation against the float64 reference (bench.measure.gate.check_case, fresh
 random inputs) before anything is timed, then times it with pytest-benchmark's pedantic mode.
 """
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from bench.benchmarks import harness
-from bench.models import get_model
-from bench.verify import check_case
+from bench.configs.model_configs import get_model
+from bench.measure.gate import check_case
 from kernels.dtypes import torch_dtype
 from kernels.layer import MODEL_OPS, layer_case, layer_ops, op_cases
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 import os
 import sys
 
-from bench import devices, environment, store
+from bench.configs import device_catalog
+
+from bench.records import environment, store
 from bench.errors import UserError
 from bench.parsing import positive_float
 
@@ -36,7 +38,7 @@ def backends_for(text: str, allowed, device) -> list:
 
 def start(kind: str, args, device, model, dtype: str, settings: dict):
     """(writer, record, economics) for a run of `kind`; the record is written at once."""
-    from bench.pricing import economics_for, resolve_price
+    from bench.derive.run_pricing import economics_for, resolve_price
 
     price = resolve_price(args, device)
     env = environment.capture()
@@ -47,7 +49,7 @@ def start(kind: str, args, device, model, dtype: str, settings: dict):
 
 
 def plan_for(model, batches, dtype, backends, args, device):
-    from bench.sweep import RunPlan
+    from bench.sweeps.decode_sweep import RunPlan
 
     return RunPlan(model=model, batches=batches, contexts=[0], dtype=dtype, backends=backends,
                    budget_s=positive_float(args.budget_s, "--budget-s"),
@@ -56,14 +58,14 @@ def plan_for(model, batches, dtype, backends, args, device):
 
 def measure_ceilings(plan, device, record: dict, writer) -> None:
     """The device's copy bandwidth, measured in the same run, as `tokenbench run` does."""
-    from bench.bandwidth import record_copy_bandwidth
+    from bench.measure.bandwidth import record_copy_bandwidth
 
     plan.ceilings = record_copy_bandwidth(device, record, budget_s=2.0 if device.kind == "cuda" else 0.3)
     writer.write(record)
 
 
 def detect(args):
-    device = devices.detect(args.device)
+    device = device_catalog.detect(args.device)
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU: figures are CPU figures)"
     return device, label
 

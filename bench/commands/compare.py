@@ -7,7 +7,7 @@
 
 A result file is measured; a catalog device facing a run is that run projected onto it (labelled);
 two catalog devices compare on price, spec FLOPS per $ and power, plus tokens/s when given.
-With --served, A is a workload run (`tokenbench workload`) set beside served results (bench/served_compare.py).
+With --served, A is a workload run (`tokenbench workload`) set beside served results (bench/derive/served_comparison.py).
 """
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import argparse
 import json
 import os
 
-from bench.sides import SideArgs, device_side, run_side
-from costmodel.compare import compare
-from costmodel.errors import CostInputError
-from bench.tables import print_report_table, stdout_console
-from costmodel.fmt import money, sig
-from costmodel.report import Table
+from bench.derive.comparison_sides import SideArgs, device_side, run_side
+from costmodel.generation_compare import compare
+from costmodel.input_errors import CostInputError
+from bench.report.terminal_tables import print_report_table, stdout_console
+from costmodel.number_format import money, sig
+from costmodel.cost_report import Table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def _is_run(arg: str) -> bool:
 
 
 def main(args) -> int:
-    from bench.store import load_run
+    from bench.records.store import load_run
 
     if args.served or args.at_interactivity:
         return _served(args)
@@ -93,9 +93,9 @@ def main(args) -> int:
 def _served(args) -> int:
     import sys
 
-    from bench.served_compare import compare_served, print_comparison
+    from bench.derive.served_comparison import compare_served, print_comparison
     from costmodel.served import read_served
-    from bench.store import load_workload
+    from bench.records.store import load_workload
 
     if not args.served:
         raise CostInputError("--at-interactivity is for --served FILE")
@@ -117,7 +117,7 @@ def _served(args) -> int:
         return 0
     from rich.console import Console
 
-    from bench.tables import console_width
+    from bench.report.terminal_tables import console_width
 
     print_comparison(c, Console(width=console_width(sys.stdout)))
     return 0

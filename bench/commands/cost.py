@@ -14,12 +14,12 @@ import json
 from costmodel import catalog as prices
 from costmodel.check import Figure, check
 from costmodel.economics import economics, require_utilisation
-from costmodel.errors import CostInputError
-from bench.tables import print_report, print_report_table, stdout_console
-from costmodel.fmt import money, si, sig
+from costmodel.input_errors import CostInputError
+from bench.report.terminal_tables import print_report, print_report_table, stdout_console
+from costmodel.number_format import money, si, sig
 from costmodel.inputs import PriceQuote, resolve_power, resolve_price
 from costmodel.power import PowerFigure, step_board_joules_per_token
-from costmodel.report import Table, check_report, economics_report
+from costmodel.cost_report import Table, check_report, economics_report
 
 # Figures are read as text so `cost check` can tell how many digits were given ("4.20" is +-0.005).
 FIGURE_HELP = "a number; 906,000, 54K and 2.8M are accepted"
@@ -132,7 +132,7 @@ def _spec_for(device: str | None):
     """The bench catalog's spec for a device key, None for a priced device it lacks; unknown -> UserError."""
     if device is None:
         return None
-    from bench.devices import catalog, lookup
+    from bench.configs.device_catalog import catalog, lookup
 
     if device in catalog():
         return lookup(device)
@@ -184,7 +184,7 @@ def board_reason(run) -> str:
 
 
 def _from_run(args) -> int:
-    from bench.store import label, load_run
+    from bench.records.store import label, load_run
 
     run = load_run(args.from_file)
     key = args.device or run.device.key

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import json
 
-from bench import devices
-
-
+from bench.configs import device_catalog
 def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--device", default="auto", help="auto | cuda | cpu: which local device to detect; none: the catalog "
@@ -13,9 +11,9 @@ def add_arguments(p):
 
 
 def main(args) -> int:
-    local = None if args.device == "none" else devices.detect(args.device)
+    local = None if args.device == "none" else device_catalog.detect(args.device)
     entries = []
-    for spec in devices.catalog().values():
+    for spec in device_catalog.catalog().values():
         entry = spec.to_dict()
         entry["detected"] = local is not None and local.key == spec.key
         entries.append(entry)
@@ -23,7 +21,7 @@ def main(args) -> int:
         print(json.dumps({"detected": local and local.to_dict(), "catalog": entries}, indent=1))
         return 0
     from rich.console import Console
-    from bench.tables import Col, print_table
+    from bench.report.terminal_tables import Col, print_table
 
     def fmt(v):
         return "-" if v is None else f"{v:g}"

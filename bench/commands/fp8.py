@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from bench import metrics
+from bench.derive import roofline
 from bench.commands import _scale_common as common
-from bench.models import MODELS, get_model
+from bench.configs.model_configs import MODELS, get_model
 from bench.parsing import positive_int_list
 from costmodel.step import compose
 from kernels import fp8, gemm
@@ -52,12 +52,12 @@ def bf16_case(name: str, m: int, k: int, n: int, device) -> OpCase:
 
 
 def main(args) -> int:
-    from bench.sweep import measure
+    from bench.sweeps.decode_sweep import measure
 
     device, label = common.detect(args)
     d = CPU_DEFAULTS if device.kind == "cpu" else GPU_DEFAULTS
     model = get_model(args.model or d["model"])
-    from bench.models import refuse_moe
+    from bench.configs.model_configs import refuse_moe
 
     refuse_moe(model, "`tokenbench fp8` (its step is the dense layer's GEMMs)")
     batches = positive_int_list(args.batch or d["batch"], "--batch")
@@ -104,7 +104,7 @@ def main(args) -> int:
                 row.update(base | {k: row[k] for k in row if k not in base})
                 row.update(backend=key, dtype="fp8")
                 if row.get("seconds_p50"):  # read against the FP8 peak, not bf16's
-                    row.update(metrics.derive(row["flops"], row["bytes"], row["seconds_p50"], "fp8", device.spec,
+                    row.update(roofline.derive(row["flops"], row["bytes"], row["seconds_p50"], "fp8", device.spec,
                                               plan.ceilings.copy_bw))
                 _keep(record, writer, row, per[key], name, nbytes)
         record["steps"].extend(_steps(model, batch, per, economics, skipped, nbytes, device))
@@ -120,7 +120,7 @@ def main(args) -> int:
             common.say(f"  b={s['batch']} {s['precision']}: {s['reason']}")
     common.say(f"wrote {writer.json_path}")
     if args.json:
-        from bench.store import clean
+        from bench.records.store import clean
 
         print(json.dumps(clean(record), indent=1))
     return 0

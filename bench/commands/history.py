@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.benchfiles import benchmark_files, flatten, load_benchmark_file
+from bench.records.benchmark_files import benchmark_files, flatten, load_benchmark_file
 from bench.errors import UserError
 from bench.parsing import positive_int_list
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench.models import MODELS
+from bench.configs.model_configs import MODELS
 
 FIELDS = ("name", "layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "params", "weight_bytes",
           "kv_bytes_per_token")

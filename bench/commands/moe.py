@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from bench.commands import _scale_common as common
 from bench.errors import UserError
-from bench.models import MODELS, get_model
+from bench.configs.model_configs import MODELS, get_model
 from bench.parsing import choice, positive_int_list
 from kernels import moe
 from kernels.dtypes import TORCH_DTYPES, torch_dtype
@@ -28,7 +28,7 @@ def add_arguments(p):
 
 
 def main(args) -> int:
-    from bench.sweep import measure
+    from bench.sweeps.decode_sweep import measure
 
     device, label = common.detect(args)
     d = CPU_DEFAULTS if device.kind == "cpu" else GPU_DEFAULTS
@@ -76,7 +76,7 @@ def main(args) -> int:
     writer.write(record)
     common.say(f"wrote {writer.json_path}")
     if args.json:
-        from bench.store import clean
+        from bench.records.store import clean
 
         print(json.dumps(clean(record), indent=1))
     return 0

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import sys
 
-from bench.tables import console_width
-from bench import devices, environment, store
+from bench.report.terminal_tables import console_width
+from bench.configs import device_catalog
+from bench.records import environment, store
 from bench.errors import UserError
-from bench.measured_peak import PEAK_KIND, shape_label
+from bench.records.peak_files import PEAK_KIND, shape_label
 from bench.parsing import positive_float
-from bench.peak import DEFAULT_BUDGET_S, PEAK_DTYPES, measure_peaks
-from bench.report_table import print_peak
+from bench.sweeps.peak_sweep import DEFAULT_BUDGET_S, PEAK_DTYPES, measure_peaks
+from bench.report.run_tables import print_peak
 
 
 def add_arguments(p):
@@ -50,7 +51,7 @@ def main(args) -> int:
     console = Console(stderr=True, width=console_width(sys.stderr))
     dtypes = parse_dtypes(args.dtype)
     budget = positive_float(args.budget_s, "--budget-s")
-    device = devices.detect(args.device)
+    device = device_catalog.detect(args.device)
     budget = budget or DEFAULT_BUDGET_S[device.kind]
     env = environment.capture()
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"

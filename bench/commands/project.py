@@ -11,13 +11,13 @@ import argparse
 import json
 
 from costmodel.economics import economics
-from costmodel.fmt import money, si, sig
+from costmodel.number_format import money, si, sig
 from costmodel.inputs import resolve_power, resolve_price
-from costmodel.project import Projection, project_run
-from costmodel.report import Table
-from bench.tables import print_report_table, stdout_console
-from bench.sides import device_spec, target_price_and_power
-from bench.store import label, load_run
+from costmodel.roofline_projection import Projection, project_run
+from costmodel.cost_report import Table
+from bench.report.terminal_tables import print_report_table, stdout_console
+from bench.derive.comparison_sides import device_spec, target_price_and_power
+from bench.records.store import label, load_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,7 @@ def main(args) -> int:
     steps = [s for s in proj.steps if (args.batch is None or s.batch == args.batch)
              and (args.context is None or s.context == args.context)]
     if not steps:
-        from costmodel.errors import CostInputError
+        from costmodel.input_errors import CostInputError
 
         raise CostInputError(f"no projected step at batch {args.batch}, context {args.context}; "
                              f"batches run: {sorted({s.batch for s in proj.steps})}")

@@ -63,7 +63,7 @@ def main(args) -> int:
     if args.project_to is not None and not targets:
         raise UserError("--project-to is empty; give catalog device keys (see `tokenbench devices`)")
     for key in targets + [x for pair in pairs for x in pair if isinstance(x, str)]:
-        from bench.devices import lookup
+        from bench.configs.device_catalog import lookup
 
         lookup(key)  # an unknown key fails here, naming the known ones, before anything is drawn
     out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import sys
 
-from bench.tables import console_width
-from bench import devices, environment, store
-from bench.bandwidth import check_bandwidth_drift, copy_budget, record_copy_bandwidth
+from bench.report.terminal_tables import console_width
+from bench.configs import device_catalog
+from bench.records import environment, store
+from bench.measure.bandwidth import check_bandwidth_drift, copy_budget, record_copy_bandwidth
 from bench.errors import UserError
-from bench.reliability import flag_unreliable
-from bench.measured_peak import use_measured_peak
-from bench.models import MODELS, get_model, refuse_moe
+from bench.measure.reliability import flag_unreliable
+from bench.records.peak_files import use_measured_peak
+from bench.configs.model_configs import MODELS, get_model, refuse_moe
 from bench.parsing import choice, non_empty, non_negative_int, positive_float, positive_int_list, unique_names
-from bench.pricing import economics_for, resolve_price
-from bench.sweep import RunPlan, combo_skip_reason, combos, run_sweep
+from bench.derive.run_pricing import economics_for, resolve_price
+from bench.sweeps.decode_sweep import RunPlan, combo_skip_reason, combos, run_sweep
 from kernels.backends import parse_backend
 from kernels.dtypes import TORCH_DTYPES
 
@@ -66,7 +67,7 @@ def resolve_plan(args, device) -> RunPlan:
     refuse_moe(model, "`tokenbench run`")
     dtype_name, dtype_reason = non_empty(args.dtype, "--dtype"), None
     if dtype_name is None and device.kind == "cpu":
-        from bench.cpu_dtype import cpu_default_dtype
+        from bench.configs.cpu_dtype import cpu_default_dtype
 
         dtype_name, dtype_reason = cpu_default_dtype()
     dtype = choice(dtype_name or defaults["dtype"], tuple(TORCH_DTYPES), "dtype")
@@ -95,7 +96,7 @@ PHASE_DEFAULTS = {"cuda": {"prompt": "1024,8192", "prefill_chunk": "2048", "mixe
 
 def resolve_phase(args, device, batches, contexts):
     """The phase and its points; a flag that does nothing in the chosen phase is refused by name."""
-    from bench.prefill_sweep import mixed_points, prefill_points
+    from bench.sweeps.prefill_sweep import mixed_points, prefill_points
 
     phase = choice(args.phase, ("decode", "prefill", "mixed"), "phase")
     d = PHASE_DEFAULTS["cuda" if device.kind == "cuda" else "cpu"]
@@ -130,15 +131,15 @@ def main(args) -> int:
     if args.tp < 1:  # argparse gives an int; 0 or negative is a mistake, not "no tensor parallelism"
         raise UserError(f"--tp must be a positive integer, got {args.tp}")
     non_empty(args.out, "--out")
-    if tp.wants_tp(args):  # --tp N, or started under torchrun: the sharded layer, bench/tp.py
+    if tp.wants_tp(args):  # --tp N, or started under torchrun: the sharded layer, bench/sweeps/tp_sweep.py
         return tp.from_run_args(args, GPU_DEFAULTS, CPU_DEFAULTS)
     from rich.console import Console
 
-    from bench.prefill_sweep import point_label, run_phase_sweep
-    from bench.report_table import print_summary
+    from bench.sweeps.prefill_sweep import point_label, run_phase_sweep
+    from bench.report.run_tables import print_summary
 
     console = Console(stderr=True, width=console_width(sys.stderr))
-    device = devices.detect(args.device)
+    device = device_catalog.detect(args.device)
     plan = resolve_plan(args, device)
     refuse_if_nothing_fits(plan, device)  # before any file is written or bandwidth measured
     price = resolve_price(args, device)
@@ -192,7 +193,7 @@ def main(args) -> int:
 
 def refuse_if_nothing_fits(plan: RunPlan, device) -> None:
     if plan.phase != "decode":
-        from bench.prefill_sweep import skip_reason
+        from bench.sweeps.prefill_sweep import skip_reason
 
         reasons = [(p, skip_reason(plan, device, p)) for p in plan.points]
         if all(why for _, why in reasons):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
-from bench.tables import console_width
-from bench.store import clean, load
+from bench.report.terminal_tables import console_width
+from bench.records.store import clean, load
 
 
 def add_arguments(p):
@@ -16,7 +16,7 @@ def add_arguments(p):
 def main(args) -> int:
     from rich.console import Console
 
-    from bench.report_table import print_peak, print_summary
+    from bench.report.run_tables import print_peak, print_summary
 
     # every kind tokenbench writes, read through the one store; all checked before printing
     records = [load(path) for path in args.results]

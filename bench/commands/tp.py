@@ -1,11 +1,11 @@
 """Tensor-parallel decode layer across N ranks (Megatron sharding, all-reduces through torch.distributed:
 NCCL on GPUs, gloo on CPU): per-rank kernel time, all-reduce time and share, bus bandwidth, tokens/s per GPU.
 
-`tokenbench tp --tp N ...` launches `python -m torch.distributed.run --nproc-per-node N -m bench.tp ...`
+`tokenbench tp --tp N ...` launches `python -m torch.distributed.run --nproc-per-node N -m bench.sweeps.tp_sweep ...`
 on this node, on a free port of 127.0.0.1. Under torchrun already (`torchrun --nproc-per-node N -m bench tp
 ...`), it runs the worker in place. Multi-node: run on every node, with the same rendezvous:
   torchrun --nnodes 2 --nproc-per-node 8 --node-rank R --rdzv-backend c10d \\
-           --rdzv-endpoint HOST0:29500 --rdzv-id tb1 -m bench.tp --model llama-3.1-405b ...
+           --rdzv-endpoint HOST0:29500 --rdzv-id tb1 -m bench.sweeps.tp_sweep --model llama-3.1-405b ...
 or `tokenbench tp --tp 8 --nnodes 2 --node-rank R --rdzv-endpoint HOST0:29500` (same flags passed through;
 --tp is the ranks per node, the group is nnodes x tp). NCCL picks the network by itself; NCCL_SOCKET_IFNAME
 and NCCL_IB_HCA select interfaces where it guesses wrong (GLOO_SOCKET_IFNAME for gloo).
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.torchrun import run_group, torchrun_command
+from bench.sweeps.torchrun_launcher import run_group, torchrun_command
 
 
 def add_arguments(p):
@@ -28,7 +28,7 @@ def add_arguments(p):
     p.add_argument("--rdzv-id", default="tokenbench-tp", help="rendezvous id, the same on every node")
     p.add_argument("--timeout-s", type=float, default=None, help="stop the launched group after this long")
     p.add_argument("--json", action="store_true", help="print the group's results record as JSON on stdout")
-    from bench.tp import add_worker_arguments
+    from bench.sweeps.tp_sweep import add_worker_arguments
 
     add_worker_arguments(p)
 
@@ -52,8 +52,8 @@ def worker_argv(args) -> list:
 
 def preflight(args) -> None:
     """The mistakes every rank would hit, reported once before anything is launched."""
-    from bench.models import get_model, refuse_moe
-    from bench.tp import local_dims
+    from bench.configs.model_configs import get_model, refuse_moe
+    from bench.sweeps.tp_sweep import local_dims
 
     if args.timeout_s is not None and not args.timeout_s > 0:
         raise UserError(f"--timeout-s must be a positive number of seconds, got {args.timeout_s:g}")
@@ -68,7 +68,7 @@ def preflight(args) -> None:
 
 
 def launch_command(args) -> list:
-    return torchrun_command(args.tp, "bench.tp", worker_argv(args), args.nnodes, args.node_rank,
+    return torchrun_command(args.tp, "bench.sweeps.tp_sweep", worker_argv(args), args.nnodes, args.node_rank,
                             args.rdzv_endpoint, args.rdzv_id)
 
 
@@ -100,7 +100,7 @@ def from_run_args(run_args, gpu_defaults: dict, cpu_defaults: dict) -> int:
 
 def new_tp_records(out: Path, before: set) -> list:
     """(path, record) of the tp results files this launch wrote (rank 0 names them; the launcher does not)."""
-    from bench.store import read_json
+    from bench.records.store import read_json
 
     found = []
     for path in sorted(set(out.glob("*.json")) - before) if out.is_dir() else []:
@@ -115,7 +115,7 @@ def new_tp_records(out: Path, before: set) -> list:
 
 def mark_stopped(found: list, note: str) -> str:
     """Note on each unfinished file why it ends early (its rows stay), and say what was kept, in words."""
-    from bench.store import ResultWriter
+    from bench.records.store import ResultWriter
 
     kept = []
     for path, record in found:
@@ -132,10 +132,10 @@ def mark_stopped(found: list, note: str) -> str:
 
 
 def main(args) -> int:
-    from bench.torchrun import in_torchrun
+    from bench.sweeps.torchrun_launcher import in_torchrun
 
     if in_torchrun():  # already a torchrun worker
-        from bench.tp import run
+        from bench.sweeps.tp_sweep import run
 
         return run(args)
     preflight(args)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-from bench import devices
+from bench.configs import device_catalog
 from bench.errors import UserError
-from bench.models import MODELS, get_model
+from bench.configs.model_configs import MODELS, get_model
 from bench.parsing import choice, positive_int_list
 from kernels.backends import parse_backend
 from kernels.dtypes import TORCH_DTYPES
@@ -26,9 +26,9 @@ def main(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    device = devices.detect(args.device)
+    device = device_catalog.detect(args.device)
     model = get_model(args.model)
-    from bench.models import refuse_moe
+    from bench.configs.model_configs import refuse_moe
 
     refuse_moe(model, "`tokenbench verify`")
     dtype = choice(args.dtype or ("bf16" if device.kind == "cuda" else "fp32"), tuple(TORCH_DTYPES), "dtype")
@@ -43,8 +43,8 @@ def main(args) -> int:
         if dtype == "bf16":
             raise UserError("bf16 Triton kernels cannot be verified on a CPU: the interpreter's bf16 dot is "
                             "wrong; use --dtype fp16 or fp32, and check bf16 on a GPU")
-    from bench.sweep import RunPlan, cases_for
-    from bench.verify import check_case
+    from bench.sweeps.decode_sweep import RunPlan, cases_for
+    from bench.measure.gate import check_case
 
     plan = RunPlan(model=model, batches=positive_int_list(args.batch, "--batch"),
                    contexts=positive_int_list(args.context, "--context"), dtype=dtype, backends=backends)

@@ -53,8 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve(args, device):
     """The run plan and the workload spec from the flags; every mistake is one UserError."""
-    from bench.models import get_model, refuse_moe
-    from bench.sweep import RunPlan
+    from bench.configs.model_configs import get_model, refuse_moe
+    from bench.sweeps.decode_sweep import RunPlan
     from bench.workload.plan import make_spec
     from kernels.backends import parse_backend
     from kernels.dtypes import TORCH_DTYPES
@@ -87,7 +87,7 @@ def resolve(args, device):
             raise UserError("--dtype fp8 with --tp: the tensor-parallel layer does not shard FP8 weights yet")
         dtype_name, weights = "bf16", "fp8"
     if dtype_name is None and device.kind == "cpu":
-        from bench.cpu_dtype import cpu_default_dtype
+        from bench.configs.cpu_dtype import cpu_default_dtype
 
         dtype_name, reason = cpu_default_dtype()
     dtype = choice(dtype_name or d["dtype"], tuple(TORCH_DTYPES), "dtype")
@@ -136,15 +136,17 @@ def _progress(console, total: int):
 def main(args) -> int:
     from rich.console import Console
 
-    from bench import devices, store
-    from bench.pricing import resolve_price
-    from bench.tables import console_width
+    from bench.configs import device_catalog
+
+    from bench.records import store
+    from bench.derive.run_pricing import resolve_price
+    from bench.report.terminal_tables import console_width
     from bench.workload.pipeline import run_workload
     from bench.workload.table import print_workload
 
     non_empty(args.out, "--out")
     console = Console(stderr=True, width=console_width(sys.stderr))
-    device = devices.detect(args.device)
+    device = device_catalog.detect(args.device)
     plan, spec, backend = resolve(args, device)
     price = resolve_price(args, device)
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"

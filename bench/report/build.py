@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.report import fmt, page, plots
+from bench.report import cell_format, page, plots
 from bench.report.load import Ceilings, Run, ceilings, check_mixing, curves
 
 MEASURED_OPS = "Measured: each op's and the layer's median (p50) time, after a check against a float64 reference."
@@ -26,7 +26,7 @@ class Options:
     pairs: list = field(default_factory=list)  # [(a, b)]: each a Run or a catalog device key
     project_to: list = field(default_factory=list)  # catalog device keys: runs projected there, drawn dashed
     project_as: str | None = None  # dtype the projections serve in (default: the run's)
-    # workload section (bench/report/workload.py): served results drawn as markers, a table at one interactivity,
+    # workload section (bench/report/workload_section.py): served results drawn as markers, a table at one interactivity,
     # and points projected onto other devices (WorkloadPoint, source "projected"), drawn dashed
     served: list = field(default_factory=list)
     served_file: str | None = None
@@ -91,7 +91,6 @@ class Report:
         b = self.blocks
         b.append(page.Heading("tokenbench report", 1))
         from bench import __version__
-
         files = len(self.runs) + len(self.workloads)
         b.append(page.Para(f"Made by tokenbench {__version__} from {files} result file(s). Every "
                            f"figure below is read from these files; measured, derived and projected figures are "
@@ -111,8 +110,8 @@ class Report:
                 rec.get("interrupted") or rec.get("failed") or "run did not finish")
             rows.append([r.path.name, r.label, r.device_name, r.device.get("kind", "?"), r.model, r.dtype,
                          rec.get("created", "-"), ", ".join(_unique(s["backend"] for s in rec["steps"])) or "-",
-                         fmt.num(r.typed.ceilings.measured_gbps), fmt.num(price.get("price_per_hour")),
-                         fmt.num(price.get("power_kw")), status])
+                         cell_format.num(r.typed.ceilings.measured_gbps), cell_format.num(price.get("price_per_hour")),
+                         cell_format.num(price.get("power_kw")), status])
         b.append(page.Table(["file", "label", "device", "kind", "model", "dtype", "created", "backends",
                              "measured copy GB/s", "$/device-hour", "all-in kW", "status"], rows,
                             align_left={0, 1, 2, 3, 4, 5, 6, 7, 11}))
@@ -151,8 +150,8 @@ class Report:
                     lambda p: plots.throughput_interactivity(self.curves, p, "Throughput vs interactivity", caption))
         front = set(plots.pareto([(s["tokens_per_s_per_user"], s["tokens_per_s"]) for c in self.curves
                                   for s in c.steps if s.get("fits", True) is not False]))
-        rows = [[c.label, c.backend, str(s["batch"]), str(s["context"]), fmt.scaled(s["step_seconds"], 1e3),
-                 fmt.num(s["tokens_per_s"]), fmt.num(s["tokens_per_s_per_user"]), fmt.num(s.get("fits")),
+        rows = [[c.label, c.backend, str(s["batch"]), str(s["context"]), cell_format.scaled(s["step_seconds"], 1e3),
+                 cell_format.num(s["tokens_per_s"]), cell_format.num(s["tokens_per_s_per_user"]), cell_format.num(s.get("fits")),
                  "yes" if (s["tokens_per_s_per_user"], s["tokens_per_s"]) in front else ""]
                 for c in self.curves for s in c.steps]
         b.append(page.Table(["curve", "backend", "batch", "context", "step ms (derived)", "tokens/s per device",
@@ -168,7 +167,6 @@ class Report:
         projected, projection_notes = [], []
         if self.options.project_to:
             from bench.report import generation
-
             projected, projection_notes = generation.projections(self.runs, self.options.project_to,
                                                                  self.options.project_as)
         if not priced and not projected:
@@ -193,8 +191,8 @@ class Report:
         self.figure(self.name("cost"), "cost curves",
                     lambda p: plots.cost_curves(priced, projected, p, "Cost per token and per megawatt", caption))
         rows = [[c.label + (" (projected)" if c in projected else ""), c.backend, str(s["batch"]), str(s["context"]),
-                 fmt.num(s["tokens_per_s_per_user"]), fmt.num(s.get("cost_per_mtok")),
-                 fmt.num(s.get("tokens_per_s_per_mw"))] for c in priced + projected for s in c.steps]
+                 cell_format.num(s["tokens_per_s_per_user"]), cell_format.num(s.get("cost_per_mtok")),
+                 cell_format.num(s.get("tokens_per_s_per_mw"))] for c in priced + projected for s in c.steps]
         if projection_notes:
             b.append(page.Para("Projections (as `tokenbench project` states them):"))
             b.append(page.Bullets(projection_notes))
@@ -224,8 +222,8 @@ class Report:
             self.figure(self.name(f"roofline-{device_id}-{dtype}"), f"roofline {device_id} {dtype}",
                         lambda p, runs=runs, shown=shown, caption=caption, dtype=dtype: plots.roofline(
                             runs, shown, p, f"Roofline: {runs[0].device_name}, {dtype}", caption))
-            rows = [[label, fmt.num(c.spec_tflops), fmt.num(c.spec_gbps), fmt.num(c.measured_tflops),
-                     fmt.num(c.measured_gbps)] for label, c in per_run.items()]
+            rows = [[label, cell_format.num(c.spec_tflops), cell_format.num(c.spec_gbps), cell_format.num(c.measured_tflops),
+                     cell_format.num(c.measured_gbps)] for label, c in per_run.items()]
             b.append(page.Table(["run", "spec TFLOP/s", "spec GB/s", "measured TFLOP/s", "measured copy GB/s"],
                                 rows, caption="Ceilings ('-': unknown).", align_left={0}))
 
@@ -251,9 +249,9 @@ class Report:
                         lambda p, r=r, caption=caption: plots.efficiency_bars(r, p, f"Efficiency: {r.label}",
                                                                               caption))
             rows = sorted(rows, key=lambda x: (x["context"], x["batch"], x["backend"], plots._op_rank(x["op"])))
-            table = [[x["op"], str(x["batch"]), str(x["context"]), x["backend"], fmt.scaled(x["seconds_p50"], 1e6),
-                      fmt.num(x.get("tflops")), fmt.num(x.get("gbps")), fmt.num(x.get("intensity")),
-                      fmt.pct(x.get(key))] for x in rows]
+            table = [[x["op"], str(x["batch"]), str(x["context"]), x["backend"], cell_format.scaled(x["seconds_p50"], 1e6),
+                      cell_format.num(x.get("tflops")), cell_format.num(x.get("gbps")), cell_format.num(x.get("intensity")),
+                      cell_format.pct(x.get(key))] for x in rows]
             b.append(page.Table(["op", "batch", "context", "backend", "p50 us", "TFLOP/s", "GB/s", "FLOP/byte",
                                  ylabel], table, caption="Measured op timings and the figures derived from them.",
                                 align_left={0, 3}))
@@ -262,7 +260,6 @@ class Report:
         if not self.options.pairs:
             return
         from bench.report import generation
-
         b = self.blocks
         b.append(page.Heading("Generation comparison", 2))
         for a, c in self.options.pairs:
@@ -279,7 +276,7 @@ def _workload_row(w) -> list[str]:
         rec.get("interrupted") or rec.get("failed") or "run did not finish")
     return [Path(w.path).name, w.device_name, w.device.get("kind", "?"), w.model, w.dtype, w.workload,
             ",".join(map(str, wl.get("concurrency") or [])) or "-", str(wl.get("tp", 1)), rec.get("created", "-"),
-            fmt.num(w.price_per_hour), fmt.num(w.power_kw), ", ".join(f"{n} {s}" for s, n in counts.items()) or "none",
+            cell_format.num(w.price_per_hour), cell_format.num(w.power_kw), ", ".join(f"{n} {s}" for s, n in counts.items()) or "none",
             status]
 
 
@@ -318,9 +315,8 @@ def _build_into(runs: list[Run], out: Path, options: Options, workloads: list) -
         rep.throughput()
         rep.cost()
     if workloads or options.extra_points:
-        from bench.report import workload
-
-        workload.section(rep)
+        from bench.report import workload_section
+        workload_section.section(rep)
     if runs:
         rep.rooflines()
         rep.efficiency()

@@ -1,5 +1,5 @@
 """The report's side-by-side tables and projected curves, made by the compare and project commands' own code
-(costmodel.compare, costmodel.project and the side builders of bench/commands/compare.py), so the page
+(costmodel.generation_compare, costmodel.roofline_projection and the side builders of bench/commands/compare.py), so the page
 shows exactly what `tokenbench compare` and `tokenbench project` print. Nothing is recomputed here.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ def _record(run: Run):
 
 
 def _side_args():
-    from bench.sides import SideArgs
+    from bench.derive.comparison_sides import SideArgs
 
     # the recorded price and power of a run, the catalog's for a device: no overrides from the report
     return SideArgs(SimpleNamespace(price_per_hour=None, power_kw=None, tier=None), 0)
@@ -25,9 +25,9 @@ def _side_args():
 
 def comparison(a: Run | str, b: Run | str):
     """`tokenbench compare A B` with its defaults: each side a run, or a catalog device key (the other side's
-    run projected onto it). Returns costmodel.compare.Comparison."""
-    from bench.sides import device_side, run_side
-    from costmodel.compare import compare
+    run projected onto it). Returns costmodel.generation_compare.Comparison."""
+    from bench.derive.comparison_sides import device_side, run_side
+    from costmodel.generation_compare import compare
 
     runs = [x for x in (a, b) if isinstance(x, Run)]
     if not runs:
@@ -41,7 +41,7 @@ def comparison(a: Run | str, b: Run | str):
 
 def blocks(a: Run | str, b: Run | str) -> list:
     """The comparison as page blocks: heading, operating point, the compare table, prices, power, notes."""
-    from costmodel.fmt import money, sig
+    from costmodel.number_format import money, sig
 
     c = comparison(a, b)
     out = [page.Heading(f"A = {c.a.label}; B = {c.b.label}", 3),
@@ -63,9 +63,9 @@ def blocks(a: Run | str, b: Run | str) -> list:
 def projections(runs: list[Run], targets: list[str], as_dtype: str | None) -> tuple[list[Curve], list[str]]:
     """Each run projected onto each target device (`tokenbench project`), costed at the target's catalog
     price and all-in power: one dashed curve per run, target, backend and context, and the assumptions."""
-    from bench.sides import device_spec, target_price_and_power
+    from bench.derive.comparison_sides import device_spec, target_price_and_power
     from costmodel.economics import economics
-    from costmodel.project import project_run
+    from costmodel.roofline_projection import project_run
 
     curves, notes = [], []
     no_overrides = SimpleNamespace(price_per_hour=None, power_kw=None, tier=None, utilisation=None, overhead=None,

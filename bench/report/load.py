@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.metrics import PEAK_DTYPE
-from bench.records import PeakRecord, RunRecord
-from bench.store import from_dict, peek_kind, read_json
+from bench.derive.roofline import PEAK_DTYPE
+from bench.records.schema import PeakRecord, RunRecord
+from bench.records.store import from_dict, peek_kind, read_json
 from costmodel.ceilings import Ceilings
 
 
 @dataclass(eq=False)  # identity: a run is one file
 class Run:
-    """One result file: its typed record (bench.store) and, for the tables and plots, the dict it is
+    """One result file: its typed record (bench.records.store) and, for the tables and plots, the dict it is
     written as."""
 
     path: Path
@@ -136,7 +136,7 @@ def read_inputs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, PeakRecor
 
 def _workload(path: Path, data: dict):
     """A workload file, read through the store like every record, then for its points."""
-    from bench.store import load_workload
+    from bench.records.store import load_workload
 
     return load_workload(path)
 

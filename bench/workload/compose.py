@@ -1,5 +1,5 @@
 """Workload points from measured steps (torch-free): the arithmetic of bench/workload/plan.py's two engine
-models, per concurrency, into costmodel.workload.WorkloadPoint records.
+models, per concurrency, into costmodel.workload_economics.WorkloadPoint records.
 
 Chunked prefill, at concurrency C (step S = the mixed step averaged over the decode contexts):
   output tokens/s = D / S;  input tokens/s = D x ISL / OSL / S;  interactivity = 1 / S
@@ -19,7 +19,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from bench.workload.plan import AFFINE_TOLERANCE, WorkloadSpec, affine_deviation, interpolate, piecewise_mean
-from costmodel.workload import WorkloadPoint
+from costmodel.workload_economics import WorkloadPoint
 
 PHASES = ("decode", "mixed", "prefill")
 
@@ -249,9 +249,9 @@ def with_measured_wall(c: Composition, cohort) -> Composition:
 
 
 def compositions(record) -> list:
-    """(WorkloadPoint, Composition) pairs of a workload record read by the store (bench.store.load)."""
+    """(WorkloadPoint, Composition) pairs of a workload record read by the store (bench.records.store.load)."""
     from bench.errors import UserError
-    from costmodel.workload import WorkloadPoint
+    from costmodel.workload_economics import WorkloadPoint
 
     where = f"results file {record.path}"
     points = [WorkloadPoint.from_dict(p, f"{where}: points[{i}]") for i, p in enumerate(record.points)]

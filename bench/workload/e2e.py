@@ -59,11 +59,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench.devices import LocalDevice
+from bench.configs.device_catalog import LocalDevice
 from bench.errors import UserError
-from bench.models import ModelConfig, refuse_moe
-from bench.sweep import available_bytes
-from bench.verify import relative_error
+from bench.configs.model_configs import ModelConfig, refuse_moe
+from bench.sweeps.decode_sweep import available_bytes
+from bench.measure.gate import relative_error
 from kernels import gemm, norm, rope
 from kernels.backends import BackendError, implementation, parse_backend
 from kernels.dtypes import TOLERANCE, generator, randn, torch_dtype

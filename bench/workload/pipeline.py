@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from bench import environment, store
-from bench.bandwidth import copy_budget, record_copy_bandwidth
-from bench.sweep import RunPlan
+from bench.records import environment, store
+from bench.measure.bandwidth import copy_budget, record_copy_bandwidth
+from bench.sweeps.decode_sweep import RunPlan
 from bench.workload import compose as comp
-from bench.workload.measure import measure_steps
+from bench.workload.measure_steps import measure_steps
 from bench.workload.plan import WorkloadSpec
-from costmodel.workload import ENGINE_MODELS, WorkloadPoint, workload_economics
+from costmodel.workload_economics import ENGINE_MODELS, WorkloadPoint, workload_economics
 
 KIND = "workload"
 
@@ -44,8 +44,7 @@ def header(plan: RunPlan, device, tp: int = 1) -> comp.Header:
 def open_workload_record(plan: RunPlan, device, spec: WorkloadSpec, price: dict, out_dir: str, backend: str,
                          measure_e2e: bool, tp: int = 1) -> tuple:
     """(writer, record) of a new workload results file, its header built by the store like every kind's."""
-    from bench import store
-
+    from bench.records import store
     energy = ({"source": "NVML energy counter over each layer and tail row's own >= 1 s window (GPU board only), "
                          "composed like the step time"} if device.kind == "cuda" else
               {"reason": "no power reading: CPU run (NVML reads NVIDIA GPUs only); J/token is all-in, from the "

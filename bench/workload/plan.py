@@ -1,5 +1,5 @@
 """What a workload measures: the steady-state step of a chunked-prefill engine and the cohort of a
-prefill-then-decode engine, at each concurrency, as shapes (torch-free; bench/workload/measure.py times them).
+prefill-then-decode engine, at each concurrency, as shapes (torch-free; bench/workload/measure_steps.py times them).
 
 Chunked prefill (continuous batching): C sequences decode one token a step; to keep C in flight, C / OSL
 requests arrive a step on average, so a step also carries C x ISL / OSL prompt tokens. The engine's token

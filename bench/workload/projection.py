@@ -5,7 +5,7 @@ points are composed again with the target's memory (what fits) and labelled proj
 
 Step-level, not op-level: a step's FLOPs and bytes are summed over its ops, so an op mix that is partly
 compute- and partly memory-bound is carried as one. Launch gaps, kernel tuning and interconnect are not
-modelled (costmodel/project.py says the same of `project`). A planning figure, never a measurement."""
+modelled (costmodel/roofline_projection.py says the same of `project`). A planning figure, never a measurement."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -13,9 +13,9 @@ from dataclasses import replace
 from bench.errors import UserError
 from bench.workload import compose as comp
 from bench.workload.plan import make_spec
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 from costmodel.ceilings import Ceilings
-from costmodel.project import BYTES_PER_ELEMENT, source_roof, target_roof
+from costmodel.roofline_projection import BYTES_PER_ELEMENT, source_roof, target_roof
 
 
 def spec_of(record: dict):
@@ -34,7 +34,7 @@ def measured_steps(record: dict) -> dict:
 def project_points(record: dict, target_key: str, as_dtype: str | None = None) -> list:
     """[(WorkloadPoint, Composition)] of the record's workload on `target_key` (a catalog device), in
     `as_dtype` (default: the run's dtype; a CPU fp32 run may be carried as bf16 serving: bytes scale)."""
-    from bench.sides import device_spec
+    from bench.derive.comparison_sides import device_spec
 
     if record["workload"].get("tp", 1) > 1:
         raise UserError("a tensor-parallel workload is not projected: its all-reduces ride an interconnect the "

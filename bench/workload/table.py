@@ -2,9 +2,9 @@
 interactivity, latency, fit and $/M tokens; then how each point was composed (and checked end to end)."""
 from __future__ import annotations
 
-from bench.tables import Col, print_table
-from costmodel.fmt import money, si
-from costmodel.workload import ENGINE_MODELS
+from bench.report.terminal_tables import Col, print_table
+from costmodel.number_format import money, si
+from costmodel.workload_economics import ENGINE_MODELS
 
 
 def _n(value, fmt: str, scale: float = 1.0) -> str:

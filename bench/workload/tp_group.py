@@ -1,14 +1,14 @@
 """`tokenbench workload --tp N`: the workload's steps measured on a tensor-parallel group of N ranks
-(bench/tp.py's Megatron sharding, all-reduces included), composed into points per GPU.
+(bench/sweeps/tp_sweep.py's Megatron sharding, all-reduces included), composed into points per GPU.
 
 The launcher (this module) works out what fits one GPU and which step shapes the fitting concurrencies
 need (bench.workload.compose.needed_keys), writes the workload record, and hands the keys to a torchrun group
-(bench/torchrun.py; the ranks run bench/workload/tp_worker.py, whose rank 0 adds every (rank, item) row and
+(bench/sweeps/torchrun_launcher.py; the ranks run bench/workload/tp_worker.py, whose rank 0 adds every (rank, item) row and
 each key's group step to the record as soon as the key is done). When the group ends, or is stopped (Ctrl-C,
 SIGTERM: the keys finished by then are kept), the points are composed from the group's steps, as on one
 device, and put per GPU:
-  memory per GPU = the rank's weight shards (bench.tp.shard_weight_bytes) + its KV heads' cache
-                   (bench.tp.kv_bytes_per_rank) for C x (ISL + OSL) tokens: a concurrency fits if that fits
+  memory per GPU = the rank's weight shards (bench.sweeps.tp_sweep.shard_weight_bytes) + its KV heads' cache
+                   (bench.sweeps.tp_sweep.kv_bytes_per_rank) for C x (ISL + OSL) tokens: a concurrency fits if that fits
                    one device
   tokens/s per GPU (total, output, input) = the group's tokens/s / N    (InferenceX: tput / (TP x PP))
   interactivity, TTFT, end-to-end latency: the group's (every rank serves every request)
@@ -21,8 +21,8 @@ import tempfile
 import time
 from dataclasses import replace
 
-from bench import store
-from bench.sweep import RunPlan
+from bench.records import store
+from bench.sweeps.decode_sweep import RunPlan
 from bench.workload import compose as comp
 from bench.workload.plan import WorkloadSpec
 from bench.workload.pipeline import WorkloadRun, fitting, open_workload_record, write_points
@@ -33,7 +33,7 @@ CPU_RATES = "tokens/s per rank (a CPU process) over the group (the group's token
 
 def tp_header(plan: RunPlan, device, world: int) -> comp.Header:
     """Figures per GPU: one rank's weight shards and its KV heads' cache per token."""
-    from bench.tp import kv_bytes_per_rank, shard_weight_bytes
+    from bench.sweeps.tp_sweep import kv_bytes_per_rank, shard_weight_bytes
     from kernels.dtypes import ELEMENT_BYTES
 
     m, eb = plan.model, ELEMENT_BYTES[plan.dtype]
@@ -71,7 +71,7 @@ def run_workload_tp(plan: RunPlan, device, spec: WorkloadSpec, backend: str, pri
                     say, seed: int = 0) -> WorkloadRun:
     """Measure the steps on a group of `world` ranks (torchrun on this node), compose the points per GPU.
     `say(text)` prints a line. The record is on disk before the group starts and after every key."""
-    from bench.torchrun import run_group, torchrun_command
+    from bench.sweeps.torchrun_launcher import run_group, torchrun_command
     from bench.workload.tp_worker import DERIVATION, write_keys
 
     h = tp_header(plan, device, world)
@@ -135,8 +135,8 @@ def check_group(model, world: int, device) -> None:
     """What every rank would hit, said once before anything is launched: the sharding must divide the model,
     a GPU group needs N visible GPUs, and a rank must not be a torchrun worker already."""
     from bench.errors import UserError
-    from bench.torchrun import in_torchrun
-    from bench.tp import local_dims
+    from bench.sweeps.torchrun_launcher import in_torchrun
+    from bench.sweeps.tp_sweep import local_dims
 
     local_dims(model.layer_dims, 0, world)
     if in_torchrun():

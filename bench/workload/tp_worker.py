@@ -1,14 +1,14 @@
 """The ranks' side of `tokenbench workload --tp N`: every step shape a workload needs (a StepKey: decode,
-mixed, or a prefill in chunks), measured on the tensor-parallel group of bench/tp.py.
+mixed, or a prefill in chunks), measured on the tensor-parallel group of bench/sweeps/tp_sweep.py.
 
 Run by torchrun, one process per device (bench/workload/tp_group.py launches it):
   torchrun --nproc-per-node N -m bench.workload.tp_worker --keys KEYS.json --record RUN.json --model M ...
 Per key and rank: each of the step's layers (decode: one; mixed: one, decode rows and the prompt chunk at
 M = B + k x t rows; prefill: one per chunk position) built full from one seed on every rank, sharded
-(bench.tp.shard_inputs: weights Megatron-style, every KV cache by KV heads), gated (the group's output
+(bench.sweeps.tp_sweep.shard_inputs: weights Megatron-style, every KV cache by KV heads), gated (the group's output
 against the one-process float64 layer, new cache slots poisoned first; every rank must pass), then timed:
 the layer with its two all-reduces, its compute alone, one all-reduce of [M, H]; then the final norm and the
-rank's vocab shard of the LM head at the rows that emit a token (bench.workload.measure.tail_rows).
+rank's vocab shard of the LM head at the rows that emit a token (bench.workload.measure_steps.tail_rows).
 Rank 0 gathers the ranks' figures and writes, after every key (so a stopped group keeps them), one row per
 (rank, timed item) and the group's step:
   seconds = layers x sum over the step's layers of the slowest rank's layer (all-reduces inside)
@@ -26,10 +26,12 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.distributed as dist
 
-from bench import metrics, tp
+from bench.derive import roofline
+
+from bench.sweeps import tp_sweep
 from bench.errors import UserError
 from bench.workload.compose import StepKey, WorkloadStep
-from bench.workload.measure import key_labels, skip_reason, tail_rows
+from bench.workload.measure_steps import key_labels, skip_reason, tail_rows
 from kernels.dtypes import torch_dtype
 from kernels.layer import layer_flops, layer_forward, layer_min_bytes, layer_reference, make_layer_inputs
 from kernels.prefill_layer import (
@@ -92,7 +94,7 @@ class ShardedLayer:
 
 
 def layers_of(key: StepKey) -> list[ShardedLayer]:
-    """The layer(s) one step runs, as bench.workload.measure times them on one device."""
+    """The layer(s) one step runs, as bench.workload.measure_steps times them on one device."""
     if key.phase == "decode":
         return [ShardedLayer("tp_layer", key.batch, key.context)]
     if key.phase == "mixed":
@@ -124,37 +126,37 @@ class RankCaches:
 
 
 def measure_key(plan, backends, device, rank: int, world: int, key: StepKey, seed: int, caches: RankCaches,
-                phase=tp.quiet) -> dict:
+                phase=tp_sweep.quiet) -> dict:
     """This rank's figures for one step: per layer the gate, then step / compute / all-reduce timings; the
     tail at the step's token-emitting rows. Every rank makes the same collective calls in the same order."""
     d = plan.model.layer_dims
     dtype = torch_dtype(plan.dtype)
     eb = torch.empty((), dtype=dtype).element_size()
-    dl, _, _ = tp.local_dims(d, rank, world)
+    dl, _, _ = tp_sweep.local_dims(d, rank, world)
     out = {"rank": rank, "key": asdict(key), "layers": [], "tail": None, "skipped": None}
     why = skip_reason(plan, device, key)
-    if not tp.every_rank(why is None, device):  # a rank short of memory skips the step for the whole group
+    if not tp_sweep.every_rank(why is None, device):  # a rank short of memory skips the step for the whole group
         out["skipped"] = why or "skipped: another rank has too little memory for this step's inputs"
         return out
     for layer in layers_of(key):
         where = f"chunk {dict(layer.labels)['chunk_index']}: " if layer.labels else ""  # progress names the key
         phase(f"{where}building the weights and inputs")
         full = layer.make_full(d, dtype, device.torch_device, seed)
-        inputs = tp.shard_inputs(d, full, rank, world)
+        inputs = tp_sweep.shard_inputs(d, full, rank, world)
         forward = layer.forward(dl, backends)
         phase(f"{where}checking against the float64 reference")
         figures = {"op": layer.op, "labels": dict(layer.labels), "rows": layer.rows,
-                   **tp.gate_layer(forward, layer.reference(d, full), inputs, plan.dtype, device, layer.poison())}
+                   **tp_sweep.gate_layer(forward, layer.reference(d, full), inputs, plan.dtype, device, layer.poison())}
         del full
         out["layers"].append(figures)
         if not figures["valid"]:
             return out  # every rank agreed it failed: the step is not timed
-        figures.update(tp.time_layer(forward, inputs, device, plan.budget_s, plan.cuda_graph,
+        figures.update(tp_sweep.time_layer(forward, inputs, device, plan.budget_s, plan.cuda_graph,
                                      lambda text, w=where: phase(f"{w}{text}")))
         if layer.rows not in caches.all_reduce:
             phase(f"{where}timing one all-reduce of [{layer.rows}, {d.hidden}]")
             caches.all_reduce[layer.rows] = {
-                **tp.time_all_reduce(layer.rows, d.hidden, dtype, device, plan.budget_s, plan.cuda_graph),
+                **tp_sweep.time_all_reduce(layer.rows, d.hidden, dtype, device, plan.budget_s, plan.cuda_graph),
                 "new": True}
         else:
             caches.all_reduce[layer.rows]["new"] = False
@@ -165,7 +167,7 @@ def measure_key(plan, backends, device, rank: int, world: int, key: StepKey, see
     rows = tail_rows(key)
     if rows not in caches.tail:
         phase(f"timing the final norm and the LM head shard at {rows} rows")
-        caches.tail[rows] = {**tp.time_tail(rows, d, world, dtype, backends, device, plan.budget_s, seed),
+        caches.tail[rows] = {**tp_sweep.time_tail(rows, d, world, dtype, backends, device, plan.budget_s, seed),
                              "rows": rows, "new": True}
     else:
         caches.tail[rows]["new"] = False
@@ -194,11 +196,11 @@ def group_rows_and_step(plan, key: StepKey, per_rank: list, device, world: int) 
             for op, item in ((layer["op"], "step"), (f"{layer['op']}_compute", "compute")):
                 t = layer[item]
                 rows.append({**common, "op": op, **t, "flops": layer["flops"], "bytes": layer["bytes"],
-                             **metrics.derive(layer["flops"], layer["bytes"], t["seconds_p50"], dtype, device.spec,
+                             **roofline.derive(layer["flops"], layer["bytes"], t["seconds_p50"], dtype, device.spec,
                                               copy_bw)})
             ar = layer["all_reduce"]
             if ar["new"]:
-                algbw, busbw = tp.bus_bandwidth(layer["all_reduce_bytes"], ar["seconds_p50"], world)
+                algbw, busbw = tp_sweep.bus_bandwidth(layer["all_reduce_bytes"], ar["seconds_p50"], world)
                 rows.append({**common, "op": "all_reduce", **{k: v for k, v in ar.items() if k != "new"},
                              "flops": 0, "bytes": layer["all_reduce_bytes"], "tflops": 0.0, "gbps": algbw / 1e9,
                              "algbw_gbps": algbw / 1e9, "busbw_gbps": busbw / 1e9})
@@ -209,7 +211,7 @@ def group_rows_and_step(plan, key: StepKey, per_rank: list, device, world: int) 
                 f, b = tail[f"{item}_flops"], tail[f"{item}_bytes"]
                 rows.append({"op": op, "phase": "tail", "rows": tail["rows"], "batch": tail["rows"], "rank": r["rank"],
                              "backend": backend, "dtype": dtype, "tp": world, "valid": True, "check": "ok", **t, "flops": f, "bytes": b,
-                             **metrics.derive(f, b, t["seconds_p50"], dtype, device.spec, copy_bw)})
+                             **roofline.derive(f, b, t["seconds_p50"], dtype, device.spec, copy_bw)})
     failed = [layer for r in per_rank for layer in r["layers"] if not layer["valid"]]
     if failed:
         why = f"the sharded {failed[0]['op']} failed its check ({failed[0]['check']}); not timed"
@@ -268,7 +270,7 @@ def write_keys(path, keys: list[StepKey]) -> None:
 
 
 def read_keys(path: str) -> list[StepKey]:
-    from bench.store import read_json
+    from bench.records.store import read_json
 
     data = read_json(path, "workload keys file")
     try:
@@ -278,18 +280,18 @@ def read_keys(path: str) -> list[StepKey]:
 
 
 def run(args) -> int:
-    from bench.bandwidth import copy_bandwidth
-    from bench.models import get_model, refuse_moe
+    from bench.measure.bandwidth import copy_bandwidth
+    from bench.configs.model_configs import get_model, refuse_moe
     from bench.progress import CaseProgress
-    from bench.store import ResultWriter, read_json
-    from bench.sweep import RunPlan
+    from bench.records.store import ResultWriter, read_json
+    from bench.sweeps.decode_sweep import RunPlan
     from kernels.backends import parse_backend
 
-    rank, world, device = tp.setup_group(args.device)
+    rank, world, device = tp_sweep.setup_group(args.device)
     try:
         model = get_model(args.model)
         refuse_moe(model, "`tokenbench workload --tp`")
-        tp.local_dims(model.layer_dims, 0, world)
+        tp_sweep.local_dims(model.layer_dims, 0, world)
         backends = parse_backend(args.backend)
         keys = read_keys(args.keys)
         plan = RunPlan(model=model, batches=[], contexts=[], dtype=args.dtype, backends=[args.backend],
@@ -297,7 +299,7 @@ def run(args) -> int:
         record, writer, console = None, None, None
         if rank == 0:
             record, writer = read_json(args.record, "workload record"), ResultWriter.reopen(args.record)
-            console = tp.rank0_console()
+            console = tp_sweep.rank0_console()
         dist.barrier()
         copy_bw = copy_bandwidth(device, budget_s=1.0 if device.kind == "cuda" else 0.3)["measured_copy_gbps"] * 1e9
         copy_bws = [None] * world
@@ -314,7 +316,7 @@ def run(args) -> int:
                 if progress:
                     progress.start(describe(key))
                 mine = measure_key(plan, backends, device, rank, world, key, args.seed, caches,
-                                   phase=progress.phase if progress else tp.quiet)
+                                   phase=progress.phase if progress else tp_sweep.quiet)
                 mine["copy_bw"] = copy_bw
                 gathered = [None] * world
                 dist.all_gather_object(gathered, mine)

@@ -1,7 +1,7 @@
 """The one reader and writer of tokenbench's results files (results/*.json, and the CSV beside each).
 
 Reading: `load(path)` parses a file, migrates an older schema to this one, and returns the typed record of
-its kind (bench/records.py); every way a file can be unusable is one UserError naming the file (and the
+its kind (bench/records/schema.py); every way a file can be unusable is one UserError naming the file (and the
 row and field), never a traceback. Kinds are dispatched through the explicit KINDS dict: adding a kind is
 one dataclass and one entry there.
 
@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.records import (SCHEMA_VERSION, Fp8Record, MoeRecord, PeakRecord, RunRecord, TpRecord,
+from bench.records.schema import (SCHEMA_VERSION, Fp8Record, MoeRecord, PeakRecord, RunRecord, TpRecord,
                            WorkloadRecord)
 from costmodel.ceilings import Ceilings, positive
 
@@ -67,7 +67,7 @@ def peek_kind(data) -> str | None:
 
 
 def _peak_dtype(dtype):
-    from bench.metrics import PEAK_DTYPE
+    from bench.derive.roofline import PEAK_DTYPE
 
     return PEAK_DTYPE.get(dtype, dtype)
 
@@ -148,7 +148,7 @@ def load_run(path: str | os.PathLike) -> RunRecord:
 def load_workload(path: str | os.PathLike):
     """A workload results file as costmodel.workload_record.WorkloadRun (its typed points and what they were
     measured with); the store checks the file, then every point is read as a WorkloadPoint."""
-    from costmodel.errors import CostInputError
+    from costmodel.input_errors import CostInputError
     from costmodel.workload_record import workload_run
 
     record = load(path, ("workload",))

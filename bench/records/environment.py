@@ -9,7 +9,7 @@ import sys
 
 
 def git_commit(repo_dir: str | None = None) -> str | None:
-    repo_dir = repo_dir or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo_dir = repo_dir or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
         out = subprocess.run(["git", "-C", repo_dir, "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=5, check=True).stdout.strip()
@@ -36,7 +36,6 @@ def versions() -> dict:
 
 def capture() -> dict:
     from bench import __version__
-
     return {
         "tokenbench": __version__,
         "git_commit": git_commit(),

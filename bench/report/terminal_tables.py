@@ -96,7 +96,7 @@ def stdout_console():
 
 
 def print_report_table(console, t) -> None:
-    """A costmodel.report.Table (formatted cells, its key and text columns named) laid out by print_table."""
+    """A costmodel.cost_report.Table (formatted cells, its key and text columns named) laid out by print_table."""
     from rich.markup import escape
 
     cols = [Col(escape(h), right=i >= t.keys and i not in t.text, key=i < t.keys, wrap=i in t.text)
@@ -106,7 +106,7 @@ def print_report_table(console, t) -> None:
 
 
 def print_report(console, report) -> None:
-    """A costmodel.report.Report: its tables, then its lines as they are (never wrapped mid-figure)."""
+    """A costmodel.cost_report.Report: its tables, then its lines as they are (never wrapped mid-figure)."""
     for t in report.tables:
         print_report_table(console, t)
     for line in report.lines:

@@ -108,7 +108,7 @@ def memory_budget(device) -> int:
 def input_sets(make: Callable[[int], object], device, max_sets: int = MAX_ROTATION_SETS):
     """(sets, flusher, bytes per set): enough input sets (seeds 0..n-1) to exceed twice the last-level cache
     together, bounded by memory; where they still fit in it, a CacheFlusher to run before each sample."""
-    from bench.devices import last_level_cache_bytes
+    from bench.configs.device_catalog import last_level_cache_bytes
 
     cache = last_level_cache_bytes(device)
     first = make(0)

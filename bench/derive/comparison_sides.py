@@ -3,18 +3,18 @@ built here below the commands so that `compare`, `project` and the report share 
 one command from another."""
 from __future__ import annotations
 
-from bench.records import RunRecord
-from bench.store import label
+from bench.records.schema import RunRecord
+from bench.records.store import label
 from costmodel.ceilings import DeviceSpec
-from costmodel.compare import Side
+from costmodel.generation_compare import Side
 from costmodel.inputs import PriceQuote, resolve_power, resolve_price
 from costmodel.power import PowerFigure
-from costmodel.project import project_run, projected_steps_as_rows
+from costmodel.roofline_projection import project_run, projected_steps_as_rows
 
 
 def device_spec(key: str) -> DeviceSpec:
     """The catalog's spec-sheet entry (one DeviceSpec for bench and costmodel)."""
-    from bench.devices import lookup
+    from bench.configs.device_catalog import lookup
 
     return lookup(key)  # unknown key: UserError naming the known ones
 
@@ -22,7 +22,6 @@ def device_spec(key: str) -> DeviceSpec:
 def target_price_and_power(key: str, spec: DeviceSpec, args):
     """Catalog price and all-in power for the target, overridden by the user's figures; None if unpriced."""
     from costmodel import catalog as prices
-
     priced = key in prices.devices()
     quote = None
     if args.price_per_hour is not None or getattr(args, "tco", None) or priced:

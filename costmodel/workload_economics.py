@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 
 from costmodel.economics import SECONDS_PER_HOUR, cost_per_mtok, joules_per_token, require_positive
 from costmodel.economics import tokens_per_s_per_mw as _per_mw
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 
 # Which engine behaviour a point models (or that it was served by a real engine).
 ENGINE_MODELS = {

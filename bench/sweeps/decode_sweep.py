@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench import metrics
-from bench.devices import LocalDevice
-from bench.models import ModelConfig
-from bench.timing import input_sets as rotated_inputs
-from bench.timing import time_cpu, time_cuda, time_cuda_graph
-from bench.verify import check_case, is_oom
+from bench.derive import roofline
+from bench.configs.device_catalog import LocalDevice
+from bench.configs.model_configs import ModelConfig
+from bench.measure.timing import input_sets as rotated_inputs
+from bench.measure.timing import time_cpu, time_cuda, time_cuda_graph
+from bench.measure.gate import check_case, is_oom
 from costmodel.ceilings import Ceilings
 from costmodel.power import step_board_joules_per_token
 from costmodel.step import DECODE_DERIVATION, MODEL_OPS, compose_ops
@@ -35,7 +35,7 @@ class RunPlan:
     full_model: bool = False  # also time the whole model's step, every layer with its own weights
     ceilings: Ceilings = field(default_factory=Ceilings)  # measured copy bandwidth and matmul peak
     dtype_reason: str | None = None  # why a CPU run without --dtype took this dtype
-    phase: str = "decode"  # decode | prefill | mixed (bench/prefill_sweep.py)
+    phase: str = "decode"  # decode | prefill | mixed (bench/sweeps/prefill_sweep.py)
     points: list | None = None  # the prefill or mixed points to measure
     weights: str = "activation"  # projection weights: in the activation dtype, or "fp8" (kernels/fp8_linear.py)
 
@@ -104,10 +104,9 @@ METERED_OPS = ("layer", "final_norm", "lm_head", "model", "mixed_layer", "prefil
 
 
 def board_energy(fn, input_sets: list, op: str, seconds_per_call: float | None) -> dict:
-    """The board's energy per call over its own >= 1 s window of back-to-back calls (bench.energy), or why
+    """The board's energy per call over its own >= 1 s window of back-to-back calls (bench.measure.energy), or why
     there is none. Back-to-back, without the timing's cache flush: the energy of the call itself."""
-    from bench import energy
-
+    from bench.measure import energy
     if op not in METERED_OPS or energy.MIN_WINDOW_S <= 0:
         return {"board_joules_per_call": None, "board_energy_note": "not metered (per-op row)"}
     # calls per counter read: about 2 ms of work between host syncs, so the board stays busy in the window
@@ -161,7 +160,7 @@ def measure(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan, batc
         return row
     if case.kind == "gemm" and device.kind == "cpu":  # which library path the CPU chooser took (None: not torch)
         row["cpu_gemm_path"] = chosen_path(**case.shape, dtype=torch_dtype(plan.dtype))
-    row.update(metrics.derive(case.flops, case.bytes, row["seconds_p50"], plan.dtype, device.spec,
+    row.update(roofline.derive(case.flops, case.bytes, row["seconds_p50"], plan.dtype, device.spec,
                               plan.ceilings.copy_bw, plan.ceilings.peak_flops))
     return row
 
@@ -210,7 +209,7 @@ def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, cont
     tokens_per_s = batch / seconds
     step.update(valid=True, step_seconds=seconds, layer_seconds=by_op["layer"]["seconds_p50"],
                 tokens_per_s=tokens_per_s, tokens_per_s_per_user=1.0 / seconds, flops=flops, bytes=nbytes)
-    step.update(metrics.derive(flops, nbytes, seconds, plan.dtype, device.spec,
+    step.update(roofline.derive(flops, nbytes, seconds, plan.dtype, device.spec,
                                plan.ceilings.copy_bw, plan.ceilings.peak_flops))
     step["board_joules_per_token"] = step_board_joules_per_token(rows, m.layers, batch, context, backend)
     measured = by_op.get("model", {}).get("seconds_p50")

@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.report import page
 from costmodel.frontier import curves as group_curves
 from costmodel.frontier import interactivity_range, placed, point_at, point_frontier, span_text
-from costmodel.workload import WorkloadEconomics, WorkloadPoint, workload_economics
+from costmodel.workload_economics import WorkloadEconomics, WorkloadPoint, workload_economics
 
 MEASURED = ("Measured: tokenbench's workload points, composed from steps measured on the device (`tokenbench "
             "workload`): chunked-prefill = continuous batching with chunked prefill (circles), prefill-then-decode = "
@@ -71,7 +71,6 @@ class WCurve:
 
 def _catalog_pricing(device: str) -> Pricing:
     from costmodel import catalog
-
     quote = catalog.catalog_price(device)
     if quote is None:
         return Pricing(None, catalog.all_in_kw(device), f"no catalog price for {device}")
@@ -167,16 +166,16 @@ def _status(curves: list[WCurve], served_file: str | None) -> list[str]:
     return out
 
 
-# --- formatting (costmodel.fmt: sig for rates, money for dollars) ---------------------------------------
+# --- formatting (costmodel.number_format: sig for rates, money for dollars) ---------------------------------------
 
 def _sig(x) -> str:
-    from costmodel.fmt import sig
+    from costmodel.number_format import sig
 
     return sig(x)
 
 
 def _money(x) -> str:
-    from costmodel.fmt import money
+    from costmodel.number_format import money
 
     return money(x)
 
@@ -265,5 +264,4 @@ def section(rep) -> None:
 
 def _plots():
     from bench.report import workload_plots
-
     return workload_plots

@@ -1,7 +1,7 @@
 """Tensor-parallel decode: one decoder layer sharded Megatron-style across the ranks of a torchrun group.
 
 Run by torchrun, one process per device (`tokenbench tp --tp N` launches it; see bench/commands/tp.py):
-  torchrun --nproc-per-node N -m bench.tp --model llama-3.1-70b --batch 1,8 --context 2048
+  torchrun --nproc-per-node N -m bench.sweeps.tp_sweep --model llama-3.1-70b --batch 1,8 --context 2048
 Sharding (Megatron-LM, Shoeybi et al. 2019), for N ranks, rank r:
   qkv      column-parallel: the q rows of heads [r Hq/N, (r+1) Hq/N) and their KV heads' k and v rows
            (KV heads replicated when N > Hkv: each rank keeps the one its query heads read)
@@ -16,7 +16,7 @@ one-process float64 reference before anything is timed.
 Timing, per rank: the layer step (compute + all-reduces), the compute alone (all-reduce replaced by
 nothing), and one all-reduce of [B, H]; on GPUs each captured in a CUDA graph (NCCL included) where
 every rank can capture, else eager launches with events (the row's `timer` says which). Timers that contain a collective run a sample count agreed by all
-ranks, each sample behind a barrier; compute-only timers are bench.timing's adaptive ones. The group's
+ranks, each sample behind a barrier; compute-only timers are bench.measure.timing's adaptive ones. The group's
 step is set by its slowest rank. All-reduce bandwidth follows the NCCL-tests convention
 (github.com/NVIDIA/nccl-tests, doc/PERFORMANCE.md): algbw = bytes / time, busbw = algbw * 2 (n - 1) / n.
 """
@@ -32,9 +32,13 @@ from dataclasses import replace
 import torch
 import torch.distributed as dist
 
-from bench import devices, environment, metrics, store
+from bench.configs import device_catalog
+
+from bench.records import environment, store
+
+from bench.derive import roofline
 from bench.errors import UserError
-from bench.timing import MIN_SAMPLES, CacheFlusher, Timing, capture_graph, tensor_bytes, time_cpu, time_cuda
+from bench.measure.timing import MIN_SAMPLES, CacheFlusher, Timing, capture_graph, tensor_bytes, time_cpu, time_cuda
 from costmodel.step import compose
 from kernels import gemm, norm
 from kernels.backends import implementation, parse_backend
@@ -240,7 +244,7 @@ def graphs_on_every_rank(replays: list, device) -> bool:
 
 
 def time_local(fn, device, budget_s: float, flusher) -> Timing:
-    """Per-rank work with no collective: bench.timing's adaptive timer."""
+    """Per-rank work with no collective: bench.measure.timing's adaptive timer."""
     timer = time_cuda if device.kind == "cuda" else time_cpu
     return timer(lambda _: fn(), [None], budget_s, flusher)
 
@@ -276,7 +280,7 @@ def setup_group(requested: str):
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if want_cuda else "gloo", rank=rank, world_size=world)
-    device = devices.detect("cuda" if want_cuda else "cpu")
+    device = device_catalog.detect("cuda" if want_cuda else "cpu")
     if want_cuda:  # detect() describes device 0; this rank runs on its own
         device.torch_device = f"cuda:{local_rank}"
     return rank, world, device
@@ -332,9 +336,9 @@ def _timed_fns(fns: dict, device, cuda_graph: bool) -> tuple[dict, str]:
 
 def time_layer(forward, inputs: dict, device, budget_s: float, cuda_graph: bool, phase=None) -> dict:
     """The sharded layer on this rank: `step` with its all-reduces (a collective timer, every rank the
-    same sample count) and `compute` alone (the all-reduces replaced by nothing; bench.timing's timer)."""
+    same sample count) and `compute` alone (the all-reduces replaced by nothing; bench.measure.timing's timer)."""
     phase = phase or quiet
-    llc = devices.last_level_cache_bytes(device)
+    llc = device_catalog.last_level_cache_bytes(device)
     flusher = CacheFlusher(device.torch_device, llc) if results_fit_cache(inputs, llc) else None
     fns, timer = _timed_fns({"step": lambda: forward(all_reduce_sum, **inputs),
                              "compute": lambda: forward(no_reduce, **inputs)}, device, cuda_graph)
@@ -357,7 +361,7 @@ def time_tail(rows: int, d: LayerDims, world: int, dtype, backends, device, budg
     the LM head (V / N rows), timed alone (no collective; the logits all-gather is not timed), with their
     FLOPs and bytes."""
     eb = torch.empty((), dtype=dtype).element_size()
-    llc = devices.last_level_cache_bytes(device)
+    llc = device_catalog.last_level_cache_bytes(device)
     fn_shape = norm.NormShape(rows, d.hidden, d.norm_eps)
     fn_in = norm.make_inputs(fn_shape, dtype, device.torch_device, seed + 1)
     head = gemm.GemmShape(rows, d.hidden, math.ceil(d.vocab / world))
@@ -448,7 +452,7 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
         for op, key, fkey, bkey in items:
             t = r[key]
             rows.append({**common, "op": op, **t, "flops": r[fkey], "bytes": r[bkey],
-                         **metrics.derive(r[fkey], r[bkey], t["seconds_p50"], dtype, device.spec,
+                         **roofline.derive(r[fkey], r[bkey], t["seconds_p50"], dtype, device.spec,
                                           r.get("copy_bw"))})
         t = r["all_reduce"]
         algbw, busbw = bus_bandwidth(r["all_reduce_bytes"], t["seconds_p50"], world)
@@ -484,7 +488,7 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
     flops = compose(model.layers, first["layer_flops"], first["final_norm_flops"], first["lm_head_flops"])
     nbytes = compose(model.layers, first["layer_bytes"], first["final_norm_bytes"], first["lm_head_bytes"])
     step.update(flops_per_gpu=flops, bytes_per_gpu=nbytes, bytes_needed=weights_gpu + kv_gpu,
-                **metrics.derive(flops, nbytes, step_s, dtype, device.spec, copy_bw))
+                **roofline.derive(flops, nbytes, step_s, dtype, device.spec, copy_bw))
     if step["fits"]:
         step.update(economics(per_gpu))
     else:
@@ -503,7 +507,7 @@ def rank0_console():
     """Rank 0's stderr console: a terminal's own width, else COLUMNS (the launcher passes its terminal's)."""
     from rich.console import Console
 
-    from bench.tables import console_width
+    from bench.report.terminal_tables import console_width
 
     forced = True if os.environ.get(TERMINAL_ENV) == "1" else None
     return Console(stderr=True, width=console_width(sys.stderr), force_terminal=forced)
@@ -512,8 +516,8 @@ def rank0_console():
 def run(args) -> int:
     from contextlib import nullcontext
 
-    from bench.pricing import economics_for, resolve_price
-    from bench.models import get_model, refuse_moe
+    from bench.derive.run_pricing import economics_for, resolve_price
+    from bench.configs.model_configs import get_model, refuse_moe
     from bench.parsing import choice, positive_float, positive_int_list
     from kernels.dtypes import TORCH_DTYPES
 
@@ -551,7 +555,7 @@ def run(args) -> int:
                           markup=False, soft_wrap=True)
         # rank 0: the record says complete, or what failed, and is written whatever happens
         with store.recording(record, writer) if rank == 0 else nullcontext({"status": 0}) as state:
-            from bench.bandwidth import copy_bandwidth
+            from bench.measure.bandwidth import copy_bandwidth
             from bench.progress import CaseProgress
 
             dist.barrier()
@@ -598,7 +602,7 @@ def compare_worker(rank: int, world: int, init_method: str, model_name: str, bat
                    out_path: str) -> None:
     """For tests (torch.multiprocessing.spawn): the gloo group's layer output, saved by rank 0 beside the
     one-process output of kernels.layer.layer_forward on the same weights and inputs (float32, CPU)."""
-    from bench.models import get_model
+    from bench.configs.model_configs import get_model
 
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
@@ -615,7 +619,7 @@ def compare_worker(rank: int, world: int, init_method: str, model_name: str, bat
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.tp", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.sweeps.tp_sweep", description=__doc__.split("\n")[0])
     add_worker_arguments(p)
     args = p.parse_args(argv)
     try:

@@ -9,7 +9,7 @@ Method (GUIDE.md section 3):
 - random normal operands, never zeros (zeros run about 13% faster on tensor cores);
 - every shape is checked against a float64 reference (on its first CHECK_ROWS rows) before it is timed;
 - input sets are rotated, or the cache flushed before each sample, so the cache is not what is measured;
-- each shape's time is the median of its samples (bench.timing); the dtype's ceiling is the best shape's;
+- each shape's time is the median of its samples (bench.measure.timing); the dtype's ceiling is the best shape's;
 - the sweep is bounded: shapes run from small to large and one whose predicted cost exceeds what is left
   of the dtype's share of `budget_s` is not started.
 """
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.devices import LocalDevice, last_level_cache_bytes
-from bench.timing import CacheFlusher, Timing, input_sets, time_cpu, time_cuda
-from bench.verify import is_oom
-from bench.verify import relative_error
+from bench.configs.device_catalog import LocalDevice, last_level_cache_bytes
+from bench.measure.timing import CacheFlusher, Timing, input_sets, time_cpu, time_cuda
+from bench.measure.gate import is_oom
+from bench.measure.gate import relative_error
 from kernels.dtypes import TOLERANCE as RUN_TOLERANCE
 from kernels.dtypes import generator, randn, torch_dtype
 

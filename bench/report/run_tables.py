@@ -1,8 +1,8 @@
 """The terminal tables of a run: every measured row, then the derived decode steps."""
 from __future__ import annotations
 
-from bench.tables import Col, print_table
-from costmodel.fmt import money
+from bench.report.terminal_tables import Col, print_table
+from costmodel.number_format import money
 
 
 def _num(value, fmt: str, scale: float = 1.0) -> str:
@@ -10,7 +10,7 @@ def _num(value, fmt: str, scale: float = 1.0) -> str:
 
 
 def print_summary(record: dict, console) -> None:
-    """The tables of a run record as written (bench.store: a plain dict of schema 2)."""
+    """The tables of a run record as written (bench.records.store: a plain dict of schema 2)."""
     dev = record["device"]
     head = f"{dev['name']} ({dev['kind']}), {record['model']['name']} {record['dtype']}"
     copy = (record.get("ceilings") or {}).get("measured_gbps")

@@ -1,6 +1,6 @@
 """Reports of Economics and check results: every figure with its unit, every input with its source.
 
-Pure data (formatted cells and lines): how a table is laid out on a terminal is bench's (bench/tables.py),
+Pure data (formatted cells and lines): how a table is laid out on a terminal is bench's (bench/report/terminal_tables.py),
 so costmodel stays free of rich, torch and bench."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from costmodel.check import FIGURES, CheckResult
 from costmodel.economics import Economics
-from costmodel.fmt import money, si, sig
+from costmodel.number_format import money, si, sig
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ def nvml_details(index: int) -> dict:
         import pynvml
     except ImportError:
         return {"nvml": "nvidia-ml-py not installed"}
-    from bench.energy import nvml_handle
+    from bench.measure.energy import nvml_handle
 
     out = {}
     try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 from costmodel.ceilings import Ceilings, DeviceSpec, roofline_seconds
 from costmodel.step import compose
 
@@ -123,7 +123,7 @@ def project_run(run, target: DeviceSpec, source: str = "the measured device",
     """Project every valid row and every complete step; `as_dtype` carries the run to another dtype
     (a CPU run measured in fp32, projected as bf16 serving on a GPU) by scaling its byte counts.
 
-    `run` is a measured run record (bench.records.RunRecord; costmodel reads it by attribute and never
+    `run` is a measured run record (bench.records.schema.RunRecord; costmodel reads it by attribute and never
     imports bench): dtype, layers, model_name, ceilings, and rows and steps with their figures."""
     run_dtype = run.dtype
     dtype = as_dtype or run_dtype

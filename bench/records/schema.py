@@ -1,6 +1,6 @@
 """What flows through the pipeline, as typed records: a measured row, a derived step, a price and power
 quote, the device a run measured, and the record of a run of each kind tokenbench writes (run, peak, tp,
-moe, fp8). bench/store.py reads and writes them; nothing here touches torch or the disk.
+moe, fp8). bench/records/store.py reads and writes them; nothing here touches torch or the disk.
 
 Every record is a dataclass read from a file's dict by `from_dict` and written back by `to_dict`:
 - a field of the wrong type is one line naming the file, the row and the field, never a traceback;
@@ -127,7 +127,7 @@ def _ceilings(value, where: str) -> Ceilings:
 
 @dataclass(kw_only=True)
 class Timing(Entry):
-    """The timing fields of a measured row (bench.timing's summary plus the timer's set-up)."""
+    """The timing fields of a measured row (bench.measure.timing's summary plus the timer's set-up)."""
 
     seconds_p10: float | None = None
     seconds_p50: float | None = None
@@ -147,7 +147,7 @@ class Timing(Entry):
 
 @dataclass(kw_only=True)
 class Derived(Entry):
-    """Figures derived from a measured time and the declared work (bench.metrics.derive)."""
+    """Figures derived from a measured time and the declared work (bench.derive.roofline.derive)."""
 
     tflops: float | None = None
     gbps: float | None = None
@@ -178,7 +178,7 @@ class MeasuredRow(Timing, Derived):
     flops: float | None = None
     bytes: float | None = None
     shape: dict | None = None
-    # the correctness gate (bench.verify)
+    # the correctness gate (bench.measure.gate)
     valid: bool | None = None
     check: str | None = None
     rel_error: float | None = None
@@ -191,7 +191,7 @@ class MeasuredRow(Timing, Derived):
     chunk_index: int | None = None
     chunk_tokens: int | None = None
     rows: int | None = None
-    # the board's energy (bench.energy; GPU rows)
+    # the board's energy (bench.measure.energy; GPU rows)
     board_joules_per_call: float | None = None
     board_watts: float | None = None
     board_energy_window_s: float | None = None
@@ -525,9 +525,9 @@ class WorkloadStepEntry(Entry):
 
 
 def _points(value, where: str) -> list:
-    """Workload points, each checked as costmodel.workload.WorkloadPoint; kept as their dicts."""
-    from costmodel.errors import CostInputError
-    from costmodel.workload import WorkloadPoint
+    """Workload points, each checked as costmodel.workload_economics.WorkloadPoint; kept as their dicts."""
+    from costmodel.input_errors import CostInputError
+    from costmodel.workload_economics import WorkloadPoint
 
     if not isinstance(value, list):
         raise UserError(f"{where} must be a list, got {type(value).__name__}")
@@ -542,7 +542,7 @@ def _points(value, where: str) -> list:
 @dataclass(kw_only=True)
 class WorkloadRecord(Header):
     """`tokenbench workload`: an ISL/OSL workload at each concurrency; the measured rows, the steps composed
-    from them, and the points (costmodel.workload.WorkloadPoint dicts) with how each was composed and priced."""
+    from them, and the points (costmodel.workload_economics.WorkloadPoint dicts) with how each was composed and priced."""
 
     KIND: ClassVar[str] = "workload"
     REQUIRED: ClassVar[tuple] = ("schema_version", "kind", "device", "model", "workload", "rows", "steps",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.timing import time_cpu, time_cuda
+from bench.measure.timing import time_cpu, time_cuda
 
 
 def copy_bandwidth(device, size_bytes: int | None = None, budget_s: float = 2.0) -> dict:
@@ -36,7 +36,7 @@ def copy_budget(case_budget_s: float) -> float:
 def record_copy_bandwidth(device, record: dict, budget_s: float = 2.0):
     """Measure the copy bandwidth and set it as the record's measured ceiling (ceilings.measured_gbps, the
     one name it has), with the measurement's details beside it; returns the record's ceilings."""
-    from bench.store import set_measured
+    from bench.records.store import set_measured
 
     bw = copy_bandwidth(device, budget_s=budget_s)
     record.update(copy_bytes=bw["copy_bytes"], copy_timing=bw["copy_timing"])

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.store import read_json
+from bench.records.store import read_json
 
 REQUIRED = ("machine_info", "benchmarks", "datetime", "version")
 KNOWN_MAJORS = ("3", "4", "5")  # pytest-benchmark versions whose file layout this reader knows

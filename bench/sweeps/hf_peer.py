@@ -1,6 +1,6 @@
 """Peer benchmark: tokenbench's whole-model decode step beside Hugging Face transformers' on this machine.
 
-    python -m bench.peer_hf --model llama-3.2-1b --context 512 --batch 1,8 --dtype fp32,bf16 --rounds 3
+    python -m bench.sweeps.hf_peer --model llama-3.2-1b --context 512 --batch 1,8 --dtype fp32,bf16 --rounds 3
 
 Both run the same weights (HF's parameters are views into tokenbench's fused qkv / gate_up tensors, so
 the model is held once) and a KV cache of the same length, in one process, alternating A/B each round:
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from bench.errors import UserError
-from bench.models import MODELS, ModelConfig
+from bench.configs.model_configs import MODELS, ModelConfig
 from bench.parsing import positive_int, positive_int_list, unique_names
 from kernels import hf_mapping as hf
 from kernels import rope
@@ -196,7 +196,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
-    p = _Parser(prog="python -m bench.peer_hf", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m bench.sweeps.hf_peer", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="llama-3.2-1b")
     p.add_argument("--context", default="512")
     p.add_argument("--batch", default="1,8")
@@ -220,8 +220,8 @@ def parse_args(argv):
 
 
 def run(argv=None, out=sys.stdout) -> list[PeerRow]:
-    from bench.bandwidth import copy_bandwidth
-    from bench.devices import detect
+    from bench.measure.bandwidth import copy_bandwidth
+    from bench.configs.device_catalog import detect
 
     model, dtypes, batches, context, rounds, steps, attn = parse_args(argv)
     device = detect("cpu")

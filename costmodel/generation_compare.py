@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from costmodel.economics import Economics, economics
-from costmodel.errors import CostInputError
-from costmodel.fmt import money, si, sig
+from costmodel.input_errors import CostInputError
+from costmodel.number_format import money, si, sig
 from costmodel.inputs import PriceQuote
 from costmodel.power import PowerFigure
 

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import store
+from bench.records import store
 from bench.errors import UserError
 
 # torchrun stops its workers within 30 s of a SIGTERM (SIGTERM, then SIGKILL); past this it is killed itself.
@@ -90,10 +90,10 @@ class Group:
 
 
 def worker_env() -> dict:
-    root = str(Path(__file__).resolve().parents[1])  # the source tree, importable without installing
+    root = str(Path(__file__).resolve().parents[2])  # the source tree, importable without installing
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     if sys.stderr.isatty():  # rank 0 writes to our pipe: tell it the user sees a terminal, and how wide
-        from bench.tp import TERMINAL_ENV
+        from bench.sweeps.tp_sweep import TERMINAL_ENV
 
         env[TERMINAL_ENV] = "1"
         env["COLUMNS"] = str(shutil.get_terminal_size().columns)

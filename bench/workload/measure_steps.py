@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.sweep import RunPlan, available_bytes, measure
+from bench.sweeps.decode_sweep import RunPlan, available_bytes, measure
 from bench.workload.compose import StepKey, WorkloadStep
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
 from kernels.layer import layer_case

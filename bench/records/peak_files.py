@@ -10,9 +10,11 @@ import json
 import os
 from pathlib import Path
 
-from bench import metrics, store
+from bench.derive import roofline
+
+from bench.records import store
 from bench.errors import UserError
-from bench.records import PeakRecord
+from bench.records.schema import PeakRecord
 
 PEAK_KIND = "peak"
 
@@ -76,7 +78,7 @@ def use_measured_peak(plan, device, folder, record: dict, console=None) -> dict 
                           f"efficiency against the measured ceiling[/]")
         return None
     path, peak = found
-    peak_dtype = metrics.PEAK_DTYPE.get(plan.dtype, plan.dtype)
+    peak_dtype = roofline.PEAK_DTYPE.get(plan.dtype, plan.dtype)
     matmul, copy, read = peak.row("matmul", peak_dtype), peak.row("copy"), peak.row("read")
     used = {
         "file": str(path), "run_id": peak.run_id, "created": peak.created, "dtype": peak_dtype,

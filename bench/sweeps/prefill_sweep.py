@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench import metrics
+from bench.derive import roofline
 from costmodel.step import MODEL_OPS, compose
-from bench.sweep import RunPlan, available_bytes, measure, progress_note
+from bench.sweeps.decode_sweep import RunPlan, available_bytes, measure, progress_note
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
 from kernels.layer import op_cases as decode_op_cases
 from kernels.prefill_layer import (Chunk, mixed_layer_case, mixed_op_shapes, op_cases, prefill_layer_case,
@@ -158,7 +158,7 @@ def derive_point_step(plan: RunPlan, device, rows: list, point, backend: str, ec
         step.update(tokens_per_s=decode_tps, tokens_per_s_per_user=1.0 / seconds, prompt_tokens_per_s=prompt_tps,
                     total_tokens_per_s=decode_tps + prompt_tps)
         price_rate = decode_tps + prompt_tps
-    step.update(metrics.derive(flops, nbytes, seconds, plan.dtype, device.spec,
+    step.update(roofline.derive(flops, nbytes, seconds, plan.dtype, device.spec,
                                plan.ceilings.copy_bw, plan.ceilings.peak_flops))
     if step["fits"]:
         # priced over every token the step processes (prompt tokens for prefill; decode + prompt for mixed)

@@ -8,7 +8,7 @@ asked for), this gives:
     tokenbench tokens/s per device               (the run's chunked-prefill frontier, read log-linearly there)
     served / tokenbench                          (the engine's efficiency against its hardware's kernels,
                                                   when both are the same hardware)
-    $/M tokens of each                           (costmodel.workload.workload_economics; the served side at its
+    $/M tokens of each                           (costmodel.workload_economics.workload_economics; the served side at its
                                                   hardware's catalog price and all-in kW)
 
 The tokenbench side is the run's measured points; points projected onto other devices (source "projected",
@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 from costmodel import catalog
-from costmodel.errors import CostInputError
+from costmodel.input_errors import CostInputError
 from costmodel.frontier import curves, interactivity_range, placed, point_at, span_text
 from costmodel.served import describe
-from costmodel.workload import WorkloadEconomics, WorkloadPoint, workload_economics, workload_label
+from costmodel.workload_economics import WorkloadEconomics, WorkloadPoint, workload_economics, workload_label
 from costmodel.workload_record import WorkloadRun
 
 TOKENBENCH_ENGINE = "chunked-prefill"  # the engine behaviour a served result is compared with
@@ -244,7 +244,7 @@ def _econ(f: Figures, name: str) -> float | None:
 def columns(c: ServedComparison) -> list:
     """The printed table's columns: at served points (the served concurrency) or at chosen interactivities
     (how the served curve was read there)."""
-    from bench.tables import Col
+    from bench.report.terminal_tables import Col
 
     first = [Col("tokens/s per user", key=True)]
     first.append(Col("served C") if c.at is None else Col("served point", right=False, wrap=True))
@@ -254,8 +254,8 @@ def columns(c: ServedComparison) -> list:
 
 
 def table_rows(c: CurveComparison) -> list[list[str]]:
-    """The printed cells of one curve's rows (costmodel.fmt: sig for rates, money for $)."""
-    from costmodel.fmt import money, sig
+    """The printed cells of one curve's rows (costmodel.number_format: sig for rates, money for $)."""
+    from costmodel.number_format import money, sig
 
     rows = []
     for r in c.rows:
@@ -270,8 +270,8 @@ def table_rows(c: CurveComparison) -> list[list[str]]:
 
 
 def print_comparison(c: ServedComparison, console) -> None:
-    from bench.tables import print_table
-    from costmodel.fmt import money, sig
+    from bench.report.terminal_tables import print_table
+    from costmodel.number_format import money, sig
 
     def price(p: Pricing) -> str:
         return (f"{money(p.price_per_hour)}/h" if p.price_per_hour else "no price") + ", " + \

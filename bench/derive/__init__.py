@@ -1,0 +1,3 @@
+"""Figures derived from records: roofline efficiency (roofline), a run's price quote and per-step economics
+(run_pricing), the sides of compare/project (comparison_sides), and served results set beside a workload
+(served_comparison)."""
