@@ -4,6 +4,7 @@ load.py   reads and checks the inputs, groups steps into curves, finds each run'
 cell_format.py   every figure printed on the page, formatted in one place
 plots.py  one function per figure (matplotlib's Agg canvas; pyplot is never used)
 page.py   the Markdown page and the self-contained HTML page, from one list of blocks
+generation.py   the side-by-side tables and projected curves, from compare's and project's own code
 build.py  puts them together: the figures and tables for a set of runs
 workload_section.py, workload_plots.py   the workload section: throughput and $/M against interactivity per Pareto
           frontier, served results (--served) as markers, a table at --at-interactivity U

@@ -1,2 +1,12 @@
-"""Workloads: an ISL/OSL prompt-and-answer mix served at a concurrency, composed from measured steps
-(plan -> measure -> compose) and checked against an end-to-end run of the same cohort (e2e)."""
+"""Workloads: an ISL/OSL prompt-and-answer mix served at a concurrency, composed from measured steps.
+
+plan           what a workload measures: the chunked-prefill step and the prefill-then-decode cohort
+measure_steps  those steps measured through the gate and timers of bench/measure
+compose        workload points from the measured steps (torch-free arithmetic)
+pipeline       plan -> measure -> compose -> price, written after every row; `tokenbench workload` calls it
+e2e            the same cohort run end to end with tokenbench's own model, beside the composed figure
+projection     a measured workload carried onto a catalog device (torch-free)
+table          the terminal tables of a workload run
+tp_group       `workload --tp N`: the steps measured on a torchrun group (launcher side)
+tp_worker      the ranks' side of that group
+"""
