@@ -26,11 +26,12 @@ import torch
 from kernels import activation, attention, fp8_linear, gemm, kv_cache, norm, rope
 from kernels.backends import implementation, parse_backend
 from kernels.dtypes import generator, randn
+from kernels.head_sizes import HeadSizes
 from kernels.op import OpCase, as_float64
 
 
 @dataclass(frozen=True)
-class LayerDims:
+class LayerDims(HeadSizes):
     hidden: int
     heads: int
     kv_heads: int
@@ -49,14 +50,6 @@ class LayerDims:
             raise ValueError(f"unknown weights {self.weights!r}; choose one of: "
                              f"{', '.join(fp8_linear.WEIGHT_FORMATS)}")
 
-    @property
-    def q_size(self) -> int:
-        return self.heads * self.head_dim
-
-    @property
-    def kv_size(self) -> int:
-        return self.kv_heads * self.head_dim
-
 
 def linear_module(d: LayerDims):
     """The module with the projections' formulas, inputs and reference: kernels.gemm, or kernels.fp8_linear
@@ -69,7 +62,7 @@ def op_shapes(d: LayerDims, batch: int, context: int) -> dict:
     lin = linear_module(d)
     return {
         "attn_norm": ("norm", norm, norm.NormShape(batch, d.hidden, d.norm_eps)),
-        "qkv_proj": ("gemm", lin, gemm.GemmShape(batch, d.hidden, d.q_size + 2 * d.kv_size, d.qkv_bias)),
+        "qkv_proj": ("gemm", lin, gemm.GemmShape(batch, d.hidden, d.qkv_size, d.qkv_bias)),
         "rope": ("rope", rope, rope.RopeShape(batch, d.heads, d.kv_heads, d.head_dim, d.rope_theta)),
         "kv_append": ("kv_append", kv_cache, kv_cache.AppendShape(batch, d.kv_heads, d.head_dim, context)),
         "attention": ("attention", attention,
@@ -105,8 +98,8 @@ def layer_flops(d: LayerDims, batch: int, context: int) -> int:
 def layer_weight_bytes(d: LayerDims, element_bytes: int) -> int:
     """The layer's weights: the projections [N, K] in d.weights' format (FP8: 1 byte an element + float32
     scales), the two norms and the qkv bias in the activation dtype."""
-    proj = ((d.q_size + 2 * d.kv_size, d.hidden), (d.hidden, d.q_size), (2 * d.ffn, d.hidden), (d.hidden, d.ffn))
-    rest = 2 * d.hidden + (d.q_size + 2 * d.kv_size if d.qkv_bias else 0)
+    proj = ((d.qkv_size, d.hidden), (d.hidden, d.q_size), (2 * d.ffn, d.hidden), (d.hidden, d.ffn))
+    rest = 2 * d.hidden + (d.qkv_size if d.qkv_bias else 0)
     if d.weights == "fp8":
         return sum(n * k + fp8_linear.scale_bytes(n) for n, k in proj) + rest * element_bytes
     return (sum(n * k for n, k in proj) + rest) * element_bytes
@@ -165,13 +158,13 @@ def make_layer_weights(d: LayerDims, dtype: torch.dtype, device, seed: int) -> d
     g = generator(seed, device)
     w = {
         "attn_norm": (1.0 + randn((d.hidden,), torch.float32, device, g, scale=0.1)).to(dtype),
-        "qkv": randn((d.q_size + 2 * d.kv_size, d.hidden), dtype, device, g, scale=d.hidden**-0.5),
+        "qkv": randn((d.qkv_size, d.hidden), dtype, device, g, scale=d.hidden**-0.5),
         "o": randn((d.hidden, d.q_size), dtype, device, g, scale=d.q_size**-0.5),
         "ffn_norm": (1.0 + randn((d.hidden,), torch.float32, device, g, scale=0.1)).to(dtype),
         "gate_up": randn((2 * d.ffn, d.hidden), dtype, device, g, scale=d.hidden**-0.5),
         "down": randn((d.hidden, d.ffn), dtype, device, g, scale=d.ffn**-0.5),
     }
-    w["qkv_bias"] = randn((d.q_size + 2 * d.kv_size,), dtype, device, g, scale=0.1) if d.qkv_bias else None
+    w["qkv_bias"] = randn((d.qkv_size,), dtype, device, g, scale=0.1) if d.qkv_bias else None
     if d.weights == "fp8":  # the same draws, quantized once here (offline, never in a timed call)
         w.update({name: fp8_linear.quantize_weight(w[name]) for name in ("qkv", "o", "gate_up", "down")})
     return w

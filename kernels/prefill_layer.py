@@ -44,7 +44,7 @@ def prefill_op_shapes(d: LayerDims, c: Chunk) -> dict:
     m, lin = c.rows, linear_module(d)
     return {
         "attn_norm": ("norm", norm, norm.NormShape(m, d.hidden, d.norm_eps)),
-        "qkv_proj": ("gemm", lin, gemm.GemmShape(m, d.hidden, d.q_size + 2 * d.kv_size, d.qkv_bias)),
+        "qkv_proj": ("gemm", lin, gemm.GemmShape(m, d.hidden, d.qkv_size, d.qkv_bias)),
         "rope": ("rope", rope, rope.RopeShape(m, d.heads, d.kv_heads, d.head_dim, d.rope_theta)),
         "kv_write": ("kv_append", kv_chunk, kv_chunk.ChunkWriteShape(c.batch, d.kv_heads, d.head_dim, c.tokens,
                                                                       c.prefix)),
@@ -65,7 +65,7 @@ def mixed_op_shapes(d: LayerDims, decode_batch: int, context: int, c: Chunk) -> 
     shapes = prefill_op_shapes(d, c)
     for name in ("attn_norm", "ffn_norm"):
         shapes[name] = ("norm", norm, norm.NormShape(m, d.hidden, d.norm_eps))
-    shapes["qkv_proj"] = ("gemm", lin, gemm.GemmShape(m, d.hidden, d.q_size + 2 * d.kv_size, d.qkv_bias))
+    shapes["qkv_proj"] = ("gemm", lin, gemm.GemmShape(m, d.hidden, d.qkv_size, d.qkv_bias))
     shapes["rope"] = ("rope", rope, rope.RopeShape(m, d.heads, d.kv_heads, d.head_dim, d.rope_theta))
     shapes["o_proj"] = ("gemm", lin, gemm.GemmShape(m, d.q_size, d.hidden))
     shapes["gate_up_proj"] = ("gemm", lin, gemm.GemmShape(m, d.hidden, 2 * d.ffn))

@@ -1,6 +1,11 @@
 """Checks shared by the Triton kernel tests (imported after each module has set TRITON_INTERPRET)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 
 from kernels.dtypes import TOLERANCE
@@ -29,3 +34,17 @@ def assert_close(out: torch.Tensor, ref: torch.Tensor, dtype: torch.dtype, what:
 def nan_like(shape, dtype) -> torch.Tensor:
     """An output buffer full of NaN: any element a kernel fails to write fails assert_close."""
     return torch.full(shape, float("nan"), dtype=dtype, device=DEVICE)
+
+
+def compile_for_gpu_targets(module: str) -> str:
+    """`python -m module sm_80 sm_90 sm_100` (kernels.triton.compile_check or compile_check_scale) in a child
+    process without TRITON_INTERPRET (the interpreter never runs the compiler); asserts it found no failure
+    and returns its stdout."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    run = subprocess.run([sys.executable, "-m", module, "sm_80", "sm_90", "sm_100"],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    assert "0 failures" in run.stdout
+    return run.stdout

@@ -9,6 +9,7 @@ from bench.report.terminal_tables import console_width
 from bench.configs import device_catalog
 from bench.records import environment, store
 from bench.measure.bandwidth import check_bandwidth_drift, copy_budget, record_copy_bandwidth
+from bench.commands._measure_flags import add_record_price_timing_arguments
 from bench.errors import UserError
 from bench.measure.reliability import flag_unreliable
 from bench.records.peak_files import use_measured_peak
@@ -35,12 +36,7 @@ def add_arguments(p):
     p.add_argument("--backend", help="comma list of backends: torch, triton, or a per-op mix like "
                                      "triton/attention=torch (default torch)")
     p.add_argument("--device", default="auto", help="auto | cuda | cpu")
-    p.add_argument("--out", default="results", help="folder for the results files (default results/)")
-    p.add_argument("--price-per-hour", help="$ per device-hour (default: the catalog's, where it has one)")
-    p.add_argument("--power-kw", help="all-in kW per device (default: the catalog's, where it has one)")
-    p.add_argument("--budget-s", default="1.0", help="timing budget per case in seconds (default 1.0)")
-    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
-                   help="time eager launches with events instead of CUDA-graph replays")
+    add_record_price_timing_arguments(p, budget_s="1.0")
     p.add_argument("--layer-only", action="store_true", help="time only the layer and model-level ops")
     p.add_argument("--full-model", action="store_true",
                    help="also time the whole model's step (every layer with its own weights) where it fits, "

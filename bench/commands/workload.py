@@ -14,6 +14,7 @@ import json
 import sys
 from contextlib import contextmanager
 
+from bench.commands._measure_flags import add_record_price_timing_arguments
 from bench.errors import UserError
 from bench.parsing import choice, non_empty, positive_float, positive_int, positive_int_list
 
@@ -39,12 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tp", type=int, default=1,
                    help="tensor-parallel ranks: N > 1 measures the steps on a torchrun group of N (one GPU each; "
                         "gloo ranks on a CPU) and reports tokens/s per GPU over the group (default 1)")
-    p.add_argument("--out", default="results", help="folder for the results files (default results/)")
-    p.add_argument("--price-per-hour", help="$ per device-hour (default: the catalog's, where it has one)")
-    p.add_argument("--power-kw", help="all-in kW per device (default: the catalog's, where it has one)")
-    p.add_argument("--budget-s", default="0.5", help="timing budget per case in seconds (default 0.5)")
-    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
-                   help="time eager launches with events instead of CUDA-graph replays")
+    add_record_price_timing_arguments(p, budget_s="0.5")
     p.add_argument("--measure-e2e", action="store_true",
                    help="also run each cohort for real (prefill, then decode, every layer its own weights and "
                         "cache) and report measured / composed wall time")

@@ -7,12 +7,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from bench.errors import UserError
+from kernels.head_sizes import HeadSizes
 
 BYTES_PER_ELEMENT = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(HeadSizes):
     name: str
     hidden: int
     layers: int
@@ -52,18 +53,6 @@ class ModelConfig:
     @property
     def moe_layers(self) -> int:
         return self.layers - self.dense_layers if self.is_moe else 0
-
-    @property
-    def q_size(self) -> int:
-        return self.heads * self.head_dim
-
-    @property
-    def kv_size(self) -> int:
-        return self.kv_heads * self.head_dim
-
-    @property
-    def qkv_size(self) -> int:
-        return self.q_size + 2 * self.kv_size
 
     @property
     def attn_params(self) -> int:

@@ -22,7 +22,7 @@ step is set by its slowest rank. All-reduce bandwidth follows the NCCL-tests con
 """
 from __future__ import annotations
 
-import argparse
+import functools
 import math
 import os
 import sys
@@ -35,6 +35,7 @@ import torch.distributed as dist
 from bench.configs import device_catalog
 
 from bench.records import environment, store
+from bench.sweeps.torchrun_worker import run_on_group, worker_main
 
 from bench.derive import roofline
 from bench.errors import UserError
@@ -269,23 +270,6 @@ def add_worker_arguments(p) -> None:
                    help="time eager launches instead of CUDA-graph replays (GPU)")
 
 
-def setup_group(requested: str):
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    want_cuda = requested in ("auto", "cuda") and torch.cuda.is_available()
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda but no CUDA device is visible")
-    if want_cuda:
-        torch.cuda.set_device(local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if want_cuda else "gloo", rank=rank, world_size=world)
-    device = device_catalog.detect("cuda" if want_cuda else "cpu")
-    if want_cuda:  # detect() describes device 0; this rank runs on its own
-        device.torch_device = f"cuda:{local_rank}"
-    return rank, world, device
-
-
 def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     out64 = out.detach().double().cpu()
     ref = ref.cpu()
@@ -303,6 +287,18 @@ def every_rank(flag: bool, device) -> bool:
     t = torch.tensor([int(flag)], dtype=torch.int64, device=device.torch_device if device.kind == "cuda" else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
+
+
+def every_rank_copy_bandwidth(device, world: int) -> tuple[float, list]:
+    """(this rank's copy bandwidth, every rank's) in bytes/s, measured by all ranks at once after a barrier;
+    each rank's roofline reads its own, the group's step the slowest."""
+    from bench.measure.bandwidth import copy_bandwidth
+
+    dist.barrier()
+    copy_bw = copy_bandwidth(device, budget_s=1.0 if device.kind == "cuda" else 0.3)["measured_copy_gbps"] * 1e9
+    copy_bws = [None] * world
+    dist.all_gather_object(copy_bws, copy_bw)
+    return copy_bw, copy_bws
 
 
 def gate_layer(forward, reference, inputs: dict, dtype_name: str, device, poison=None) -> dict:
@@ -514,6 +510,10 @@ def rank0_console():
 
 
 def run(args) -> int:
+    return run_on_group(args.device, functools.partial(_measure_on_group, args))
+
+
+def _measure_on_group(args, rank: int, world: int, device) -> int:
     from contextlib import nullcontext
 
     from bench.derive.run_pricing import economics_for, resolve_price
@@ -521,70 +521,62 @@ def run(args) -> int:
     from bench.parsing import choice, positive_float, positive_int_list
     from kernels.dtypes import TORCH_DTYPES
 
-    rank, world, device = setup_group(args.device)
-    try:
-        model = get_model(args.model)
-        refuse_moe(model, "`tokenbench tp`")
-        dtype = choice(args.dtype or ("bf16" if device.kind == "cuda" else "fp32"), tuple(TORCH_DTYPES), "dtype")
-        batches = positive_int_list(args.batch, "--batch")
-        contexts = positive_int_list(args.context, "--context")
-        budget = positive_float(args.budget_s, "--budget-s")
-        backends = parse_backend(args.backend)
-        local_dims(model.layer_dims, 0, world)  # shape errors before any work
-        price = resolve_price(args, device)
-        plan = {"dtype": dtype, "backend": args.backend}
-        unit = "GPU" if device.kind == "cuda" else "rank (CPU process)"
-        cases = [(b, c) for b in batches for c in contexts]
-        # only rank 0 writes the record and shows progress; the other ranks measure and report to it
-        writer, record, console = None, None, None
-        if rank == 0:
-            env = environment.capture()
-            writer, record = store.open_record(
-                "tp", args.out, device, env, (model.name, dtype, f"tp{world}"),
-                {"batches": batches, "contexts": contexts, "backends": [args.backend], "budget_s": budget, "tp": world},
-                model=model, dtype=dtype, price=price,
-                tp={"world_size": world, "process_group_backend": dist.get_backend(),
-                    "nnodes": int(os.environ.get("GROUP_WORLD_SIZE", "1")),
-                    "sharding": "Megatron: column-parallel qkv and gate_up, row-parallel o and down, "
-                                "2 all-reduces of [B, H] per layer",
-                    "bus_bandwidth": "NCCL-tests convention: busbw = algbw * 2 (n-1) / n"})
-            writer.write(record)
-            console = rank0_console()
-            console.print(f"tokenbench tp: {world} ranks ({dist.get_backend()}) on {device.name}; model "
-                          f"{model.name}, {dtype}, batch {batches}, context {contexts}", highlight=False,
-                          markup=False, soft_wrap=True)
-        # rank 0: the record says complete, or what failed, and is written whatever happens
-        with store.recording(record, writer) if rank == 0 else nullcontext({"status": 0}) as state:
-            from bench.measure.bandwidth import copy_bandwidth
-            from bench.progress import CaseProgress
+    model = get_model(args.model)
+    refuse_moe(model, "`tokenbench tp`")
+    dtype = choice(args.dtype or ("bf16" if device.kind == "cuda" else "fp32"), tuple(TORCH_DTYPES), "dtype")
+    batches = positive_int_list(args.batch, "--batch")
+    contexts = positive_int_list(args.context, "--context")
+    budget = positive_float(args.budget_s, "--budget-s")
+    backends = parse_backend(args.backend)
+    local_dims(model.layer_dims, 0, world)  # shape errors before any work
+    price = resolve_price(args, device)
+    plan = {"dtype": dtype, "backend": args.backend}
+    unit = "GPU" if device.kind == "cuda" else "rank (CPU process)"
+    cases = [(b, c) for b in batches for c in contexts]
+    # only rank 0 writes the record and shows progress; the other ranks measure and report to it
+    writer, record, console = None, None, None
+    if rank == 0:
+        env = environment.capture()
+        writer, record = store.open_record(
+            "tp", args.out, device, env, (model.name, dtype, f"tp{world}"),
+            {"batches": batches, "contexts": contexts, "backends": [args.backend], "budget_s": budget, "tp": world},
+            model=model, dtype=dtype, price=price,
+            tp={"world_size": world, "process_group_backend": dist.get_backend(),
+                "nnodes": int(os.environ.get("GROUP_WORLD_SIZE", "1")),
+                "sharding": "Megatron: column-parallel qkv and gate_up, row-parallel o and down, "
+                            "2 all-reduces of [B, H] per layer",
+                "bus_bandwidth": "NCCL-tests convention: busbw = algbw * 2 (n-1) / n"})
+        writer.write(record)
+        console = rank0_console()
+        console.print(f"tokenbench tp: {world} ranks ({dist.get_backend()}) on {device.name}; model "
+                      f"{model.name}, {dtype}, batch {batches}, context {contexts}", highlight=False,
+                      markup=False, soft_wrap=True)
+    # rank 0: the record says complete, or what failed, and is written whatever happens
+    with store.recording(record, writer) if rank == 0 else nullcontext({"status": 0}) as state:
+        from bench.progress import CaseProgress
 
-            dist.barrier()
-            copy_bw = copy_bandwidth(device, budget_s=1.0 if device.kind == "cuda" else 0.3)["measured_copy_gbps"] * 1e9
-            copy_bws = [None] * world
-            dist.all_gather_object(copy_bws, copy_bw)
-            if rank == 0:
-                record["measured_copy_gbps_per_rank"] = [b / 1e9 for b in copy_bws]
-            with CaseProgress(console, len(cases)) if rank == 0 else nullcontext() as progress:
-                for batch, context in cases:
-                    if progress:
-                        progress.start(f"b={batch} ctx={context}")
-                    mine = measure_combo(model, dtype, backends, device, rank, world, batch, context, budget,
-                                         args.seed, cuda_graph=getattr(args, "cuda_graph", True),
-                                         phase=progress.phase if progress else quiet)
-                    mine["copy_bw"] = copy_bw
-                    gathered = [None] * world
-                    dist.all_gather_object(gathered, mine)
-                    if rank == 0:
-                        rows, step = rows_and_step(model, plan, gathered, device, world, economics_for(price))
-                        record["rows"].extend(rows)
-                        record["steps"].append(step)
-                        writer.write(record)  # every finished case is on disk: an interrupt keeps it
-                        progress.finish(step_line(step, unit))
+        copy_bw, copy_bws = every_rank_copy_bandwidth(device, world)
         if rank == 0:
-            console.print(f"wrote {writer.json_path}", highlight=False, markup=False, soft_wrap=True)
-        return state["status"]
-    finally:
-        dist.destroy_process_group()
+            record["measured_copy_gbps_per_rank"] = [b / 1e9 for b in copy_bws]
+        with CaseProgress(console, len(cases)) if rank == 0 else nullcontext() as progress:
+            for batch, context in cases:
+                if progress:
+                    progress.start(f"b={batch} ctx={context}")
+                mine = measure_combo(model, dtype, backends, device, rank, world, batch, context, budget,
+                                     args.seed, cuda_graph=getattr(args, "cuda_graph", True),
+                                     phase=progress.phase if progress else quiet)
+                mine["copy_bw"] = copy_bw
+                gathered = [None] * world
+                dist.all_gather_object(gathered, mine)
+                if rank == 0:
+                    rows, step = rows_and_step(model, plan, gathered, device, world, economics_for(price))
+                    record["rows"].extend(rows)
+                    record["steps"].append(step)
+                    writer.write(record)  # every finished case is on disk: an interrupt keeps it
+                    progress.finish(step_line(step, unit))
+    if rank == 0:
+        console.print(f"wrote {writer.json_path}", highlight=False, markup=False, soft_wrap=True)
+    return state["status"]
 
 
 def step_line(s: dict, unit: str = "GPU") -> str:
@@ -619,14 +611,7 @@ def compare_worker(rank: int, world: int, init_method: str, model_name: str, bat
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.sweeps.tp_sweep", description=__doc__.split("\n")[0])
-    add_worker_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except UserError as exc:
-        print(f"tokenbench tp: error: {exc}", file=sys.stderr)
-        return 2
+    return worker_main(argv, "bench.sweeps.tp_sweep", __doc__, add_worker_arguments, run, "tp")
 
 
 if __name__ == "__main__":

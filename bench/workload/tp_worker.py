@@ -17,7 +17,7 @@ with FLOPs and bytes per GPU (one rank's shard). bench/workload/tp_group.py comp
 """
 from __future__ import annotations
 
-import argparse
+import functools
 import json
 import sys
 from contextlib import nullcontext
@@ -29,6 +29,7 @@ import torch.distributed as dist
 from bench.derive import roofline
 
 from bench.sweeps import tp_sweep
+from bench.sweeps.torchrun_worker import run_on_group, worker_main
 from bench.errors import UserError
 from bench.workload.compose import StepKey, WorkloadStep
 from bench.workload.measure_steps import key_labels, skip_reason, tail_rows
@@ -280,69 +281,55 @@ def read_keys(path: str) -> list[StepKey]:
 
 
 def run(args) -> int:
-    from bench.measure.bandwidth import copy_bandwidth
+    return run_on_group(args.device, functools.partial(_measure_on_group, args))
+
+
+def _measure_on_group(args, rank: int, world: int, device) -> int:
     from bench.configs.model_configs import get_model, refuse_moe
     from bench.progress import CaseProgress
     from bench.records.store import ResultWriter, read_json
     from bench.sweeps.decode_sweep import RunPlan
     from kernels.backends import parse_backend
 
-    rank, world, device = tp_sweep.setup_group(args.device)
-    try:
-        model = get_model(args.model)
-        refuse_moe(model, "`tokenbench workload --tp`")
-        tp_sweep.local_dims(model.layer_dims, 0, world)
-        backends = parse_backend(args.backend)
-        keys = read_keys(args.keys)
-        plan = RunPlan(model=model, batches=[], contexts=[], dtype=args.dtype, backends=[args.backend],
-                       budget_s=args.budget_s, cuda_graph=args.cuda_graph and device.kind == "cuda", per_op=False)
-        record, writer, console = None, None, None
-        if rank == 0:
-            record, writer = read_json(args.record, "workload record"), ResultWriter.reopen(args.record)
-            console = tp_sweep.rank0_console()
-        dist.barrier()
-        copy_bw = copy_bandwidth(device, budget_s=1.0 if device.kind == "cuda" else 0.3)["measured_copy_gbps"] * 1e9
-        copy_bws = [None] * world
-        dist.all_gather_object(copy_bws, copy_bw)
-        if rank == 0:
-            record.setdefault("tp", {}).update(
-                world_size=world, process_group_backend=dist.get_backend(), keys=len(keys),
-                measured_copy_gbps_per_rank=[b / 1e9 for b in copy_bws])
-            record["measured_copy_gbps"] = min(copy_bws) / 1e9  # the step reads the slowest rank's
-            writer.write(record)
-        caches = RankCaches()
-        with CaseProgress(console, len(keys)) if rank == 0 else nullcontext() as progress:
-            for key in keys:
-                if progress:
-                    progress.start(describe(key))
-                mine = measure_key(plan, backends, device, rank, world, key, args.seed, caches,
-                                   phase=progress.phase if progress else tp_sweep.quiet)
-                mine["copy_bw"] = copy_bw
-                gathered = [None] * world
-                dist.all_gather_object(gathered, mine)
-                if rank == 0:
-                    rows, step = group_rows_and_step(plan, key, gathered, device, world)
-                    record["rows"].extend(rows)
-                    record["steps"].append(step)
-                    writer.write(record)  # every finished key is on disk: a stopped group keeps it
-                    progress.finish(step_line(step))
-        # no rank tears the group down while rank 0 still writes the last key: a peer that left first made
-        # rank 0's exit fail now and then (the group then exits 1 with every key measured)
-        dist.barrier()
-        return 0
-    finally:
-        dist.destroy_process_group()
+    model = get_model(args.model)
+    refuse_moe(model, "`tokenbench workload --tp`")
+    tp_sweep.local_dims(model.layer_dims, 0, world)
+    backends = parse_backend(args.backend)
+    keys = read_keys(args.keys)
+    plan = RunPlan(model=model, batches=[], contexts=[], dtype=args.dtype, backends=[args.backend],
+                   budget_s=args.budget_s, cuda_graph=args.cuda_graph and device.kind == "cuda", per_op=False)
+    record, writer, console = None, None, None
+    if rank == 0:
+        record, writer = read_json(args.record, "workload record"), ResultWriter.reopen(args.record)
+        console = tp_sweep.rank0_console()
+    copy_bw, copy_bws = tp_sweep.every_rank_copy_bandwidth(device, world)
+    if rank == 0:
+        record.setdefault("tp", {}).update(
+            world_size=world, process_group_backend=dist.get_backend(), keys=len(keys),
+            measured_copy_gbps_per_rank=[b / 1e9 for b in copy_bws])
+        record["measured_copy_gbps"] = min(copy_bws) / 1e9  # the step reads the slowest rank's
+        writer.write(record)
+    caches = RankCaches()
+    with CaseProgress(console, len(keys)) if rank == 0 else nullcontext() as progress:
+        for key in keys:
+            if progress:
+                progress.start(describe(key))
+            mine = measure_key(plan, backends, device, rank, world, key, args.seed, caches,
+                               phase=progress.phase if progress else tp_sweep.quiet)
+            mine["copy_bw"] = copy_bw
+            gathered = [None] * world
+            dist.all_gather_object(gathered, mine)
+            if rank == 0:
+                rows, step = group_rows_and_step(plan, key, gathered, device, world)
+                record["rows"].extend(rows)
+                record["steps"].append(step)
+                writer.write(record)  # every finished key is on disk: a stopped group keeps it
+                progress.finish(step_line(step))
+    return 0  # run_on_group holds every rank at a barrier until rank 0 has written the last key
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.workload.tp_worker", description=__doc__.split("\n")[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except UserError as exc:
-        print(f"tokenbench workload: error: {exc}", file=sys.stderr)
-        return 2
+    return worker_main(argv, "bench.workload.tp_worker", __doc__, add_arguments, run, "workload")
 
 
 if __name__ == "__main__":

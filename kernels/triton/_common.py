@@ -1,4 +1,5 @@
-"""Helpers every Triton launcher shares: interpreter detection, device facts, argument checks.
+"""Helpers every Triton launcher shares: interpreter detection, device facts, argument checks, and the
+@triton.jit pieces more than one kernel is built from (inlined into each kernel that calls them).
 
 Nothing here runs at import time except the interpreter shim below, which only acts when
 TRITON_INTERPRET=1 (a CPU run) and touches no device.
@@ -9,6 +10,8 @@ import functools
 import os
 
 import torch
+import triton
+import triton.language as tl
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 # Stand-in SM count under the interpreter: programs run one after another on the CPU, so any small
@@ -140,6 +143,30 @@ def check_out(op: str, out, shape: tuple, dtype: torch.dtype, device: torch.devi
 def unit_last_stride(t: torch.Tensor) -> torch.Tensor:
     """Kernels index the last dimension densely; views from the fused qkv output already are."""
     return t if t.stride(-1) == 1 else t.contiguous()
+
+
+@triton.jit
+def linear_tile(
+    a_ptr, rows, mask_m, stride_am, stride_ak,  # A [*, K]: the tile's rows (any row indices) and their mask
+    w_ptr, offs_n, mask_n, stride_wn, stride_wk,  # W [N, K] (nn.Linear layout): the tile's columns and mask
+    K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    WIDEN_W: tl.constexpr,
+):
+    """acc[BLOCK_M, BLOCK_N] = A[rows, :] @ W[offs_n, :]^T accumulated in fp32: per K step one
+    [BLOCK_M, BLOCK_K] tile of A and one [BLOCK_K, BLOCK_N] tile of W^T (masked elements read as zero).
+    WIDEN_W: each W tile is converted to A's type in registers before the dot (FP8 weights, 16-bit x)."""
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        mask_k = offs_k < K
+        a = tl.load(a_ptr + rows[:, None] * stride_am + offs_k[None, :] * stride_ak,
+                    mask=mask_m[:, None] & mask_k[None, :], other=0.0)
+        w = tl.load(w_ptr + offs_n[None, :] * stride_wn + offs_k[:, None] * stride_wk,
+                    mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        if WIDEN_W:
+            w = w.to(a_ptr.dtype.element_ty)
+        acc = tl.dot(a, w, acc)
+    return acc
 
 
 def _patch_interpreter_for_numpy_2_4() -> None:

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.triton._common import autotune_options
+from kernels.triton._common import autotune_options, linear_tile
 
 
 def _configs():
@@ -48,17 +48,9 @@ def _fp8_linear_kernel(
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_m = offs_m < M
     mask_n = offs_n < N
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        offs_k = k0 + tl.arange(0, BLOCK_K)
-        mask_k = offs_k < K
-        a = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :] * stride_xk,
-                    mask=mask_m[:, None] & mask_k[None, :], other=0.0)
-        b = tl.load(w_ptr + offs_n[None, :] * stride_wn + offs_k[:, None] * stride_wk,
-                    mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-        if WEIGHT_ONLY:
-            b = b.to(x_ptr.dtype.element_ty)  # e4m3 -> bf16/fp16 is exact
-        acc = tl.dot(a, b, acc)
+    # WEIGHT_ONLY: each W tile widened to x's type (e4m3 -> bf16/fp16 is exact)
+    acc = linear_tile(x_ptr, offs_m, mask_m, stride_xm, stride_xk, w_ptr, offs_n, mask_n, stride_wn,
+                      stride_wk, K, BLOCK_M, BLOCK_N, BLOCK_K, WEIGHT_ONLY)
     if PER_ROW:
         sx = tl.load(xs_ptr + offs_m, mask=mask_m, other=0.0)
         sw = tl.load(ws_ptr + offs_n, mask=mask_n, other=0.0)

@@ -20,6 +20,19 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.triton._common import linear_tile
+
+
+@triton.jit
+def _expert_program(count_ptr, start_ptr, w_ptr, stride_we, N: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's expert e (axis 0) and N-tile (axis 1): (e's row count, e's first sorted row, the tile's
+    columns < N and their mask, e's weight matrix)."""
+    e = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    count = tl.load(count_ptr + e)
+    start = tl.load(start_ptr + e)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    return count, start, offs_n, offs_n < N, w_ptr + e.to(tl.int64) * stride_we
 
 
 @triton.jit
@@ -32,13 +45,7 @@ def _gate_up_swiglu_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """act[r, n] = silu(sum_k x[tok r, k] Wg[e, n, k]) * sum_k x[tok r, k] Wu[e, n, k], accumulated in fp32."""
-    e = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    count = tl.load(count_ptr + e)
-    start = tl.load(start_ptr + e)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask_n = offs_n < F
-    w_base = w_ptr + e.to(tl.int64) * stride_we
+    count, start, offs_n, mask_n, w_base = _expert_program(count_ptr, start_ptr, w_ptr, stride_we, F, BLOCK_N)
     for m0 in range(0, max_rows, BLOCK_M):  # max_rows = tokens >= any expert's rows
         if m0 < count:  # experts with no (more) rows skip, loading no weights
             offs_m = m0 + tl.arange(0, BLOCK_M)
@@ -74,27 +81,14 @@ def _down_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """y_pair[pair r, n] = p[pair r] * sum_k act[r, k] Wd[e, n, k]."""
-    e = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    count = tl.load(count_ptr + e)
-    start = tl.load(start_ptr + e)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask_n = offs_n < H
-    w_base = w_ptr + e.to(tl.int64) * stride_we
+    count, start, offs_n, mask_n, w_base = _expert_program(count_ptr, start_ptr, w_ptr, stride_we, H, BLOCK_N)
     for m0 in range(0, max_rows, BLOCK_M):  # max_rows = tokens >= any expert's rows
         if m0 < count:  # experts with no (more) rows skip, loading no weights
             offs_m = m0 + tl.arange(0, BLOCK_M)
             mask_m = offs_m < count
             rows = start + offs_m
-            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-            for k0 in range(0, F, BLOCK_K):
-                offs_k = k0 + tl.arange(0, BLOCK_K)
-                mask_k = offs_k < F
-                a = tl.load(act_ptr + rows[:, None] * stride_am + offs_k[None, :] * stride_ak,
-                            mask=mask_m[:, None] & mask_k[None, :], other=0.0)
-                w = tl.load(w_base + offs_n[None, :] * stride_wn + offs_k[:, None] * stride_wk,
-                            mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-                acc = tl.dot(a, w, acc)
+            acc = linear_tile(act_ptr, rows, mask_m, stride_am, stride_ak, w_base, offs_n, mask_n, stride_wn,
+                              stride_wk, F, BLOCK_M, BLOCK_N, BLOCK_K, False)
             pair = tl.load(pair_ptr + rows, mask=mask_m, other=0)
             p = tl.load(p_ptr + pair, mask=mask_m, other=0.0)
             tl.store(y_ptr + pair[:, None] * stride_ym + offs_n[None, :] * stride_yn, acc * p[:, None],
