@@ -53,8 +53,6 @@ def main(args) -> int:
     common.say(f"tokenbench fp8 on {label}: {device.name}; {model.name}; FP8 " +
                ("available" if ok else f"rows skipped: {why}"))
     said = run_fp8_sweep(plan, device, record, writer, economics, scalings, backends, (ok, why), common.say)
-    record["complete"] = True
-    writer.write(record)
     for s in record["steps"]:
         if s.get("valid"):
             common.say(f"  b={s['batch']} {s['precision']}: GEMMs {s['gemm_seconds_per_layer'] * 1e6:.1f} us/layer, "

@@ -48,8 +48,6 @@ def main(args) -> int:
     common.say(f"tokenbench moe on {label}: {device.name}; {model.name} ({model.experts} experts, top-"
                f"{model.experts_per_token}, +{model.shared_experts} shared, expert FFN {model.moe_ffn}), {dtype}")
     run_moe_sweep(plan, device, record, writer, _say_row)
-    record["complete"] = True
-    writer.write(record)
     common.say(f"wrote {writer.json_path}")
     if args.json:
         from bench.records.store import clean

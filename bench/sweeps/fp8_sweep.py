@@ -43,8 +43,9 @@ def fp4_reason(device) -> str:
 def run_fp8_sweep(plan, device, record: dict, writer, economics, scalings: list, backends: list,
                   support: tuple, say: Callable[[str], None]) -> set:
     """Every batch of `plan`: each GEMM in bf16, then in FP8 for every (backend, scaling), each row written
-    as it is measured, then the batch's GEMM-only steps. `support` is fp8.support(device); `say` prints a
-    line about a row not timed (once per reason for skipped rows). Returns the reasons already said."""
+    as it is measured, then the batch's GEMM-only steps; the record is marked complete at the end.
+    `support` is fp8.support(device); `say` prints a line about a row not timed (once per reason for
+    skipped rows). Returns the reasons already said."""
     from bench.sweeps.decode_sweep import measure
 
     ok, why = support
@@ -82,6 +83,8 @@ def run_fp8_sweep(plan, device, record: dict, writer, economics, scalings: list,
                 _keep(record, writer, row, per[key], name, nbytes, said, say)
         record["steps"].extend(fp8_steps(model, batch, per, economics, skipped, nbytes, device))
         writer.write(record)
+    record["complete"] = True
+    writer.write(record)
     return said
 
 

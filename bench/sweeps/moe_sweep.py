@@ -14,7 +14,7 @@ from kernels.dtypes import torch_dtype
 
 def run_moe_sweep(plan, device, record: dict, writer, on_row: Callable[[dict], None]) -> None:
     """Every batch of `plan` and backend: one row each, written as it is measured and handed to `on_row`,
-    then the batch's steps."""
+    then the batch's steps; the record is marked complete at the end."""
     from bench.sweeps.decode_sweep import measure
 
     model, dtype, backends = plan.model, plan.dtype, plan.backends
@@ -45,6 +45,8 @@ def run_moe_sweep(plan, device, record: dict, writer, on_row: Callable[[dict], N
             on_row(row)
         record["steps"].extend(moe_steps(model, dtype, batch, rows, device))
         writer.write(record)
+    record["complete"] = True
+    writer.write(record)
 
 
 def moe_steps(model, dtype: str, batch: int, rows: list, device) -> list:
