@@ -1,8 +1,8 @@
 """How a model's step is composed from measured parts, in one place: layers x layer + the model-level ops
 (final_norm and lm_head for a decode step). Used for seconds, FLOPs, bytes and joules alike, by the sweeps
-(decode, prefill, mixed, tp, fp8, moe), the projection and the board energy. Two kinds time less than a
-whole layer and compose their own variant here: fp8 (a layer's four projections + the LM head, GEMMs only)
-and moe (the MoE layers' MLPs only)."""
+(decode, prefill, mixed, tp, fp8, moe), the workload's steps, the projection and the board energy. Two kinds
+time less than a whole layer and compose their own variant here: fp8 (a layer's four projections + the LM
+head, GEMMs only) and moe (the MoE layers' MLPs only)."""
 from __future__ import annotations
 
 DECODE_DERIVATION = "layers x layer + final_norm + lm_head"
