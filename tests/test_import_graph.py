@@ -1,6 +1,7 @@
 """The dependency direction of GUIDE.md, read from the source: no import cycles inside bench, kernels and
-costmodel; costmodel imports neither torch nor bench; kernels never import bench; and no bench module
-below the command line imports bench.commands (a command parses, calls and prints; the logic is below)."""
+costmodel; costmodel imports neither torch nor bench; kernels never import bench; no module but the command
+line (bench.cli, bench.commands) imports or names bench.commands; and a command parses, calls and prints:
+it neither opens, fills nor writes a results record nor composes a step (the logic is below it)."""
 import ast
 from pathlib import Path
 
@@ -76,4 +77,48 @@ def test_layers_point_one_way():
         if (name.startswith("bench") and not name.startswith(("bench.commands", "bench.cli"))
                 and any(d.startswith("bench.commands") for d in deps)):
             wrong.append((name, sorted(d for d in deps if d.startswith("bench.commands"))))
+    assert not wrong, wrong
+
+
+def test_only_the_command_line_reaches_the_commands():
+    # by import, or by the dotted name a dynamic import (importlib) would use
+    wrong = []
+    for name, path in MODULES.items():
+        if name == "bench.cli" or name.startswith("bench.commands"):
+            continue
+        if any(d == "bench.commands" or d.startswith("bench.commands.") for d in RAW[name]):
+            wrong.append((name, "imports bench.commands"))
+        elif "bench.commands" in path.read_text():
+            wrong.append((name, "names bench.commands"))
+    assert not wrong, wrong
+
+
+COMMANDS = {name: path for name, path in MODULES.items() if name.startswith("bench.commands.")}
+# what opens, fills and writes a results record: the store's writer and its recording guard, the header's
+# environment capture; and what composes a step or derives roofline figures
+RECORD_WRITERS = {"open_record", "ResultWriter", "recording", "capture", "reopen", "set_measured"}
+DERIVERS = ("costmodel.step", "bench.derive.roofline")
+
+
+def _std_stream(node) -> bool:
+    """sys.stdout / sys.stderr (printing), the only things a command may call .write on."""
+    return (isinstance(node, ast.Attribute) and node.attr in ("stdout", "stderr")
+            and isinstance(node.value, ast.Name) and node.value.id == "sys")
+
+
+def test_commands_neither_write_records_nor_compose_steps():
+    assert "bench.commands.fp8" in COMMANDS and "bench.commands._scale_common" in COMMANDS
+    wrong = []
+    for name, path in COMMANDS.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            used = (node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name)
+                    else None)
+            if used in RECORD_WRITERS:
+                wrong.append((name, node.lineno, used))
+            if isinstance(node, ast.ImportFrom):
+                wrong += [(name, node.lineno, a.name) for a in node.names if a.name in RECORD_WRITERS]
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "write"
+                    and not _std_stream(node.func.value)):
+                wrong.append((name, node.lineno, "write"))
+        wrong += [(name, 0, d) for d in sorted(RAW[name]) if d.startswith(DERIVERS)]
     assert not wrong, wrong

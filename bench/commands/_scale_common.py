@@ -1,14 +1,12 @@
-"""What the `moe` and `fp8` commands share: their arguments, the results record, the timing plan."""
+"""What the `moe` and `fp8` commands share: their arguments, the --backend check, the device line and the
+progress printer (stderr). Their plan, record and ceilings are bench/sweeps/op_sweep_setup.py's."""
 from __future__ import annotations
 
 import os
 import sys
 
 from bench.configs import device_catalog
-
-from bench.records import environment, store
 from bench.errors import UserError
-from bench.parsing import positive_float
 
 
 def add_common_arguments(p) -> None:
@@ -34,34 +32,6 @@ def backends_for(text: str, allowed, device) -> list:
         raise UserError("--backend triton on a CPU runs only under the interpreter: set TRITON_INTERPRET=1 "
                         "(figures then time the interpreter, not a kernel)")
     return chosen
-
-
-def start(kind: str, args, device, model, dtype: str, settings: dict):
-    """(writer, record, economics) for a run of `kind`; the record is written at once."""
-    from bench.derive.run_pricing import economics_for, resolve_price
-
-    price = resolve_price(args, device)
-    env = environment.capture()
-    writer, record = store.open_record(kind, args.out, device, env, (model.name, dtype, kind), settings,
-                                       model=model, dtype=dtype, price=price)
-    writer.write(record)
-    return writer, record, economics_for(price)
-
-
-def plan_for(model, batches, dtype, backends, args, device):
-    from bench.sweeps.decode_sweep import RunPlan
-
-    return RunPlan(model=model, batches=batches, contexts=[0], dtype=dtype, backends=backends,
-                   budget_s=positive_float(args.budget_s, "--budget-s"),
-                   cuda_graph=args.cuda_graph and device.kind == "cuda")
-
-
-def measure_ceilings(plan, device, record: dict, writer) -> None:
-    """The device's copy bandwidth, measured in the same run, as `tokenbench run` does."""
-    from bench.measure.bandwidth import record_copy_bandwidth
-
-    plan.ceilings = record_copy_bandwidth(device, record, budget_s=2.0 if device.kind == "cuda" else 0.3)
-    writer.write(record)
 
 
 def detect(args):

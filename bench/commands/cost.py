@@ -13,12 +13,11 @@ import json
 
 from costmodel import catalog as prices
 from costmodel.check import Figure, check
-from costmodel.economics import economics, require_utilisation
+from costmodel.economics import economics
 from costmodel.input_errors import CostInputError
 from bench.report.terminal_tables import print_report, print_report_table, stdout_console
 from costmodel.number_format import money, si, sig
-from costmodel.inputs import PriceQuote, resolve_power, resolve_price
-from costmodel.power import PowerFigure, step_board_joules_per_token
+from costmodel.inputs import resolve_power, resolve_price
 from costmodel.cost_report import Table, check_report, economics_report
 
 # Figures are read as text so `cost check` can tell how many digits were given ("4.20" is +-0.005).
@@ -153,37 +152,8 @@ def _check(args) -> int:
     return 0 if result.ok else 1
 
 
-def _run_price(args, key: str | None, recorded: dict) -> PriceQuote | None:
-    """--price-per-hour > --tco > --tier (catalog) > the price recorded in the run > catalog default tier."""
-    price = _number("price per hour", args.price_per_hour)
-    if price is not None or args.tco or args.tier:
-        if args.tier and not key:
-            raise CostInputError("--tier needs a catalog device: the run's device has none; add --device NAME")
-        return resolve_price(price, key if args.tier else None, args.tier, args.tco, args.utilisation)
-    util = require_utilisation(args.utilisation) if args.utilisation is not None else 1.0
-    if recorded.get("price_per_hour"):
-        return PriceQuote(float(recorded["price_per_hour"]),
-                          f"recorded in the run: {recorded.get('source') or 'source not recorded'}", util)
-    if key and key in prices.devices():
-        return resolve_price(None, key, None, None, util)
-    return None
-
-
-def _run_power(args, key: str | None, recorded: dict, spec: dict, quote) -> PowerFigure | None:
-    """--power-kw > TDP x --overhead > the power recorded in the run > TCO > catalog > TDP x default."""
-    if args.power_kw is None and args.overhead is None and recorded.get("power_kw"):
-        return PowerFigure(float(recorded["power_kw"]), "recorded",
-                           f"recorded in the run: {recorded.get('power_source') or 'source not recorded'}")
-    return resolve_power(_number("power (kW)", args.power_kw), key, spec.get("tdp_w"), args.overhead, quote)
-
-
-def board_reason(run) -> str:
-    if run.device.kind == "cpu":
-        return "no power reading: CPU run (NVML reads NVIDIA GPUs only)"
-    return (run.energy or {}).get("reason") or "no NVML energy reading recorded in this run"
-
-
 def _from_run(args) -> int:
+    from bench.derive.stored_run_pricing import board_reason, price_steps, stored_run_power, stored_run_price
     from bench.records.store import label, load_run
 
     run = load_run(args.from_file)
@@ -192,23 +162,14 @@ def _from_run(args) -> int:
         _spec_for(args.device)  # unknown device: one line
     spec = run.device.spec or {}
     recorded = run.price.to_dict() if run.price else {}
-    quote = _run_price(args, key, recorded)
-    power = _run_power(args, key, recorded, spec, quote)
+    quote = stored_run_price(_number("price per hour", args.price_per_hour), args.tco, args.tier,
+                             args.utilisation, key, recorded)
+    power = stored_run_power(_number("power (kW)", args.power_kw), args.overhead, key, recorded, spec, quote)
     dtype = run.dtype
     reason = board_reason(run)
     rows, dicts = [], []
-    measured_rows = [r.to_dict() for r in run.rows]
-    for step in (s.to_dict() for s in run.usable_steps()):
-        board = step.get("board_joules_per_token") or step_board_joules_per_token(
-            measured_rows, run.layers or 0, step["batch"], step["context"], step["backend"])
-        e = economics(
-            quote.price_per_hour if quote else None, step["tokens_per_s"], power.kw if power else None,
-            utilisation=quote.utilisation if quote else 1.0,
-            spec_tflops=run.ceilings.spec_tflops, measured_tflops=run.ceilings.measured_tflops,
-            board_joules_per_token=board,
-            price_source=quote.source if quote else None, power_source=power.source if power else None,
-            board_power_source="NVML energy counter, GPU board only" if board else reason,
-        )
+    for p in price_steps(run, quote, power):
+        step, board, e = p.step, p.board_joules_per_token, p.economics
         dicts.append({"batch": step["batch"], "context": step["context"], "backend": step["backend"],
                       "tokens_per_s_per_user": step.get("tokens_per_s_per_user"), "economics": e.to_dict()})
         rows.append([str(step["batch"]), str(step["context"]), step["backend"], sig(step["tokens_per_s"]),

@@ -9,11 +9,10 @@ import sys
 
 from bench.report.terminal_tables import console_width
 from bench.configs import device_catalog
-from bench.records import environment, store
+from bench.records import store
 from bench.errors import UserError
-from bench.records.peak_files import PEAK_KIND, shape_label
 from bench.parsing import positive_float
-from bench.sweeps.peak_sweep import DEFAULT_BUDGET_S, PEAK_DTYPES, measure_peaks
+from bench.sweeps.peak_sweep import DEFAULT_BUDGET_S, PEAK_DTYPES, record_peaks
 from bench.report.run_tables import print_peak
 
 
@@ -53,34 +52,21 @@ def main(args) -> int:
     budget = positive_float(args.budget_s, "--budget-s")
     device = device_catalog.detect(args.device)
     budget = budget or DEFAULT_BUDGET_S[device.kind]
-    env = environment.capture()
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"
     console.print(f"[bold]tokenbench peak[/] on {label}: {device.name}; dtypes {dtypes}, budget {budget:g} s")
 
-    writer, record = store.open_record(PEAK_KIND, args.out, device, env, ("peak",),
-                                       {"dtypes": dtypes, "budget_s": budget, "bandwidth": args.bandwidth},
-                                       measured_tflops={})  # dtype -> the matmul ceiling `report` and `run` read
-    writer.write(record)
-
-    def on_row(row):
-        row["best_shape_label"] = shape_label(row.get("best_shape"))
-        record["rows"].append(row)
-        if row["metric"] == "matmul" and row.get("measured"):
-            record["measured_tflops"][row["dtype"]] = row["measured"]
-        elif row["metric"] in ("copy", "read") and row.get("measured"):
-            record[{"copy": "measured_gbps", "read": "measured_read_gbps"}[row["metric"]]] = row["measured"]
-        writer.write(record)
+    def say_row(row):
         what = f"{row['metric']} {row['dtype']}"
         if row.get("measured") is not None:
             console.print(f"  {what}: {row['measured']:.4g} {row['unit']} at {row['best_shape_label']}")
         else:
             console.print(f"  {what}: [yellow]skipped[/] ({row.get('skipped')})")
 
-    with store.recording(record, writer, lambda msg: console.print(f"[yellow]peak: {msg}[/]")) as state:
-        measure_peaks(device, dtypes, budget, on_row=on_row, bandwidth=args.bandwidth)
-
+    run = record_peaks(device, dtypes, budget, args.bandwidth, args.out, say_row,
+                       lambda msg: console.print(f"[yellow]peak: {msg}[/]"))
+    record, writer = run.record, run.writer
     print_peak(record, console)
     console.print(f"wrote {writer.json_path} and {writer.csv_path}")
     if args.json:
         print(json.dumps(store.clean(record), indent=1))
-    return state["status"]
+    return run.status

@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from costmodel.economics import economics
 from costmodel.number_format import money, si, sig
-from costmodel.inputs import resolve_power, resolve_price
 from costmodel.roofline_projection import Projection, project_run
 from costmodel.cost_report import Table
 from bench.report.terminal_tables import print_report_table, stdout_console
 from bench.derive.comparison_sides import device_spec, target_price_and_power
+from bench.derive.stored_run_pricing import price_projected_steps
 from bench.records.store import label, load_run
 
 
@@ -49,10 +48,7 @@ def main(args) -> int:
 
         raise CostInputError(f"no projected step at batch {args.batch}, context {args.context}; "
                              f"batches run: {sorted({s.batch for s in proj.steps})}")
-    econ = [economics(quote.price_per_hour if quote else None, s.tokens_per_s, power.kw if power else None,
-                      utilisation=quote.utilisation if quote else 1.0, spec_tflops=target.peak(proj.dtype),
-                      price_source=quote.source if quote else None, power_source=power.source if power else None,
-                      board_power_source="a projection measures no power") for s in steps]
+    econ = price_projected_steps(steps, quote, power, target.peak(proj.dtype))
     if args.json:
         print(json.dumps(_as_json(proj, steps, econ, quote, power), indent=2))
         return 0

@@ -7,16 +7,13 @@ import sys
 
 from bench.report.terminal_tables import console_width
 from bench.configs import device_catalog
-from bench.records import environment, store
-from bench.measure.bandwidth import check_bandwidth_drift, copy_budget, record_copy_bandwidth
+from bench.records import store
 from bench.commands._measure_flags import add_record_price_timing_arguments
 from bench.errors import UserError
-from bench.measure.reliability import flag_unreliable
-from bench.records.peak_files import use_measured_peak
 from bench.configs.model_configs import MODELS, get_model, refuse_moe
 from bench.parsing import choice, non_empty, non_negative_int, positive_float, positive_int_list, unique_names
-from bench.derive.run_pricing import economics_for, resolve_price
-from bench.sweeps.decode_sweep import RunPlan, combo_skip_reason, combos, run_sweep
+from bench.derive.run_pricing import resolve_price
+from bench.sweeps.decode_sweep import RunPlan
 from kernels.backends import parse_backend
 from kernels.dtypes import TORCH_DTYPES
 
@@ -131,7 +128,8 @@ def main(args) -> int:
         return tp.from_run_args(args, GPU_DEFAULTS, CPU_DEFAULTS)
     from rich.console import Console
 
-    from bench.sweeps.prefill_sweep import point_label, run_phase_sweep
+    from bench.sweeps.measured_run import measure_run, refuse_if_nothing_fits
+    from bench.sweeps.prefill_sweep import point_label
     from bench.report.run_tables import print_summary
 
     console = Console(stderr=True, width=console_width(sys.stderr))
@@ -139,7 +137,6 @@ def main(args) -> int:
     plan = resolve_plan(args, device)
     refuse_if_nothing_fits(plan, device)  # before any file is written or bandwidth measured
     price = resolve_price(args, device)
-    env = environment.capture()
     model = plan.model
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"
     what = (f"batch {plan.batches}, context {plan.contexts}" if plan.phase == "decode"
@@ -148,32 +145,8 @@ def main(args) -> int:
                   f"{what}, backend {plan.backends}")
     if plan.dtype_reason:
         console.print(f"default dtype on this CPU: {plan.dtype} ({plan.dtype_reason})")
-
-    writer, record = store.open_record(
-        "run", args.out, device, env, (model.name, plan.dtype, "" if plan.phase == "decode" else plan.phase),
-        {"batches": plan.batches, "contexts": plan.contexts, "backends": plan.backends, "budget_s": plan.budget_s,
-         "cuda_graph": plan.cuda_graph, "per_op": plan.per_op, "full_model": plan.full_model,
-         "dtype_reason": plan.dtype_reason},
-        model=model, dtype=plan.dtype, price=price, phase=plan.phase,
-        energy={"source": "NVML energy counter around each row's timed samples, GPU board only"}
-        if device.kind == "cuda" else {"reason": "no power reading: CPU run (NVML reads NVIDIA GPUs only)"})
-    use_measured_peak(plan, device, args.out, record, console)  # the newest `tokenbench peak` file of this device
-    writer.write(record)
-    warn = lambda msg: console.print(f"[yellow]{msg}[/]")  # noqa: E731
-    with store.recording(record, writer, warn) as state:
-        console.print("measuring copy bandwidth ...")
-        plan.ceilings = record_copy_bandwidth(device, record, copy_budget(plan.budget_s))
-        writer.write(record)
-        if plan.phase == "decode":
-            run_sweep(plan, device, record, writer, economics_for(price), console)
-        else:
-            record["settings"]["points"] = [p.__dict__ for p in plan.points]
-            run_phase_sweep(plan, device, record, writer, economics_for(price), console)
-        check_bandwidth_drift(device, record, warn, copy_budget(plan.budget_s))
-        unreliable = flag_unreliable(record["rows"])
-        record["unreliable_rows"] = len(unreliable)
-        writer.write(record)
-
+    run = measure_run(plan, device, price, args.out, console)
+    record, writer = run.record, run.writer
     print_summary(store.clean(record), console)
     for r in [r for r in record["rows"] if r.get("unreliable")]:
         console.print(f"[yellow]unreliable: {r['op']} b={r['batch']} ctx={r['context']} {r['backend']}: "
@@ -181,23 +154,8 @@ def main(args) -> int:
     console.print(f"wrote {writer.json_path} and {writer.csv_path}")
     if args.json:
         print(json.dumps(store.clean(record), indent=1))
-    if state["status"] == 0 and not any(r.get("valid") for r in record["rows"]):
+    if run.status == 0 and not any(r.get("valid") for r in record["rows"]):
         console.print("[red]nothing was measured: every row was skipped or failed its check[/]")
         return 1
-    return state["status"]
+    return run.status
 
-
-def refuse_if_nothing_fits(plan: RunPlan, device) -> None:
-    if plan.phase != "decode":
-        from bench.sweeps.prefill_sweep import skip_reason
-
-        reasons = [(p, skip_reason(plan, device, p)) for p in plan.points]
-        if all(why for _, why in reasons):
-            raise UserError(f"nothing to measure: no {plan.phase} point fits this machine ({reasons[0][0]}: "
-                            f"{reasons[0][1]})")
-        return
-    reasons = [(b, c, combo_skip_reason(plan, device, b, c)) for b, c in combos(plan)]
-    if all(why for _, _, why in reasons):
-        b, c, why = reasons[0]
-        raise UserError(f"nothing to measure: no (batch, context) fits this machine "
-                        f"(b={b} ctx={c} {why})")

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.sweeps.torchrun_launcher import run_group, torchrun_command
+from bench.sweeps.torchrun_launcher import mark_stopped, new_records, run_group, torchrun_command
 
 
 def add_arguments(p):
@@ -98,39 +98,6 @@ def from_run_args(run_args, gpu_defaults: dict, cpu_defaults: dict) -> int:
     return main(args)
 
 
-def new_tp_records(out: Path, before: set) -> list:
-    """(path, record) of the tp results files this launch wrote (rank 0 names them; the launcher does not)."""
-    from bench.records.store import read_json
-
-    found = []
-    for path in sorted(set(out.glob("*.json")) - before) if out.is_dir() else []:
-        try:
-            record = read_json(path, "results file")
-        except UserError:
-            continue
-        if isinstance(record, dict) and record.get("kind") == "tp":
-            found.append((path, record))
-    return found
-
-
-def mark_stopped(found: list, note: str) -> str:
-    """Note on each unfinished file why it ends early (its rows stay), and say what was kept, in words."""
-    from bench.records.store import ResultWriter
-
-    kept = []
-    for path, record in found:
-        if record.get("complete"):
-            continue
-        record["interrupted"] = note
-        ResultWriter.reopen(path).write(record)
-        for tmp in (path.with_suffix(".json.tmp"), path.with_suffix(".csv.tmp")):  # rank 0 stopped mid-write
-            tmp.unlink(missing_ok=True)
-        cases = len(record.get("steps", []))
-        kept.append(f"{cases} finished case(s) ({len(record.get('rows', []))} rows) kept in {path}" if cases
-                    else f"no case had finished; {path} holds the settings and no rows")
-    return "; ".join(kept) or "no results file was written yet"
-
-
 def main(args) -> int:
     from bench.sweeps.torchrun_launcher import in_torchrun
 
@@ -142,10 +109,10 @@ def main(args) -> int:
     cmd = launch_command(args)
     out = Path(args.out or "results")
     before = set(out.glob("*.json")) if out.is_dir() else set()
-    rc, note, kept = run_group(cmd, args.timeout_s, lambda note: mark_stopped(new_tp_records(out, before), note))
+    rc, note, kept = run_group(cmd, args.timeout_s, lambda note: mark_stopped(new_records(out, before, "tp"), note))
     if note is None:
         if getattr(args, "json", False):
-            for path, _ in new_tp_records(out, before):
+            for path, _ in new_records(out, before, "tp"):
                 print(path.read_text())
         return rc
     print(f"tokenbench tp: {note.split(';')[0]}; {kept}", file=sys.stderr)

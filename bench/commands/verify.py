@@ -43,8 +43,7 @@ def main(args) -> int:
         if dtype == "bf16":
             raise UserError("bf16 Triton kernels cannot be verified on a CPU: the interpreter's bf16 dot is "
                             "wrong; use --dtype fp16 or fp32, and check bf16 on a GPU")
-    from bench.sweeps.decode_sweep import RunPlan, cases_for
-    from bench.measure.gate import check_case
+    from bench.sweeps.decode_sweep import RunPlan, verify_sweep
 
     plan = RunPlan(model=model, batches=positive_int_list(args.batch, "--batch"),
                    contexts=positive_int_list(args.context, "--context"), dtype=dtype, backends=backends)
@@ -53,14 +52,10 @@ def main(args) -> int:
     for col in ("op", "batch", "ctx", "backend", "rel error", "tolerance", "result"):
         table.add_column(col)
     failures = 0
-    for batch in plan.batches:
-        for context in plan.contexts:
-            for case in cases_for(plan, device, batch, context):
-                for backend in backends:
-                    c = check_case(case, backend, dtype)
-                    failures += not c.ok
-                    table.add_row(case.name, str(batch), str(context), backend, f"{c.error:.2e}",
-                                  f"{c.tolerance:.0e}", "[green]pass[/]" if c.ok else f"[red]FAIL {c.reason}[/]")
+    for case, batch, context, backend, c in verify_sweep(plan, device):
+        failures += not c.ok
+        table.add_row(case.name, str(batch), str(context), backend, f"{c.error:.2e}",
+                      f"{c.tolerance:.0e}", "[green]pass[/]" if c.ok else f"[red]FAIL {c.reason}[/]")
     console = Console(width=None if sys.stdout.isatty() else 150)
     console.print(table)
     console.print(f"{failures} failed" if failures else "all passed")

@@ -1,5 +1,5 @@
 """The measure step and the sweep: verify, then time, every op and the layer at every (batch, context),
-and derive the model's decode step from them."""
+and derive the model's decode step from them; and `verify`'s sweep, which checks the same cases untimed."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -175,6 +175,17 @@ def cases_for(plan: RunPlan, device: LocalDevice, batch: int, context: int) -> l
     if plan.full_model:
         cases.append(model_case(d, plan.model.layers, batch, context, dtype, device.torch_device, plan.backends))
     return cases
+
+
+def verify_sweep(plan: RunPlan, device: LocalDevice):
+    """`tokenbench verify`: every op and the layer at every (batch, context), each backend checked once
+    against the float64 reference on fresh inputs, nothing timed. Yields (case, batch, context, backend,
+    check) as each check ends."""
+    for batch in plan.batches:
+        for context in plan.contexts:
+            for case in cases_for(plan, device, batch, context):
+                for backend in plan.backends:
+                    yield case, batch, context, backend, check_case(case, backend, plan.dtype)
 
 
 def full_model_fits(plan: RunPlan, device: LocalDevice, batch: int, context: int) -> str | None:

@@ -12,6 +12,8 @@ Method (GUIDE.md section 3):
 - each shape's time is the median of its samples (bench.measure.timing); the dtype's ceiling is the best shape's;
 - the sweep is bounded: shapes run from small to large and one whose predicted cost exceeds what is left
   of the dtype's share of `budget_s` is not started.
+
+`record_peaks` is `tokenbench peak`'s run: the peak record opened and filled as each row exists.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ from bench.configs.device_catalog import LocalDevice, last_level_cache_bytes
 from bench.measure.timing import CacheFlusher, Timing, input_sets, time_cpu, time_cuda
 from bench.measure.gate import is_oom
 from bench.measure.gate import relative_error
+from bench.records import environment, store
+from bench.records.peak_files import PEAK_KIND, shape_label
 from kernels.dtypes import TOLERANCE as RUN_TOLERANCE
 from kernels.dtypes import generator, randn, torch_dtype
 
@@ -356,3 +360,36 @@ def _timer_name(device: LocalDevice) -> str:
 def _free(device: LocalDevice) -> None:
     if device.kind == "cuda":
         torch.cuda.empty_cache()
+
+
+@dataclass
+class PeakRun:
+    record: dict
+    writer: store.ResultWriter
+    status: int  # 0, or 130 when interrupted (the rows measured so far are kept)
+
+
+def record_peaks(device: LocalDevice, dtypes, budget_s: float, bandwidth: bool, out,
+                 say_row: Callable[[dict], None], warn: Callable[[str], None]) -> PeakRun:
+    """`tokenbench peak`: its record opened in `out` and filled as each row exists (the matmul ceiling per
+    dtype in measured_tflops, the copy and read bandwidth), on disk after every row; `say_row(row)` prints a
+    row once it is recorded. Ctrl-C keeps the rows so far."""
+    env = environment.capture()
+    writer, record = store.open_record(PEAK_KIND, out, device, env, ("peak",),
+                                       {"dtypes": dtypes, "budget_s": budget_s, "bandwidth": bandwidth},
+                                       measured_tflops={})  # dtype -> the matmul ceiling `report` and `run` read
+    writer.write(record)
+
+    def on_row(row):
+        row["best_shape_label"] = shape_label(row.get("best_shape"))
+        record["rows"].append(row)
+        if row["metric"] == "matmul" and row.get("measured"):
+            record["measured_tflops"][row["dtype"]] = row["measured"]
+        elif row["metric"] in ("copy", "read") and row.get("measured"):
+            record[{"copy": "measured_gbps", "read": "measured_read_gbps"}[row["metric"]]] = row["measured"]
+        writer.write(record)
+        say_row(row)
+
+    with store.recording(record, writer, warn) as state:
+        measure_peaks(device, dtypes, budget_s, on_row=on_row, bandwidth=bandwidth)
+    return PeakRun(record, writer, state["status"])

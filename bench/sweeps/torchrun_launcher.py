@@ -1,5 +1,6 @@
 """Launching a torchrun group on this node and stopping it cleanly: what `tokenbench tp` and `tokenbench
-workload --tp N` share (bench/commands/tp.py, bench/workload/tp_group.py).
+workload --tp N` share (bench/commands/tp.py, bench/workload/tp_group.py), and, for `tokenbench tp`, finding
+the results files the group's rank 0 wrote and marking those a stopped group left unfinished.
 
 The group runs `python -m torch.distributed.run ... -m MODULE ARGS` in a session of its own, its stderr relayed
 to ours; Ctrl-C, SIGTERM or SIGHUP to the launcher (or a timeout) stops the whole group (torchrun, then its
@@ -152,3 +153,34 @@ def run_group(cmd: list, timeout_s: float | None, on_stopped: Callable[[str], st
 def in_torchrun() -> bool:
     """True in a process torchrun started (a worker): launching another group from it would nest."""
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def new_records(out: Path, before: set, kind: str) -> list:
+    """(path, record) of the results files of `kind` that a launched group wrote into `out` since `before`
+    (the files there before the launch): rank 0 names them, the launcher does not."""
+    found = []
+    for path in sorted(set(out.glob("*.json")) - before) if out.is_dir() else []:
+        try:
+            record = store.read_json(path, "results file")
+        except UserError:
+            continue
+        if isinstance(record, dict) and record.get("kind") == kind:
+            found.append((path, record))
+    return found
+
+
+def mark_stopped(found: list, note: str) -> str:
+    """Note on each unfinished file of new_records() why it ends early (its rows stay), and say what was
+    kept, in words."""
+    kept = []
+    for path, record in found:
+        if record.get("complete"):
+            continue
+        record["interrupted"] = note
+        store.ResultWriter.reopen(path).write(record)
+        for tmp in (path.with_suffix(".json.tmp"), path.with_suffix(".csv.tmp")):  # rank 0 stopped mid-write
+            tmp.unlink(missing_ok=True)
+        cases = len(record.get("steps", []))
+        kept.append(f"{cases} finished case(s) ({len(record.get('rows', []))} rows) kept in {path}" if cases
+                    else f"no case had finished; {path} holds the settings and no rows")
+    return "; ".join(kept) or "no results file was written yet"

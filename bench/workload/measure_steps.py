@@ -8,12 +8,13 @@ from collections.abc import Callable
 
 from bench.sweeps.decode_sweep import RunPlan, available_bytes, measure
 from bench.workload.compose import StepKey, WorkloadStep
+from costmodel.step import MODEL_OPS, compose
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
 from kernels.layer import layer_case
 from kernels.layer import op_cases as decode_op_cases
 from kernels.prefill_layer import Chunk, mixed_layer_case, prefill_layer_case
 
-TAIL_OPS = ("final_norm", "lm_head")
+TAIL_OPS = MODEL_OPS  # final_norm, lm_head: run once per step, after every layer
 
 
 def _layer_cases(plan: RunPlan, device, key: StepKey) -> list[tuple]:
@@ -73,22 +74,23 @@ def key_labels(key: StepKey) -> dict:
 
 
 def step_from_rows(plan: RunPlan, key: StepKey, layer_rows: list[dict], tail: dict) -> WorkloadStep:
-    """layers x (sum of the step's layer rows) + final_norm + lm_head, or why it cannot be composed."""
+    """layers x (sum of the step's layer rows) + final_norm + lm_head (costmodel.step.compose), or why it
+    cannot be composed."""
     bad = [r["op"] for r in layer_rows if not r.get("seconds_p50")]
     bad += [op for op in TAIL_OPS if not (tail.get(op) or {}).get("seconds_p50")]
     if bad:
         return WorkloadStep(key, None, reason=f"no valid timing for {', '.join(bad)}")
     layers = plan.model.layers
     layer_s = sum(r["seconds_p50"] for r in layer_rows)
-    seconds = layers * layer_s + sum(tail[op]["seconds_p50"] for op in TAIL_OPS)
-    flops = layers * sum(r["flops"] for r in layer_rows) + sum(tail[op]["flops"] for op in TAIL_OPS)
-    nbytes = layers * sum(r["bytes"] for r in layer_rows) + sum(tail[op]["bytes"] for op in TAIL_OPS)
+    seconds = compose(layers, layer_s, *(tail[op]["seconds_p50"] for op in TAIL_OPS))
+    flops = compose(layers, sum(r["flops"] for r in layer_rows), *(tail[op]["flops"] for op in TAIL_OPS))
+    nbytes = compose(layers, sum(r["bytes"] for r in layer_rows), *(tail[op]["bytes"] for op in TAIL_OPS))
     # board energy composed like the time, where every part had its own metered window (GPU, NVML)
     parts = [r.get("board_joules_per_call") for r in layer_rows] + [tail[op].get("board_joules_per_call")
                                                                      for op in TAIL_OPS]
     joules = None
     if all(j is not None and j > 0 for j in parts):
-        joules = layers * sum(parts[:len(layer_rows)]) + sum(parts[len(layer_rows):])
+        joules = compose(layers, sum(parts[:len(layer_rows)]), *parts[len(layer_rows):])
     return WorkloadStep(key, seconds, flops, nbytes, layer_s, board_joules=joules)
 
 
