@@ -79,7 +79,7 @@ def main(args) -> int:
     with store.recording(record, writer, lambda msg: console.print(f"[yellow]peak: {msg}[/]")) as state:
         measure_peaks(device, dtypes, budget, on_row=on_row, bandwidth=args.bandwidth)
 
-    print_peak(record, console)
+    print_peak(store.as_record(record), console)
     console.print(f"wrote {writer.json_path} and {writer.csv_path}")
     if args.json:
         print(json.dumps(store.clean(record), indent=1))

@@ -178,7 +178,7 @@ def main(args) -> int:
         record["unreliable_rows"] = len(unreliable)
         writer.write(record)
 
-    print_summary(store.clean(record), console)
+    print_summary(store.as_record(record), console)
     for r in [r for r in record["rows"] if r.get("unreliable")]:
         console.print(f"[yellow]unreliable: {r['op']} b={r['batch']} ctx={r['context']} {r['backend']}: "
                       f"{r['unreliable']}[/]")
