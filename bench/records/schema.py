@@ -294,14 +294,14 @@ class DeviceRecord(Entry):
         return self.name or self.key or "unknown device"
 
     @property
-    def identity(self) -> str:
-        """What makes two records 'the same device': the catalog key, else name and kind."""
-        return self.key or f"{self.display_name} ({self.kind or '?'})"
-
-    @property
     def described(self) -> str:
         """Name and kind, as captions say it: "NVIDIA H200 (cuda)"."""
         return f"{self.display_name} ({self.kind or '?'})"
+
+    @property
+    def identity(self) -> str:
+        """What makes two records 'the same device': the catalog key, else name and kind."""
+        return self.key or self.described
 
     @property
     def is_cpu(self) -> bool:
@@ -613,7 +613,8 @@ def _points(value, where: str) -> list:
 @dataclass(kw_only=True)
 class WorkloadRecord(Header, ModelHeader):
     """`tokenbench workload`: an ISL/OSL workload at each concurrency; the measured rows, the steps composed
-    from them, and the points (costmodel.workload_economics.WorkloadPoint dicts) with how each was composed and priced."""
+    from them, and the points (costmodel.workload_economics.WorkloadPoint dicts, as written; typed in
+    `workload_points`) with how each was composed and priced."""
 
     KIND: ClassVar[str] = "workload"
     REQUIRED: ClassVar[tuple] = ("schema_version", "kind", "device", "model", "workload", "rows", "steps",
