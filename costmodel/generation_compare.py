@@ -12,6 +12,7 @@ at its highest-throughput step that still gives every user at least that rate).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from costmodel.economics import Economics, economics
 from costmodel.input_errors import CostInputError
@@ -28,6 +29,19 @@ class OperatingPoint:
     how: str
 
 
+class ComparedStep(Protocol):
+    """A step a side is matched on: a run's derived step (bench.records.schema.Step, as the store reads it)
+    or a projected one (costmodel.roofline_projection.ProjectedStep); `to_dict` is what --json shows of it."""
+
+    batch: int
+    context: int | None
+    backend: str
+    tokens_per_s: float | None
+    tokens_per_s_per_user: float | None
+
+    def to_dict(self) -> dict: ...
+
+
 @dataclass
 class Side:
     label: str
@@ -35,9 +49,9 @@ class Side:
     power: PowerFigure | None
     spec_tflops: float | None = None
     measured_tflops: float | None = None
-    steps: list[dict] | None = None  # measured or projected steps; None for a catalog device alone
+    steps: list[ComparedStep] | None = None  # measured or projected steps; None for a catalog device alone
     tokens_per_s: float | None = None  # given directly (catalog device) or chosen from steps
-    step: dict | None = None
+    step: ComparedStep | None = None
     kind: str = "catalog"  # "measured" | "projected" | "catalog"
     model: str | None = None
     dtype: str | None = None
@@ -54,14 +68,14 @@ class Side:
         )
 
 
-def _pick(steps: list[dict], batch: int | None, context: int, floor: float | None, backend: str | None):
-    pool = [s for s in steps if s["context"] == context and (backend is None or s["backend"] == backend)]
+def _pick(steps: list[ComparedStep], batch: int | None, context: int, floor: float | None, backend: str | None):
+    pool = [s for s in steps if s.context == context and (backend is None or s.backend == backend)]
     if floor is not None:
-        pool = [s for s in pool if s["tokens_per_s_per_user"] >= floor]
+        pool = [s for s in pool if s.tokens_per_s_per_user >= floor]
     elif batch is not None:
-        pool = [s for s in pool if s["batch"] == batch]
+        pool = [s for s in pool if s.batch == batch]
     # among what is left, the fastest backend / the highest-throughput batch
-    return max(pool, key=lambda s: s["tokens_per_s"], default=None)
+    return max(pool, key=lambda s: s.tokens_per_s, default=None)
 
 
 def match(a: Side, b: Side, batch: int | None = None, context: int | None = None,
@@ -75,7 +89,7 @@ def match(a: Side, b: Side, batch: int | None = None, context: int | None = None
             if getattr(a, attr) != getattr(b, attr):
                 raise CostInputError(f"not a matched comparison: {attr} {getattr(a, attr)!r} vs {getattr(b, attr)!r} "
                                      f"(compare runs of the same model and dtype)")
-    contexts = set.intersection(*({s["context"] for s in side.steps} for side in sides))
+    contexts = set.intersection(*({s.context for s in side.steps} for side in sides))
     if context is None:
         if not contexts:
             raise CostInputError("the two runs share no context length; nothing to match")
@@ -88,7 +102,7 @@ def match(a: Side, b: Side, batch: int | None = None, context: int | None = None
         how = f"{how_ctx} {context}; each side's highest-throughput step with >= {sig(tokens_per_s_per_user)} " \
               f"tokens/s per user"
     else:
-        batches = set.intersection(*({s["batch"] for s in side.steps if s["context"] == context}
+        batches = set.intersection(*({s.batch for s in side.steps if s.context == context}
                                      for side in sides))
         if batch is None:
             if not batches:
@@ -105,7 +119,7 @@ def match(a: Side, b: Side, batch: int | None = None, context: int | None = None
                      backend)
         if step is None:
             raise CostInputError(f"{side.label}: no step meets the operating point ({how})")
-        side.step, side.tokens_per_s = step, step["tokens_per_s"]
+        side.step, side.tokens_per_s = step, step.tokens_per_s
     if backend is None:
         how += "; fastest backend on each side"
     return OperatingPoint(batch if tokens_per_s_per_user is None else None, context, tokens_per_s_per_user, how)
@@ -151,7 +165,7 @@ class Comparison:
     def values(self, side: str, key: str) -> float | None:
         s, e = (self.a, self.econ_a) if side == "a" else (self.b, self.econ_b)
         if key == "tokens_per_s_per_user":
-            return s.step.get("tokens_per_s_per_user") if s.step else None
+            return s.step.tokens_per_s_per_user if s.step else None
         return getattr(e, key)
 
     def rows(self) -> list[list[str]]:
@@ -167,12 +181,17 @@ class Comparison:
     def to_dict(self) -> dict:
         return {
             "operating_point": self.point.__dict__,
-            "a": {"label": self.a.label, "kind": self.a.kind, "step": self.a.step, "economics": self.econ_a.to_dict()},
-            "b": {"label": self.b.label, "kind": self.b.kind, "step": self.b.step, "economics": self.econ_b.to_dict()},
+            "a": _side_dict(self.a, self.econ_a),
+            "b": _side_dict(self.b, self.econ_b),
             "rows": [{"metric": key, "a": self.values("a", key), "b": self.values("b", key),
                       "b_vs_a": versus(self.values("a", key), self.values("b", key), higher)}
                      for key, _, _, higher in ROWS],
         }
+
+
+def _side_dict(side: Side, econ: Economics) -> dict:
+    return {"label": side.label, "kind": side.kind, "step": side.step.to_dict() if side.step else None,
+            "economics": econ.to_dict()}
 
 
 def compare(a: Side, b: Side, **point) -> Comparison:

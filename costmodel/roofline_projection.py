@@ -91,6 +91,14 @@ class ProjectedStep:
     source_tokens_per_s: float | None
     composed_from: str  # "layer row" or "per-op rows"
 
+    def to_dict(self) -> dict:
+        """The step in a result file's step shape, labelled projected: what `compare` shows of the step it
+        chose (costmodel.generation_compare.ComparedStep)."""
+        return {"batch": self.batch, "context": self.context, "backend": self.backend,
+                "step_seconds": self.step_seconds, "tokens_per_s": self.tokens_per_s,
+                "tokens_per_s_per_user": self.tokens_per_s_per_user, "fits": self.fits is not False,
+                "projected": True}
+
 
 @dataclass
 class Projection:
@@ -196,9 +204,3 @@ def project_run(run, target: DeviceSpec, source: str = "the measured device",
     return Projection(source, target, dtype, run.model_name, src.basis, tgt.basis,
                       ops, steps, notes, run_dtype=run_dtype)
 
-
-def projected_steps_as_rows(projection: Projection) -> list[dict]:
-    """The projected steps in the result file's step shape, so compare can match them like measured ones."""
-    return [{"batch": s.batch, "context": s.context, "backend": s.backend, "step_seconds": s.step_seconds,
-             "tokens_per_s": s.tokens_per_s, "tokens_per_s_per_user": s.tokens_per_s_per_user,
-             "fits": s.fits is not False, "projected": True} for s in projection.steps]

@@ -1,6 +1,7 @@
 """compare: matched operating points, the ratio column, and the public Hopper vs Blackwell table."""
 import pytest
 
+from bench.records.schema import Step
 from costmodel.generation_compare import Side, compare, versus
 from costmodel.input_errors import CostInputError
 from costmodel.inputs import resolve_power, resolve_price
@@ -35,8 +36,8 @@ def test_versus_wording():
 
 
 def steps(rate_by_batch, context=128, backend="torch"):
-    return [{"batch": b, "context": context, "backend": backend, "tokens_per_s": r,
-             "tokens_per_s_per_user": r / b, "fits": True} for b, r in rate_by_batch.items()]
+    return [Step(batch=b, context=context, backend=backend, tokens_per_s=r, tokens_per_s_per_user=r / b, fits=True)
+            for b, r in rate_by_batch.items()]
 
 
 def run_side(label, rates, model="m", dtype="bf16"):
@@ -58,9 +59,9 @@ def test_matched_tokens_per_user_floor():
     a = run_side("a", {1: 10.0, 4: 30.0, 8: 50.0})
     b = run_side("b", {1: 20.0, 4: 70.0})
     compare(a, b, tokens_per_s_per_user=7.0)
-    assert a.step["batch"] == 4 and b.step["batch"] == 4
+    assert a.step.batch == 4 and b.step.batch == 4
     compare(a, b, tokens_per_s_per_user=6.0)
-    assert a.step["batch"] == 8
+    assert a.step.batch == 8
 
 
 def test_unmatched_runs_are_refused():

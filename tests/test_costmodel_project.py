@@ -5,7 +5,6 @@ from bench.records.store import from_dict
 from costmodel.ceilings import DeviceSpec
 from costmodel.input_errors import CostInputError
 from costmodel.roofline_projection import project_run as project_record
-from costmodel.roofline_projection import projected_steps_as_rows
 
 # A made-up source device: 100 TFLOP/s bf16, 1000 GB/s. A made-up target: 400 TFLOP/s, 4000 GB/s.
 SOURCE_SPEC = {"peak_tflops": {"bf16": 100.0}, "mem_bw_gbs": 1000.0, "memory_gb": 80, "tdp_w": 500}
@@ -51,7 +50,7 @@ def test_projection_by_hand():
     assert step.composed_from == "layer row"
     assert step.source_tokens_per_s == pytest.approx(1 / 0.0101)
     assert "PROJECTION" in p.assumption and "same fraction of its roofline bound" in p.assumption
-    assert projected_steps_as_rows(p)[0]["projected"] is True
+    assert step.to_dict()["projected"] is True
 
 
 def test_per_op_rows_when_no_layer_row_and_invalid_rows_skipped():

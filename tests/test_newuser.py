@@ -95,11 +95,12 @@ def test_tp_on_cuda_without_cuda_is_one_line(capsys):
 def test_tables_at_any_width_keep_every_number_header_and_key(width, name):
     from rich.console import Console
 
+    from bench.records.store import load
     from bench.report.run_tables import print_summary
 
     record = json.loads((ROOT / "results" / name).read_text())
     buf = io.StringIO()
-    print_summary(record, Console(file=buf, width=width))
+    print_summary(load(ROOT / "results" / name), Console(file=buf, width=width))
     text = buf.getvalue()
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
     cells = {c.strip() for line in text.splitlines() for c in re.split(r"[│┃]", line)}

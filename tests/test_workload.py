@@ -211,15 +211,20 @@ def test_bad_workload_input_is_one_line_exit_2(argv, expect, tmp_path, capsys):
 
 
 def _hand_record(spec):
-    """A workload record of the hand steps, each with FLOPs and bytes, as `tokenbench workload` writes it."""
+    """A workload record of the hand steps, each with FLOPs and bytes, as `tokenbench workload` writes it and
+    the store reads it."""
+    from bench.records.store import from_dict
+
     steps = []
     for key, step in _hand_steps(spec).items():
         steps.append({**comp.WorkloadStep(key, step.seconds, flops=10**9, bytes=10**8).to_dict()})
-    return {"dtype": "fp32", "device": {"name": "test cpu", "kind": "cpu", "spec": None},
-            "ceilings": {"dtype": "fp32", "measured_gbps": 20.0},
-            "model": {"name": "tiny", "weight_bytes": 10**6, "kv_bytes_per_token": 1000},
-            "workload": {"isl": spec.isl, "osl": spec.osl, "concurrency": list(spec.concurrency), "chunk": spec.chunk},
-            "steps": steps}
+    return from_dict({"schema_version": 2, "kind": "workload", "dtype": "fp32",
+                      "device": {"name": "test cpu", "kind": "cpu", "spec": None},
+                      "ceilings": {"dtype": "fp32", "measured_gbps": 20.0},
+                      "model": {"name": "tiny", "weight_bytes": 10**6, "kv_bytes_per_token": 1000},
+                      "workload": {"isl": spec.isl, "osl": spec.osl, "concurrency": list(spec.concurrency),
+                                   "chunk": spec.chunk},
+                      "rows": [], "steps": steps, "points": []}, "hand record")
 
 
 def test_projection_carries_each_step_at_its_measured_share_of_the_roofline():

@@ -162,11 +162,13 @@ def test_bad_tp_input_is_one_line_exit_2(argv, expect, tmp_path, capsys):
 
 
 def test_a_tp_workload_is_not_projected():
+    from types import SimpleNamespace
+
     from bench.errors import UserError
     from bench.workload.projection import project_points
 
     with pytest.raises(UserError, match="tensor-parallel workload is not projected"):
-        project_points({"workload": {"tp": 2}, "dtype": "fp32"}, "h200")
+        project_points(SimpleNamespace(workload={"tp": 2}, dtype="fp32"), "h200")
 
 
 def _layout_worker(rank: int, world: int, init_method: str, out_path: str) -> None:

@@ -78,8 +78,8 @@ def main(args) -> int:
     print(f"operating point: {c.point.how}")
     for tag, side in (("A", a), ("B", b)):
         if side.step:
-            print(f"  {tag}: batch {side.step['batch']}, context {side.step['context']}, backend "
-                  f"{side.step['backend']} ({side.kind})")
+            print(f"  {tag}: batch {side.step.batch}, context {side.step.context}, backend "
+                  f"{side.step.backend} ({side.kind})")
     print_report_table(stdout_console(), Table("A and B", ["figure", "A", "B", "B vs A"], c.rows()))
     for tag, side in (("A", a), ("B", b)):
         print(f"{tag} price: " + (f"{money(side.price.price_per_hour)}/h [{side.price.source}]" if side.price
@@ -108,7 +108,7 @@ def _served(args) -> int:
     from bench.workload.projection import projections_for
 
     run, served = load_workload(args.a), read_served(args.served)
-    extra, notes = projections_for(run.record, sorted({p.device for p in served} - {run.device_key}))
+    extra, notes = projections_for(run, sorted({p.device for p in served} - {run.device.key}))
     c = compare_served(run, served, args.served, at=args.at_interactivity, extra_points=extra, tier=args.tier)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)

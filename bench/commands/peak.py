@@ -65,7 +65,7 @@ def main(args) -> int:
     run = record_peaks(device, dtypes, budget, args.bandwidth, args.out, say_row,
                        lambda msg: console.print(f"[yellow]peak: {msg}[/]"))
     record, writer = run.record, run.writer
-    print_peak(record, console)
+    print_peak(store.as_record(record), console)
     console.print(f"wrote {writer.json_path} and {writer.csv_path}")
     if args.json:
         print(json.dumps(store.clean(record), indent=1))

@@ -72,7 +72,7 @@ def main(args) -> int:
         from bench.workload.projection import projections_for
 
         for w in workloads:
-            points, notes = projections_for(w.record, targets, args.project_as)
+            points, notes = projections_for(w, targets, args.project_as)
             extra += points
             for note in notes:
                 print(f"note: {w.path}: {note}", file=sys.stderr)

@@ -147,7 +147,7 @@ def main(args) -> int:
         console.print(f"default dtype on this CPU: {plan.dtype} ({plan.dtype_reason})")
     run = measure_run(plan, device, price, args.out, console)
     record, writer = run.record, run.writer
-    print_summary(store.clean(record), console)
+    print_summary(store.as_record(record), console)
     for r in [r for r in record["rows"] if r.get("unreliable")]:
         console.print(f"[yellow]unreliable: {r['op']} b={r['batch']} ctx={r['context']} {r['backend']}: "
                       f"{r['unreliable']}[/]")

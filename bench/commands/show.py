@@ -31,7 +31,7 @@ def main(args) -> int:
             from bench.workload.compose import compositions
             from bench.workload.table import print_workload
 
-            print_workload(record.to_dict(), compositions(record), console)
+            print_workload(record, compositions(record), console)
             continue
-        (print_peak if record.kind == "peak" else print_summary)(record.to_dict(), console)
+        (print_peak if record.kind == "peak" else print_summary)(record, console)
     return 0

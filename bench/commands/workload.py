@@ -161,7 +161,7 @@ def main(args) -> int:
     else:
         run = run_workload(plan, device, spec, backend, price, args.out, args.measure_e2e,
                            lambda text: console.print(text), lambda total: _progress(console, total))
-    print_workload(run.record, run.points, console)
+    print_workload(store.as_record(run.record), run.points, console)
     console.print(f"wrote {run.json_path} and {run.csv_path}")
     if args.json:
         print(json.dumps(store.clean(run.record), indent=1))

@@ -9,7 +9,7 @@ from costmodel.ceilings import DeviceSpec
 from costmodel.generation_compare import Side
 from costmodel.inputs import PriceQuote, resolve_power, resolve_price
 from costmodel.power import PowerFigure
-from costmodel.roofline_projection import project_run, projected_steps_as_rows
+from costmodel.roofline_projection import project_run
 
 
 def device_spec(key: str) -> DeviceSpec:
@@ -44,7 +44,7 @@ class SideArgs:
 
 def run_side(run: RunRecord, sargs: SideArgs) -> Side:
     key, recorded = run.device.key, run.price
-    tdp_w = (run.device.spec or {}).get("tdp_w")
+    tdp_w = run.device.tdp_w
     if sargs.price_per_hour is None and recorded and recorded.price_per_hour and not sargs.tier:
         quote = PriceQuote(float(recorded.price_per_hour),
                            f"recorded in the run: {recorded.source or 'source not recorded'}")
@@ -59,7 +59,7 @@ def run_side(run: RunRecord, sargs: SideArgs) -> Side:
         power = resolve_power(sargs.power_kw, None, tdp_w, None, quote)
     return Side(label(run), quote, power, spec_tflops=run.ceilings.spec_tflops,
                 measured_tflops=run.ceilings.measured_tflops,
-                steps=[s.to_dict() for s in run.usable_steps()], kind="measured", model=run.model_name,
+                steps=run.usable_steps(), kind="measured", model=run.model_name,
                 dtype=run.dtype)
 
 
@@ -71,7 +71,7 @@ def device_side(key: str, sargs: SideArgs, dtype: str, run: RunRecord | None, to
                     kind="catalog", dtype=dtype)
     proj = project_run(run, spec, source=label(run))
     side = Side(f"{key} (projected from {label(run)})", quote, power, spec_tflops=spec.peak(run.dtype),
-                steps=[s for s in projected_steps_as_rows(proj) if s["fits"]], kind="projected",
+                steps=[s for s in proj.steps if s.fits is not False], kind="projected",
                 model=run.model_name, dtype=run.dtype)
     side.notes = [proj.assumption] + proj.notes
     return side

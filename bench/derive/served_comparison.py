@@ -26,8 +26,8 @@ from costmodel import catalog
 from costmodel.input_errors import CostInputError
 from costmodel.frontier import curves, interactivity_range, placed, point_at, span_text
 from costmodel.served import describe
-from costmodel.workload_economics import WorkloadEconomics, WorkloadPoint, workload_economics, workload_label
-from costmodel.workload_record import WorkloadRun
+from costmodel.workload_economics import WorkloadEconomics, WorkloadPoint, workload_economics
+from bench.records.schema import WorkloadRecord
 
 TOKENBENCH_ENGINE = "chunked-prefill"  # the engine behaviour a served result is compared with
 DIFFERENT_HARDWARE = "different hardware: the ratio is not an engine efficiency"
@@ -122,30 +122,28 @@ def _catalog_pricing(device: str, tier: str | None) -> Pricing:
     return Pricing(quote.price_per_hour, quote.all_in_kw, f"catalog: {quote.source}{prov}; all-in kW per device")
 
 
-def _run_pricing(run: WorkloadRun) -> Pricing:
-    price = run.record.get("price") or {}
-    src = ", ".join(x for x in (price.get("source"), price.get("power_source")) if x) or "none recorded"
-    return Pricing(run.price_per_hour, run.power_kw, f"recorded in the run ({src})")
+def _run_pricing(run: WorkloadRecord) -> Pricing:
+    return Pricing(run.price_per_hour, run.power_kw, f"recorded in the run ({run.price_sources})")
 
 
-def _mismatch(p: WorkloadPoint, run: WorkloadRun) -> str | None:
-    if p.model != run.model:
-        return f"model {p.model}, not the run's {run.model}"
+def _mismatch(p: WorkloadPoint, run: WorkloadRecord) -> str | None:
+    if p.model != run.model_name:
+        return f"model {p.model}, not the run's {run.model_name}"
     if p.precision != run.dtype:
         return f"precision {p.precision}, not the run's {run.dtype}"
     if (p.isl, p.osl) != (run.isl, run.osl):
-        return f"workload {p.workload} (ISL {p.isl}, OSL {p.osl}), not the run's {run.workload}"
+        return f"workload {p.workload} (ISL {p.isl}, OSL {p.osl}), not the run's {run.workload_label}"
     return None
 
 
-def _tokenbench_curves(run: WorkloadRun, extra: Iterable[WorkloadPoint]) -> dict[str, list[WorkloadPoint]]:
+def _tokenbench_curves(run: WorkloadRecord, extra: Iterable[WorkloadPoint]) -> dict[str, list[WorkloadPoint]]:
     """device -> the chunked-prefill points tokenbench compares with there: the run's measured points under
     the run's device, and each projected device's points."""
     out: dict[str, list[WorkloadPoint]] = {}
-    for p in list(run.points) + list(extra):
+    for p in list(run.workload_points) + list(extra):
         if p.engine_model != TOKENBENCH_ENGINE or p.source not in ("measured", "projected"):
             continue
-        if (p.model, p.precision, p.isl, p.osl) != (run.model, run.dtype, run.isl, run.osl):
+        if (p.model, p.precision, p.isl, p.osl) != (run.model_name, run.dtype, run.isl, run.osl):
             continue
         out.setdefault(p.device, []).append(p)
     return out
@@ -165,7 +163,7 @@ def _read(points: list[WorkloadPoint], u: float, pricing: Pricing, side: str) ->
     return _figures(got.as_point(), pricing, got.between)
 
 
-def compare_served(run: WorkloadRun, served: list[WorkloadPoint], served_file: str,
+def compare_served(run: WorkloadRecord, served: list[WorkloadPoint], served_file: str,
                    at: list[float] | None = None, extra_points: Iterable[WorkloadPoint] = (),
                    tier: str | None = None) -> ServedComparison:
     """The served comparison of one workload run; CostInputError when nothing in the file matches the run."""
@@ -180,10 +178,11 @@ def compare_served(run: WorkloadRun, served: list[WorkloadPoint], served_file: s
         (unmatched.append((describe(p), why)) if why else matched.append(p))
     if not matched:
         has = sorted({f"{p.model} {p.precision} {p.workload}" for p in served})
-        raise CostInputError(f"served results {served_file}: no row matches the run's model {run.model}, precision "
-                             f"{run.dtype} and workload {run.workload} ({run.path}); the file has: {'; '.join(has)}")
+        raise CostInputError(f"served results {served_file}: no row matches the run's model {run.model_name}, "
+                             f"precision {run.dtype} and workload {run.workload_label} ({run.path}); the file has: "
+                             f"{'; '.join(has)}")
     ours = _tokenbench_curves(run, extra_points)
-    own_device = next((p.device for p in run.points if p.source == "measured"), run.device_key or run.device_name)
+    own_device = next((p.device for p in run.workload_points if p.source == "measured"), run.device.label)
     if not any(placed(p) for p in ours.get(own_device, [])):
         raise CostInputError(f"workload file {run.path} has no {TOKENBENCH_ENGINE} point that fits and has an "
                              f"interactivity: nothing to compare served results with")
@@ -202,9 +201,9 @@ def compare_served(run: WorkloadRun, served: list[WorkloadPoint], served_file: s
         src = "projected" if any(p.source == "projected" for p in mine) else "measured"
         tb_pricing = _run_pricing(run) if src == "measured" else _catalog_pricing(mine[0].device, tier)
         if src == "measured":
-            tb_label = f"{run.device_name} ({run.device.get('kind', '?')})"
+            tb_label = run.device.described
         else:
-            tb_label = f"{mine[0].device} (projected from {run.device_name})"
+            tb_label = f"{mine[0].device} (projected from {run.device.display_name})"
         sv_pricing = _catalog_pricing(hw, tier)
         cmp = CurveComparison(
             served_label=first.label or describe(first), hardware=hw, tp=first.tp, reference=first.reference,
@@ -230,8 +229,8 @@ def compare_served(run: WorkloadRun, served: list[WorkloadPoint], served_file: s
                 cmp.rows.append(Row(p.interactivity, p.concurrency,
                                     _figures(p, sv_pricing, f"served at concurrency {p.concurrency}"), tb))
         out.append(cmp)
-    return ServedComparison(run=run.path, served_file=served_file, model=run.model, precision=run.dtype,
-                            workload=workload_label(run.isl, run.osl), at=list(at) if at else None, curves=out,
+    return ServedComparison(run=run.path, served_file=served_file, model=run.model_name, precision=run.dtype,
+                            workload=run.workload_label, at=list(at) if at else None, curves=out,
                             unmatched=unmatched, notes=notes)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar
 
 from bench.errors import UserError
@@ -255,6 +256,11 @@ class Price(Entry):
     power_source: str | None = None
     hint: str | None = None
 
+    @property
+    def sources(self) -> str:
+        """Where the price and the power came from, as one phrase."""
+        return ", ".join(x for x in (self.source, self.power_source) if x) or "none recorded"
+
 
 @dataclass(kw_only=True)
 class DeviceRecord(Entry):
@@ -273,8 +279,33 @@ class DeviceRecord(Entry):
         return None if not self.spec else DeviceSpec.from_dict(self.spec)
 
     @property
+    def tdp_w(self) -> float | None:
+        """The board's TDP from the spec-sheet entry, None for a device not in the catalog."""
+        return (self.spec or {}).get("tdp_w")
+
+    @property
     def label(self) -> str:
+        """How tables and legends name it: the catalog key (h200), else its name."""
         return self.key or self.name or "unknown device"
+
+    @property
+    def display_name(self) -> str:
+        """Its name as detected (NVIDIA H200, AMD EPYC ...), else the catalog key."""
+        return self.name or self.key or "unknown device"
+
+    @property
+    def described(self) -> str:
+        """Name and kind, as captions say it: "NVIDIA H200 (cuda)"."""
+        return f"{self.display_name} ({self.kind or '?'})"
+
+    @property
+    def identity(self) -> str:
+        """What makes two records 'the same device': the catalog key, else name and kind."""
+        return self.key or self.described
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.kind == "cpu"
 
 
 # --- record kinds --------------------------------------------------------------------------------------
@@ -308,9 +339,53 @@ class Header(Entry):
     def nested(cls) -> dict:
         return {"device": DeviceRecord.from_dict}
 
+    @property
+    def date(self) -> str:
+        """The day it was made (YYYY-MM-DD), or "undated"."""
+        return (self.created or "")[:10] or "undated"
+
+    @property
+    def when(self) -> str:
+        """The minute it was made (YYYY-MM-DD HH:MM), or "undated"."""
+        return (self.created or "")[:16].replace("T", " ") or "undated"
+
+    @property
+    def status(self) -> str:
+        """"complete", or "incomplete: " and why (interrupted, failed, or did not finish)."""
+        if self.complete is not False:
+            return "complete"
+        return "incomplete: " + (self.interrupted or self.failed or "run did not finish")
+
+
+class ModelHeader:
+    """What the records of a model (run, tp, moe, fp8, workload) say beside the header: the model, the
+    price and power quote. A mixin of properties over their `model` and `price` fields."""
+
+    @property
+    def model_name(self) -> str:
+        return (self.model or {}).get("name", "?")
+
+    @property
+    def price_per_hour(self) -> float | None:
+        return self.price.price_per_hour if self.price else None
+
+    @property
+    def power_kw(self) -> float | None:
+        return self.price.power_kw if self.price else None
+
+    @property
+    def price_sources(self) -> str:
+        """Where the recorded price and power came from, as one phrase ("none recorded" without a quote)."""
+        return self.price.sources if self.price else "none recorded"
+
+    @property
+    def price_hint(self) -> str | None:
+        """What to pass for a missing price or power (recorded at run time), or None."""
+        return self.price.hint if self.price else None
+
 
 @dataclass(kw_only=True)
-class RunRecord(Header):
+class RunRecord(Header, ModelHeader):
     """`tokenbench run`: a decode, prefill or mixed sweep of measured rows and the steps derived from them.
     `ceilings` holds the spec-sheet and measured ceilings (copy bandwidth, matmul peak) its rows were read
     against, under one name each."""
@@ -340,10 +415,6 @@ class RunRecord(Header):
     def nested(cls) -> dict:
         return {**super().nested(), "price": Price.from_dict, "ceilings": _ceilings,
                 "rows": _list_of(cls.ROW), "steps": _list_of(cls.STEP)}
-
-    @property
-    def model_name(self) -> str:
-        return (self.model or {}).get("name", "?")
 
     @property
     def layers(self) -> int | None:
@@ -540,9 +611,10 @@ def _points(value, where: str) -> list:
 
 
 @dataclass(kw_only=True)
-class WorkloadRecord(Header):
+class WorkloadRecord(Header, ModelHeader):
     """`tokenbench workload`: an ISL/OSL workload at each concurrency; the measured rows, the steps composed
-    from them, and the points (costmodel.workload_economics.WorkloadPoint dicts) with how each was composed and priced."""
+    from them, and the points (costmodel.workload_economics.WorkloadPoint dicts, as written; typed in
+    `workload_points`) with how each was composed and priced."""
 
     KIND: ClassVar[str] = "workload"
     REQUIRED: ClassVar[tuple] = ("schema_version", "kind", "device", "model", "workload", "rows", "steps",
@@ -569,6 +641,43 @@ class WorkloadRecord(Header):
         return {**super().nested(), "price": Price.from_dict, "ceilings": _ceilings,
                 "rows": _list_of(MeasuredRow), "steps": _list_of(WorkloadStepEntry), "points": _points}
 
+    @cached_property
+    def workload_points(self) -> tuple:
+        """The points as costmodel.workload_economics.WorkloadPoint (`points` keeps them as written)."""
+        from costmodel.workload_economics import WorkloadPoint
+
+        return tuple(WorkloadPoint.from_dict(p, f"results file {self.path}: points[{i}]")
+                     for i, p in enumerate(self.points))
+
     @property
-    def model_name(self) -> str:
-        return (self.model or {}).get("name", "?")
+    def isl(self) -> int:
+        return self.workload["isl"]
+
+    @property
+    def osl(self) -> int:
+        return self.workload["osl"]
+
+    @property
+    def workload_label(self) -> str:
+        """ISL/OSL as the points name it (1k/1k, 256/64)."""
+        from costmodel.workload_economics import workload_label
+
+        return workload_label(self.isl, self.osl)
+
+    def check_for_points(self) -> None:
+        """What the readers of its points (report, compare --served) need beyond the store's checks: a
+        dtype, a model name, positive ISL and OSL, a positive price and power or none; one UserError naming
+        the file."""
+        where = f"workload file {self.path}"
+        if "dtype" not in self.nulls and self.dtype is None:
+            raise UserError(f"{where} lacks 'dtype'")
+        if not isinstance(self.model.get("name"), str):
+            raise UserError(f"{where}: model.name must be a string")
+        for key in ("isl", "osl"):
+            v = self.workload.get(key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise UserError(f"{where}: workload.{key} must be a positive integer, got {v!r}")
+        for name in ("price_per_hour", "power_kw"):
+            v = getattr(self.price, name) if self.price else None
+            if v is not None and v <= 0:
+                raise UserError(f"{where}: price.{name} must be a positive number or null, got {v!r}")

@@ -145,17 +145,13 @@ def load_run(path: str | os.PathLike) -> RunRecord:
     return load(path, RUN_KINDS)
 
 
-def load_workload(path: str | os.PathLike):
-    """A workload results file as costmodel.workload_record.WorkloadRun (its typed points and what they were
-    measured with); the store checks the file, then every point is read as a WorkloadPoint."""
-    from costmodel.input_errors import CostInputError
-    from costmodel.workload_record import workload_run
-
+def load_workload(path: str | os.PathLike) -> WorkloadRecord:
+    """A workload record whose points are read (report, compare --served): the store's checks, then what
+    the points' readers need (WorkloadRecord.check_for_points); its path as given."""
     record = load(path, ("workload",))
-    try:
-        return workload_run(record.to_dict(), str(path))
-    except CostInputError as exc:
-        raise UserError(str(exc)) from None
+    record.path = str(path)
+    record.check_for_points()
+    return record
 
 
 def label(record) -> str:
@@ -182,12 +178,21 @@ def clean(obj):
     return obj
 
 
+def _written(record) -> tuple[dict, object]:
+    data = clean(record)
+    return data, from_dict(data, f"(record being written: {data.get('run_id')})")
+
+
 def checked(record) -> dict:
     """The dict a record is written as, read back through its kind's dataclass first: what is written is
     what every reader accepts (a writer's mistyped field fails here, in its own run, not in a later report)."""
-    data = clean(record)
-    from_dict(data, f"(record being written: {data.get('run_id')})")
-    return data
+    return _written(record)[0]
+
+
+def as_record(record: dict):
+    """The typed record of a record being written (a dict), as a reader of its file gets it: what a
+    command that has just measured prints its tables from."""
+    return _written(record)[1]
 
 
 class ResultWriter:

@@ -40,11 +40,11 @@ def _unique(values) -> list:
 
 def describe(runs: list[Run], *status: str) -> str:
     """A caption's fixed part: device, model, dtype, date, and what is measured, derived or projected."""
-    devices = _unique(f"{r.device_name} ({r.device.get('kind', '?')})" for r in runs)
+    devices = _unique(r.device.described for r in runs)
     text = (f"Device: {', '.join(devices)}. Model: {', '.join(_unique(r.model for r in runs))}. "
-            f"Dtype: {', '.join(_unique(r.dtype for r in runs))}. Date: {', '.join(_unique(r.date for r in runs))}. "
-            + " ".join(status))
-    if any(r.is_cpu for r in runs):
+            f"Dtype: {', '.join(_unique(r.dtype for r in runs))}. "
+            f"Date: {', '.join(_unique(r.record.date for r in runs))}. " + " ".join(status))
+    if any(r.device.is_cpu for r in runs):
         text += " " + CPU_NOTE
     return text
 
@@ -54,10 +54,10 @@ class Report:
 
     def __init__(self, runs: list[Run], out: Path, options: Options, workloads: list | None = None):
         self.runs, self.out, self.options = runs, out, options
-        self.workloads = workloads or []  # costmodel.workload_record.WorkloadRun
+        self.workloads = workloads or []  # bench.records.schema.WorkloadRecord, read by store.load_workload
         models = {}
         for w in self.workloads:
-            models.setdefault(w.model, []).append(Path(w.path).name)
+            models.setdefault(w.model_name, []).append(Path(w.path).name)
         if len(models) > 1 and not options.allow_mixed:
             from bench.errors import UserError
 
@@ -105,13 +105,10 @@ class Report:
         rows = []
         for r in self.runs:
             rec = r.record
-            price = rec.get("price") or {}
-            status = "complete" if rec.get("complete", True) else "incomplete: " + (
-                rec.get("interrupted") or rec.get("failed") or "run did not finish")
-            rows.append([r.path.name, r.label, r.device_name, r.device.get("kind", "?"), r.model, r.dtype,
-                         rec.get("created", "-"), ", ".join(_unique(s["backend"] for s in rec["steps"])) or "-",
-                         cell_format.num(r.typed.ceilings.measured_gbps), cell_format.num(price.get("price_per_hour")),
-                         cell_format.num(price.get("power_kw")), status])
+            rows.append([r.path.name, r.label, r.device.display_name, r.device.kind or "?", r.model, r.dtype,
+                         rec.created or "-", ", ".join(_unique(s.backend for s in rec.steps)) or "-",
+                         cell_format.num(rec.ceilings.measured_gbps), cell_format.num(rec.price_per_hour),
+                         cell_format.num(rec.power_kw), rec.status])
         b.append(page.Table(["file", "label", "device", "kind", "model", "dtype", "created", "backends",
                              "measured copy GB/s", "$/device-hour", "all-in kW", "status"], rows,
                             align_left={0, 1, 2, 3, 4, 5, 6, 7, 11}))
@@ -119,19 +116,18 @@ class Report:
         if self.mixed:
             notes.append("Mixed models or dtypes (--allow-mixed): curves on one plot are not like for like.")
         for r in self.runs:
-            if r.is_cpu:
+            if r.device.is_cpu:
                 notes.append(f"{r.label}: {CPU_NOTE}")
-            hint = (r.record.get("price") or {}).get("hint")
-            if hint:
-                notes.append(f"{r.label}: {hint} (at run time).")
-            bad = [x for x in r.record["rows"] if not (x.get("valid") and x.get("seconds_p50"))]
+            if r.record.price_hint:
+                notes.append(f"{r.label}: {r.record.price_hint} (at run time).")
+            bad = [x for x in r.record.rows if not (x.valid and x.seconds_p50)]
             for x in bad:
-                notes.append(f"{r.label}: {x['op']} batch {x['batch']} context {x['context']} {x['backend']} not "
-                             f"timed ({x.get('skipped') or x.get('check') or 'no timing'}).")
-            for s in r.record["steps"]:
-                if not s.get("valid"):
-                    notes.append(f"{r.label}: decode step batch {s['batch']} context {s['context']} not derived "
-                                 f"({s.get('reason', 'invalid')}).")
+                notes.append(f"{r.label}: {x.op} batch {x.batch} context {x.context} {x.backend} not "
+                             f"timed ({x.skipped or x.check or 'no timing'}).")
+            for s in r.record.steps:
+                if not s.valid:
+                    notes.append(f"{r.label}: decode step batch {s.batch} context {s.context} not derived "
+                                 f"({'invalid' if s.reason is None else s.reason}).")
         if notes:
             b.append(page.Heading("Notes", 2))
             b.append(page.Bullets(notes))
@@ -148,11 +144,11 @@ class Report:
                            MEASURED_OPS, DERIVED_STEP, NOT_PROJECTED)
         self.figure(self.name("throughput-interactivity"), "throughput vs interactivity",
                     lambda p: plots.throughput_interactivity(self.curves, p, "Throughput vs interactivity", caption))
-        front = set(plots.pareto([(s["tokens_per_s_per_user"], s["tokens_per_s"]) for c in self.curves
-                                  for s in c.steps if s.get("fits", True) is not False]))
-        rows = [[c.label, c.backend, str(s["batch"]), str(s["context"]), cell_format.scaled(s["step_seconds"], 1e3),
-                 cell_format.num(s["tokens_per_s"]), cell_format.num(s["tokens_per_s_per_user"]), cell_format.num(s.get("fits")),
-                 "yes" if (s["tokens_per_s_per_user"], s["tokens_per_s"]) in front else ""]
+        front = set(plots.pareto([(s.tokens_per_s_per_user, s.tokens_per_s) for c in self.curves
+                                  for s in c.steps if s.fits is not False]))
+        rows = [[c.label, c.backend, str(s.batch), str(s.context), cell_format.scaled(s.step_seconds, 1e3),
+                 cell_format.num(s.tokens_per_s), cell_format.num(s.tokens_per_s_per_user), cell_format.num(s.fits),
+                 "yes" if (s.tokens_per_s_per_user, s.tokens_per_s) in front else ""]
                 for c in self.curves for s in c.steps]
         b.append(page.Table(["curve", "backend", "batch", "context", "step ms (derived)", "tokens/s per device",
                              "tokens/s per user", "fits in memory", "on frontier"], rows,
@@ -161,8 +157,7 @@ class Report:
     def cost(self) -> None:
         b = self.blocks
         b.append(page.Heading("Cost per token", 2))
-        priced = [c for c in self.curves if any(s.get("cost_per_mtok") or s.get("tokens_per_s_per_mw")
-                                                 for s in c.steps)]
+        priced = [c for c in self.curves if any(s.cost_per_mtok or s.tokens_per_s_per_mw for s in c.steps)]
         unpriced = _unique(c.run.label for c in self.curves if c not in priced)
         projected, projection_notes = [], []
         if self.options.project_to:
@@ -190,9 +185,9 @@ class Report:
                                  "backend and context.", *status)
         self.figure(self.name("cost"), "cost curves",
                     lambda p: plots.cost_curves(priced, projected, p, "Cost per token and per megawatt", caption))
-        rows = [[c.label + (" (projected)" if c in projected else ""), c.backend, str(s["batch"]), str(s["context"]),
-                 cell_format.num(s["tokens_per_s_per_user"]), cell_format.num(s.get("cost_per_mtok")),
-                 cell_format.num(s.get("tokens_per_s_per_mw"))] for c in priced + projected for s in c.steps]
+        rows = [[c.label + (" (projected)" if c in projected else ""), c.backend, str(s.batch), str(s.context),
+                 cell_format.num(s.tokens_per_s_per_user), cell_format.num(s.cost_per_mtok),
+                 cell_format.num(s.tokens_per_s_per_mw)] for c in priced + projected for s in c.steps]
         if projection_notes:
             b.append(page.Para("Projections (as `tokenbench project` states them):"))
             b.append(page.Bullets(projection_notes))
@@ -203,9 +198,9 @@ class Report:
         b = self.blocks
         groups: dict[tuple, list[Run]] = {}
         for r in self.runs:
-            groups.setdefault((r.device_id, r.dtype), []).append(r)
+            groups.setdefault((r.device.identity, r.dtype), []).append(r)
         for (device_id, dtype), runs in groups.items():
-            b.append(page.Heading(f"Roofline: {runs[0].device_name}, {dtype}", 2))
+            b.append(page.Heading(f"Roofline: {runs[0].device.display_name}, {dtype}", 2))
             per_run = {r.label: ceilings(r) for r in runs}
             shown = _collapse(per_run)
             notes = _unique(n for c in per_run.values() for n in c.notes)
@@ -221,7 +216,7 @@ class Report:
                                      "and achieved TFLOP/s, under the roofline ceilings.", *status)
             self.figure(self.name(f"roofline-{device_id}-{dtype}"), f"roofline {device_id} {dtype}",
                         lambda p, runs=runs, shown=shown, caption=caption, dtype=dtype: plots.roofline(
-                            runs, shown, p, f"Roofline: {runs[0].device_name}, {dtype}", caption))
+                            runs, shown, p, f"Roofline: {runs[0].device.display_name}, {dtype}", caption))
             rows = [[label, cell_format.num(c.spec_tflops), cell_format.num(c.spec_gbps), cell_format.num(c.measured_tflops),
                      cell_format.num(c.measured_gbps)] for label, c in per_run.items()]
             b.append(page.Table(["run", "spec TFLOP/s", "spec GB/s", "measured TFLOP/s", "measured copy GB/s"],
@@ -237,7 +232,7 @@ class Report:
             points, cut = plots.efficiency_points(r)
             b.append(page.Heading(f"Efficiency: {r.label}", 2))
             status = [MEASURED_OPS, meaning, NOT_PROJECTED]
-            over = sorted({x["op"] for x in rows if (x.get(key) or 0) > 1}, key=plots._op_rank)
+            over = sorted({x.op for x in rows if (getattr(x, key) or 0) > 1}, key=plots._op_rank)
             if over:
                 status.append(f"Above 100% ({', '.join(over)}): faster than the bound allows, so that ceiling is not "
                               f"a true one there (a read-mostly op can outrun a copy, which reads and writes; or the "
@@ -248,10 +243,10 @@ class Report:
             self.figure(self.name(f"efficiency-{r.path.stem}"), f"efficiency {r.label}",
                         lambda p, r=r, caption=caption: plots.efficiency_bars(r, p, f"Efficiency: {r.label}",
                                                                               caption))
-            rows = sorted(rows, key=lambda x: (x["context"], x["batch"], x["backend"], plots._op_rank(x["op"])))
-            table = [[x["op"], str(x["batch"]), str(x["context"]), x["backend"], cell_format.scaled(x["seconds_p50"], 1e6),
-                      cell_format.num(x.get("tflops")), cell_format.num(x.get("gbps")), cell_format.num(x.get("intensity")),
-                      cell_format.pct(x.get(key))] for x in rows]
+            rows = sorted(rows, key=lambda x: (x.context, x.batch, x.backend, plots._op_rank(x.op)))
+            table = [[x.op, str(x.batch), str(x.context), x.backend, cell_format.scaled(x.seconds_p50, 1e6),
+                      cell_format.num(x.tflops), cell_format.num(x.gbps), cell_format.num(x.intensity),
+                      cell_format.pct(getattr(x, key))] for x in rows]
             b.append(page.Table(["op", "batch", "context", "backend", "p50 us", "TFLOP/s", "GB/s", "FLOP/byte",
                                  ylabel], table, caption="Measured op timings and the figures derived from them.",
                                 align_left={0, 3}))
@@ -267,17 +262,14 @@ class Report:
 
 
 def _workload_row(w) -> list[str]:
-    rec = w.record
-    wl = rec.get("workload") or {}
+    wl = w.workload
     counts = {}
-    for p in w.points:
+    for p in w.workload_points:
         counts[p.source] = counts.get(p.source, 0) + 1
-    status = "complete" if rec.get("complete", True) else "incomplete: " + (
-        rec.get("interrupted") or rec.get("failed") or "run did not finish")
-    return [Path(w.path).name, w.device_name, w.device.get("kind", "?"), w.model, w.dtype, w.workload,
-            ",".join(map(str, wl.get("concurrency") or [])) or "-", str(wl.get("tp", 1)), rec.get("created", "-"),
-            cell_format.num(w.price_per_hour), cell_format.num(w.power_kw), ", ".join(f"{n} {s}" for s, n in counts.items()) or "none",
-            status]
+    return [Path(w.path).name, w.device.display_name, w.device.kind or "?", w.model_name, w.dtype,
+            w.workload_label, ",".join(map(str, wl.get("concurrency") or [])) or "-", str(wl.get("tp", 1)),
+            w.created or "-", cell_format.num(w.price_per_hour), cell_format.num(w.power_kw),
+            ", ".join(f"{n} {s}" for s, n in counts.items()) or "none", w.status]
 
 
 def _collapse(per_run: dict[str, Ceilings]) -> dict[str, Ceilings]:

@@ -7,13 +7,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from bench.errors import UserError
+from bench.records.schema import Step
 from bench.report import page
 from bench.report.load import Curve, Run
-
-
-def _record(run: Run):
-    """The run's typed record, as `compare` and `project` read it (its label names the file)."""
-    return run.typed
 
 
 def _side_args():
@@ -33,8 +29,8 @@ def comparison(a: Run | str, b: Run | str):
     if not runs:
         raise UserError(f"--compare {a} {b}: at least one side must be a result file (two catalog devices have "
                         f"no tokens/s to compare; use `tokenbench compare` with --tokens-per-s)")
-    anchor = _record(runs[0])
-    sides = [run_side(_record(x), _side_args()) if isinstance(x, Run)
+    anchor = runs[0].record
+    sides = [run_side(x.record, _side_args()) if isinstance(x, Run)
              else device_side(x, _side_args(), anchor.dtype, anchor, None) for x in (a, b)]
     return compare(sides[0], sides[1])
 
@@ -46,7 +42,7 @@ def blocks(a: Run | str, b: Run | str) -> list:
     c = comparison(a, b)
     out = [page.Heading(f"A = {c.a.label}; B = {c.b.label}", 3),
            page.Para(f"Operating point: {c.point.how}.")]
-    chosen = [f"{tag}: batch {s.step['batch']}, context {s.step['context']}, backend {s.step['backend']} "
+    chosen = [f"{tag}: batch {s.step.batch}, context {s.step.context}, backend {s.step.backend} "
               f"({s.kind})" for tag, s in (("A", c.a), ("B", c.b)) if s.step]
     for tag, side in (("A", c.a), ("B", c.b)):
         chosen.append(f"{tag} price: " + (f"{money(side.price.price_per_hour)}/h [{side.price.source}]"
@@ -62,7 +58,8 @@ def blocks(a: Run | str, b: Run | str) -> list:
 
 def projections(runs: list[Run], targets: list[str], as_dtype: str | None) -> tuple[list[Curve], list[str]]:
     """Each run projected onto each target device (`tokenbench project`), costed at the target's catalog
-    price and all-in power: one dashed curve per run, target, backend and context, and the assumptions."""
+    price and all-in power: one dashed curve per run, target, backend and context (its steps the projected
+    ones, as Steps), and the assumptions."""
     from bench.derive.comparison_sides import device_spec, target_price_and_power
     from costmodel.economics import economics
     from costmodel.roofline_projection import project_run
@@ -74,7 +71,7 @@ def projections(runs: list[Run], targets: list[str], as_dtype: str | None) -> tu
         spec = device_spec(key)
         quote, power = target_price_and_power(key, spec, no_overrides)
         for run in runs:
-            proj = project_run(_record(run), spec, source=run.label, as_dtype=as_dtype)
+            proj = project_run(run.record, spec, source=run.label, as_dtype=as_dtype)
             notes.append(proj.assumption)
             notes += [f"{key} from {run.label}: {n}." for n in proj.notes]
             notes.append(f"{key} price: " + (f"${quote.price_per_hour:g}/h ({quote.source})" if quote else
@@ -85,15 +82,14 @@ def projections(runs: list[Run], targets: list[str], as_dtype: str | None) -> tu
                 fits = s.fits is not False
                 econ = economics(quote.price_per_hour if quote else None, s.tokens_per_s,
                                  power.kw if power else None, utilisation=quote.utilisation if quote else 1.0)
-                points.setdefault((s.backend, s.context), []).append({
-                    "batch": s.batch, "context": s.context, "backend": s.backend, "step_seconds": s.step_seconds,
-                    "tokens_per_s": s.tokens_per_s, "tokens_per_s_per_user": s.tokens_per_s_per_user, "fits": fits,
-                    "projected": True,
+                points.setdefault((s.backend, s.context), []).append(Step(
+                    batch=s.batch, context=s.context, backend=s.backend, step_seconds=s.step_seconds,
+                    tokens_per_s=s.tokens_per_s, tokens_per_s_per_user=s.tokens_per_s_per_user, fits=fits,
                     # a step that does not fit in the target's memory is no operating point: left uncosted
-                    "cost_per_mtok": econ.cost_per_mtok if fits else None,
-                    "tokens_per_s_per_mw": econ.tokens_per_s_per_mw if fits else None})
+                    cost_per_mtok=econ.cost_per_mtok if fits else None,
+                    tokens_per_s_per_mw=econ.tokens_per_s_per_mw if fits else None))
             for (backend, context), steps in sorted(points.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-                curve = Curve(run, backend, context, sorted(steps, key=lambda s: s["batch"]))
+                curve = Curve(run, backend, context, sorted(steps, key=lambda s: s.batch))
                 curve.label = f"{key} ({proj.dtype}) from {run.label}" + (
                     f" · ctx {context}" if len(points) > 1 else "")
                 curves.append(curve)

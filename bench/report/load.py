@@ -11,68 +11,42 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.derive.roofline import PEAK_DTYPE
-from bench.records.schema import PeakRecord, RunRecord
+from bench.records.schema import DeviceRecord, MeasuredRow, PeakRecord, RunRecord, Step
 from bench.records.store import from_dict, peek_kind, read_json
 from costmodel.ceilings import Ceilings
 
 
 @dataclass(eq=False)  # identity: a run is one file
 class Run:
-    """One result file: its typed record (bench.records.store) and, for the tables and plots, the dict it is
-    written as."""
+    """One result file: its typed record (bench.records.store), and what the report adds to it."""
 
     path: Path
-    typed: RunRecord
+    record: RunRecord
     label: str = ""  # unique among the report's runs; set by read_runs
     measured_peak: tuple | None = None  # (TFLOP/s, where it came from), for the run's dtype
 
-    def __post_init__(self):
-        self.record = self.typed.to_dict()
-
     @property
-    def device(self) -> dict:
-        return self.record["device"]
-
-    @property
-    def device_name(self) -> str:
-        return self.device.get("name") or self.device.get("key") or "unknown device"
-
-    @property
-    def device_id(self) -> str:
-        """What makes two runs 'the same device' for the roofline page: catalog key, else name and kind."""
-        return self.device.get("key") or f"{self.device_name} ({self.device.get('kind', '?')})"
+    def device(self) -> DeviceRecord:
+        return self.record.device
 
     @property
     def model(self) -> str:
-        return (self.record.get("model") or {}).get("name", "?")
+        return self.record.model_name
 
     @property
     def dtype(self) -> str:
-        return self.record.get("dtype", "?")
+        return self.record.dtype or "?"
 
-    @property
-    def date(self) -> str:
-        return (self.record.get("created") or "")[:10] or "undated"
+    def valid_rows(self) -> list[MeasuredRow]:
+        return [r for r in self.record.rows if r.valid and r.seconds_p50]
 
-    @property
-    def when(self) -> str:
-        created = self.record.get("created") or ""
-        return created[:16].replace("T", " ") or "undated"
+    def valid_steps(self) -> list[Step]:
+        return [s for s in self.record.steps if s.valid and s.tokens_per_s]
 
-    @property
-    def is_cpu(self) -> bool:
-        return self.device.get("kind") == "cpu"
-
-    def valid_rows(self) -> list[dict]:
-        return [r for r in self.record["rows"] if r.get("valid") and r.get("seconds_p50")]
-
-    def valid_steps(self) -> list[dict]:
-        return [s for s in self.record["steps"] if s.get("valid") and s.get("tokens_per_s")]
-
-    def interactive_steps(self) -> list[dict]:
+    def interactive_steps(self) -> list[Step]:
         """Steps with a tokens/s per user (decode and mixed): the ones a throughput-interactivity curve has.
         A prefill step has none (it emits one token per prompt); it stays in the roofline and tables."""
-        return [s for s in self.valid_steps() if s.get("tokens_per_s_per_user")]
+        return [s for s in self.valid_steps() if s.tokens_per_s_per_user]
 
 
 @dataclass(eq=False)
@@ -80,7 +54,7 @@ class Curve:
     run: Run
     backend: str
     context: int
-    steps: list[dict]  # valid steps, by batch
+    steps: list[Step]  # valid steps (or projected ones), by batch
     label: str = ""
 
 
@@ -108,7 +82,7 @@ def read_runs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, PeakRecord]
 
 
 def read_inputs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, PeakRecord]], list]:
-    """Runs, peak files and workload files (costmodel.workload_record.WorkloadRun) among the paths, each read
+    """Runs, peak files and workload files (bench.records.schema.WorkloadRecord) among the paths, each read
     through the store (older schemas migrated); every file checked before anything is drawn. At least one
     run or workload file is needed."""
     if not paths:
@@ -130,7 +104,7 @@ def read_inputs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, PeakRecor
         runs.append(Run(p, record))
     _label_runs(runs)
     for run in runs:
-        run.measured_peak = measured_peak(run.typed) or _peak_from_files(run, peaks)
+        run.measured_peak = measured_peak(run.record) or _peak_from_files(run, peaks)
     return runs, peaks, workloads
 
 
@@ -144,7 +118,7 @@ def _workload(path: Path, data: dict):
 def _label_runs(runs: list[Run]) -> None:
     """Short legend labels: device and time of the run, plus the file name where those collide."""
     for run in runs:
-        run.label = f"{run.device.get('key') or run.device_name} {run.when}"
+        run.label = f"{run.device.label} {run.record.when}"
     seen: dict[str, int] = {}
     for run in runs:
         seen[run.label] = seen.get(run.label, 0) + 1
@@ -172,10 +146,10 @@ def curves(runs: list[Run], mixed: bool) -> list[Curve]:
     """One curve per run, backend and context, its valid steps ordered by batch; labels say only what varies."""
     out = []
     for run in runs:
-        keys = sorted({(s["backend"], s["context"]) for s in run.interactive_steps()}, key=lambda k: (k[1], k[0]))
+        keys = sorted({(s.backend, s.context) for s in run.interactive_steps()}, key=lambda k: (k[1], k[0]))
         for backend, context in keys:
-            steps = sorted((s for s in run.interactive_steps() if s["backend"] == backend and s["context"] == context),
-                           key=lambda s: s["batch"])
+            steps = sorted((s for s in run.interactive_steps() if s.backend == backend and s.context == context),
+                           key=lambda s: s.batch)
             out.append(Curve(run, backend, context, steps))
     backends = {c.backend for c in out}
     contexts = {c.context for c in out}
@@ -206,7 +180,7 @@ def measured_peak(record: RunRecord) -> tuple[float, str] | None:
 def _peak_from_files(run: Run, peaks: list[tuple[Path, PeakRecord]]) -> tuple[float, str] | None:
     """A peak file of the same device (by catalog key or name) gives the run its measured FLOP ceiling."""
     for path, peak in peaks:
-        if not {peak.device.key, peak.device.name} & {run.device.get("key"), run.device_name} - {None}:
+        if not {peak.device.key, peak.device.name} & {run.device.key, run.device.display_name} - {None}:
             continue
         if (value := peak.measured_tflops.get(PEAK_DTYPE.get(run.dtype, run.dtype))) is not None:
             return value, f"measured peak from {path.name}"
@@ -215,15 +189,15 @@ def _peak_from_files(run: Run, peaks: list[tuple[Path, PeakRecord]]) -> tuple[fl
 
 def ceilings(run: Run) -> Ceilings:
     """Spec-sheet and measured ceilings for the run's dtype, with a note for each one that is missing."""
-    spec = run.device.get("spec") or {}
+    spec = run.device.spec or {}
     peak_key = PEAK_DTYPE.get(run.dtype, run.dtype)
-    recorded = run.typed.ceilings
+    recorded = run.record.ceilings
     spec_tflops, spec_gbps = recorded.spec_tflops, recorded.spec_gbps
     measured_tflops = run.measured_peak[0] if run.measured_peak else None
     measured_gbps = recorded.measured_gbps
     notes = []
     if not spec:
-        notes.append(f"spec-sheet ceilings unknown: {run.device_name} is not in the device catalog")
+        notes.append(f"spec-sheet ceilings unknown: {run.device.display_name} is not in the device catalog")
     else:
         if spec_tflops is None:
             notes.append(f"the spec sheet gives no {peak_key} peak")

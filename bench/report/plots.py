@@ -107,14 +107,14 @@ def roofline(runs: list[Run], ceilings: dict[str, Ceilings], path: Path, title: 
     fig, axes = _figure(9.0, 6.0)
     ax = axes[0][0]
     rows = [(run, r) for run in runs for r in run.valid_rows()]
-    placed = [(run, r) for run, r in rows if r.get("intensity") and r.get("tflops")]
-    zero = sorted({r["op"] for _, r in rows if not r.get("flops")}, key=_op_rank)
-    steps = [(run, s) for run in runs for s in run.valid_steps() if s.get("intensity") and s.get("tflops")]
-    ops = sorted({r["op"] for _, r in placed}, key=_op_rank)
+    placed = [(run, r) for run, r in rows if r.intensity and r.tflops]
+    zero = sorted({r.op for _, r in rows if not r.flops}, key=_op_rank)
+    steps = [(run, s) for run in runs for s in run.valid_steps() if s.intensity and s.tflops]
+    ops = sorted({r.op for _, r in placed}, key=_op_rank)
     color = dict(zip(ops, _colors(len(ops))))
-    backends = sorted({r["backend"] for _, r in placed} | {s["backend"] for _, s in steps})
+    backends = sorted({r.backend for _, r in placed} | {s.backend for _, s in steps})
     marker = {b: BACKEND_MARKERS[i % len(BACKEND_MARKERS)] for i, b in enumerate(backends)}
-    batches = sorted({r["batch"] for _, r in placed} | {s["batch"] for _, s in steps})
+    batches = sorted({r.batch for _, r in placed} | {s.batch for _, s in steps})
 
     def size(batch: int) -> float:  # marker area grows with log batch
         return 25 + 60 * (math.log2(batch) / max(1.0, math.log2(max(batches)))) if batches else 30
@@ -122,20 +122,20 @@ def roofline(runs: list[Run], ceilings: dict[str, Ceilings], path: Path, title: 
     # each op's sweep joined by a thin line (one line per run, backend, context)
     lines: dict[tuple, list] = {}
     for run, r in placed:
-        lines.setdefault((run.label, r["op"], r["backend"], r["context"]), []).append(r)
+        lines.setdefault((run.label, r.op, r.backend, r.context), []).append(r)
     for (_, op, backend, _), pts in lines.items():
-        pts.sort(key=lambda r: r["batch"])
-        ax.plot([p["intensity"] for p in pts], [p["tflops"] for p in pts], "-", color=color[op], lw=0.8,
+        pts.sort(key=lambda r: r.batch)
+        ax.plot([p.intensity for p in pts], [p.tflops for p in pts], "-", color=color[op], lw=0.8,
                 alpha=0.5)
-        ax.scatter([p["intensity"] for p in pts], [p["tflops"] for p in pts], s=[size(p["batch"]) for p in pts],
+        ax.scatter([p.intensity for p in pts], [p.tflops for p in pts], s=[size(p.batch) for p in pts],
                    color=color[op], marker=marker[backend], edgecolors="black", linewidths=0.3, zorder=3)
     for run, s in steps:
-        ax.scatter([s["intensity"]], [s["tflops"]], s=160, marker="*", color="black", zorder=4)
-        ax.annotate(f"b{s['batch']}", (s["intensity"], s["tflops"]), xytext=(5, -9), textcoords="offset points",
+        ax.scatter([s.intensity], [s.tflops], s=160, marker="*", color="black", zorder=4)
+        ax.annotate(f"b{s.batch}", (s.intensity, s.tflops), xytext=(5, -9), textcoords="offset points",
                     fontsize=7)
 
-    xs = [r["intensity"] for _, r in placed] + [s["intensity"] for _, s in steps]
-    ys = [r["tflops"] for _, r in placed] + [s["tflops"] for _, s in steps]
+    xs = [r.intensity for _, r in placed] + [s.intensity for _, s in steps]
+    ys = [r.tflops for _, r in placed] + [s.tflops for _, s in steps]
     xmin, xmax = (min(xs) / 3, max(xs) * 3) if xs else (0.1, 100.0)
     ridges = []
     for c in ceilings.values():
@@ -206,15 +206,15 @@ def throughput_interactivity(curves: list[Curve], path: Path, title: str, captio
     colors = _colors(len(curves))
     fitting, xs, ys = [], [], []
     for c, col in zip(curves, colors):
-        x = [s["tokens_per_s_per_user"] for s in c.steps]
-        y = [s["tokens_per_s"] for s in c.steps]
+        x = [s.tokens_per_s_per_user for s in c.steps]
+        y = [s.tokens_per_s for s in c.steps]
         ax.plot(x, y, "-", color=col, lw=1.5, label=c.label)
-        fits = [s.get("fits", True) is not False for s in c.steps]
+        fits = [s.fits is not False for s in c.steps]
         ax.scatter([a for a, f in zip(x, fits) if f], [b for b, f in zip(y, fits) if f], color=col, s=36, zorder=3)
         ax.scatter([a for a, f in zip(x, fits) if not f], [b for b, f in zip(y, fits) if not f], facecolors="white",
                    edgecolors=col, s=36, zorder=3)
         for s in c.steps:
-            ax.annotate(f"b{s['batch']}", (s["tokens_per_s_per_user"], s["tokens_per_s"]), xytext=(4, 4),
+            ax.annotate(f"b{s.batch}", (s.tokens_per_s_per_user, s.tokens_per_s), xytext=(4, 4),
                         textcoords="offset points", fontsize=7, color=col)
         fitting += [(a, b) for a, b, f in zip(x, y, fits) if f]
         xs += x
@@ -263,7 +263,7 @@ def cost_curves(curves: list[Curve], projected: list[Curve], path: Path, title: 
     xs, cost_ys, mw_ys = [], [], []
     for c, col, style in zip(curves + projected, colors, ["-o"] * len(curves) + ["--s"] * len(projected)):
         for ax, key, acc in ((left, "cost_per_mtok", cost_ys), (right, "tokens_per_s_per_mw", mw_ys)):
-            pts = [(s["tokens_per_s_per_user"], s[key], s["batch"]) for s in c.steps if s.get(key)]
+            pts = [(s.tokens_per_s_per_user, getattr(s, key), s.batch) for s in c.steps if getattr(s, key)]
             if not pts:
                 continue
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=col, lw=1.5, ms=5,
@@ -296,11 +296,11 @@ def efficiency_basis(run: Run) -> tuple[str, str, str]:
     device; where no FLOP ceiling was measured, the memory floor alone (bytes / measured copy bandwidth):
     a lower bound on the % of roofline, exact for memory-bound ops.
     """
-    rows = [r for r in run.valid_rows() if r.get("flops")]
-    if rows and all(r.get("efficiency_spec") is not None for r in rows):
+    rows = [r for r in run.valid_rows() if r.flops]
+    if rows and all(r.efficiency_spec is not None for r in rows):
         return ("efficiency_spec", "% of roofline bound (spec sheet)",
                 "Efficiency = roofline bound under the spec-sheet ceilings / measured time.")
-    if rows and all(r.get("efficiency_measured") is not None for r in rows):
+    if rows and all(r.efficiency_measured is not None for r in rows):
         return ("efficiency_measured", "% of roofline bound (measured ceilings)",
                 "Efficiency = roofline bound under the ceilings measured on this device / measured time.")
     return ("pct_copy_bw", "% of memory floor (measured copy BW)",
@@ -310,7 +310,7 @@ def efficiency_basis(run: Run) -> tuple[str, str, str]:
 
 def efficiency_points(run: Run) -> tuple[list[tuple[int, int]], bool]:
     """The (batch, context) panels drawn, at most MAX_EFFICIENCY_PANELS spread over the sweep; True if cut."""
-    points = sorted({(r["batch"], r["context"]) for r in run.valid_rows()}, key=lambda p: (p[1], p[0]))
+    points = sorted({(r.batch, r.context) for r in run.valid_rows()}, key=lambda p: (p[1], p[0]))
     if len(points) <= MAX_EFFICIENCY_PANELS:
         return points, False
     step = (len(points) - 1) / (MAX_EFFICIENCY_PANELS - 1)
@@ -325,19 +325,19 @@ def efficiency_bars(run: Run, path: Path, title: str, caption: str) -> str:
     nrows = max(1, math.ceil(len(points) / ncols))
     fig, axes = _figure(3.6 * ncols + 0.6, 3.4 * nrows + 0.4, ncols=ncols, nrows=nrows, sharey=True)
     rows = run.valid_rows()
-    backends = sorted({r["backend"] for r in rows})
+    backends = sorted({r.backend for r in rows})
     colors = dict(zip(backends, _colors(len(backends))))
-    values = [r[key] * 100 for r in rows if r.get(key)]
+    values = [getattr(r, key) * 100 for r in rows if getattr(r, key)]
     log = bool(values) and max(values) / min(values) > 100
     import numpy as np
 
     for i, (batch, context) in enumerate(points):
         ax = axes[i // ncols][i % ncols]
-        here = [r for r in rows if r["batch"] == batch and r["context"] == context]
-        ops = sorted({r["op"] for r in here}, key=_op_rank)
+        here = [r for r in rows if r.batch == batch and r.context == context]
+        ops = sorted({r.op for r in here}, key=_op_rank)
         width = 0.8 / max(1, len(backends))
         for j, backend in enumerate(backends):
-            by_op = {r["op"]: r.get(key) for r in here if r["backend"] == backend}
+            by_op = {r.op: getattr(r, key) for r in here if r.backend == backend}
             heights = [100 * by_op[op] if by_op.get(op) else 0 for op in ops]
             ax.bar(np.arange(len(ops)) + (j - (len(backends) - 1) / 2) * width, heights, width, color=colors[backend],
                    label=backend, edgecolor="black", linewidth=0.3)

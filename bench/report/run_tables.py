@@ -1,6 +1,7 @@
 """The terminal tables of a run: every measured row, then the derived decode steps."""
 from __future__ import annotations
 
+from bench.records.schema import MeasuredRow, PeakRecord, RunRecord
 from bench.report.terminal_tables import Col, print_table
 from costmodel.number_format import money
 
@@ -9,29 +10,30 @@ def _num(value, fmt: str, scale: float = 1.0) -> str:
     return "-" if value is None else format(value * scale, fmt)
 
 
-def print_summary(record: dict, console) -> None:
-    """The tables of a run record as written (bench.records.store: a plain dict of schema 2)."""
-    dev = record["device"]
-    head = f"{dev['name']} ({dev['kind']}), {record['model']['name']} {record['dtype']}"
-    copy = (record.get("ceilings") or {}).get("measured_gbps")
+def print_summary(record: RunRecord, console) -> None:
+    """The tables of a run record as the store reads it (bench.records.store.load, or store.as_record of a
+    record just written)."""
+    dev = record.device
+    head = f"{dev.name} ({dev.kind}), {record.model['name']} {record.dtype}"
+    copy = record.ceilings.measured_gbps
     if copy:
         head += f", measured copy bandwidth {copy:.1f} GB/s"
+    phase = record.phase or "decode"
     op_cols = [Col("op", right=False, key=True), Col("batch", key=True),
-               Col("ctx" if record.get("phase", "decode") == "decode" else "tokens@prefix", key=True),
+               Col("ctx" if phase == "decode" else "tokens@prefix", key=True),
                Col("backend", right=False, key=True), Col("p50 us"), Col("noise"), Col("TFLOP/s"), Col("GB/s"),
                Col("% copy BW"), Col("% spec roof"), Col("check", right=False, wrap=True)]
     op_rows = []
-    phase = record.get("phase", "decode")
-    for r in record["rows"]:
-        keys = [r["op"], str(r["batch"]), str(_row_where(r)), r["backend"]]
-        if r.get("seconds_p50") is None:
-            status = r.get("skipped") or r.get("check") or "not timed"
+    for r in record.rows:
+        keys = [r.op, str(r.batch), str(_row_where(r)), r.backend]
+        if r.seconds_p50 is None:
+            status = r.skipped or r.check or "not timed"
             op_rows.append(keys + ["-"] * 6 + [f"[red]{status}[/]"])
             continue
-        noise = _num(r["noise"], ".1%") + ("!" if r.get("noisy") else "") + ("?" if r.get("unreliable") else "")
-        op_rows.append(keys + [_num(r["seconds_p50"], ",.1f", 1e6), noise, _num(r["tflops"], ".3f"),
-                               _num(r["gbps"], ".1f"), _num(r.get("pct_copy_bw"), ".0%"),
-                               _num(r.get("efficiency_spec"), ".0%"), f"ok {r['rel_error']:.1e}"])
+        noise = _num(r.noise, ".1%") + ("!" if r.noisy else "") + ("?" if r.unreliable else "")
+        op_rows.append(keys + [_num(r.seconds_p50, ",.1f", 1e6), noise, _num(r.tflops, ".3f"),
+                               _num(r.gbps, ".1f"), _num(r.pct_copy_bw, ".0%"),
+                               _num(r.efficiency_spec, ".0%"), f"ok {r.rel_error:.1e}"])
     print_table(console, f"Ops: {head}", op_cols, op_rows)
 
     if phase != "decode":
@@ -42,59 +44,62 @@ def print_summary(record: dict, console) -> None:
                  Col("step ms"), Col("tok/s"), Col("tok/s/user"), Col("GB/s"), Col("% copy BW"),
                  Col("fits", right=False), Col("$/M tok"), Col("tok/s/MW")]
     step_rows = []
-    for s in record["steps"]:
-        keys = [str(s["batch"]), str(s["context"]), s["backend"]]
-        if not s.get("valid"):
-            step_rows.append(keys + ["-"] * 5 + ["yes" if s["fits"] else "no", "-", f"[red]{s.get('reason', '')}[/]"])
+    for s in record.steps:
+        keys = [str(s.batch), str(s.context), s.backend]
+        if not s.valid:
+            step_rows.append(keys + ["-"] * 5 + ["yes" if s.fits else "no", "-", f"[red]{_reason(s)}[/]"])
             continue
-        fits = "yes" if s["fits"] else f"no ({s['bytes_needed'] / 2**30:.0f} GiB)"
-        step_rows.append(keys + [_num(s["step_seconds"], ",.2f", 1e3), _num(s["tokens_per_s"], ",.1f"),
-                                 _num(s["tokens_per_s_per_user"], ",.1f"), _num(s["gbps"], ".1f"),
-                                 _num(s.get("pct_copy_bw"), ".0%"), fits, money(s.get("cost_per_mtok")),
-                                 _num(s.get("tokens_per_s_per_mw"), ",.0f")])
+        fits = "yes" if s.fits else f"no ({s.bytes_needed / 2**30:.0f} GiB)"
+        step_rows.append(keys + [_num(s.step_seconds, ",.2f", 1e3), _num(s.tokens_per_s, ",.1f"),
+                                 _num(s.tokens_per_s_per_user, ",.1f"), _num(s.gbps, ".1f"),
+                                 _num(s.pct_copy_bw, ".0%"), fits, money(s.cost_per_mtok),
+                                 _num(s.tokens_per_s_per_mw, ",.0f")])
     print_table(console, "Decode step (derived: layers x layer + final_norm + lm_head)", step_cols, step_rows)
-    measured = [s for s in record["steps"] if s.get("measured_step_seconds")]
+    measured = [s for s in record.steps if s.measured_step_seconds]
     if measured:  # --full-model: the whole model timed, every layer with its own weights, beside the derivation
         cols = [Col("batch", key=True), Col("ctx", key=True), Col("backend", right=False, key=True),
                 Col("derived ms"), Col("measured ms"), Col("measured tok/s"), Col("derived/measured")]
-        rows = [[str(s["batch"]), str(s["context"]), s["backend"], _num(s["step_seconds"], ",.2f", 1e3),
-                 _num(s["measured_step_seconds"], ",.2f", 1e3),
-                 _num(s["batch"] / s["measured_step_seconds"], ",.1f"), _num(s.get("derived_over_measured"), ".3f")]
+        rows = [[str(s.batch), str(s.context), s.backend, _num(s.step_seconds, ",.2f", 1e3),
+                 _num(s.measured_step_seconds, ",.2f", 1e3),
+                 _num(s.batch / s.measured_step_seconds, ",.1f"), _num(s.derived_over_measured, ".3f")]
                 for s in measured]
         print_table(console, "Whole model measured (--full-model)", cols, rows)
     _print_notes(record, console)
 
 
-def _print_notes(record: dict, console) -> None:
-    if record.get("bandwidth_warning"):
-        console.print(f"[yellow]{record['bandwidth_warning']}[/]")
-    hint = (record.get("price") or {}).get("hint")
-    if hint:
-        console.print(f"[dim]{hint}[/]")
-    if record["device"]["kind"] == "cpu":
+def _print_notes(record: RunRecord, console) -> None:
+    if record.bandwidth_warning:
+        console.print(f"[yellow]{record.bandwidth_warning}[/]")
+    if record.price_hint:
+        console.print(f"[dim]{record.price_hint}[/]")
+    if record.device.is_cpu:
         console.print("[yellow]Measured on a CPU: these are CPU figures, not an accelerator's.[/]")
 
 
-def _row_where(r: dict) -> str:
+def _reason(step) -> str:
+    return "" if step.reason is None else step.reason
+
+
+def _row_where(r: MeasuredRow) -> str:
     """The context column: decode rows' context; prefill rows' chunk tokens @ prefix; mixed rows' context."""
-    if r.get("phase") == "prefill" and "chunk_tokens" in r:
-        return f"{r['chunk_tokens']}@{r['prefix']}"
-    if r.get("phase") == "prefill":
-        return f"prompt {r.get('prompt')}"
-    return str(r.get("context"))
+    if r.phase == "prefill" and (r.chunk_tokens is not None or "chunk_tokens" in r.nulls):
+        return f"{r.chunk_tokens}@{r.prefix}"
+    if r.phase == "prefill":
+        return f"prompt {r.prompt}"
+    return str(r.context)
 
 
-def _print_phase_steps(record: dict, console) -> None:
-    if record["phase"] == "prefill":
+def _print_phase_steps(record: RunRecord, console) -> None:
+    if record.phase == "prefill":
         cols = [Col("batch", key=True), Col("prompt", key=True), Col("chunk", key=True),
                 Col("backend", right=False, key=True), Col("step ms"), Col("TTFT ms"), Col("prompt tok/s"),
                 Col("TFLOP/s"), Col("% spec FLOPs"), Col("% meas. FLOPs"), Col("fits", right=False), Col("$/M in tok")]
         where = ("prompt", "chunk")
 
         def figures(s):
-            return [_num(s["step_seconds"], ",.2f", 1e3), _num(s["time_to_first_token_s"], ",.2f", 1e3),
-                    _num(s["prompt_tokens_per_s"], ",.1f"), _num(s["tflops"], ",.3f"),
-                    _num(s.get("pct_spec_flops"), ".0%"), _num(s.get("pct_measured_flops"), ".0%")]
+            return [_num(s.step_seconds, ",.2f", 1e3), _num(s.time_to_first_token_s, ",.2f", 1e3),
+                    _num(s.prompt_tokens_per_s, ",.1f"), _num(s.tflops, ",.3f"),
+                    _num(s.pct_spec_flops, ".0%"), _num(s.pct_measured_flops, ".0%")]
         title = "Prefill step (derived: layers x sum over chunks of the prefill layer + final_norm + lm_head)"
     else:
         cols = [Col("batch", key=True), Col("ctx", key=True), Col("chunk", key=True),
@@ -103,41 +108,41 @@ def _print_phase_steps(record: dict, console) -> None:
         where = ("context", "chunk")
 
         def figures(s):
-            return [_num(s["step_seconds"], ",.2f", 1e3), _num(s["tokens_per_s"], ",.1f"),
-                    _num(s["prompt_tokens_per_s"], ",.1f"), _num(s["tokens_per_s_per_user"], ",.1f"),
-                    _num(s["tflops"], ",.3f")]
+            return [_num(s.step_seconds, ",.2f", 1e3), _num(s.tokens_per_s, ",.1f"),
+                    _num(s.prompt_tokens_per_s, ",.1f"), _num(s.tokens_per_s_per_user, ",.1f"),
+                    _num(s.tflops, ",.3f")]
         title = "Mixed step (derived: layers x mixed layer + final_norm + lm_head); $/M over decode + prompt tokens"
     rows = []
     n_figures = len(cols) - 6  # 4 keys, fits, and the last column ($/M, or the reason a step is missing)
-    for s in record["steps"]:
-        keys = [str(s["batch"]), *(str(s[k]) for k in where), s["backend"]]
-        if not s.get("valid"):
-            rows.append(keys + ["-"] * n_figures + ["yes" if s["fits"] else "no", f"[red]{s.get('reason', '')}[/]"])
+    for s in record.steps:
+        keys = [str(s.batch), *(str(getattr(s, k)) for k in where), s.backend]
+        if not s.valid:
+            rows.append(keys + ["-"] * n_figures + ["yes" if s.fits else "no", f"[red]{_reason(s)}[/]"])
             continue
-        fits = "yes" if s["fits"] else f"no ({s['bytes_needed'] / 2**30:.0f} GiB)"
-        rows.append(keys + figures(s) + [fits, money(s.get("cost_per_mtok"))])
+        fits = "yes" if s.fits else f"no ({s.bytes_needed / 2**30:.0f} GiB)"
+        rows.append(keys + figures(s) + [fits, money(s.cost_per_mtok)])
     print_table(console, title, cols, rows)
-    share = record.get("prefill_gemm_share_of_measured_peak")
+    share = record.prefill_gemm_share_of_measured_peak
     if share is not None:
         console.print(f"prefill GEMMs together: {share:.0%} of the measured matmul peak")
 
 
-def print_peak(record: dict, console) -> None:
+def print_peak(record: PeakRecord, console) -> None:
     """The table of a `tokenbench peak` record (what the command prints, and `show` prints again)."""
-    dev = record["device"]
+    dev = record.device
     cols = [Col("metric", right=False, key=True), Col("dtype", right=False, key=True), Col("measured"),
             Col("spec"), Col("ratio"), Col("unit", right=False), Col("best shape", right=False), Col("noise"),
             Col("note", right=False, wrap=True)]
     rows = []
-    for r in record["rows"]:
-        note = r.get("skipped") or r.get("stopped") or ""
-        if r.get("skipped"):
+    for r in record.rows:
+        note = r.skipped or r.stopped or ""
+        if r.skipped:
             note = f"[yellow]skipped: {note}[/]"
-        rows.append([r["metric"], r["dtype"], _num(r.get("measured"), ".4g"), _num(r.get("spec"), ".4g"),
-                     _num(r.get("ratio"), ".0%"), r["unit"], r.get("best_shape_label") or "-",
-                     _num(r.get("noise"), ".1%"), note])
-    spec = "unknown" if dev.get("spec") is None else dev["spec"]["name"]
-    print_table(console, f"Measured ceilings: {dev['name']} ({dev['kind']}), spec {spec}", cols, rows)
-    if dev["kind"] == "cpu":
+        rows.append([r.metric, r.dtype, _num(r.measured, ".4g"), _num(r.spec, ".4g"),
+                     _num(r.ratio, ".0%"), r.unit, r.best_shape_label or "-",
+                     _num(r.noise, ".1%"), note])
+    spec = "unknown" if dev.spec is None else dev.spec["name"]
+    print_table(console, f"Measured ceilings: {dev.name} ({dev.kind}), spec {spec}", cols, rows)
+    if dev.is_cpu:
         console.print("[yellow]Measured on a CPU: these are CPU figures, not an accelerator's; "
                       "a CPU has no spec-sheet entry, so spec and ratio are empty.[/]")

@@ -83,13 +83,12 @@ def build_curves(workloads: list, served: list[WorkloadPoint], served_file: str 
     """Every curve to draw, and notes on what was left out (never silently)."""
     out, notes = [], []
     for w in workloads:
-        price = w.record.get("price") or {}
-        src = ", ".join(x for x in (price.get("source"), price.get("power_source")) if x) or "none recorded"
-        for pts in group_curves(w.points).values():
+        src = w.price_sources
+        for pts in group_curves(w.workload_points).values():
             p = pts[0]  # measured at the file's own price; projected or served at the device's catalog price
             pricing = (Pricing(w.price_per_hour, w.power_kw, f"recorded in {Path(w.path).name} ({src})")
                        if p.source == "measured" else _catalog_pricing(p.device))
-            kind = w.device.get("kind", "?") if p.source == "measured" else "catalog"
+            kind = (w.device.kind or "?") if p.source == "measured" else "catalog"
             out.append(WCurve(p.source, p.device, kind, p.model, p.precision, p.workload, p.engine_model, pts,
                               pricing, Path(w.path).name, w.date))
     for pts in group_curves(extra).values():

@@ -67,6 +67,13 @@ class WorkloadStep:
         return cls(key, d.get("seconds"), d.get("flops", 0), d.get("bytes", 0), d.get("layer_seconds"),
                    d.get("reason", ""), d.get("board_joules"))
 
+    @classmethod
+    def from_entry(cls, e) -> "WorkloadStep":
+        """The step a workload record holds (bench.records.schema.WorkloadStepEntry, read by the store)."""
+        key = StepKey(**{k: v for k in StepKey.__dataclass_fields__ if (v := getattr(e, k)) is not None})
+        return cls(key, e.seconds, 0 if e.flops is None else e.flops, 0 if e.bytes is None else e.bytes,
+                   e.layer_seconds, "" if e.reason is None else e.reason, e.board_joules)
+
 
 @dataclass(frozen=True)
 class Composition:
@@ -251,10 +258,9 @@ def with_measured_wall(c: Composition, cohort) -> Composition:
 def compositions(record) -> list:
     """(WorkloadPoint, Composition) pairs of a workload record read by the store (bench.records.store.load)."""
     from bench.errors import UserError
-    from costmodel.workload_economics import WorkloadPoint
 
     where = f"results file {record.path}"
-    points = [WorkloadPoint.from_dict(p, f"{where}: points[{i}]") for i, p in enumerate(record.points)]
+    points = record.workload_points
     given = record.compositions or []
     if len(given) != len(points):
         raise UserError(f"{where}: {len(points)} points but {len(given)} compositions")

@@ -13,43 +13,40 @@ from dataclasses import replace
 from bench.errors import UserError
 from bench.workload import compose as comp
 from bench.workload.plan import make_spec
+from bench.records.schema import WorkloadRecord
 from costmodel.input_errors import CostInputError
-from costmodel.ceilings import Ceilings
 from costmodel.roofline_projection import BYTES_PER_ELEMENT, source_roof, target_roof
 
 
-def spec_of(record: dict):
-    w = record["workload"]
+def spec_of(record: WorkloadRecord):
+    w = record.workload
     return make_spec(w["isl"], w["osl"], list(w["concurrency"]), w["chunk"])
 
 
-def measured_steps(record: dict) -> dict:
+def measured_steps(record: WorkloadRecord) -> dict:
     steps = {}
-    for s in record.get("steps", []):
-        step = comp.WorkloadStep.from_dict(s)
+    for s in record.steps:
+        step = comp.WorkloadStep.from_entry(s)
         steps[step.key] = step
     return steps
 
 
-def project_points(record: dict, target_key: str, as_dtype: str | None = None) -> list:
+def project_points(record: WorkloadRecord, target_key: str, as_dtype: str | None = None) -> list:
     """[(WorkloadPoint, Composition)] of the record's workload on `target_key` (a catalog device), in
     `as_dtype` (default: the run's dtype; a CPU fp32 run may be carried as bf16 serving: bytes scale)."""
     from bench.derive.comparison_sides import device_spec
 
-    if record["workload"].get("tp", 1) > 1:
+    if record.workload.get("tp", 1) > 1:
         raise UserError("a tensor-parallel workload is not projected: its all-reduces ride an interconnect the "
                         "roofline does not model")
     target = device_spec(target_key)
-    run_dtype = record["dtype"]
+    run_dtype = record.dtype
     dtype = as_dtype or run_dtype
     if dtype not in BYTES_PER_ELEMENT:
         raise UserError(f"unknown dtype {dtype!r}; choose one of: {', '.join(BYTES_PER_ELEMENT)}")
     scale = BYTES_PER_ELEMENT[dtype] / BYTES_PER_ELEMENT[run_dtype]
-    given = record.get("ceilings") or {}
-    ceilings = Ceilings(**{k: given.get(k) for k in ("dtype", "spec_tflops", "spec_gbps", "measured_tflops",
-                                                      "measured_gbps")})
     try:
-        src, tgt = source_roof(ceilings, run_dtype), target_roof(target, dtype)
+        src, tgt = source_roof(record.ceilings, run_dtype), target_roof(target, dtype)
     except CostInputError as exc:
         raise UserError(str(exc)) from None
     measured = measured_steps(record)
@@ -63,7 +60,7 @@ def project_points(record: dict, target_key: str, as_dtype: str | None = None) -
         efficiency = min(1.0, src.bound(step.flops, step.bytes) / step.seconds)
         seconds = tgt.bound(step.flops, step.bytes * scale) / efficiency
         steps[key] = replace(step, seconds=seconds, bytes=int(step.bytes * scale))
-    model = record["model"]
+    model = record.model
     bf16 = BYTES_PER_ELEMENT["bf16"]
     h = comp.Header(device=target.key, model=model["name"], precision=dtype,
                     memory_bytes=None if not target.memory_gb else int(target.memory_gb * 1e9),
@@ -71,12 +68,13 @@ def project_points(record: dict, target_key: str, as_dtype: str | None = None) -
                     kv_bytes_per_token=int(model["kv_bytes_per_token"] * BYTES_PER_ELEMENT[dtype] / bf16))
     out = []
     for point, composition in comp.compose(h, spec_of(record), steps, source="projected"):
-        label = f"{target.key} {dtype} {point.workload} {point.engine_model} (projected from {record['device']['name']})"
+        label = f"{target.key} {dtype} {point.workload} {point.engine_model} (projected from {record.device.name})"
         out.append((replace(point, label=label, note=(point.note + "; " if point.note else "") + src.basis), composition))
     return out
 
 
-def projections_for(record: dict, targets: list[str], as_dtype: str | None = None) -> tuple[list, list[str]]:
+def projections_for(record: WorkloadRecord, targets: list[str],
+                    as_dtype: str | None = None) -> tuple[list, list[str]]:
     """Projected points of the record on each target, and a note for each target it cannot be carried to."""
     points, notes = [], []
     for key in targets:

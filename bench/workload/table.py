@@ -2,6 +2,7 @@
 interactivity, latency, fit and $/M tokens; then how each point was composed (and checked end to end)."""
 from __future__ import annotations
 
+from bench.records.schema import WorkloadRecord
 from bench.report.terminal_tables import Col, print_table
 from costmodel.number_format import money, si
 from costmodel.workload_economics import ENGINE_MODELS
@@ -11,19 +12,20 @@ def _n(value, fmt: str, scale: float = 1.0) -> str:
     return "-" if value is None else format(value * scale, fmt)
 
 
-def print_workload(record: dict, points: list, console) -> None:
-    """points: [(WorkloadPoint, Composition)] in the record's order."""
-    dev, w = record["device"], record["workload"]
-    unit = "GPU" if dev["kind"] == "cuda" else "device (CPU)"
+def print_workload(record: WorkloadRecord, points: list, console) -> None:
+    """The tables of a workload record as the store reads it (bench.records.store.load, or store.as_record
+    of a record just written); points: [(WorkloadPoint, Composition)] in the record's order."""
+    dev, w = record.device, record.workload
+    unit = "GPU" if dev.kind == "cuda" else "device (CPU)"
     if w.get("tp", 1) > 1:  # bench/workload/tp_group.py: the group's rates divided over its ranks
-        unit = ("GPU" if dev["kind"] == "cuda" else "rank (CPU process)") + f" over a TP group of {w['tp']}"
-    console.print(f"[bold]Workload[/] {record['model']['name']} {record['dtype']} on {dev['name']}: ISL {w['isl']}, "
+        unit = ("GPU" if dev.kind == "cuda" else "rank (CPU process)") + f" over a TP group of {w['tp']}"
+    console.print(f"[bold]Workload[/] {record.model['name']} {record.dtype} on {dev.name}: ISL {w['isl']}, "
                   f"OSL {w['osl']}, prompt-token budget {w['chunk']} a step; rates are tokens/s per {unit}")
     for name in ("chunked-prefill", "prefill-then-decode"):
         console.print(f"[dim]{name}: {ENGINE_MODELS[name]}[/]")
     for note in w.get("notes", []):
         console.print(f"[yellow]{note}[/]")
-    econ = record.get("economics") or [{}] * len(points)
+    econ = record.economics or [{}] * len(points)
     cols = [Col("engine", right=False, key=True), Col("C", key=True), Col("total tok/s"), Col("out tok/s"),
             Col("in tok/s"), Col("tok/s/user"), Col("TTFT ms"), Col("e2e s"), Col("fits", right=False),
             Col("$/M total"), Col("$/M out"), Col("$/M in"), Col("add. $/M out"), Col("add. $/M in"),
@@ -47,13 +49,12 @@ def print_workload(record: dict, points: list, console) -> None:
                     + ([_n(p.board_joules_per_token, ",.3g")] if metered else []))
     print_table(console, "Workload points (composed from measured steps)", cols, rows)
     if not metered:
-        console.print(f"[dim]J/tok is all-in (catalog kW); {(record.get('energy') or {}).get('reason') or 'no board reading'}[/]")
+        console.print(f"[dim]J/tok is all-in (catalog kW); {(record.energy or {}).get('reason') or 'no board reading'}[/]")
     console.print("[dim]$/M total, out, in: InferenceX's convention, the whole device-hour charged to each kind of "
                   "token in turn (not additive). add. $/M: each kind charged only its share of device time "
                   "(input + output add up to the hour's price).[/]")
-    hint = (record.get("price") or {}).get("hint")
-    if hint:
-        console.print(f"[dim]{hint}[/]")
+    if record.price_hint:
+        console.print(f"[dim]{record.price_hint}[/]")
     for p, _ in points:
         if p.note and p.engine_model == "chunked-prefill":
             console.print(f"[yellow]C={p.concurrency}: {p.note}[/]")
@@ -77,5 +78,5 @@ def print_workload(record: dict, points: list, console) -> None:
     if rows:
         print_table(console, "How each point was composed (affine dev: the middle context's step off the line "
                              "through the ends)", cols, rows)
-    if dev["kind"] == "cpu":
+    if dev.is_cpu:
         console.print("[yellow]Measured on a CPU: these are CPU figures, not an accelerator's.[/]")
