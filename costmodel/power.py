@@ -10,6 +10,7 @@ The measured figure is different in kind: NVML's energy counter of the GPU board
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from costmodel.economics import require_positive
@@ -38,21 +39,21 @@ def tdp_power(tdp_w: float, overhead: float = DEFAULT_TDP_OVERHEAD) -> PowerFigu
                        source=f"TDP {tdp:g} W x overhead {factor:g} (assumed all-in factor)")
 
 
-def step_board_joules_per_token(rows: list[dict], layers: int, batch: int, context: int,
-                                backend: str) -> float | None:
-    """Board J/token of a decode step from its rows' `board_joules_per_call`, composed like the step time:
-    (layers x layer + final_norm + lm_head) / batch. None when any of the three has no reading. Where the
-    whole model's step was timed (`run --full-model`), its own window over the whole step is used instead.
+def step_board_joules_per_token(joules_per_call: Mapping[str, float | None], layers: int,
+                                batch: int) -> float | None:
+    """Board J/token of a decode step from its rows' board joules per call (op -> J, the rows of this one
+    step: batch, context, backend), composed like the step time: (layers x layer + final_norm + lm_head) /
+    batch. None when any of the three has no reading. Where the whole model's step was timed
+    (`run --full-model`), its own window over the whole step is used instead.
 
     The run side records, for each timed row, the NVML energy over its timed region divided by the calls
-    timed in it (bench.measure.energy: a tick-aligned window of >= 1 s of repeated calls); this turns those into the per-token figure.
+    timed in it (bench.measure.energy: a tick-aligned window of >= 1 s of repeated calls); this turns those
+    into the per-token figure.
     """
-    by_op = {r["op"]: r.get("board_joules_per_call") for r in rows
-             if r.get("batch") == batch and r.get("context") == context and r.get("backend") == backend}
-    whole = by_op.get("model")
+    whole = joules_per_call.get("model")
     if whole is not None and whole > 0:  # --full-model: one window over the whole step, embedding to logits
         return whole / batch
-    parts = [by_op.get("layer"), *(by_op.get(op) for op in MODEL_OPS)]
+    parts = [joules_per_call.get("layer"), *(joules_per_call.get(op) for op in MODEL_OPS)]
     if any(p is None or p <= 0 for p in parts):
         return None
     return compose(layers, *parts) / batch

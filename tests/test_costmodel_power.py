@@ -19,11 +19,10 @@ def test_tdp_times_overhead():
 
 def test_step_board_energy_composed_like_the_step():
     # 2 layers x 0.5 J + 0.01 J + 0.2 J = 1.21 J per step, over batch 4 -> 0.3025 J/token
-    rows = [{"op": op, "batch": 4, "context": 64, "backend": "torch", "board_joules_per_call": j}
-            for op, j in (("layer", 0.5), ("final_norm", 0.01), ("lm_head", 0.2))]
-    assert power.step_board_joules_per_token(rows, 2, 4, 64, "torch") == pytest.approx(0.3025)
-    assert power.step_board_joules_per_token(rows[:2], 2, 4, 64, "torch") is None  # lm_head unread
-    assert power.step_board_joules_per_token(rows, 2, 8, 64, "torch") is None  # another batch
+    joules = {"layer": 0.5, "final_norm": 0.01, "lm_head": 0.2}
+    assert power.step_board_joules_per_token(joules, 2, 4) == pytest.approx(0.3025)
+    assert power.step_board_joules_per_token({**joules, "lm_head": None}, 2, 4) is None  # lm_head unread
+    assert power.step_board_joules_per_token({"layer": 0.5, "final_norm": 0.01}, 2, 4) is None  # no lm_head row
 
 
 def test_cost_from_run_reports_board_energy_beside_all_in(tmp_path, capsys):

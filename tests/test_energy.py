@@ -121,8 +121,6 @@ def test_without_the_library(monkeypatch):
 def test_step_joules_per_token_prefers_the_whole_step_window():
     from costmodel.power import step_board_joules_per_token
 
-    rows = [{"op": op, "batch": 4, "context": 64, "backend": "torch", "board_joules_per_call": j}
-            for op, j in (("layer", 0.5), ("final_norm", 0.01), ("lm_head", 0.2))]
-    assert step_board_joules_per_token(rows, 2, 4, 64, "torch") == (2 * 0.5 + 0.01 + 0.2) / 4
-    rows.append({"op": "model", "batch": 4, "context": 64, "backend": "torch", "board_joules_per_call": 1.0})
-    assert step_board_joules_per_token(rows, 2, 4, 64, "torch") == 1.0 / 4
+    joules = {"layer": 0.5, "final_norm": 0.01, "lm_head": 0.2}
+    assert step_board_joules_per_token(joules, 2, 4) == (2 * 0.5 + 0.01 + 0.2) / 4
+    assert step_board_joules_per_token({**joules, "model": 1.0}, 2, 4) == 1.0 / 4

@@ -160,20 +160,19 @@ def _from_run(args) -> int:
     key = args.device or run.device.key
     if args.device:
         _spec_for(args.device)  # unknown device: one line
-    spec = run.device.spec or {}
-    recorded = run.price.to_dict() if run.price else {}
     quote = stored_run_price(_number("price per hour", args.price_per_hour), args.tco, args.tier,
-                             args.utilisation, key, recorded)
-    power = stored_run_power(_number("power (kW)", args.power_kw), args.overhead, key, recorded, spec, quote)
+                             args.utilisation, key, run.price)
+    power = stored_run_power(_number("power (kW)", args.power_kw), args.overhead, key, run.price,
+                             run.device.tdp_w, quote)
     dtype = run.dtype
     reason = board_reason(run)
     rows, dicts = [], []
     for p in price_steps(run, quote, power):
         step, board, e = p.step, p.board_joules_per_token, p.economics
-        dicts.append({"batch": step["batch"], "context": step["context"], "backend": step["backend"],
-                      "tokens_per_s_per_user": step.get("tokens_per_s_per_user"), "economics": e.to_dict()})
-        rows.append([str(step["batch"]), str(step["context"]), step["backend"], sig(step["tokens_per_s"]),
-                     sig(step.get("tokens_per_s_per_user")), money(e.cost_per_mtok),
+        dicts.append({"batch": step.batch, "context": step.context, "backend": step.backend,
+                      "tokens_per_s_per_user": step.tokens_per_s_per_user, "economics": e.to_dict()})
+        rows.append([str(step.batch), str(step.context), step.backend, sig(step.tokens_per_s),
+                     sig(step.tokens_per_s_per_user), money(e.cost_per_mtok),
                      money(e.effective_cost_per_mtok), si(e.tokens_per_s_per_mw), sig(e.joules_per_token),
                      sig(board) if board else "-"])
     if not rows:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.records.schema import Price, RunRecord, Step
 from costmodel import catalog as prices
 from costmodel.economics import Economics, economics, require_utilisation
 from costmodel.input_errors import CostInputError
@@ -14,7 +15,7 @@ from costmodel.power import PowerFigure, step_board_joules_per_token
 
 
 def stored_run_price(price: float | None, tco: str | None, tier: str | None, utilisation: float | None,
-                     key: str | None, recorded: dict) -> PriceQuote | None:
+                     key: str | None, recorded: Price | None) -> PriceQuote | None:
     """price (--price-per-hour) > tco (--tco) > tier (catalog) > the price recorded in the run > catalog
     default tier."""
     if price is not None or tco or tier:
@@ -22,25 +23,25 @@ def stored_run_price(price: float | None, tco: str | None, tier: str | None, uti
             raise CostInputError("--tier needs a catalog device: the run's device has none; add --device NAME")
         return resolve_price(price, key if tier else None, tier, tco, utilisation)
     util = require_utilisation(utilisation) if utilisation is not None else 1.0
-    if recorded.get("price_per_hour"):
-        return PriceQuote(float(recorded["price_per_hour"]),
-                          f"recorded in the run: {recorded.get('source') or 'source not recorded'}", util)
+    if recorded is not None and recorded.price_per_hour:
+        return PriceQuote(float(recorded.price_per_hour),
+                          f"recorded in the run: {recorded.source or 'source not recorded'}", util)
     if key and key in prices.devices():
         return resolve_price(None, key, None, None, util)
     return None
 
 
-def stored_run_power(power_kw: float | None, overhead: float | None, key: str | None, recorded: dict,
-                     spec: dict, quote) -> PowerFigure | None:
+def stored_run_power(power_kw: float | None, overhead: float | None, key: str | None, recorded: Price | None,
+                     tdp_w: float | None, quote) -> PowerFigure | None:
     """power_kw (--power-kw) > TDP x overhead (--overhead) > the power recorded in the run > TCO > catalog >
     TDP x default."""
-    if power_kw is None and overhead is None and recorded.get("power_kw"):
-        return PowerFigure(float(recorded["power_kw"]), "recorded",
-                           f"recorded in the run: {recorded.get('power_source') or 'source not recorded'}")
-    return resolve_power(power_kw, key, spec.get("tdp_w"), overhead, quote)
+    if power_kw is None and overhead is None and recorded is not None and recorded.power_kw:
+        return PowerFigure(float(recorded.power_kw), "recorded",
+                           f"recorded in the run: {recorded.power_source or 'source not recorded'}")
+    return resolve_power(power_kw, key, tdp_w, overhead, quote)
 
 
-def board_reason(run) -> str:
+def board_reason(run: RunRecord) -> str:
     """Why a run has no board energy reading, in words."""
     if run.device.kind == "cpu":
         return "no power reading: CPU run (NVML reads NVIDIA GPUs only)"
@@ -49,22 +50,21 @@ def board_reason(run) -> str:
 
 @dataclass(frozen=True)
 class PricedStep:
-    step: dict  # the stored step (Step.to_dict())
+    step: Step
     board_joules_per_token: float | None  # NVML, GPU board only; None without a reading
     economics: Economics
 
 
-def price_steps(run, quote: PriceQuote | None, power: PowerFigure | None) -> list[PricedStep]:
+def price_steps(run: RunRecord, quote: PriceQuote | None, power: PowerFigure | None) -> list[PricedStep]:
     """Every usable step of a stored run at this quote and power, with its board J/token where measured
     (recorded on the step, else composed from its rows like the step)."""
     reason = board_reason(run)
-    measured_rows = [r.to_dict() for r in run.rows]
     out = []
-    for step in (s.to_dict() for s in run.usable_steps()):
-        board = step.get("board_joules_per_token") or step_board_joules_per_token(
-            measured_rows, run.layers or 0, step["batch"], step["context"], step["backend"])
+    for step in run.usable_steps():
+        board = step.board_joules_per_token or step_board_joules_per_token(
+            {op: r.board_joules_per_call for op, r in run.rows_of(step).items()}, run.layers or 0, step.batch)
         e = economics(
-            quote.price_per_hour if quote else None, step["tokens_per_s"], power.kw if power else None,
+            quote.price_per_hour if quote else None, step.tokens_per_s, power.kw if power else None,
             utilisation=quote.utilisation if quote else 1.0,
             spec_tflops=run.ceilings.spec_tflops, measured_tflops=run.ceilings.measured_tflops,
             board_joules_per_token=board,

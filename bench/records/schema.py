@@ -425,6 +425,11 @@ class RunRecord(Header, ModelHeader):
         """Steps that are operating points: valid, timed, fitting in the device's memory."""
         return [s for s in self.steps if s.usable]
 
+    def rows_of(self, step: Step) -> dict[str, MeasuredRow]:
+        """The measured rows a step was composed from (its batch, context and backend), by op."""
+        return {r.op: r for r in self.rows
+                if r.batch == step.batch and r.context == step.context and r.backend == step.backend}
+
 
 @dataclass(kw_only=True)
 class TpRow(MeasuredRow):

@@ -222,7 +222,8 @@ def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, cont
                 tokens_per_s=tokens_per_s, tokens_per_s_per_user=1.0 / seconds, flops=flops, bytes=nbytes)
     step.update(roofline.derive(flops, nbytes, seconds, plan.dtype, device.spec,
                                plan.ceilings.copy_bw, plan.ceilings.peak_flops))
-    step["board_joules_per_token"] = step_board_joules_per_token(rows, m.layers, batch, context, backend)
+    step["board_joules_per_token"] = step_board_joules_per_token(
+        {op: r.get("board_joules_per_call") for op, r in by_op.items()}, m.layers, batch)
     measured = by_op.get("model", {}).get("seconds_p50")
     if measured:
         step.update(measured_step_seconds=measured, derived_over_measured=seconds / measured)
