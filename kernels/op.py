@@ -44,6 +44,3 @@ class OpCase:
 def as_float64(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to(torch.float64)
 
-
-def input_bytes(inputs: Inputs) -> int:
-    return sum(t.numel() * t.element_size() for t in inputs.values() if isinstance(t, torch.Tensor))
