@@ -86,6 +86,17 @@ def _minor_tick(ax, axis: str, value: float) -> str:
     return _tick(value) if powers < 2 and mant in (2.0, 5.0) else ""
 
 
+def _interactivity_axes(ax, xs: list[float], ys: list[float], xlabel: str, ylabel: str, empty: str) -> None:
+    """An axis of some figure against interactivity: scales, labels, grid, and `empty` where nothing has a y."""
+    _scale(ax, "x", xs)
+    _scale(ax, "y", ys)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+    if not ys:
+        ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", color="grey")
+
+
 def _scale(ax, axis: str, values: list[float]) -> None:
     vals = [v for v in values if v and v > 0]
     if vals and max(vals) / min(vals) > SPAN_FOR_LOG:
@@ -273,13 +284,7 @@ def cost_curves(curves: list[Curve], projected: list[Curve], path: Path, title: 
             xs.extend(p[0] for p in pts)
             acc.extend(p[1] for p in pts)
     for ax, ys, label in ((left, cost_ys, "$ per million tokens"), (right, mw_ys, "tokens/s per MW (all-in power)")):
-        _scale(ax, "x", xs)
-        _scale(ax, "y", ys)
-        ax.set_xlabel("interactivity: tokens/s per user")
-        ax.set_ylabel(label)
-        ax.grid(True, which="major", alpha=0.3)
-        if not ys:
-            ax.text(0.5, 0.5, "no run carries this figure", transform=ax.transAxes, ha="center", color="grey")
+        _interactivity_axes(ax, xs, ys, "interactivity: tokens/s per user", label, "no run carries this figure")
     _legend(fig, [left, right], len(curves) + len(projected))
     left.set_title("cost per token (lower is better)", fontsize=9)
     right.set_title("tokens per megawatt (higher is better)", fontsize=9)

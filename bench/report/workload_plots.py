@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report.plots import _colors, _figure, _legend, _save, _scale
+from bench.report.plots import _colors, _figure, _interactivity_axes, _legend, _save
 
 ENGINE_MARKERS = {"chunked-prefill": "o", "prefill-then-decode": "s", "served": "X"}
 STYLE = {"measured": "-", "projected": "--"}
@@ -45,13 +45,8 @@ def _draw(ax, curve, color, ykey) -> tuple[list, list]:
 
 
 def _finish(fig, ax, curves, xs, ys, ylabel: str, path: Path, title: str, caption: str) -> str:
-    _scale(ax, "x", xs)
-    _scale(ax, "y", ys)
-    ax.set_xlabel("interactivity: tokens/s per user (1 / time per output token)")
-    ax.set_ylabel(ylabel)
-    ax.grid(True, which="major", alpha=0.3)
-    if not ys:
-        ax.text(0.5, 0.5, "no curve carries this figure", transform=ax.transAxes, ha="center", color="grey")
+    _interactivity_axes(ax, xs, ys, "interactivity: tokens/s per user (1 / time per output token)", ylabel,
+                        "no curve carries this figure")
     _legend(fig, [ax], len(curves))
     _save(fig, path, title, caption)
     return caption
