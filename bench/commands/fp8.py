@@ -24,7 +24,7 @@ def add_arguments(p):
 
 
 def main(args) -> int:
-    from bench.derive.run_pricing import resolve_price
+    from bench.derive.run_pricing import run_price_quote
     from bench.sweeps.fp8_sweep import fp4_reason, run_fp8_sweep
     from bench.sweeps.op_sweep_setup import measure_ceilings, op_plan, open_op_record
 
@@ -46,7 +46,7 @@ def main(args) -> int:
     backends = common.backends_for(args.backend, tuple(fp8.IMPLS), device if ok else None)
     plan = op_plan(model, batches, "bf16", ["torch"], positive_float(args.budget_s, "--budget-s"), args.cuda_graph,
                    device)
-    writer, record, economics = open_op_record("fp8", args.out, device, model, "fp8", resolve_price(args, device), {
+    writer, record, economics = open_op_record("fp8", args.out, device, model, "fp8", run_price_quote(args, device), {
         "batches": batches, "scalings": scalings, "backends": backends, "budget_s": plan.budget_s,
         "fp8_supported": ok, "fp8_skip_reason": why or None, "fp4_skip_reason": fp4_reason(device)})
     measure_ceilings(plan, device, record, writer)

@@ -27,7 +27,7 @@ def add_arguments(p):
 
 
 def main(args) -> int:
-    from bench.derive.run_pricing import resolve_price
+    from bench.derive.run_pricing import run_price_quote
     from bench.sweeps.moe_sweep import run_moe_sweep
     from bench.sweeps.op_sweep_setup import measure_ceilings, op_plan, open_op_record
 
@@ -42,7 +42,7 @@ def main(args) -> int:
     backends = common.backends_for(args.backend or d["backend"], tuple(moe.IMPLS), device)
     plan = op_plan(model, batches, dtype, backends, positive_float(args.budget_s, "--budget-s"), args.cuda_graph,
                    device)
-    writer, record, _ = open_op_record("moe", args.out, device, model, dtype, resolve_price(args, device), {
+    writer, record, _ = open_op_record("moe", args.out, device, model, dtype, run_price_quote(args, device), {
         "batches": batches, "backends": backends, "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph})
     measure_ceilings(plan, device, record, writer)
     common.say(f"tokenbench moe on {label}: {device.name}; {model.name} ({model.experts} experts, top-"

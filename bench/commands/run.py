@@ -12,7 +12,7 @@ from bench.commands._measure_flags import add_record_price_timing_arguments
 from bench.errors import UserError
 from bench.configs.model_configs import MODELS, get_model, refuse_moe
 from bench.parsing import choice, non_empty, non_negative_int, positive_float, positive_int_list, unique_names
-from bench.derive.run_pricing import resolve_price
+from bench.derive.run_pricing import run_price_quote
 from bench.sweeps.decode_sweep import RunPlan
 from kernels.backends import parse_backend
 from kernels.dtypes import TORCH_DTYPES
@@ -136,7 +136,7 @@ def main(args) -> int:
     device = device_catalog.detect(args.device)
     plan = resolve_plan(args, device)
     refuse_if_nothing_fits(plan, device)  # before any file is written or bandwidth measured
-    price = resolve_price(args, device)
+    price = run_price_quote(args, device)
     model = plan.model
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"
     what = (f"batch {plan.batches}, context {plan.contexts}" if plan.phase == "decode"

@@ -135,7 +135,7 @@ def main(args) -> int:
     from bench.configs import device_catalog
 
     from bench.records import store
-    from bench.derive.run_pricing import resolve_price
+    from bench.derive.run_pricing import run_price_quote
     from bench.report.terminal_tables import console_width
     from bench.workload.pipeline import run_workload
     from bench.workload.table import print_workload
@@ -144,7 +144,7 @@ def main(args) -> int:
     console = Console(stderr=True, width=console_width(sys.stderr))
     device = device_catalog.detect(args.device)
     plan, spec, backend = resolve(args, device)
-    price = resolve_price(args, device)
+    price = run_price_quote(args, device)
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"
     weights = "" if plan.weights == "activation" else f" activations, {plan.weights} weights"
     console.print(f"[bold]tokenbench workload[/] on {label}: {device.name}; model {plan.model.name}, {plan.dtype}{weights}, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bench.parsing import positive_float
 
 
-def resolve_price(args, device) -> dict:
+def run_price_quote(args, device) -> dict:
     from costmodel.catalog import all_in_kw, catalog_price
 
     price = positive_float(args.price_per_hour, "--price-per-hour")

@@ -15,7 +15,7 @@ def op_plan(model, batches, dtype: str, backends, budget_s: float, cuda_graph: b
 
 
 def open_op_record(kind: str, out, device, model, dtype: str, price: dict, settings: dict):
-    """(writer, record, economics) for a run of `kind` priced at `price` (run_pricing.resolve_price); the
+    """(writer, record, economics) for a run of `kind` priced at `price` (run_pricing.run_price_quote); the
     record is written at once."""
     from bench.derive.run_pricing import economics_for
 

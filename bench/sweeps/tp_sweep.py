@@ -516,7 +516,7 @@ def run(args) -> int:
 def _measure_on_group(args, rank: int, world: int, device) -> int:
     from contextlib import nullcontext
 
-    from bench.derive.run_pricing import economics_for, resolve_price
+    from bench.derive.run_pricing import economics_for, run_price_quote
     from bench.configs.model_configs import get_model, refuse_moe
     from bench.parsing import choice, positive_float, positive_int_list
     from kernels.dtypes import TORCH_DTYPES
@@ -529,7 +529,7 @@ def _measure_on_group(args, rank: int, world: int, device) -> int:
     budget = positive_float(args.budget_s, "--budget-s")
     backends = parse_backend(args.backend)
     local_dims(model.layer_dims, 0, world)  # shape errors before any work
-    price = resolve_price(args, device)
+    price = run_price_quote(args, device)
     plan = {"dtype": dtype, "backend": args.backend}
     unit = "GPU" if device.kind == "cuda" else "rank (CPU process)"
     cases = [(b, c) for b in batches for c in contexts]
