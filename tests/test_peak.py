@@ -1,8 +1,5 @@
 """`tokenbench peak` on the CPU: measured ceilings, skipped dtypes, bad input, and a run reading the result."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,13 +11,7 @@ from bench.cli import main
 from bench.errors import UserError
 from bench.records.peak_files import latest_peak, load_peak
 
-ROOT = Path(__file__).resolve().parents[1]
 RUN_FAST = ["--model", "tiny", "--device", "cpu", "--budget-s", "0.02", "--context", "9", "--batch", "1"]
-
-
-def run_cli(*argv):
-    return subprocess.run([sys.executable, "-m", "bench", *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
 
 
 def only_peak(folder):
@@ -89,11 +80,15 @@ def test_fp8_alone_on_cpu_is_a_skipped_row_not_a_crash(tmp_path):
     (["peak", "--budget-s", "-3"], "--budget-s must be a positive number"),
     (["peak", "--device", "tpu"], "unknown device 'tpu'"),
 ])
-def test_peak_bad_input_is_one_line_exit_2(argv, expect):
-    p = run_cli(*argv) if "--device" in argv else run_cli(*argv, "--device", "cpu")
-    assert p.returncode == 2, p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tokenbench: error:") and expect in lines[0], p.stderr
+def test_peak_bad_input_is_one_line_exit_2(argv, expect, tmp_path, capsys):
+    """In-process, as tests/test_cli.py runs bad input (its real-process test covers the exit status and the
+    missing traceback of the installed script): each mistake is refused before anything is measured."""
+    argv = argv if "--device" in argv else [*argv, "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tokenbench: error:") and expect in lines[0], err
+    assert list(tmp_path.iterdir()) == []  # refused before a peak file is opened
 
 
 def test_fp8_needs_compute_capability_8_9():
