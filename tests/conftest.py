@@ -28,3 +28,11 @@ def fp32_cpu_default(request, monkeypatch):
     import bench.configs.cpu_dtype
 
     monkeypatch.setattr(bench.configs.cpu_dtype, "cpu_flags", lambda path="/proc/cpuinfo": set())
+
+
+@pytest.fixture(scope="session")
+def gloo_pair(tmp_path_factory):
+    """Two gloo ranks spawned once for the sharded-vs-one-process comparisons (tests/gloo_pair.py)."""
+    import gloo_pair as pair
+
+    return pair.run(tmp_path_factory.mktemp("gloo_pair"))
