@@ -18,16 +18,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def _no_native_bf16(monkeypatch):
+    import bench.configs.cpu_dtype
+
+    monkeypatch.setattr(bench.configs.cpu_dtype, "cpu_flags", lambda path="/proc/cpuinfo": set())
+
+
 @pytest.fixture(autouse=True)
 def fp32_cpu_default(request, monkeypatch):
     """The tests' recorded figures and tolerances assume a CPU run without --dtype is fp32; a machine with
     native bf16 (AMX, AVX-512 BF16) would otherwise pick bf16 and the same suite would test other things on
-    other CI machines. tests/test_cpu_dtype.py tests the choice itself."""
+    other CI machines. tests/test_cpu_dtype.py tests the choice itself. (Session and module fixtures that
+    run a command are set up before this one: they call _no_native_bf16 themselves.)"""
     if request.module.__name__.endswith("test_cpu_dtype"):
         return
-    import bench.configs.cpu_dtype
-
-    monkeypatch.setattr(bench.configs.cpu_dtype, "cpu_flags", lambda path="/proc/cpuinfo": set())
+    _no_native_bf16(monkeypatch)
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +41,32 @@ def gloo_pair(tmp_path_factory):
     import gloo_pair as pair
 
     return pair.run(tmp_path_factory.mktemp("gloo_pair"))
+
+
+QUICK_RUN = ["run", "--model", "tiny", "--device", "cpu", "--budget-s", "0.02", "--context", "9", "--batch", "1",
+             "--layer-only"]
+
+
+@pytest.fixture(scope="session")
+def quick_runs(tmp_path_factory):
+    """`tokenbench run` at its quickest (tiny, batch 1, context 9, layer only, no price, no peak file), twice
+    into one folder, for the tests that read such a run's files or its progress lines (test_run, test_peak,
+    test_newuser): (folder, [the two results files in run order], the first run's stderr)."""
+    import contextlib
+    import io
+
+    from bench.cli import main
+
+    out = tmp_path_factory.mktemp("quick_runs")
+    paths, errs = [], []
+    with pytest.MonkeyPatch.context() as mp:
+        _no_native_bf16(mp)
+        for _ in range(2):
+            before = set(out.glob("*.json"))
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                assert main([*QUICK_RUN, "--out", str(out)]) == 0
+            (new,) = set(out.glob("*.json")) - before
+            paths.append(new)
+            errs.append(err.getvalue())
+    return out, paths, errs[0]

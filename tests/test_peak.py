@@ -137,20 +137,33 @@ def test_sweep_stays_within_a_tiny_budget():
     assert row["stopped"].startswith("budget:")
 
 
-def test_run_reads_the_newest_peak_of_the_same_device(cpu_peak, tmp_path):
+@pytest.fixture(scope="module")
+def run_beside_peaks(cpu_peak, tmp_path_factory):
+    """One tiny run into a folder holding the CPU peak file, a newer peak file of another device and a file
+    that is not JSON, shared by the tests of what `run`, `compare` and `report` make of the peak file:
+    (folder, the run's results file)."""
     _, record, path = cpu_peak
-    out = tmp_path
+    out = tmp_path_factory.mktemp("run_beside_peaks")
     (out / path.name).write_text(path.read_text())
     other = dict(record, created="2999-01-01T00:00:00+00:00", run_id="other-device")
     other["device"] = dict(record["device"], name="NVIDIA H200")  # newer, but another device: ignored
     other["rows"] = [dict(r, measured=1e6) if r.get("measured") else r for r in record["rows"]]
     (out / "29990101-000000-h200-peak_sweep.json").write_text(json.dumps(other))
     (out / "not-json.json").write_text("{")  # unreadable files in the folder are passed over
+    with pytest.MonkeyPatch.context() as mp:  # as tests/conftest.py's fp32_cpu_default, set up after this
+        import bench.configs.cpu_dtype
 
-    assert main(["run", *RUN_FAST, "--out", str(out)]) == 0
+        mp.setattr(bench.configs.cpu_dtype, "cpu_flags", lambda path="/proc/cpuinfo": set())
+        assert main(["run", *RUN_FAST, "--out", str(out)]) == 0
     runs = [p for p in out.glob("*tiny*.json")]
     assert len(runs) == 1
-    run = json.loads(runs[0].read_text())
+    return out, runs[0]
+
+
+def test_run_reads_the_newest_peak_of_the_same_device(cpu_peak, run_beside_peaks):
+    _, record, path = cpu_peak
+    out, run_path = run_beside_peaks
+    run = json.loads(run_path.read_text())
     fp32 = next(r for r in record["rows"] if r["metric"] == "matmul" and r["dtype"] == "fp32")
     used = run["peak_file"]
     assert used["file"] == str(out / path.name) and used["dtype"] == "fp32"
@@ -164,13 +177,13 @@ def test_run_reads_the_newest_peak_of_the_same_device(cpu_peak, tmp_path):
     assert gemm["roofline_seconds_measured"] == pytest.approx(expect)
 
 
-def test_compare_and_report_read_the_measured_ceiling(cpu_peak, tmp_path, capsys):
+def test_compare_and_report_read_the_measured_ceiling(cpu_peak, run_beside_peaks, tmp_path, capsys):
     _out, record, path = cpu_peak
     assert record["measured_tflops"].keys() == {"fp32", "bf16"}
     assert record["measured_gbps"] > 0 and record["measured_read_gbps"] > 0
     (tmp_path / path.name).write_text(path.read_text())
-    assert main(["run", *RUN_FAST, "--layer-only", "--out", str(tmp_path)]) == 0
-    run_path = next(p for p in tmp_path.glob("*tiny*.json"))
+    run_path = tmp_path / run_beside_peaks[1].name  # a run that read the peak file, beside that file alone
+    run_path.write_text(run_beside_peaks[1].read_text())
     capsys.readouterr()
     assert main(["compare", str(run_path), str(run_path), "--json"]) == 0
     compared = json.loads(capsys.readouterr().out)
@@ -183,9 +196,10 @@ def test_compare_and_report_read_the_measured_ceiling(cpu_peak, tmp_path, capsys
     assert runs[0].measured_peak[0] == pytest.approx(record["measured_tflops"]["fp32"])
 
 
-def test_run_without_a_peak_file_leaves_measured_efficiency_empty_for_compute(tmp_path):
-    assert main(["run", *RUN_FAST, "--layer-only", "--out", str(tmp_path)]) == 0
-    run = json.loads(next(tmp_path.glob("*.json")).read_text())
+def test_run_without_a_peak_file_leaves_measured_efficiency_empty_for_compute(quick_runs):
+    out, (path, _), _ = quick_runs  # RUN_FAST --layer-only into a folder with no peak file (tests/conftest.py)
+    assert not [p for p in out.glob("*.json") if json.loads(p.read_text()).get("kind") == "peak"]
+    run = json.loads(path.read_text())
     assert run.get("peak_file") is None  # None fields are left out of the file
     assert all(r.get("efficiency_measured") is None for r in run["rows"] if r["flops"] > 0)
 
