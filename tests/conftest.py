@@ -47,26 +47,41 @@ QUICK_RUN = ["run", "--model", "tiny", "--device", "cpu", "--budget-s", "0.02", 
              "--layer-only"]
 
 
-@pytest.fixture(scope="session")
-def quick_runs(tmp_path_factory):
-    """`tokenbench run` at its quickest (tiny, batch 1, context 9, layer only, no price, no peak file), twice
-    into one folder, for the tests that read such a run's files or its progress lines (test_run, test_peak,
-    test_newuser): (folder, [the two results files in run order], the first run's stderr)."""
+def run_command(argv, out):
+    """main(argv + --out out) as a session fixture runs a command: fp32 CPU default pinned, stdout dropped;
+    (the one results file it added to out, its stderr)."""
     import contextlib
     import io
 
     from bench.cli import main
 
-    out = tmp_path_factory.mktemp("quick_runs")
-    paths, errs = [], []
+    before = set(out.glob("*.json"))
+    err = io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
         _no_native_bf16(mp)
-        for _ in range(2):
-            before = set(out.glob("*.json"))
-            err = io.StringIO()
-            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-                assert main([*QUICK_RUN, "--out", str(out)]) == 0
-            (new,) = set(out.glob("*.json")) - before
-            paths.append(new)
-            errs.append(err.getvalue())
-    return out, paths, errs[0]
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main([*argv, "--out", str(out)])
+    assert code == 0, err.getvalue()[-2000:]
+    (new,) = set(out.glob("*.json")) - before
+    return new, err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def quick_runs(tmp_path_factory):
+    """`tokenbench run` at its quickest (tiny, batch 1, context 9, layer only, no price, no peak file), twice
+    into one folder, for the tests that read such a run's files or its progress lines (test_run, test_peak,
+    test_newuser): (folder, [the two results files in run order], the first run's stderr)."""
+    out = tmp_path_factory.mktemp("quick_runs")
+    (first, err), (second, _) = run_command(QUICK_RUN, out), run_command(QUICK_RUN, out)
+    return out, [first, second], err
+
+
+@pytest.fixture(scope="session")
+def fp8_cpu_run(tmp_path_factory):
+    """`tokenbench fp8` on the CPU (tiny, batch 1), where every FP8 row is skipped: (record, stderr), for
+    test_moe_fp8_cli (the record) and test_newuser (the skip reason said once)."""
+    import json
+
+    path, err = run_command(["fp8", "--device", "cpu", "--model", "tiny", "--batch", "1", "--budget-s", "0.01"],
+                            tmp_path_factory.mktemp("fp8"))
+    return json.loads(path.read_text()), err
