@@ -47,23 +47,29 @@ QUICK_RUN = ["run", "--model", "tiny", "--device", "cpu", "--budget-s", "0.02", 
              "--layer-only"]
 
 
-def run_command(argv, out):
-    """main(argv + --out out) as a session fixture runs a command: fp32 CPU default pinned, stdout dropped;
-    (the one results file it added to out, its stderr)."""
+def run_command(argv, out, with_stdout=False):
+    """main(argv + --out out) as a session or module fixture runs a command, the fp32 CPU default pinned:
+    (the one results file it added to out, its stderr[, its stdout])."""
     import contextlib
     import io
 
     from bench.cli import main
 
     before = set(out.glob("*.json"))
-    err = io.StringIO()
+    err, printed = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
         _no_native_bf16(mp)
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(printed):
             code = main([*argv, "--out", str(out)])
     assert code == 0, err.getvalue()[-2000:]
     (new,) = set(out.glob("*.json")) - before
-    return new, err.getvalue()
+    return (new, err.getvalue(), printed.getvalue()) if with_stdout else (new, err.getvalue())
+
+
+@pytest.fixture(scope="session")
+def command_runner():
+    """run_command, for module fixtures of the test files."""
+    return run_command
 
 
 @pytest.fixture(scope="session")

@@ -138,7 +138,7 @@ def test_sweep_stays_within_a_tiny_budget():
 
 
 @pytest.fixture(scope="module")
-def run_beside_peaks(cpu_peak, tmp_path_factory):
+def run_beside_peaks(cpu_peak, command_runner, tmp_path_factory):
     """One tiny run into a folder holding the CPU peak file, a newer peak file of another device and a file
     that is not JSON, shared by the tests of what `run`, `compare` and `report` make of the peak file:
     (folder, the run's results file)."""
@@ -150,14 +150,9 @@ def run_beside_peaks(cpu_peak, tmp_path_factory):
     other["rows"] = [dict(r, measured=1e6) if r.get("measured") else r for r in record["rows"]]
     (out / "29990101-000000-h200-peak_sweep.json").write_text(json.dumps(other))
     (out / "not-json.json").write_text("{")  # unreadable files in the folder are passed over
-    with pytest.MonkeyPatch.context() as mp:  # as tests/conftest.py's fp32_cpu_default, set up after this
-        import bench.configs.cpu_dtype
-
-        mp.setattr(bench.configs.cpu_dtype, "cpu_flags", lambda path="/proc/cpuinfo": set())
-        assert main(["run", *RUN_FAST, "--out", str(out)]) == 0
-    runs = [p for p in out.glob("*tiny*.json")]
-    assert len(runs) == 1
-    return out, runs[0]
+    run_path, _ = command_runner(["run", *RUN_FAST], out)
+    assert [p for p in out.glob("*tiny*.json")] == [run_path]
+    return out, run_path
 
 
 def test_run_reads_the_newest_peak_of_the_same_device(cpu_peak, run_beside_peaks):

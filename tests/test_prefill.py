@@ -150,15 +150,11 @@ def test_phase_flags_are_checked(argv, expect, capsys, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def layer_only_prefill(tmp_path_factory):
+def layer_only_prefill(command_runner, tmp_path_factory):
     """One `run --phase prefill --prompt 12 --layer-only` on the tiny model, for `show` and `report`."""
-    out = tmp_path_factory.mktemp("prefill")
-    with pytest.MonkeyPatch.context() as mp:  # as tests/conftest.py's fp32_cpu_default, set up after this
-        import bench.configs.cpu_dtype
-
-        mp.setattr(bench.configs.cpu_dtype, "cpu_flags", lambda path="/proc/cpuinfo": set())
-        assert main([*RUN, "--phase", "prefill", "--prompt", "12", "--layer-only", "--out", str(out)]) == 0
-    record, path = only_record(out)
+    path, _ = command_runner([*RUN, "--phase", "prefill", "--prompt", "12", "--layer-only"],
+                             tmp_path_factory.mktemp("prefill"))
+    record = json.loads(path.read_text())
     assert record["phase"] == "prefill"
     return path
 
