@@ -3,6 +3,7 @@ reads what they stored; bad files are one clear error."""
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
 import traceback
@@ -26,12 +27,16 @@ def run_suite(*extra, storage):
     out, err = io.StringIO(), io.StringIO()
     argv = ["bench/benchmarks", "-q", "-s", "-p", "no:cacheprovider", "-k", SELECT,
             f"--benchmark-storage=file://{storage}", "--tokenbench-rounds", "3", *extra]
+    current = os.environ.get("PYTEST_CURRENT_TEST")  # the inner session sets and removes it
     with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = int(pytest.main(argv))
         except Exception:  # pytest-benchmark raises PerformanceRegression out of the session: a process
             traceback.print_exc()  # would print the traceback and exit 1
             code = 1
+        finally:
+            if current is not None:
+                os.environ["PYTEST_CURRENT_TEST"] = current
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
