@@ -1,9 +1,14 @@
 """The pytest-benchmark suites run for real (twice, into a temporary storage) and `tokenbench history`
 reads what they stored; bad files are one clear error."""
+import contextlib
+import io
 import json
+import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,9 +21,23 @@ SELECT = "b1 and (qkv_proj or decode_step)"
 
 
 def run_suite(*extra, storage):
-    cmd = [sys.executable, "-m", "pytest", "bench/benchmarks", "-q", "-p", "no:cacheprovider", "-k", SELECT,
-           f"--benchmark-storage=file://{storage}", "--tokenbench-rounds", "3", *extra]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    """`pytest bench/benchmarks ...` from the repository root as CI runs it, as a pytest session of its own in
+    this process (pytest.main: its own config, plugins, bench/conftest.py and pytest-benchmark session),
+    which spares an interpreter importing torch per run; (returncode, stdout, stderr) as a process gives."""
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["bench/benchmarks", "-q", "-s", "-p", "no:cacheprovider", "-k", SELECT,
+            f"--benchmark-storage=file://{storage}", "--tokenbench-rounds", "3", *extra]
+    current = os.environ.get("PYTEST_CURRENT_TEST")  # the inner session sets and removes it
+    with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = int(pytest.main(argv))
+        except Exception:  # pytest-benchmark raises PerformanceRegression out of the session: a process
+            traceback.print_exc()  # would print the traceback and exit 1
+            code = 1
+        finally:
+            if current is not None:
+                os.environ["PYTEST_CURRENT_TEST"] = current
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 @pytest.fixture(scope="module")

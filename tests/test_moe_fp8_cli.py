@@ -27,10 +27,8 @@ def test_moe_command_times_activated_work(tmp_path):
     assert record["steps"][1]["expected_active_experts"] == pytest.approx(8 * (1 - 0.75**4))
 
 
-def test_fp8_command_skips_fp8_rows_with_the_reason_on_cpu(tmp_path):
-    assert main(["fp8", "--device", "cpu", "--model", "tiny", "--batch", "1", "--budget-s", "0.01",
-                 "--out", str(tmp_path)]) == 0
-    record = only_record(tmp_path)
+def test_fp8_command_skips_fp8_rows_with_the_reason_on_cpu(fp8_cpu_run):
+    record, _ = fp8_cpu_run  # fp8 --device cpu --model tiny --batch 1 --budget-s 0.01 (tests/conftest.py)
     assert record["kind"] == "fp8" and record["settings"]["fp8_supported"] is False
     bf16 = [r for r in record["rows"] if r["precision"] == "bf16"]
     assert {r["op"] for r in bf16} == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj", "lm_head"}

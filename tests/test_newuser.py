@@ -125,13 +125,11 @@ def test_devices_at_80_columns_keep_every_key(capsys, monkeypatch):
         assert re.search(rf"│ {re.escape(key)}\s+│", text), key
 
 
-def test_progress_lines_in_a_pipe(tmp_path, capsys):
-    assert main(["run", "--model", "tiny", "--device", "cpu", "--batch", "1", "--context", "8", "--layer-only",
-                 "--budget-s", "0.02", "--out", str(tmp_path)]) == 0
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if re.match(r"\[\d+/\d+\] b=1 ctx=8 torch ", line)]
+def test_progress_lines_in_a_pipe(quick_runs):
+    out, _, err = quick_runs  # a tiny --layer-only run at batch 1, context 9, its stderr a pipe (tests/conftest.py)
+    lines = [line for line in err.splitlines() if re.match(r"\[\d+/\d+\] b=1 ctx=9 torch ", line)]
     assert len(lines) == 3 and all("p50" in line for line in lines)  # final_norm, lm_head, layer
-    assert f"{tmp_path}" in err.split("wrote ")[-1].split(" and ")[-1]  # the CSV's folder is named too
+    assert f"{out}" in err.split("wrote ")[-1].split(" and ")[-1]  # the CSV's folder is named too
 
 
 def test_a_run_that_measured_nothing_exits_non_zero(tmp_path, monkeypatch, capsys):
@@ -197,9 +195,10 @@ def test_dense_commands_refuse_moe_models(command, capsys):
     assert line.endswith("time its MoE MLP with `tokenbench moe`")
 
 
-def test_fp8_on_a_cpu_says_its_skip_reason_once(tmp_path, capsys):
-    assert main(["fp8", "--model", "tiny", "--device", "cpu", "--budget-s", "0.02", "--out", str(tmp_path)]) == 0
-    assert capsys.readouterr().err.count("compute capability >= 8.9") <= 2  # the header and one row line
+def test_fp8_on_a_cpu_says_its_skip_reason_once(fp8_cpu_run):
+    record, err = fp8_cpu_run  # tiny, batch 1: 30 FP8 rows skipped (tests/conftest.py)
+    assert sum("8.9" in r.get("skipped", "") for r in record["rows"]) == 30
+    assert 1 <= err.count("compute capability >= 8.9") <= 2  # the header and one row line
 
 
 @pytest.mark.parametrize("argv,expect", [
@@ -219,13 +218,11 @@ def test_cost_labels_say_when_figures_count_input_and_output(capsys):
     assert "$/M output tokens" in out
 
 
-def test_csv_holds_rows_then_steps(tmp_path):
+def test_csv_holds_rows_then_steps(quick_runs):
     import pandas as pd
 
-    assert main(["run", "--model", "tiny", "--device", "cpu", "--batch", "1", "--context", "8", "--layer-only",
-                 "--budget-s", "0.02", "--out", str(tmp_path)]) == 0
-    (csv,) = tmp_path.glob("*.csv")
-    table = pd.read_csv(csv)
+    _, (path, _), _ = quick_runs  # a tiny --layer-only run (tests/conftest.py)
+    table = pd.read_csv(path.with_suffix(".csv"))
     assert list(table["part"].unique()) == ["row", "step"]
     assert table[table["part"] == "step"]["tokens_per_s"].notna().all()
 

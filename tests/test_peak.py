@@ -1,8 +1,5 @@
 """`tokenbench peak` on the CPU: measured ceilings, skipped dtypes, bad input, and a run reading the result."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,13 +11,7 @@ from bench.cli import main
 from bench.errors import UserError
 from bench.records.peak_files import latest_peak, load_peak
 
-ROOT = Path(__file__).resolve().parents[1]
 RUN_FAST = ["--model", "tiny", "--device", "cpu", "--budget-s", "0.02", "--context", "9", "--batch", "1"]
-
-
-def run_cli(*argv):
-    return subprocess.run([sys.executable, "-m", "bench", *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
 
 
 def only_peak(folder):
@@ -89,11 +80,15 @@ def test_fp8_alone_on_cpu_is_a_skipped_row_not_a_crash(tmp_path):
     (["peak", "--budget-s", "-3"], "--budget-s must be a positive number"),
     (["peak", "--device", "tpu"], "unknown device 'tpu'"),
 ])
-def test_peak_bad_input_is_one_line_exit_2(argv, expect):
-    p = run_cli(*argv) if "--device" in argv else run_cli(*argv, "--device", "cpu")
-    assert p.returncode == 2, p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tokenbench: error:") and expect in lines[0], p.stderr
+def test_peak_bad_input_is_one_line_exit_2(argv, expect, tmp_path, capsys):
+    """In-process, as tests/test_cli.py runs bad input (its real-process test covers the exit status and the
+    missing traceback of the installed script): each mistake is refused before anything is measured."""
+    argv = argv if "--device" in argv else [*argv, "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tokenbench: error:") and expect in lines[0], err
+    assert list(tmp_path.iterdir()) == []  # refused before a peak file is opened
 
 
 def test_fp8_needs_compute_capability_8_9():
@@ -142,20 +137,28 @@ def test_sweep_stays_within_a_tiny_budget():
     assert row["stopped"].startswith("budget:")
 
 
-def test_run_reads_the_newest_peak_of_the_same_device(cpu_peak, tmp_path):
+@pytest.fixture(scope="module")
+def run_beside_peaks(cpu_peak, command_runner, tmp_path_factory):
+    """One tiny run into a folder holding the CPU peak file, a newer peak file of another device and a file
+    that is not JSON, shared by the tests of what `run`, `compare` and `report` make of the peak file:
+    (folder, the run's results file)."""
     _, record, path = cpu_peak
-    out = tmp_path
+    out = tmp_path_factory.mktemp("run_beside_peaks")
     (out / path.name).write_text(path.read_text())
     other = dict(record, created="2999-01-01T00:00:00+00:00", run_id="other-device")
     other["device"] = dict(record["device"], name="NVIDIA H200")  # newer, but another device: ignored
     other["rows"] = [dict(r, measured=1e6) if r.get("measured") else r for r in record["rows"]]
     (out / "29990101-000000-h200-peak_sweep.json").write_text(json.dumps(other))
     (out / "not-json.json").write_text("{")  # unreadable files in the folder are passed over
+    run_path, _ = command_runner(["run", *RUN_FAST], out)
+    assert [p for p in out.glob("*tiny*.json")] == [run_path]
+    return out, run_path
 
-    assert main(["run", *RUN_FAST, "--out", str(out)]) == 0
-    runs = [p for p in out.glob("*tiny*.json")]
-    assert len(runs) == 1
-    run = json.loads(runs[0].read_text())
+
+def test_run_reads_the_newest_peak_of_the_same_device(cpu_peak, run_beside_peaks):
+    _, record, path = cpu_peak
+    out, run_path = run_beside_peaks
+    run = json.loads(run_path.read_text())
     fp32 = next(r for r in record["rows"] if r["metric"] == "matmul" and r["dtype"] == "fp32")
     used = run["peak_file"]
     assert used["file"] == str(out / path.name) and used["dtype"] == "fp32"
@@ -169,13 +172,13 @@ def test_run_reads_the_newest_peak_of_the_same_device(cpu_peak, tmp_path):
     assert gemm["roofline_seconds_measured"] == pytest.approx(expect)
 
 
-def test_compare_and_report_read_the_measured_ceiling(cpu_peak, tmp_path, capsys):
+def test_compare_and_report_read_the_measured_ceiling(cpu_peak, run_beside_peaks, tmp_path, capsys):
     _out, record, path = cpu_peak
     assert record["measured_tflops"].keys() == {"fp32", "bf16"}
     assert record["measured_gbps"] > 0 and record["measured_read_gbps"] > 0
     (tmp_path / path.name).write_text(path.read_text())
-    assert main(["run", *RUN_FAST, "--layer-only", "--out", str(tmp_path)]) == 0
-    run_path = next(p for p in tmp_path.glob("*tiny*.json"))
+    run_path = tmp_path / run_beside_peaks[1].name  # a run that read the peak file, beside that file alone
+    run_path.write_text(run_beside_peaks[1].read_text())
     capsys.readouterr()
     assert main(["compare", str(run_path), str(run_path), "--json"]) == 0
     compared = json.loads(capsys.readouterr().out)
@@ -188,9 +191,10 @@ def test_compare_and_report_read_the_measured_ceiling(cpu_peak, tmp_path, capsys
     assert runs[0].measured_peak[0] == pytest.approx(record["measured_tflops"]["fp32"])
 
 
-def test_run_without_a_peak_file_leaves_measured_efficiency_empty_for_compute(tmp_path):
-    assert main(["run", *RUN_FAST, "--layer-only", "--out", str(tmp_path)]) == 0
-    run = json.loads(next(tmp_path.glob("*.json")).read_text())
+def test_run_without_a_peak_file_leaves_measured_efficiency_empty_for_compute(quick_runs):
+    out, (path, _), _ = quick_runs  # RUN_FAST --layer-only into a folder with no peak file (tests/conftest.py)
+    assert not [p for p in out.glob("*.json") if json.loads(p.read_text()).get("kind") == "peak"]
+    run = json.loads(path.read_text())
     assert run.get("peak_file") is None  # None fields are left out of the file
     assert all(r.get("efficiency_measured") is None for r in run["rows"] if r["flops"] > 0)
 

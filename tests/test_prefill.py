@@ -149,19 +149,29 @@ def test_phase_flags_are_checked(argv, expect, capsys, tmp_path):
     assert expect in capsys.readouterr().err
 
 
-def test_prefill_record_shows_and_reports(tmp_path, capsys):
-    assert main([*RUN, "--phase", "prefill", "--prompt", "12", "--layer-only", "--out", str(tmp_path)]) == 0
-    _, path = only_record(tmp_path)
+@pytest.fixture(scope="module")
+def layer_only_prefill(command_runner, tmp_path_factory):
+    """One `run --phase prefill --prompt 12 --layer-only` on the tiny model, for `show` and `report`."""
+    path, _ = command_runner([*RUN, "--phase", "prefill", "--prompt", "12", "--layer-only"],
+                             tmp_path_factory.mktemp("prefill"))
+    record = json.loads(path.read_text())
+    assert record["phase"] == "prefill"
+    return path
+
+
+def test_prefill_record_shows_and_reports(layer_only_prefill, capsys):
     capsys.readouterr()
-    assert main(["show", str(path)]) == 0
+    assert main(["show", str(layer_only_prefill)]) == 0
     captured = capsys.readouterr()
     assert "Prefill step" in captured.out + captured.err
 
 
-def test_report_draws_prefill_rows_beside_decode_rows(tmp_path):
-    runs = tmp_path / "runs"
-    assert main([*RUN, "--phase", "prefill", "--prompt", "12", "--layer-only", "--out", str(runs)]) == 0
-    assert main([*RUN, "--batch", "1,2", "--context", "9", "--layer-only", "--out", str(runs)]) == 0
+def test_report_draws_prefill_rows_beside_decode_rows(layer_only_prefill, quick_runs, tmp_path):
+    runs = tmp_path / "runs"  # the prefill run and a decode run (tiny, layer only) of this machine
+    runs.mkdir()
+    _, (decode, _), _ = quick_runs
+    for path in (layer_only_prefill, decode):
+        (runs / path.name).write_text(path.read_text())
     out = tmp_path / "rep"
     assert main(["report", *map(str, sorted(runs.glob("*.json"))), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()

@@ -345,8 +345,12 @@ def test_importing_the_report_code_loads_no_matplotlib():
 
 def test_report_with_twelve_runs_of_one_device_and_dtype(tmp_path, capsys):
     """results/ accumulates runs: twelve of one device and dtype (each with its own measured ceilings, so each
-    gets its own ceiling line and dash pattern) make one report, and its roofline names every run."""
+    gets its own ceiling line and dash pattern) make one report, and its roofline names every run. Each copy
+    keeps batch 1 only: the report still draws one efficiency figure per run, of one panel, not four."""
     record = json.loads(PRICED.read_text())
+    record["rows"] = [r for r in record["rows"] if r["batch"] == 1]
+    record["steps"] = [s for s in record["steps"] if s["batch"] == 1]
+    record["settings"]["batches"] = [1]
     paths = []
     for n in range(12):
         rec = json.loads(json.dumps(record))

@@ -52,15 +52,17 @@ def test_short_run_writes_a_complete_record(tmp_path, capsys):
         assert s["tokens_per_s_per_mw"] == pytest.approx(s["tokens_per_s"] * 1000 / 1.5)
 
 
-def test_runs_never_overwrite_each_other(tmp_path):
-    for _ in range(2):
-        assert main(["run", *FAST, "--batch", "1", "--layer-only", "--out", str(tmp_path)]) == 0
-    assert len(list(tmp_path.glob("*.json"))) == 2
+def test_runs_never_overwrite_each_other(quick_runs):
+    out, paths, _ = quick_runs  # two runs of the same settings into one folder (tests/conftest.py)
+    assert len(set(paths)) == 2 and sorted(out.glob("*.json")) == sorted(paths)
+    assert len(list(out.glob("*.csv"))) == 2
+    first, second = (json.loads(p.read_text()) for p in paths)
+    assert first["run_id"] != second["run_id"] and first["complete"] and second["complete"]
 
 
-def test_cpu_run_without_price_leaves_cost_empty(tmp_path):
-    assert main(["run", *FAST, "--batch", "1", "--layer-only", "--out", str(tmp_path)]) == 0
-    record, _ = load_only(tmp_path)
+def test_cpu_run_without_price_leaves_cost_empty(quick_runs):
+    _, (path, _), _ = quick_runs  # `run` on a CPU without --price-per-hour
+    record = json.loads(path.read_text())
     assert record["steps"][0]["cost_per_mtok"] is None
     assert "--price-per-hour" in record["price"]["hint"]
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from bench.sweeps import tp_sweep
 from bench.errors import UserError
@@ -27,11 +26,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_ranks_match_one_process(tmp_path):
-    out = tmp_path / "out.pt"
-    mp.spawn(tp_sweep.compare_worker, args=(2, f"tcp://127.0.0.1:{free_port()}", "tiny", 3, 9, str(out)), nprocs=2,
-             join=True)
-    saved = torch.load(out)
+def test_two_gloo_ranks_match_one_process(gloo_pair):
+    saved = gloo_pair["layer"]  # tp_sweep.compare_worker's output: tiny, batch 3, context 9
     for got, want in zip(saved["tp"], saved["one"]):
         # same fp32 math, different summation order across the split: a few ulps
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
@@ -68,14 +64,17 @@ def test_memory_per_gpu_is_sharded():
     assert tp_sweep.kv_bytes_per_rank(m, 8, 1, 1000, 2) * 8 == m.kv_cache_bytes(1, 1000, "bf16")
 
 
-def test_cli_launches_torchrun_and_writes_a_tp_record(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "bench", "tp", "--tp", "2", "--model", "tiny", "--device", "cpu",
-                           "--batch", "2", "--context", "9", "--budget-s", "0.01", "--out", str(tmp_path),
-                           "--price-per-hour", "2", "--power-kw", "1", "--timeout-s", "100"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert re.search(r"^\[1/1\] b=2 ctx=9 tp=2: layer ", proc.stderr, re.M)  # numbered case lines in a pipe
+def test_cli_launches_torchrun_and_writes_a_tp_record(tmp_path, capsys):
+    """In-process launcher (the group is a real torchrun launch; rank 0's stderr is relayed to ours). The
+    Ctrl-C tests below run the launcher as a real process."""
+    from bench.cli import main
+
+    code = main(["tp", "--tp", "2", "--model", "tiny", "--device", "cpu", "--batch", "2", "--context", "9",
+                 "--budget-s", "0.01", "--out", str(tmp_path), "--price-per-hour", "2", "--power-kw", "1",
+                 "--timeout-s", "100"])
+    err = capsys.readouterr().err
+    assert code == 0, err[-2000:]
+    assert re.search(r"^\[1/1\] b=2 ctx=9 tp=2: layer ", err, re.M)  # numbered case lines in a pipe
     (path,) = tmp_path.glob("*.json")
     record = json.loads(path.read_text())
     assert record["kind"] == "tp" and record["complete"] and record["tp"]["world_size"] == 2
@@ -139,16 +138,40 @@ def test_launcher_passes_worker_flags_and_needs_an_endpoint_for_multinode():
         tp_cmd.launch_command(p.parse_args(["--nnodes", "2"]))
 
 
-def test_run_dash_dash_tp_hands_over_to_the_tp_launcher(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--tp", "2", "--model", "tiny", "--device", "cpu",
-                           "--batch", "1", "--context", "5", "--budget-s", "0.01", "--out", str(tmp_path)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    (path,) = tmp_path.glob("*.json")
-    record = json.loads(path.read_text())
-    assert record["kind"] == "tp" and record["tp"]["world_size"] == 2
-    assert record["settings"]["batches"] == [1] and record["settings"]["contexts"] == [5]
+def test_run_dash_dash_tp_hands_over_to_the_tp_launcher(tmp_path, monkeypatch):
+    """`run --tp 2` launches the very group `tp --tp 2` launches, with run's flags (and run's CPU defaults
+    for the rest) reaching the workers. The group itself is not started here: test_cli_launches_... runs
+    one launch to a complete record, and test_ctrl_c_...[run] runs `run --tp 2` for real."""
+    import argparse
+
+    from bench.cli import main
+    from bench.commands import run as run_cmd
+    from bench.commands import tp as tp_cmd
+
+    launched = []
+
+    def launch(cmd, timeout_s, on_stopped):  # what the group would run, then "it ended by itself"
+        launched.append(cmd)
+        return 0, None, ""
+
+    monkeypatch.setattr(tp_cmd, "run_group", launch)
+    flags = ["--model", "tiny", "--device", "cpu", "--batch", "1", "--context", "5", "--budget-s", "0.01",
+             "--out", str(tmp_path)]
+    assert main(["run", "--tp", "2", *flags]) == 0
+    assert main(["tp", "--tp", "2", "--dtype", run_cmd.CPU_DEFAULTS["dtype"], *flags]) == 0
+    via_run, via_tp = launched
+    endpoint = via_run.index("--rdzv-endpoint") + 1  # a free port each launch
+    assert via_run[:endpoint] + via_run[endpoint + 1:] == via_tp[:endpoint] + via_tp[endpoint + 1:]
+    assert via_run[1:5] == ["-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    module = via_run.index("bench.sweeps.tp_sweep")
+    assert via_run[module - 1] == "-m"
+    p = argparse.ArgumentParser()
+    tp_sweep.add_worker_arguments(p)
+    worker = p.parse_args(via_run[module + 1:])  # what each rank parses
+    assert (worker.model, worker.batch, worker.context, worker.device, worker.out, worker.budget_s) == (
+        "tiny", "1", "5", "cpu", str(tmp_path), "0.01")
+    assert worker.dtype == run_cmd.CPU_DEFAULTS["dtype"] and worker.backend == run_cmd.CPU_DEFAULTS["backend"]
+    assert list(tmp_path.iterdir()) == []  # the launcher writes nothing itself: rank 0 does
 
 
 def test_bad_tp_sizes_fail_before_launching(capsys):

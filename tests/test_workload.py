@@ -143,11 +143,20 @@ def _record(tmp_path):
     return json.loads(files[0].read_text())
 
 
-def test_workload_command_end_to_end_on_the_tiny_model(tmp_path, capsys):
-    assert main(["workload", *FAST, "--isl", "12", "--osl", "4", "--concurrency", "1,3", "--chunk", "8",
-                 "--out", str(tmp_path), "--price-per-hour", "2", "--power-kw", "1", "--json"]) == 0
-    out = capsys.readouterr()
-    printed, record = json.loads(out.out), _record(tmp_path)
+@pytest.fixture(scope="module")
+def tiny_workload(command_runner, tmp_path_factory):
+    """One `tokenbench workload` on the tiny model (ISL 12, OSL 4, C 1 and 3, chunk 8, priced, --json):
+    (results file, stdout, stderr), for the end-to-end test and `show`."""
+    path, err, out = command_runner(["workload", *FAST, "--isl", "12", "--osl", "4", "--concurrency", "1,3", "--chunk",
+                                     "8", "--price-per-hour", "2", "--power-kw", "1", "--json"],
+                                    tmp_path_factory.mktemp("workload"), with_stdout=True)
+    return path, out, err
+
+
+def test_workload_command_end_to_end_on_the_tiny_model(tiny_workload):
+    path, stdout, stderr = tiny_workload
+    assert [p.suffix for p in sorted(path.parent.iterdir())] == [".csv", ".json"]  # one record, its CSV
+    printed, record = json.loads(stdout), json.loads(path.read_text())
     assert printed["run_id"] == record["run_id"] and record["kind"] == "workload" and record["complete"]
     assert all(r["valid"] and r["rel_error"] <= r["tolerance"] for r in record["rows"])  # gated before timed
     assert {r["op"] for r in record["rows"]} == {"layer", "mixed_layer", "prefill_layer", "final_norm", "lm_head"}
@@ -170,7 +179,7 @@ def test_workload_command_end_to_end_on_the_tiny_model(tmp_path, capsys):
         expect = layers * sum(r["seconds_p50"] for r in mine) + tail["final_norm"]["seconds_p50"] \
             + tail["lm_head"]["seconds_p50"]
         assert s["seconds"] == pytest.approx(expect), key
-    assert "Workload points" in out.err and "chunked" in out.err and "cohort" in out.err
+    assert "Workload points" in stderr and "chunked" in stderr and "cohort" in stderr
 
 
 def test_an_interrupted_workload_keeps_its_rows(tmp_path, monkeypatch, capsys):
@@ -246,9 +255,9 @@ def test_projection_carries_each_step_at_its_measured_share_of_the_roofline():
     assert chunked.interactivity == pytest.approx(1 / expect)
 
 
-def test_show_prints_a_workload_file_and_names_a_corrupt_field(tmp_path, capsys):
-    assert main(["workload", *FAST, "--isl", "8", "--osl", "2", "--concurrency", "1", "--out", str(tmp_path)]) == 0
-    (path,) = tmp_path.glob("*.json")
+def test_show_prints_a_workload_file_and_names_a_corrupt_field(tiny_workload, tmp_path, capsys):
+    path = tmp_path / tiny_workload[0].name  # a copy: this test corrupts it
+    path.write_text(tiny_workload[0].read_text())
     capsys.readouterr()
     assert main(["show", str(path)]) == 0
     assert "Workload points" in capsys.readouterr().out

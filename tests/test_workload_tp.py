@@ -1,68 +1,27 @@
 """`tokenbench workload --tp N` on CPU (gloo ranks): the sharded prefill and mixed layers give the one-process
 layer's output; the command measures its steps on the group and writes points per GPU."""
 import json
-import os
-import socket
-import subprocess
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from bench.sweeps import tp_sweep
 from bench.cli import main
 from bench.configs.model_configs import get_model
 from bench.workload import compose as comp
 from bench.workload.plan import make_spec
-from kernels.backends import parse_backend
-from kernels.prefill_layer import Chunk, make_prefill_inputs, prefill_forward
+from kernels.prefill_layer import Chunk, make_prefill_inputs
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model", "tiny", "--device", "cpu", "--budget-s", "0.02"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_sharded_prefill_and_mixed_layers_on_two_ranks_match_one_process(gloo_pair):
+    from gloo_pair import PREFILL_CASES
 
-
-# (decode rows, context, chunk): a prefill chunk continuing a prefix, a mixed step, a prefill of two prompts
-CASES = [(0, 0, Chunk(1, 5, 3)), (3, 9, Chunk(1, 4, 2)), (0, 0, Chunk(2, 6, 0))]
-
-
-def prefill_compare_worker(rank: int, world: int, init_method: str, out_path: str) -> None:
-    """Rank 0 saves, per case, the group's (y, r2) beside the one-process layer's on the same inputs."""
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
-    try:
-        d = get_model("tiny").layer_dims
-        dl, _, _ = tp_sweep.local_dims(d, rank, world)
-        backends = parse_backend("torch")
-        saved = []
-        for decode_rows, context, chunk in CASES:
-            full = make_prefill_inputs(d, chunk, torch.float32, "cpu", 5, decode_rows, context)
-            sharded = tp_sweep.shard_inputs(d, full, rank, world)
-            got = prefill_forward(dl, backends, reduce=tp_sweep.all_reduce_sum, **sharded)
-            if rank == 0:
-                saved.append({"tp": got, "one": prefill_forward(d, backends, **full),
-                              "kv_heads": sharded["k_cache"].shape[1],
-                              "decode_kv_heads": sharded["decode_k_cache"].shape[1] if decode_rows else None})
-        if rank == 0:
-            torch.save(saved, out_path)
-    finally:
-        dist.destroy_process_group()
-
-
-def test_sharded_prefill_and_mixed_layers_on_two_ranks_match_one_process(tmp_path):
-    out = tmp_path / "out.pt"
-    mp.spawn(prefill_compare_worker, args=(2, f"tcp://127.0.0.1:{free_port()}", str(out)), nprocs=2, join=True)
-    saved = torch.load(out)
-    assert len(saved) == len(CASES)
-    for case, s in zip(CASES, saved):
+    saved = gloo_pair["prefill"]  # per case, rank 0's group output beside the one-process layer's
+    assert len(saved) == len(PREFILL_CASES)
+    for case, s in zip(PREFILL_CASES, saved):
         assert s["kv_heads"] == 1 and s["decode_kv_heads"] in (None, 1)  # tiny: 2 KV heads split over 2 ranks
         for got, want in zip(s["tp"], s["one"]):
             assert got.shape == want.shape, case
@@ -100,19 +59,19 @@ def test_points_are_the_group_rates_per_gpu_and_memory_per_gpu():
         assert (q.interactivity, q.ttft_s, q.e2e_latency_s) == (p.interactivity, p.ttft_s, p.e2e_latency_s)
 
 
-def test_workload_tp2_end_to_end_writes_points_per_gpu_from_the_group(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "bench", "workload", "--tp", "2", *FAST, "--isl", "8", "--osl", "2",
-                           "--concurrency", "1,2", "--out", str(tmp_path), "--price-per-hour", "2", "--power-kw", "1"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
+def test_workload_tp2_end_to_end_writes_points_per_gpu_from_the_group(tmp_path, capsys):
+    """The launcher in-process, the group a real torchrun launch (rank 0's stderr relayed to ours)."""
+    code = main(["workload", "--tp", "2", *FAST, "--isl", "8", "--osl", "2", "--concurrency", "1,2",
+                 "--out", str(tmp_path), "--price-per-hour", "2", "--power-kw", "1"])
+    stderr = capsys.readouterr().err
+    assert code == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
     (path,) = tmp_path.glob("*.json")  # one record: the launcher's, which rank 0 filled in
     record = json.loads(path.read_text())
     assert record["kind"] == "workload" and record["complete"] and record["workload"]["tp"] == 2
     assert record["tp"]["world_size"] == 2 and record["tp"]["process_group_backend"] == "gloo"
     assert "per rank (a CPU process) over the group" in record["tp"]["rates"]
-    assert "rates are tokens/s per rank (CPU process) over a TP group of 2" in proc.stderr
+    assert "rates are tokens/s per rank (CPU process) over a TP group of 2" in stderr
     # every timed item on every rank, gated first
     assert {r["rank"] for r in record["rows"]} == {0, 1}
     assert all(r["valid"] and r["rel_error"] <= r["tolerance"] for r in record["rows"] if "rel_error" in r)
@@ -171,22 +130,8 @@ def test_a_tp_workload_is_not_projected():
         project_points(SimpleNamespace(workload={"tp": 2}, dtype="fp32"), "h200")
 
 
-def _layout_worker(rank: int, world: int, init_method: str, out_path: str) -> None:
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
-    try:
-        value = torch.arange(12, dtype=torch.float32).reshape(3, 4) * (rank + 1)
-        # rank 1 holds the same logical tensor transposed in memory (as the CPU row-block GEMM returns it)
-        t = value if rank == 0 else value.T.contiguous().T
-        got = tp_sweep.all_reduce_sum(t)
-        if rank == 0:
-            torch.save(got, out_path)
-    finally:
-        dist.destroy_process_group()
-
-
-def test_all_reduce_sums_logical_elements_whatever_each_rank_layout(tmp_path):
+def test_all_reduce_sums_logical_elements_whatever_each_rank_layout(gloo_pair):
     """Seen once in a full suite run: a sharded layer 200% off when one rank's GEMM came back in the
-    row-block path's transposed layout; the all-reduce must sum elements, not storage."""
-    out = tmp_path / "sum.pt"
-    mp.spawn(_layout_worker, args=(2, f"tcp://127.0.0.1:{free_port()}", str(out)), nprocs=2, join=True)
-    torch.testing.assert_close(torch.load(out), torch.arange(12, dtype=torch.float32).reshape(3, 4) * 3)
+    row-block path's transposed layout; the all-reduce must sum elements, not storage (gloo_pair.layout_sum:
+    rank 1 passes its tensor in transposed storage)."""
+    torch.testing.assert_close(gloo_pair["layout_sum"], torch.arange(12, dtype=torch.float32).reshape(3, 4) * 3)
