@@ -4,8 +4,6 @@ import contextlib
 import io
 import json
 import os
-import subprocess
-import sys
 import traceback
 from pathlib import Path
 from types import SimpleNamespace
@@ -104,14 +102,13 @@ def test_history_unknown_op_lists_the_recorded_ones(stored, capsys):
      "tokenbench schema 7"),
     ([1, 2], "is not a pytest-benchmark file (a JSON list"),
 ])
-def test_unknown_benchmark_file_is_one_clear_error(tmp_path, content, expect):
+def test_unknown_benchmark_file_is_one_clear_error(tmp_path, content, expect, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(content))
-    p = subprocess.run([sys.executable, "-m", "bench", "history", "qkv_proj", str(bad)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tokenbench: error:") and expect in lines[0], p.stderr
+    assert main(["history", "qkv_proj", str(bad)]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tokenbench: error:") and expect in lines[0], err
     assert str(bad) in lines[0]
 
 
