@@ -227,12 +227,17 @@ def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, cont
     measured = by_op.get("model", {}).get("seconds_p50")
     if measured:
         step.update(measured_step_seconds=measured, derived_over_measured=seconds / measured)
+    price_step(step, tokens_per_s, economics, bytes_needed, device)
+    return step
+
+
+def price_step(step: dict, tokens_per_s: float, economics, bytes_needed: int, device: LocalDevice) -> None:
+    """$/M and tokens/s per MW at the step's token rate where it fits in memory; else none, and why."""
     if step["fits"]:
         step.update(economics(tokens_per_s))
     else:
         step.update(cost_per_mtok=None, tokens_per_s_per_mw=None,
                     cost_note=f"needs {bytes_needed / 2**30:.1f} GiB, device has {device.memory_bytes / 2**30:.1f}")
-    return step
 
 
 def combos(plan: RunPlan):

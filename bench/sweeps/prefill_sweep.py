@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from bench.derive import roofline
 from costmodel.step import MODEL_OPS, compose
-from bench.sweeps.decode_sweep import RunPlan, available_bytes, measure, progress_note
+from bench.sweeps.decode_sweep import RunPlan, available_bytes, measure, price_step, progress_note
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
 from kernels.layer import op_cases as decode_op_cases
 from kernels.prefill_layer import (Chunk, mixed_layer_case, mixed_op_shapes, op_cases, prefill_layer_case,
@@ -160,12 +160,8 @@ def derive_point_step(plan: RunPlan, device, rows: list, point, backend: str, ec
         price_rate = decode_tps + prompt_tps
     step.update(roofline.derive(flops, nbytes, seconds, plan.dtype, device.spec,
                                plan.ceilings.copy_bw, plan.ceilings.peak_flops))
-    if step["fits"]:
-        # priced over every token the step processes (prompt tokens for prefill; decode + prompt for mixed)
-        step.update(economics(price_rate))
-    else:
-        step.update(cost_per_mtok=None, tokens_per_s_per_mw=None,
-                    cost_note=f"needs {bytes_needed / 2**30:.1f} GiB, device has {device.memory_bytes / 2**30:.1f}")
+    # priced over every token the step processes (prompt tokens for prefill; decode + prompt for mixed)
+    price_step(step, price_rate, economics, bytes_needed, device)
     return step
 
 
