@@ -8,7 +8,7 @@ import json
 
 from bench.commands import _scale_common as common
 from bench.errors import UserError
-from bench.configs.model_configs import MODELS, get_model
+from bench.configs.model_configs import MODELS, get_model, moe_mlp_refusal
 from bench.parsing import choice, positive_float, positive_int_list
 from kernels import moe
 from kernels.dtypes import TORCH_DTYPES
@@ -18,8 +18,9 @@ CPU_DEFAULTS = {"model": "tiny-moe", "dtype": "fp32", "batch": "1,8", "backend":
 
 
 def add_arguments(p):
-    moe_models = [n for n, m in MODELS.items() if m.is_moe]
-    p.add_argument("--model", help=f"one of: {', '.join(moe_models)} (default mixtral-8x7b on GPU, tiny-moe on CPU)")
+    moe_models = [n for n, m in MODELS.items() if m.is_moe and moe_mlp_refusal(m) is None]
+    p.add_argument("--model", help=f"one of: {', '.join(moe_models)}, or a Hugging Face config.json (or its folder) "
+                                   "(default mixtral-8x7b on GPU, tiny-moe on CPU)")
     p.add_argument("--batch", help="comma list of batch sizes (tokens per step)")
     p.add_argument("--dtype", help="bf16 | fp16 | fp32 (default bf16 on GPU, fp32 on CPU)")
     p.add_argument("--backend", help=f"comma list of: {', '.join(moe.IMPLS)}")
@@ -37,6 +38,10 @@ def main(args) -> int:
     if not model.is_moe:
         raise UserError(f"{model.name} is dense; choose a mixture of experts: "
                         f"{', '.join(n for n, m in MODELS.items() if m.is_moe)}")
+    why = moe_mlp_refusal(model)
+    if why:
+        raise UserError(f"{model.name}: {why} is not yet measured by `tokenbench moe`, whose MoE MLP is Mixtral's "
+                        "(softmax top-k renormalised over the k, SwiGLU experts without biases)")
     dtype = choice(args.dtype or d["dtype"], tuple(TORCH_DTYPES), "dtype")
     batches = positive_int_list(args.batch or d["batch"], "--batch")
     backends = common.backends_for(args.backend or d["backend"], tuple(moe.IMPLS), device)

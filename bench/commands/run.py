@@ -25,7 +25,7 @@ CPU_DEFAULTS = {"model": "llama-3.2-1b", "dtype": "fp32", "batch": "1,8", "conte
 
 
 def add_arguments(p):
-    p.add_argument("--model", help=f"one of: {', '.join(MODELS)} (default: llama-3.1-8b on GPU, "
+    p.add_argument("--model", help=f"one of: {', '.join(MODELS)}, or the path of a Hugging Face config.json (or of its folder) (default: llama-3.1-8b on GPU, "
                                    f"{CPU_DEFAULTS['model']} on CPU)")
     p.add_argument("--batch", help="comma list of batch sizes (default 1,8,32,128 on GPU; 1,8 on CPU)")
     p.add_argument("--context", help="comma list of context lengths (default 2048 on GPU; 512 on CPU)")

@@ -26,7 +26,8 @@ DEFAULTS = {"cuda": {"model": "llama-3.1-8b", "dtype": "bf16", "isl": "1024", "o
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--model", help="model config (default llama-3.1-8b on GPU, llama-3.2-1b on CPU)")
+    p.add_argument("--model", help="a catalog model (`tokenbench models`) or the path of a Hugging Face config.json (or of its folder) (default llama-3.1-8b on GPU, "
+                                   "llama-3.2-1b on CPU)")
     p.add_argument("--isl", help="prompt (input) tokens per request (default 1024 on GPU, 256 on CPU)")
     p.add_argument("--osl", help="answer (output) tokens per request, at least 2 (default 1024 on GPU, 64 on CPU)")
     p.add_argument("--concurrency", help="comma list of concurrent requests (default 1,4,16,64 on GPU; 1,4,16 on CPU)")

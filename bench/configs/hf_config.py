@@ -306,7 +306,7 @@ def _deepseek_v3(f: _Fields):
     mtp = f.alias("num_nextn_predict_layers", "num_mtp_layers", 1)
     if mtp:
         notes.append(f"num_nextn_predict_layers = {mtp}: the multi-token-prediction module is not counted "
-                     "(transformers does not build it; it serves speculative decoding)")
+                     "(transformers does not build it, and it serves speculative decoding)")
     q_lora = f.get("q_lora_rank", 1536)
     q_lora = 0 if q_lora is None else f.int("q_lora_rank", q_lora)
     nope, rope_dim = f.int("qk_nope_head_dim", 128, minimum=0), f.int("qk_rope_head_dim", 64)
@@ -383,7 +383,7 @@ def parse_config(cfg: dict, where: str) -> ParsedConfig:
     quant = cfg.get("quantization_config")
     if isinstance(quant, dict) and quant.get("quant_method"):
         notes = notes + (f"the published checkpoint stores weights as {quant['quant_method']} "
-                         "(quantization_config); byte figures here are at the dtype stated",)
+                         "(quantization_config), while byte figures here are at the dtype stated",)
     spec = ModelSpec(hidden=c["hidden"], vocab=c["vocab"], tied_embeddings=c["tied"], norm_eps=c["eps"],
                      layers=layers)
     return ParsedConfig(spec=spec, architecture=arch, notes=notes)
