@@ -27,7 +27,14 @@ _INERT = frozenset({
     "router_aux_loss_coef", "_name_or_path", "id2label", "label2id", "num_labels", "return_dict",
     "output_hidden_states", "output_attentions", "torchscript", "use_bfloat16", "tokenizer_class", "prefix",
     "sep_token_id", "decoder_start_token_id", "task_specific_params", "problem_type", "_commit_hash",
-    "finetuning_task", "max_position_embeddings", "quantization_config",
+    "finetuning_task", "max_position_embeddings", "quantization_config", "chunk_size_feed_forward",
+    "is_encoder_decoder", "add_cross_attention", "tie_encoder_decoder", "tf_legacy_loss",
+    # generation defaults older files carry: they steer sampling, not the forward pass
+    "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups", "diversity_penalty",
+    "temperature", "top_k", "top_p", "typical_p", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences", "output_scores",
+    "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
+    "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens",
 })
 # per architecture: further inert keys (training-only, or not read by that transformers class)
 _ARCH_INERT = {
@@ -128,6 +135,9 @@ def _rope(f: _Fields, interleaved: bool = False) -> RopeSpec:
     kind = params.get("rope_type", params.get("type", "default"))
     if kind not in ("default", "linear", "llama3", "yarn"):
         f.refuse("rope_scaling", f"type {kind!r} is not modelled (tokenbench models default, linear, llama3, yarn)")
+
+    if kind in ("linear", "llama3", "yarn") and params.get("factor") is None:
+        f.refuse("rope_scaling", f"type {kind!r} without a factor is not modelled")
 
     def num(key):
         value = params.get(key)
