@@ -18,6 +18,7 @@ Per-token figures:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 ATTENTION_KINDS = ("gqa", "mla")
@@ -93,6 +94,16 @@ class AttentionSpec:
         if self.kind == "mla":
             return "mla"
         return f"sliding {self.window}" if self.window else "full"
+
+    @property
+    def softmax_scale(self) -> float:
+        """The scores' scale, as transformers applies it: 1 / sqrt(query-key width); MLA under a scaled RoPE
+        with mscale_all_dim multiplies it by (0.1 mscale_all_dim ln(factor) + 1)^2 (DeepSeek's yarn)."""
+        scale = self.head_dim ** -0.5
+        r = self.rope
+        if self.kind == "mla" and r.kind != "default" and r.mscale_all_dim and r.factor > 1:
+            scale *= (0.1 * r.mscale_all_dim * math.log(r.factor) + 1.0) ** 2
+        return scale
 
     def matmul_params(self) -> int:
         """Weights multiplied once per token (projections; not biases, norm scales or sinks)."""

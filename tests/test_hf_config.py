@@ -58,6 +58,7 @@ def test_catalog_counts_and_layers_equal_transformers(name):
         assert attn.qk_norm == hasattr(a, "q_norm") and attn.sinks == hasattr(a, "sinks")
         assert ours.mlp.kind == ("moe" if hasattr(theirs.mlp, "experts") else "dense"), i
         assert attn.o_bias == (a.o_proj.bias is not None)
+        assert attn.softmax_scale == pytest.approx(a.scaling, rel=1e-12)
         assert ours.params() == numel(theirs), i  # per layer, not only in total
 
 
