@@ -35,9 +35,10 @@ class ModelConfig(HeadSizes):
     rope_theta: float = 500000.0
     norm_eps: float = 1e-5
     source: str = ""
-    # Mixture of experts (all 0: a dense model). Each MoE layer's MLP is `experts` SwiGLU experts of width
-    # `moe_ffn`, of which a router picks `experts_per_token`, plus `shared_experts` every token runs;
-    # the first `dense_layers` layers keep a dense MLP of width `ffn` (DeepSeek-V3's first_k_dense_replace).
+    # Mixture of experts (all 0: a dense model). Each MoE layer's MLP is `experts` experts of width `moe_ffn`,
+    # of which a router picks `experts_per_token`, plus `shared_experts` every token runs; `dense_layers` layers
+    # keep a dense MLP of width `ffn` (the first ones in a config built in code, as DeepSeek-V3's
+    # first_k_dense_replace; a config file's `spec` says which). For MLA, heads/head_dim are the query's.
     experts: int = 0
     experts_per_token: int = 0
     moe_ffn: int = 0
