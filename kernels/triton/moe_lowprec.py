@@ -208,10 +208,13 @@ def _mxfp4_down_kernel(
                      mask=mask_m[:, None] & mask_n[None, :])
 
 
-# Decode batches: weight streams. 64 output columns a program and 128-wide K steps (one FP8 scale group,
-# four MXFP4 scale blocks) keep tiles small enough for many programs per expert.
+# Decode batches: weight streams. 64 output columns a program keep many programs per expert. FP8 steps 128
+# wide along K (one scale group); MXFP4 steps 64 wide (two scale blocks): its decoded bf16 tiles live in
+# registers, and at 128 wide the 64-row gate_up tile (two accumulators and four decoded tiles) passed 255
+# registers and spilled (ptxas, Triton 3.6, sm_80/90/100).
 BLOCK_N = 64
 BLOCK_K = 128
+MXFP4_BLOCK_K = 64
 
 
 def _check(x, ids, p, n_gu: tuple, n_d: tuple, what: str):
@@ -254,7 +257,7 @@ def triton_moe_fp8_block(x, ids, p, w_gate_up: Fp8BlockWeight, w_down: Fp8BlockW
 
 
 def triton_moe_mxfp4(x, ids, p, w_gate_up: Mxfp4Weight, w_down: Mxfp4Weight,
-                     block_n: int = BLOCK_N, block_k: int = BLOCK_K):
+                     block_n: int = BLOCK_N, block_k: int = MXFP4_BLOCK_K):
     """x [T, H] (bf16 on a GPU; H and F multiples of 32), experts in MXFP4, weight-only."""
     if block_k % MX_BLOCK:
         raise ValueError(f"block_k {block_k} must be a multiple of the {MX_BLOCK}-element scale block")
