@@ -11,7 +11,8 @@ x ~ x_q * sx[t, k // 128], so both operands of every 128-wide K step carry one s
 MXFP4 (gpt-oss's checkpoint format; OCP Microscaling Formats (MX) v1.0): FP4 E2M1 values (sign, 2 exponent
 bits, 1 mantissa bit: +-{0, 0.5, 1, 1.5, 2, 3, 4, 6}) packed two per byte, the element at the even K index in
 the low nibble (gpt-oss's `*_blocks` [E, N, K/32, 16] bytes, stored here as [E, N, K/2]), and one E8M0 scale
-per 32 consecutive elements along K (`*_scales` [E, N, K/32] uint8: a biased exponent, 2^(s - 127)). The
+per 32 consecutive elements along K (`*_scales` [E, N, K/32] uint8: a biased exponent, 2^(s - 127); a K
+that is not a multiple of 32 ends in a partial block, which gpt-oss never needs but small test configs do). The
 shared exponent is floor(log2(amax)) - 2 (the OCP rule: minus E2M1's largest exponent), elements are rounded
 to nearest E2M1, ties to even, and clamped to +-6. Weight-only: every E2M1 value times a power of two is
 exact in bf16, fp16 (in range) and fp32, so a kernel can widen weights in registers and lose nothing.
@@ -79,7 +80,7 @@ class Mxfp4Weight(NamedTuple):
     """Experts' weights as packed FP4 E2M1 codes and one E8M0 exponent per 32 elements along K."""
 
     blocks: torch.Tensor  # [E, N, K/2] uint8: element 2i in the low nibble, 2i + 1 in the high one
-    scales: torch.Tensor  # [E, N, K/32] uint8: biased exponents, scale 2^(s - 127)
+    scales: torch.Tensor  # [E, N, ceil(K/32)] uint8: biased exponents, scale 2^(s - 127)
 
     @property
     def shape(self) -> torch.Size:
@@ -93,7 +94,7 @@ class Mxfp4Weight(NamedTuple):
         s = self.scales if experts is None else self.scales[experts]
         table = torch.tensor(E2M1_VALUES + tuple(-v for v in E2M1_VALUES), dtype=torch.float32, device=b.device)
         codes = torch.stack([b & 0xF, b >> 4], dim=-1).flatten(-2).long()  # [.., N, K] in K order
-        scale = torch.exp2(s.float() - E8M0_BIAS).repeat_interleave(MX_BLOCK, -1)
+        scale = torch.exp2(s.float() - E8M0_BIAS).repeat_interleave(MX_BLOCK, -1)[..., :codes.shape[-1]]
         work = torch.float64 if dtype == torch.float64 else torch.float32
         return (table[codes].to(work) * scale.to(work)).to(dtype)
 
@@ -146,18 +147,20 @@ def _round_e2m1(mag: torch.Tensor) -> torch.Tensor:
 
 
 def quantize_mxfp4(w: torch.Tensor) -> Mxfp4Weight:
-    """[..., N, K] float (K a multiple of 32) -> packed E2M1 codes and E8M0 scales (OCP MX v1.0)."""
+    """[..., N, K] float (K even) -> packed E2M1 codes and E8M0 scales (OCP MX v1.0). Where K is not a
+    multiple of 32 the last block is partial (the spec allows it; gpt-oss's widths never need it)."""
     *lead, n, k = w.shape
-    if k % MX_BLOCK:
-        raise ValueError(f"MXFP4 needs K a multiple of {MX_BLOCK}, got {k}")
-    groups = w.float().reshape(*lead, n, k // MX_BLOCK, MX_BLOCK)
+    if k % 2:
+        raise ValueError(f"MXFP4 packs two elements a byte: K must be even, got {k}")
+    nb = _cdiv(k, MX_BLOCK)
+    groups = F.pad(w.float(), (0, nb * MX_BLOCK - k)).reshape(*lead, n, nb, MX_BLOCK)
     amax = groups.abs().amax(dim=-1)
     _, e = torch.frexp(amax)  # amax = m * 2^e, m in [0.5, 1): floor(log2(amax)) = e - 1, exactly
     exp = (e - 1 - E2M1_EMAX).float()
     biased = (exp + E8M0_BIAS).clamp(E8M0_MIN, 254)
     scaled = groups / torch.exp2(biased - E8M0_BIAS)[..., None]
     codes = _round_e2m1(scaled.abs().clamp(max=E2M1_MAX)) | ((scaled < 0).long() << 3)
-    codes = codes.reshape(*lead, n, k).to(torch.uint8)
+    codes = codes.reshape(*lead, n, nb * MX_BLOCK)[..., :k].to(torch.uint8)
     packed = codes[..., 0::2] | (codes[..., 1::2] << 4)
     return Mxfp4Weight(packed.contiguous(), biased.to(torch.uint8).contiguous())
 
@@ -176,7 +179,7 @@ def stored_bytes(n: int, k: int, fmt: str) -> int:
     if fmt == "fp8-block":
         return n * k + 4 * _cdiv(n, FP8_BLOCK) * _cdiv(k, FP8_BLOCK)
     if fmt == "mxfp4":
-        return n * k // 2 + n * (k // MX_BLOCK)
+        return n * k // 2 + n * _cdiv(k, MX_BLOCK)
     raise ValueError(f"unknown expert weight format {fmt!r}; choose from {', '.join(WEIGHT_FORMATS)}")
 
 

@@ -10,10 +10,12 @@ from kernels import expert_weights as ew
 from kernels import moe, moe_lowprec
 from kernels.dtypes import TOLERANCE, torch_dtype
 
-# partial 128-blocks (hidden 160, expert FFN 96), gate and up rows sharing a block (2F = 128), a shared expert
+# partial 128-blocks (hidden 160, expert FFN 96), gate and up rows sharing a block (2F = 128), shared experts,
+# and tiny-moe's widths (expert FFN 48: a partial 16-element MXFP4 block)
 SMALL = [moe.MoeShape(tokens=1, hidden=256, ffn=128, experts=4, top_k=2),
          moe.MoeShape(tokens=5, hidden=160, ffn=96, experts=6, top_k=2, shared=1),
-         moe.MoeShape(tokens=19, hidden=128, ffn=64, experts=4, top_k=3)]
+         moe.MoeShape(tokens=19, hidden=128, ffn=64, experts=4, top_k=3),
+         moe.MoeShape(tokens=3, hidden=64, ffn=48, experts=8, top_k=2, shared=1)]
 
 
 def _w(shape, seed=0, scale=0.05):
@@ -50,13 +52,18 @@ def test_mxfp4_rounds_to_nearest_ties_to_even_and_clamps():
     assert got == [0.0, 1.0, 1.0, 2.0, 2.0, 4.0, 4.0, 6.0]
 
 
-def test_mxfp4_dequantizes_exactly_in_bf16_and_refuses_ragged_k():
+def test_mxfp4_dequantizes_exactly_in_bf16_ends_in_a_partial_block_and_refuses_odd_k():
     m = ew.quantize_mxfp4(_w((3, 64, 96)))
     assert torch.equal(m.dequantize(torch.bfloat16).double(), m.dequantize64())
     assert m.shape == (3, 64, 96) and m.nbytes() == 3 * (64 * 48 + 64 * 3)
     assert 0.05 < ew.quantization_error(_w((3, 64, 96)), "mxfp4") < 0.2
-    with pytest.raises(ValueError, match="multiple of 32"):
-        ew.quantize_mxfp4(_w((4, 40)))
+    part = ew.quantize_mxfp4(_w((4, 40)))  # blocks of 32 and 8 elements
+    assert part.blocks.shape == (4, 20) and part.scales.shape == (4, 2) and part.shape == (4, 40)
+    assert part.nbytes() == ew.stored_bytes(4, 40, "mxfp4") == 4 * 20 + 4 * 2
+    tail = _w((4, 40))[:, 32:]
+    assert part.scales[0, 1].item() == 127 + int(torch.floor(torch.log2(tail[0].abs().max()))) - 2
+    with pytest.raises(ValueError, match="K must be even"):
+        ew.quantize_mxfp4(_w((4, 41)))
 
 
 def test_activation_groups_are_per_token_per_128():

@@ -140,7 +140,7 @@ def _mxfp4_step(acc, a_even, a_odd, w_base, offs_n, mask_n, k0, stride_wn, strid
 
 @triton.jit
 def _load_even_odd(a_ptr, rows, mask_m, stride_am, stride_ak, k0, K: tl.constexpr, BLOCK_K: tl.constexpr):
-    """a[rows, k0 + 2j] and a[rows, k0 + 2j + 1] for j < BLOCK_K/2 (K is even: a multiple of 32)."""
+    """a[rows, k0 + 2j] and a[rows, k0 + 2j + 1] for j < BLOCK_K/2 (MXFP4 keeps K even)."""
     offs_e = k0 + 2 * tl.arange(0, BLOCK_K // 2)
     mask = mask_m[:, None] & (offs_e < K)[None, :]
     base = a_ptr + rows[:, None] * stride_am + offs_e[None, :] * stride_ak
@@ -151,7 +151,7 @@ def _load_even_odd(a_ptr, rows, mask_m, stride_am, stride_ak, k0, K: tl.constexp
 def _mxfp4_gate_up_kernel(
     x_ptr, stride_xm, stride_xk,  # x [T, H] activation dtype
     w_ptr, stride_we, stride_wn, stride_wk,  # w_gate_up blocks [E, 2F, H/2] uint8
-    s_ptr, stride_se, stride_sn, stride_sk,  # its scales [E, 2F, H/32] uint8
+    s_ptr, stride_se, stride_sn, stride_sk,  # its scales [E, 2F, ceil(H/32)] uint8
     act_ptr, stride_am, stride_an,  # act [T*k, F], rows sorted by expert
     tok_ptr, start_ptr, count_ptr,
     H: tl.constexpr, F: tl.constexpr, max_rows: tl.constexpr,
@@ -183,7 +183,7 @@ def _mxfp4_gate_up_kernel(
 def _mxfp4_down_kernel(
     a_ptr, stride_am, stride_ak,  # act [T*k, F], sorted rows
     w_ptr, stride_we, stride_wn, stride_wk,  # w_down blocks [E, H, F/2] uint8
-    s_ptr, stride_se, stride_sn, stride_sk,  # its scales [E, H, F/32] uint8
+    s_ptr, stride_se, stride_sn, stride_sk,  # its scales [E, H, ceil(F/32)] uint8
     y_ptr, stride_ym, stride_yn,  # y_pair [T*k, H] float32, in pair order
     pair_ptr, p_ptr, start_ptr, count_ptr,
     H: tl.constexpr, F: tl.constexpr, max_rows: tl.constexpr,
@@ -258,7 +258,7 @@ def triton_moe_fp8_block(x, ids, p, w_gate_up: Fp8BlockWeight, w_down: Fp8BlockW
 
 def triton_moe_mxfp4(x, ids, p, w_gate_up: Mxfp4Weight, w_down: Mxfp4Weight,
                      block_n: int = BLOCK_N, block_k: int = MXFP4_BLOCK_K):
-    """x [T, H] (bf16 on a GPU; H and F multiples of 32), experts in MXFP4, weight-only."""
+    """x [T, H] (bf16 on a GPU; H and F even), experts in MXFP4, weight-only."""
     if block_k % MX_BLOCK:
         raise ValueError(f"block_k {block_k} must be a multiple of the {MX_BLOCK}-element scale block")
     t, h, f, e_total = _check(x, ids, p, tuple(w_gate_up.shape), tuple(w_down.shape), "mxfp4")
