@@ -158,12 +158,24 @@ def _expert_loop(x, router_w, w_gate_up, top_k, expert_fn) -> torch.Tensor:
     return y.to(x.dtype)
 
 
+def _k_blocks_aligned(scale: torch.Tensor) -> torch.Tensor:
+    """A [rows, kb] scale tensor whose rows start 16 bytes apart (kb padded to a multiple of 4 in storage,
+    sliced back), as cuBLASLt's 128x128 scale operand asks ("near-inner-dim-major with 16-byte aligned
+    strides"); a no-op for DeepSeek-V3's and Mixtral's widths (kb a multiple of 4)."""
+    rows, kb = scale.shape
+    if kb % 4 == 0 and scale.is_contiguous() and scale.data_ptr() % 16 == 0:
+        return scale
+    storage = torch.zeros((rows, -(-kb // 4) * 4), dtype=scale.dtype, device=scale.device)
+    storage[:, :kb] = scale
+    return storage[:, :kb]
+
+
 def _scaled_mm_blockwise(a_q, a_s, w_q, w_s) -> torch.Tensor:
     """a_q [M, K] e4m3 with 1x128 scales [M, K/128], w_q [N, K] e4m3 with 128x128 scales [N/128, K/128]:
     torch._scaled_mm's blockwise form, in float32. Its layouts (torch's test_matmul_cuda.py): the 1x128
     scales outer-dim-major (stride (1, M)); the weight operand column-major [K, N] with scales [K/128, N/128]
     (the stored ones transposed)."""
-    out = torch._scaled_mm(a_q, w_q.t(), scale_a=a_s.t().contiguous().t(), scale_b=w_s.t(),
+    out = torch._scaled_mm(a_q, w_q.t(), scale_a=a_s.t().contiguous().t(), scale_b=_k_blocks_aligned(w_s).t(),
                            out_dtype=torch.float32)
     return out[0] if isinstance(out, tuple) else out
 
@@ -230,9 +242,9 @@ def blockwise_scaled_mm_support(device) -> tuple[bool, str]:
         return False, why
     dev = getattr(device, "torch_device", device)
     try:
-        a = torch.ones(16, 256, device=dev).to(fp8.fp8_dtype())
-        w = torch.ones(256, 256, device=dev).to(fp8.fp8_dtype())
-        _scaled_mm_blockwise(a, torch.ones(16, 2, device=dev), w, torch.ones(2, 2, device=dev))
+        a = torch.ones(16, 512, device=dev).to(fp8.fp8_dtype())
+        w = torch.ones(256, 512, device=dev).to(fp8.fp8_dtype())
+        _scaled_mm_blockwise(a, torch.ones(16, 4, device=dev), w, torch.ones(2, 4, device=dev))
     except (RuntimeError, ValueError, NotImplementedError) as exc:
         return False, (f"torch {torch.__version__} has no blockwise torch._scaled_mm here "
                        f"({str(exc).splitlines()[0][:100]})")

@@ -182,3 +182,11 @@ def test_lowprec_moe_bf16_on_gpu(shape, fmt):
     for backend in backends:
         check = check_case(case, backend, "bf16")
         assert check.ok, (backend, check.reason)
+
+
+def test_weight_scales_for_cublas_have_16_byte_row_strides():
+    s = torch.rand(3, 2)
+    aligned = moe_lowprec._k_blocks_aligned(s)
+    assert torch.equal(aligned, s) and aligned.stride() == (4, 1)
+    wide = torch.rand(3, 8)
+    assert moe_lowprec._k_blocks_aligned(wide) is wide
