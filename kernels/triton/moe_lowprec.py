@@ -11,6 +11,9 @@ mxfp4 (weight-only, W4A16: any GPU Triton targets, sm_80 included): each K step 
 bytes a column and their E8M0 scales, decodes the low nibbles (even K) and high nibbles (odd K) to the
 activation dtype (exact), and multiplies them with x's even and odd columns: two dots of BLOCK_K/2 each,
 so no register interleave of the nibbles is needed.
+What Triton 3.6 emits for sm_90 (PTX of kernels/triton/compile_check_lowprec.py's launches): fp8-block at
+64-row tiles a native e4m3 wgmma (m64n64k32), at 16-row tiles e4m3 widened to f16 (exact) into mma.sync;
+mxfp4 bf16 wgmma (64 rows) or mma.sync (16 rows). The weights cross memory at 1 or 0.5 bytes either way.
 Routing and the sort by expert are kernels/triton/moe.py's; loop bounds (H, F, tokens) are constexpr as
 there. Under the interpreter (CPU tests) a fixed config runs; a GPU runs the same fixed config (block
 sizes chosen for decode batches, not autotuned).
