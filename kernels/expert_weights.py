@@ -5,14 +5,16 @@ FP8 with 128x128 block scales (DeepSeek-V3/R1's checkpoint format, `quantization
 [128, 128]): each weight [N, K] is float8_e4m3fn with one float32 scale per 128x128 block,
 `weight_scale_inv` [ceil(N/128), ceil(K/128)], W ~ q * scale_inv[n // 128, k // 128]. A block's scale is
 its amax / 448 (e4m3's largest finite value). Activations are quantized at run time per token and per
-128-element group along K (DeepSeek-V3 technical report, section 3.3; vLLM/SGLang `per_token_group_quant_fp8`):
-x ~ x_q * sx[t, k // 128], so both operands of every 128-wide K step carry one scale each (W8A8).
+128-element group along K (DeepSeek-V3 technical report, section 3.3; vLLM/SGLang
+`per_token_group_quant_fp8`): x ~ x_q * sx[t, k // 128], so both operands of every 128-wide K step carry
+one scale each (W8A8).
 
 MXFP4 (gpt-oss's checkpoint format; OCP Microscaling Formats (MX) v1.0): FP4 E2M1 values (sign, 2 exponent
 bits, 1 mantissa bit: +-{0, 0.5, 1, 1.5, 2, 3, 4, 6}) packed two per byte, the element at the even K index in
 the low nibble (gpt-oss's `*_blocks` [E, N, K/32, 16] bytes, stored here as [E, N, K/2]), and one E8M0 scale
 per 32 consecutive elements along K (`*_scales` [E, N, K/32] uint8: a biased exponent, 2^(s - 127); a K
-that is not a multiple of 32 ends in a partial block, which gpt-oss never needs but small test configs do). The
+that is not a multiple of 32 ends in a partial block, which gpt-oss never needs but small test configs do).
+The
 shared exponent is floor(log2(amax)) - 2 (the OCP rule: minus E2M1's largest exponent), elements are rounded
 to nearest E2M1, ties to even, and clamped to +-6. Weight-only: every E2M1 value times a power of two is
 exact in bf16, fp16 (in range) and fp32, so a kernel can widen weights in registers and lose nothing.
@@ -92,7 +94,8 @@ class Mxfp4Weight(NamedTuple):
         2^-24..2^13)."""
         b = self.blocks if experts is None else self.blocks[experts]
         s = self.scales if experts is None else self.scales[experts]
-        table = torch.tensor(E2M1_VALUES + tuple(-v for v in E2M1_VALUES), dtype=torch.float32, device=b.device)
+        signed = E2M1_VALUES + tuple(-v for v in E2M1_VALUES)
+        table = torch.tensor(signed, dtype=torch.float32, device=b.device)
         codes = torch.stack([b & 0xF, b >> 4], dim=-1).flatten(-2).long()  # [.., N, K] in K order
         scale = torch.exp2(s.float() - E8M0_BIAS).repeat_interleave(MX_BLOCK, -1)[..., :codes.shape[-1]]
         work = torch.float64 if dtype == torch.float64 else torch.float32

@@ -44,8 +44,8 @@ from kernels.moe import MoeShape
 from kernels.op import Inputs, OpCase, as_float64
 
 WEIGHT_FORMATS = ew.WEIGHT_FORMATS
-# ||out - ref|| / ||ref|| floor for fp8-block, whatever the activation dtype. The SwiGLU output is quantized to
-# e4m3 (steps of 6-12%) inside the op: where the implementation's float32 accumulation and the reference's
+# ||out - ref|| / ||ref|| floor for fp8-block, whatever the activation dtype. The SwiGLU output is quantized
+# to e4m3 (steps of 6-12%) inside the op: where the implementation's float32 accumulation and the reference's
 # float64 land on either side of an e4m3 rounding boundary (a fraction p ~ 1e-5 of elements: relative
 # accumulation error ~1e-6 over a relative step of 1/8) that element is one step off, and the output's
 # relative error approaches ~0.125 sqrt(p) ~ 4e-4 at real sizes: measured here (CPU, fp32 activations,
@@ -75,11 +75,13 @@ def min_bytes(s: MoeShape, fmt: str, element_bytes: int, active: float | None = 
 def _draw_experts(count: int, rows: int, cols: int, scale: float, fmt: str, device, g):
     """`count` [rows, cols] experts drawn in float32 one at a time and quantized into preallocated stacks
     (a DeepSeek-V3 layer's 256 experts would take 45 GB as one float32 draw)."""
-    first = ew.quantize(randn((rows, cols), torch.float32, device, g, scale=scale), fmt)
+    def one():
+        return ew.quantize(randn((rows, cols), torch.float32, device, g, scale=scale), fmt)
+
+    first = one()
     stacks = [torch.empty((count, *t.shape), dtype=t.dtype, device=t.device) for t in first]
     for e in range(count):
-        parts = first if e == 0 else ew.quantize(randn((rows, cols), torch.float32, device, g, scale=scale), fmt)
-        for stack, part in zip(stacks, parts):
+        for stack, part in zip(stacks, first if e == 0 else one()):
             stack[e] = part
     return type(first)(*stacks)
 
@@ -230,8 +232,9 @@ IMPLS = {
     "fp8-block": {"torch": torch_fp8_scaled_mm, "torch-dequant": torch_dequant, "triton": triton_moe_lowprec},
     "mxfp4": {"torch-dequant": torch_dequant, "triton": triton_moe_lowprec},
 }
-NO_LIBRARY_CALL = {"mxfp4": "torch has no weight-only MXFP4 GEMM (its MXFP4 _scaled_mm quantizes the activations "
-                            "too, on sm_100): use torch-dequant (dequantize-then-matmul) or triton"}
+NO_LIBRARY_CALL = {"mxfp4": "torch has no weight-only MXFP4 GEMM (its MXFP4 _scaled_mm quantizes the "
+                            "activations too, on sm_100): use torch-dequant (dequantize-then-matmul) or "
+                            "triton"}
 
 
 def blockwise_scaled_mm_support(device) -> tuple[bool, str]:
@@ -277,7 +280,8 @@ def moe_case(s: MoeShape, fmt: str, dtype: torch.dtype, device, backends=("torch
         make_inputs=lambda seed: make_inputs(s, fmt, dtype, device, seed),
         reference=lambda inp: reference(**inp),
         impls={b: _bind(IMPLS[fmt][b]) for b in backends},
-        shape={**s.__dict__, "expert_weights": fmt, "expected_active_experts": moe.expected_active_experts(s)},
+        shape={**s.__dict__, "expert_weights": fmt,
+               "expected_active_experts": moe.expected_active_experts(s)},
         timing_support=timing_support(fmt),
         tolerance=max(TOLERANCE[dtype_name], FP8_BLOCK_TOLERANCE) if fmt == "fp8-block" else None,
     )

@@ -1,7 +1,7 @@
-"""Low-precision expert weights: the FP8 128x128 block and MXFP4 formats (quantize, exact dequantize, packing),
-the MoE op with them against its float64 reference on the dequantized weights (torch-dequant on the CPU,
-the Triton grouped GEMMs under the interpreter in float16/float32, the blockwise _scaled_mm path on a GPU),
-faults the check must catch, and the work counts."""
+"""Low-precision expert weights: the FP8 128x128 block and MXFP4 formats (quantize, exact dequantize,
+packing), the MoE op with them against its float64 reference on the dequantized weights (torch-dequant on
+the CPU, the Triton grouped GEMMs under the interpreter in float16/float32, the blockwise _scaled_mm path
+on a GPU), faults the check must catch, and the work counts."""
 import pytest
 import torch
 
@@ -40,7 +40,8 @@ def test_mxfp4_packs_low_nibble_first_with_power_of_two_scales():
     row = torch.tensor([[1.5, -0.5, 3.0, 0.25] + [0.0] * 28])
     m = ew.quantize_mxfp4(row)
     assert m.scales.tolist() == [[126]]
-    # 1.5 / 0.5 = 3 -> code 5; -0.5 / 0.5 = -1 -> code 8 | 2 = 10; 3 / 0.5 = 6 -> code 7; 0.25 / 0.5 = 0.5 -> 1
+    # 1.5 / 0.5 = 3 -> code 5; -0.5 / 0.5 = -1 -> code 8 | 2 = 10; 3 / 0.5 = 6 -> code 7;
+    # 0.25 / 0.5 = 0.5 -> code 1
     assert m.blocks[0, :2].tolist() == [5 | (10 << 4), 7 | (1 << 4)]
     torch.testing.assert_close(m.dequantize()[0, :4], row[0, :4], rtol=0, atol=0)
 
@@ -172,8 +173,9 @@ def test_fp8_block_is_verified_not_timed_without_fp8_hardware():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("fmt", moe_lowprec.WEIGHT_FORMATS)
-@pytest.mark.parametrize("shape", [moe.MoeShape(tokens=8, hidden=1024, ffn=512, experts=16, top_k=2, shared=1),
-                                   moe.MoeShape(tokens=64, hidden=512, ffn=256, experts=8, top_k=2)], ids=str)
+@pytest.mark.parametrize("shape", [
+    moe.MoeShape(tokens=8, hidden=1024, ffn=512, experts=16, top_k=2, shared=1),
+    moe.MoeShape(tokens=64, hidden=512, ffn=256, experts=8, top_k=2)], ids=str)
 def test_lowprec_moe_bf16_on_gpu(shape, fmt):
     backends = list(moe_lowprec.IMPLS[fmt])
     if fmt == "fp8-block" and not moe_lowprec.blockwise_scaled_mm_support(torch.device("cuda"))[0]:

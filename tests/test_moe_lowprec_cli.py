@@ -1,5 +1,5 @@
-"""`tokenbench moe --weights fp8-block|mxfp4` on the CPU: MXFP4 experts timed (dequantize-then-matmul), FP8 block
-experts verified but not timed (no FP8 hardware), stored bytes in rows and steps, one-line refusals."""
+"""`tokenbench moe --weights fp8-block|mxfp4` on the CPU: MXFP4 experts timed (dequantize-then-matmul), FP8
+block experts verified but not timed (no FP8 hardware), stored bytes in rows and steps, one-line refusals."""
 import json
 
 import pytest
@@ -21,7 +21,8 @@ def run(tmp_path, *extra):
 def test_mxfp4_experts_are_timed_with_their_stored_bytes(tmp_path, capsys):
     assert run(tmp_path, "--weights", "mxfp4") == 0
     record = only_record(tmp_path)
-    assert record["settings"]["expert_weights"] == "mxfp4" and record["settings"]["backends"] == ["torch-dequant"]
+    settings = record["settings"]
+    assert settings["expert_weights"] == "mxfp4" and settings["backends"] == ["torch-dequant"]
     for r in record["rows"]:
         assert r["valid"] and r["seconds_p50"] > 0 and r["expert_weights"] == "mxfp4"
         shape = r["shape"]
@@ -37,7 +38,8 @@ def test_mxfp4_experts_are_timed_with_their_stored_bytes(tmp_path, capsys):
     plain = tmp_path / "plain"
     assert run(plain, "--backend", "torch") == 0
     base = only_record(plain)["steps"][0]
-    # tiny-moe: 2 MoE layers x 9 experts x 3 x 64 x 48 fp32 weights (4 B) against 0.5 B + a scale per 32 (16 for 48)
+    # tiny-moe: 2 MoE layers x 9 experts x 3 x 64 x 48 fp32 weights (4 B) against 0.5 B an element and a
+    # scale per 32 (per 16 at the end of 48)
     stored = 64 * 96 // 2 + 96 * 2 + 64 * 48 // 2 + 64 * 2
     assert base["bytes_needed"] - step["bytes_needed"] == 2 * 9 * (3 * 64 * 48 * 4 - stored)
 

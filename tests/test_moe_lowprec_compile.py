@@ -1,6 +1,7 @@
-"""The low-precision expert GEMMs compile for real GPU targets without spilling: MXFP4 weight-only for sm_80/90/100,
-FP8 block-scaled for sm_90/100, at DeepSeek-V3 and gpt-oss-120b expert shapes, decode batches 1 and 64; checked
-here without a GPU by kernels.triton.compile_check_lowprec in a child process without TRITON_INTERPRET."""
+"""The low-precision expert GEMMs compile for real GPU targets without spilling: MXFP4 weight-only for
+sm_80/90/100, FP8 block-scaled for sm_90/100, at DeepSeek-V3 and gpt-oss-120b expert shapes, decode batches 1
+and 64; checked here without a GPU by kernels.triton.compile_check_lowprec in a child process without
+TRITON_INTERPRET."""
 import re
 
 import pytest

@@ -1,8 +1,8 @@
 """Time a mixture-of-experts model's MoE MLP (router + experts) for one decode step: PyTorch (loop over the
 active experts, or gather-and-bmm) and the Triton grouped expert GEMM, each verified against float64 first.
 Work counts only activated experts: bytes at the expected count for uniform routing, and at the count the
-measured input set actually activated. `--weights fp8-block|mxfp4` stores the experts as served (DeepSeek's FP8
-with 128x128 block scales, gpt-oss's MXFP4; kernels/moe_lowprec.py)."""
+measured input set actually activated. `--weights fp8-block|mxfp4` stores the experts as served
+(DeepSeek's FP8 with 128x128 block scales, gpt-oss's MXFP4; kernels/moe_lowprec.py)."""
 from __future__ import annotations
 
 import json
@@ -27,12 +27,13 @@ def add_arguments(p):
     p.add_argument("--model", help=f"one of: {', '.join(moe_models)} (default mixtral-8x7b on GPU, tiny-moe on CPU)")
     p.add_argument("--batch", help="comma list of batch sizes (tokens per step)")
     p.add_argument("--dtype", help="bf16 | fp16 | fp32 (default bf16 on GPU, fp32 on CPU)")
-    p.add_argument("--backend", help=f"comma list of: {', '.join(moe.IMPLS)}; with --weights fp8-block: torch "
-                                     "(blockwise _scaled_mm), torch-dequant, triton; with mxfp4: torch-dequant, triton")
+    p.add_argument("--backend", help=f"comma list of: {', '.join(moe.IMPLS)}; with --weights fp8-block: "
+                                     "torch (blockwise _scaled_mm), torch-dequant, triton; with mxfp4: "
+                                     "torch-dequant, triton")
     p.add_argument("--weights", default="activation",
-                   help="expert weights: activation (stored in --dtype, default) | fp8-block (FP8 e4m3, 128x128 "
-                        "block scales, activations quantized per token and 128-group: DeepSeek-V3/R1) | mxfp4 "
-                        "(FP4 E2M1 + E8M0 scale per 32, weight-only: gpt-oss)")
+                   help="expert weights: activation (stored in --dtype, default) | fp8-block (FP8 e4m3, "
+                        "128x128 block scales, activations quantized per token and 128-group: "
+                        "DeepSeek-V3/R1) | mxfp4 (FP4 E2M1 + E8M0 scale per 32, weight-only: gpt-oss)")
     common.add_common_arguments(p)
 
 
@@ -61,8 +62,8 @@ def main(args) -> int:
         "expert_weights": weights})
     measure_ceilings(plan, device, record, writer)
     common.say(f"tokenbench moe on {label}: {device.name}; {model.name} ({model.experts} experts, top-"
-               f"{model.experts_per_token}, +{model.shared_experts} shared, expert FFN {model.moe_ffn}), {dtype}"
-               + ("" if weights == "activation" else f", experts in {weights}"))
+               f"{model.experts_per_token}, +{model.shared_experts} shared, expert FFN {model.moe_ffn}), "
+               f"{dtype}" + ("" if weights == "activation" else f", experts in {weights}"))
     run_moe_sweep(plan, device, record, writer, _say_row, weights)
     common.say(f"wrote {writer.json_path}")
     if args.json:

@@ -42,7 +42,8 @@ def run_moe_sweep(plan, device, record: dict, writer, on_row: Callable[[dict], N
         for backend in backends:
             # the loop baselines read their per-expert token counts on the host: no CUDA graph can hold them
             looped = backend in ("torch", "torch-dequant")
-            row = measure(case, backend, device, replace(plan, cuda_graph=False) if looped else plan, batch, 0)
+            row = measure(case, backend, device, replace(plan, cuda_graph=False) if looped else plan, batch,
+                          0)
             # the routing of every input set the timer rotated through (seeds 0..n-1, as time_case draws them)
             per_set = [moe.active_experts(moe.routing_inputs(shape, torch_dtype(dtype), device.torch_device, seed))
                        for seed in range(row.get("rotation_sets") or 1)]

@@ -93,7 +93,8 @@ def compile_and_measure(calls: list, cap: tuple) -> tuple[list, list]:
         blocks = ", ".join(f"{k}={v}" for k, v in constexprs.items() if k.startswith("BLOCK"))
         what = f"sm_{cap[0]}{cap[1]} {fn.__name__} ({blocks})"
         try:
-            compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options)
+            compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target,
+                                      options=options)
             usage = resource_usage(compiled.asm["cubin"])
         except Exception as exc:  # noqa: BLE001 - a compiler error of any kind is a failure line
             failures.append(f"{what}: {type(exc).__name__}: {str(exc)[-800:]}")

@@ -103,8 +103,8 @@ def _fp8_down_kernel(
                 a = tl.load(a_ptr + rows[:, None] * stride_am + offs_k[None, :] * stride_ak,
                             mask=mask_m[:, None] & mask_k[None, :], other=0.0)
                 sa = tl.load(as_ptr + rows * stride_asm + (k0 // 128) * stride_ask, mask=mask_m, other=0.0)
-                acc = _fp8_block_step(acc, a, sa, w_base, offs_n, mask_n, offs_k, mask_k, stride_wn, stride_wk,
-                                      ws_base, stride_wsn, stride_wsk, k0 // 128)
+                acc = _fp8_block_step(acc, a, sa, w_base, offs_n, mask_n, offs_k, mask_k, stride_wn,
+                                      stride_wk, ws_base, stride_wsn, stride_wsk, k0 // 128)
             pair = tl.load(pair_ptr + rows, mask=mask_m, other=0)
             p = tl.load(p_ptr + pair, mask=mask_m, other=0.0)
             tl.store(y_ptr + pair[:, None] * stride_ym + offs_n[None, :] * stride_yn, acc * p[:, None],
@@ -174,8 +174,8 @@ def _mxfp4_gate_up_kernel(
                 a_even, a_odd = _load_even_odd(x_ptr, tok, mask_m, stride_xm, stride_xk, k0, H, BLOCK_K)
                 acc_g = _mxfp4_step(acc_g, a_even, a_odd, w_base, offs_n, mask_n, k0, stride_wn, stride_wk,
                                     s_base, stride_sn, stride_sk, H, BLOCK_K)
-                acc_u = _mxfp4_step(acc_u, a_even, a_odd, w_base, offs_n + F, mask_n, k0, stride_wn, stride_wk,
-                                    s_base, stride_sn, stride_sk, H, BLOCK_K)
+                acc_u = _mxfp4_step(acc_u, a_even, a_odd, w_base, offs_n + F, mask_n, k0, stride_wn,
+                                    stride_wk, s_base, stride_sn, stride_sk, H, BLOCK_K)
             act = acc_g * tl.sigmoid(acc_g) * acc_u
             rows = start + offs_m
             tl.store(act_ptr + rows[:, None] * stride_am + offs_n[None, :] * stride_an,
