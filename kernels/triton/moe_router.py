@@ -41,7 +41,8 @@ def _router_select_kernel(
     mask_e = offs_e < E
     neg_inf = float("-inf")
     logit = tl.load(logit_ptr + offs_t[:, None] * stride_lt + offs_e[None, :] * stride_le,
-                    mask=mask_t[:, None] & mask_e[None, :], other=neg_inf)
+                    mask=mask_t[:, None] & mask_e[None, :], other=0.0)
+    logit = tl.where(mask_e[None, :], logit, neg_inf)  # padding experts never chosen; padding tokens finite
     if KIND == 1:  # DeepSeek: choose on sigmoid + correction bias, within the topk_group best groups
         score = tl.sigmoid(logit)
         bias = tl.load(bias_ptr + offs_e, mask=mask_e, other=0.0)
