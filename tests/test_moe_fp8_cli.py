@@ -13,7 +13,7 @@ def only_record(out_dir):
 
 def test_moe_command_times_activated_work(tmp_path):
     assert main(["moe", "--device", "cpu", "--model", "tiny-moe", "--batch", "1,4", "--backend", "torch",
-                 "--budget-s", "0.01", "--out", str(tmp_path), "--price-per-hour", "2"]) == 0
+                 "--routing", "uniform", "--budget-s", "0.01", "--out", str(tmp_path), "--price-per-hour", "2"]) == 0
     record = only_record(tmp_path)
     assert record["kind"] == "moe" and record["complete"]
     assert [r["batch"] for r in record["rows"]] == [1, 4]
