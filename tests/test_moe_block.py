@@ -81,6 +81,7 @@ def test_triton_router_matches_float64(spec, dtype):
         assert check.ok, (tokens, check.reason)
 
 
+@pytest.mark.interpreter
 def test_triton_router_ids_and_weights_equal_torch():
     """Beyond the dense matrix: the same (id, weight) pairs per token, in any order."""
     if torch.cuda.is_available():

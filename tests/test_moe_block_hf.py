@@ -4,11 +4,11 @@ Qwen3MoeSparseMoeBlock (with and without norm_topk_prob), DeepseekV3MoE (random 
 e_score_correction_bias, shared experts, scaling) and GptOssMLP (router and expert biases, its clamped
 activation with a small limit so the clamps act).
 
-Tolerance (max |ours - HF| / max |HF|), the same for the four architectures: each backend of
-kernels/moe_block.py (torch, torch-gather; Triton under the interpreter at 4 and 37 tokens) and the float64
-reference against HF's module in float32. Measured worst over these cases: 5.8e-7 (Mixtral, the float64
-reference, which HF's float32 rounding differs from); torch/torch-gather/Triton 1.4e-7 to 4.0e-7. The bound
-2e-6 leaves ~3x; a flipped expert would show as an O(1) error.
+Tolerance (max |ours - HF| / max |HF|) per architecture, each backend of kernels/moe_block.py (torch,
+torch-gather; Triton under the interpreter at 4 and 37 tokens) and the float64 reference against HF's module
+in float32. Worst measured over these cases (any backend or the reference): Mixtral 5.8e-7, Qwen3-MoE 4.6e-7,
+DeepSeek-V3 4.0e-7, gpt-oss 2.8e-7 (mostly the float64 reference, which HF rounds away from); every
+bound is 2e-6, ~3x above; a flipped expert would show as an O(1) error.
 """
 import pytest
 import torch
