@@ -21,8 +21,11 @@ def test_moe_command_routings_and_router(tmp_path, capsys):
     assert "router gpt-oss" in err and "experts active, heaviest" in err and "MoE step" in err
     record = only_record(tmp_path)
     assert record["settings"]["router"]["kind"] == "gptoss" and record["settings"]["routings"] == ["uniform", "zipf:1.5"]
-    rows = {r["routing"]: r for r in record["rows"]}
+    rows = {r["routing"]: r for r in record["rows"] if r["op"] == "moe_block"}
     assert set(rows) == {"uniform", "zipf:1.5"}
+    routers = [r for r in record["rows"] if r["op"] == "router"]  # the router alone, torch for torch-gather
+    assert [(r["routing"], r["backend"]) for r in routers] == [("uniform", "torch"), ("zipf:1.5", "torch")]
+    assert all(r["valid"] and r["seconds_p50"] > 0 and r["shape"]["router"]["kind"] == "gptoss" for r in routers)
     for r in rows.values():
         assert r["valid"] and r["seconds_p50"] > 0 and r["router"] == "gptoss"
         assert len(r["max_tokens_per_expert_per_set"]) == len(r["active_experts_per_set"]) == r["rotation_sets"]

@@ -103,7 +103,12 @@ def _routings(text: str) -> list:
 
 
 def _say_row(r: dict) -> None:
-    head = f"  moe T={r['batch']} {r['routing']} {r['backend']}:"
+    head = f"  {r['op']} T={r['batch']} {r['routing']} {r['backend']}:"
+    if r["op"] == "router":
+        timed = (f"{r['seconds_p50'] * 1e6:.1f} us, rel err {r['rel_error']:.1e}" if r.get("seconds_p50")
+                 else f"not timed: {r.get('skipped') or r.get('check')}")
+        common.say(f"{head} {timed}")
+        return
     experts = (f"{r['active_experts_measured']:.1f} experts active, heaviest {r['max_tokens_per_expert']:.1f} "
                f"tokens (mean of {len(r['active_experts_per_set'])} sets)")
     if not r.get("seconds_p50"):

@@ -1,8 +1,8 @@
 """The MoE sweep (`tokenbench moe`): a mixture-of-experts model's MoE MLP block (its own router, routed experts
 with their biases and activation, shared experts: kernels/moe_block.py) at each token count, timed per
 routing distribution and backend after its float64 check, with what each timed input set's routing really
-activated (distinct experts, the heaviest expert's tokens); then per routing and backend the step of the MoE
-layers' MLPs (costmodel.step.moe_step).
+activated (distinct experts, the heaviest expert's tokens), beside the router alone; then per routing and
+backend the step of the MoE layers' MLPs (costmodel.step.moe_step).
 
 The catalog's MoE models do not yet say which router and activation they use: MODEL_BLOCKS does, from each
 model's config.json (the source named beside it); a model without an entry needs --router."""
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from costmodel.step import MOE_STEP_DERIVATION, moe_step
-from kernels import moe_block
+from kernels import moe_block, moe_router
 from kernels.dtypes import torch_dtype
 from kernels.moe_router import RouterSpec
 from kernels.moe_routing import Routing
@@ -89,6 +89,7 @@ def run_moe_sweep(plan, device, record: dict, writer, on_row: Callable[[dict], N
         shape = block_shape(model, batch, kind)
         rows = []
         for routing in routings:
+            _measure_router(plan, device, record, writer, on_row, shape, routing)
             case = moe_block.moe_block_case(shape, tdt, device.torch_device, backends, routing)
             for backend in backends:
                 # the loop baseline reads its per-expert token counts on the host: no CUDA graph can hold it
@@ -119,6 +120,31 @@ def run_moe_sweep(plan, device, record: dict, writer, on_row: Callable[[dict], N
         writer.write(record)
     record["complete"] = True
     writer.write(record)
+
+
+def router_backends(block_backends) -> list:
+    """The router's backends for the block's: triton's fused selection for triton, torch for the others."""
+    out = []
+    for b in block_backends:
+        r = "triton" if b == "triton" else "torch"
+        if r not in out:
+            out.append(r)
+    return out
+
+
+def _measure_router(plan, device, record: dict, writer, on_row, shape, routing: Routing) -> None:
+    """The router alone (logits GEMM and selection, kernels/moe_router.py) at this token count and routing: one
+    row per router backend, beside the block's rows (the block's time includes it)."""
+    from bench.sweeps.decode_sweep import measure
+
+    case = moe_router.router_case(shape.router_shape, torch_dtype(plan.dtype), device.torch_device,
+                                  router_backends(plan.backends), routing)
+    for backend in router_backends(plan.backends):
+        row = measure(case, backend, device, plan, shape.tokens, 0)
+        row.update(routing=routing.label, router=shape.router.kind)
+        record["rows"].append(row)
+        writer.write(record)
+        on_row(row)
 
 
 def moe_steps(model, dtype: str, batch: int, rows: list, device) -> list:
