@@ -51,3 +51,10 @@ def test_moe_command_refuses_bad_routing_and_router(tmp_path, capsys, args, mess
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tokenbench: error:") and message in err[0]
     assert not list(tmp_path.glob("*.json"))  # refused before anything is written
+
+
+def test_moe_command_refuses_routing_with_low_precision_experts(tmp_path, capsys):
+    assert main(["moe", "--device", "cpu", "--model", "tiny-moe", "--weights", "mxfp4", "--routing", "zipf",
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--weights mxfp4 times the Mixtral-style MoE op" in err[0]
