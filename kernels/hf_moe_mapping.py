@@ -68,8 +68,8 @@ def block_shape(config, tokens: int) -> MoeBlockShape:
         return MoeBlockShape(tokens, h, config.moe_intermediate_size, config.num_experts,
                              config.num_experts_per_tok, RouterSpec(norm_topk_prob=config.norm_topk_prob))
     if kind == "deepseek_v3":
-        router = RouterSpec("deepseek_group_sigmoid", config.norm_topk_prob, config.n_group, config.topk_group,
-                            config.routed_scaling_factor)
+        router = RouterSpec("deepseek_group_sigmoid", config.norm_topk_prob, config.n_group,
+                            config.topk_group, config.routed_scaling_factor)
         return MoeBlockShape(tokens, h, config.moe_intermediate_size, config.n_routed_experts,
                              config.num_experts_per_tok, router, shared=config.n_shared_experts)
     if kind == "gpt_oss":

@@ -5,8 +5,8 @@ prefill or mixed steps (T tokens) are the same block at a token count.
 For T tokens, hidden H, E routed experts of width F, top-k, S shared experts of width Fs:
   ids, p = router(x)                                           [T, k]
   y[t]   = sum_j p[t, j] * (act(x[t] Wgu[e]^T + bgu[e]) Wd[e]^T + bd[e]),  e = ids[t, j]
-         + act(x[t] Wsgu^T) Wsd^T                              (shared: one MLP of width S*Fs, as transformers'
-                                                                DeepseekV3MoE holds it, every token, weight 1)
+         + act(x[t] Wsgu^T) Wsd^T                  (shared: one MLP of width S*Fs, as transformers'
+                                                    DeepseekV3MoE holds it, every token, weight 1)
   act    swiglu:        silu(g) * u
          gptoss_swiglu: g = min(g, limit); u = clamp(u, -limit, limit); (u + 1) * g * sigmoid(1.702 g)
 Weights: w_gate_up [E, 2F, H] with the gate rows first (gpt-oss interleaves them; kernels/hf_moe_mapping.py
@@ -84,7 +84,8 @@ def min_bytes(s: MoeBlockShape, element_bytes: int, active: float) -> int:
     biases) once, the shared MLP."""
     expert = 3 * s.hidden * s.ffn + ((2 * s.ffn + s.hidden) if s.expert_bias else 0)
     weights = active * expert + 3 * s.hidden * s.shared_width
-    router_in = moe_router.min_bytes(s.router_shape, element_bytes) - s.tokens * s.top_k * 12  # ids stay on chip
+    # the router's reads; its ids and weights stay on chip
+    router_in = moe_router.min_bytes(s.router_shape, element_bytes) - s.tokens * s.top_k * 12
     return round(router_in + (weights + s.tokens * s.hidden) * element_bytes)
 
 
@@ -102,16 +103,19 @@ def _draw_experts(s: MoeBlockShape, dtype, device, g) -> Inputs:
     return out
 
 
-def make_inputs(s: MoeBlockShape, dtype: torch.dtype, device, seed: int, routing: Routing | None = None) -> Inputs:
+def make_inputs(s: MoeBlockShape, dtype: torch.dtype, device, seed: int,
+                routing: Routing | None = None) -> Inputs:
     """The router's inputs first (so `routing_inputs(seed)` repeats them alone), then the experts.
     `routing` steers x (kernels/moe_routing.py); None draws x at random."""
     inputs = moe_router.make_inputs(s.router_shape, dtype, device, seed, routing)
-    g = generator(seed + 7_919, device)  # the experts from their own stream: the router's draws vary by routing
+    # the experts from their own stream: how many draws the router's inputs take depends on the routing
+    g = generator(seed + 7_919, device)
     inputs.update(_draw_experts(s, dtype, device, g))
     return inputs
 
 
-def routing_inputs(s: MoeBlockShape, dtype: torch.dtype, device, seed: int, routing: Routing | None = None) -> Inputs:
+def routing_inputs(s: MoeBlockShape, dtype: torch.dtype, device, seed: int,
+                   routing: Routing | None = None) -> Inputs:
     """The x and router weights make_inputs(seed) draws, without the experts (cheap at any size)."""
     return moe_router.make_inputs(s.router_shape, dtype, device, seed, routing)
 
@@ -164,7 +168,8 @@ def torch_block_loop(s: MoeBlockShape, inp: Inputs) -> torch.Tensor:
     """PyTorch baseline: route, then one gate_up / activation / down per active expert over its tokens (each
     active expert's weights read once; the per-expert token lists cost a host sync, so no CUDA graph)."""
     x = inp["x"]
-    ids, p = moe_router.route(x, inp["router_w"], s.router, s.top_k, inp["router_bias"], inp["correction_bias"])
+    ids, p = moe_router.route(x, inp["router_w"], s.router, s.top_k, inp["router_bias"],
+                              inp["correction_bias"])
     y = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     flat = ids.flatten()
     order = torch.argsort(flat, stable=True)
@@ -189,7 +194,8 @@ def torch_block_gather(s: MoeBlockShape, inp: Inputs) -> torch.Tensor:
     """PyTorch batched: gather each (token, expert) pair's weights and bmm. No host sync (graph-capturable),
     but reads an expert's weights once per token that picks it: T k copies instead of the active count."""
     x = inp["x"]
-    ids, p = moe_router.route(x, inp["router_w"], s.router, s.top_k, inp["router_bias"], inp["correction_bias"])
+    ids, p = moe_router.route(x, inp["router_w"], s.router, s.top_k, inp["router_bias"],
+                              inp["correction_bias"])
     flat = ids.flatten()
     xs = x.repeat_interleave(s.top_k, dim=0).unsqueeze(-1)  # [T k, H, 1]
     gu = torch.bmm(inp["w_gate_up"][flat], xs).squeeze(-1)  # [T k, 2F]

@@ -47,11 +47,12 @@ class RouterSpec:
     def __post_init__(self):
         if self.kind not in ROUTER_KINDS:
             raise ValueError(f"unknown router {self.kind!r}; choose from {', '.join(ROUTER_KINDS)}")
-        if self.kind != "deepseek_group_sigmoid" and (self.n_group, self.topk_group, self.routed_scaling_factor) \
-                != (1, 1, 1.0):
+        grouping = (self.n_group, self.topk_group, self.routed_scaling_factor)
+        if self.kind != "deepseek_group_sigmoid" and grouping != (1, 1, 1.0):
             raise ValueError(f"{self.kind} router takes no n_group, topk_group or routed_scaling_factor")
         if not 0 < self.topk_group <= self.n_group:
-            raise ValueError(f"router needs 0 < topk_group <= n_group, got {self.topk_group} of {self.n_group}")
+            raise ValueError(f"router needs 0 < topk_group <= n_group, got {self.topk_group} of "
+                             f"{self.n_group}")
 
     @property
     def linear_bias(self) -> bool:
@@ -71,9 +72,11 @@ class RouterSpec:
                 raise ValueError(f"{experts} experts do not split into n_group {self.n_group} equal groups")
             per_group = experts // self.n_group
             if per_group < 2:
-                raise ValueError("group-limited routing scores each group by its top 2 experts: needs >= 2 a group")
+                raise ValueError("group-limited routing scores each group by its top 2 experts: needs >= 2 "
+                                 "a group")
             if top_k > self.topk_group * per_group:
-                raise ValueError(f"top-{top_k} does not fit in {self.topk_group} groups of {per_group} experts")
+                raise ValueError(f"top-{top_k} does not fit in {self.topk_group} groups of {per_group} "
+                                 "experts")
 
     def describe(self) -> str:
         if self.kind == "softmax_topk":
@@ -97,9 +100,9 @@ class RouterShape:
 
 
 def flops(s: RouterShape) -> int:
-    """The logits GEMM (2THE, + TE for gpt-oss's bias), then per logit: softmax 3 (subtract the max, exp, sum),
-    DeepSeek's sigmoid and bias 2; per chosen weight: normalise 1 (and DeepSeek's scaling 1). Comparisons are
-    not counted."""
+    """The logits GEMM (2THE, + TE for gpt-oss's bias), then per logit: softmax 3 (subtract the max, exp,
+    sum), DeepSeek's sigmoid and bias 2; per chosen weight: normalise 1 (and DeepSeek's scaling 1).
+    Comparisons are not counted."""
     t, e, k = s.tokens, s.experts, s.top_k
     gemm = 2 * t * s.hidden * e + (t * e if s.router.linear_bias else 0)
     per_logit = 2 if s.router.kind == "deepseek_group_sigmoid" else 3
@@ -110,7 +113,11 @@ def flops(s: RouterShape) -> int:
 def min_bytes(s: RouterShape, element_bytes: int) -> int:
     """x and the router weights in (and the bias: gpt-oss's in the dtype, DeepSeek's correction in float32);
     int64 ids and float32 weights out."""
-    bias = s.experts * element_bytes if s.router.linear_bias else 4 * s.experts if s.router.correction_bias else 0
+    bias = 0
+    if s.router.linear_bias:
+        bias = s.experts * element_bytes
+    elif s.router.correction_bias:
+        bias = 4 * s.experts
     return (s.tokens + s.experts) * s.hidden * element_bytes + bias + s.tokens * s.top_k * (8 + 4)
 
 
@@ -213,15 +220,17 @@ def router_case(s: RouterShape, dtype: torch.dtype, device, backends=("torch",),
 
     def bind(fn):
         def run(inp):
-            ids, w = fn(inp["x"], inp["router_w"], s.router, s.top_k, inp["router_bias"], inp["correction_bias"])
+            ids, w = fn(inp["x"], inp["router_w"], s.router, s.top_k, inp["router_bias"],
+                        inp["correction_bias"])
             return dense_routing(ids, w, s.experts)
         return run
 
     return OpCase(
         name="router", kind="moe", flops=flops(s), bytes=min_bytes(s, element_bytes),
         make_inputs=lambda seed: make_inputs(s, dtype, device, seed, routing),
-        reference=lambda inp: (dense_routing(*route_reference(
-            inp["x"], inp["router_w"], s.router, s.top_k, inp["router_bias"], inp["correction_bias"]), s.experts),),
+        reference=lambda inp: (dense_routing(*route_reference(inp["x"], inp["router_w"], s.router, s.top_k,
+                                                              inp["router_bias"], inp["correction_bias"]),
+                                             s.experts),),
         impls={b: bind(IMPLS[b]) for b in backends},
         shape={"tokens": s.tokens, "hidden": s.hidden, "experts": s.experts, "top_k": s.top_k,
                "router": s.router.__dict__, "routing": routing.label if routing else "random"},

@@ -54,9 +54,10 @@ def moe_block_launches(dt=torch.bfloat16) -> list:
     """(jit_fn, args, kwargs) of every launch the launchers make at the shapes above (CPU tensors: the
     launchers only read shapes, strides and pointers to pass them on)."""
     calls = []
-    with mock.patch.object(trouter, "_router_select_kernel", _Recorder(trouter._router_select_kernel, calls)), \
-            mock.patch.object(tblock, "_block_gate_up_kernel", _Recorder(tblock._block_gate_up_kernel, calls)), \
-            mock.patch.object(tblock, "_block_down_kernel", _Recorder(tblock._block_down_kernel, calls)):
+    patches = [mock.patch.object(module, name, _Recorder(getattr(module, name), calls))
+               for module, name in ((trouter, "_router_select_kernel"), (tblock, "_block_gate_up_kernel"),
+                                    (tblock, "_block_down_kernel"))]
+    with patches[0], patches[1], patches[2]:
         for experts, top_k, spec in ROUTERS.values():
             for tokens in (8, 4096):
                 trouter.triton_select(torch.empty(tokens, experts), spec, top_k, torch.empty(experts))
@@ -66,10 +67,11 @@ def moe_block_launches(dt=torch.bfloat16) -> list:
                 x = torch.empty(tokens, h, dtype=dt)
                 ids = torch.zeros(tokens, k, dtype=torch.int64)
                 p = torch.empty(tokens, k)
-                b_gu, b_d = (torch.empty(e, 2 * f, dtype=dt), torch.empty(e, h, dtype=dt)) if bias else (None, None)
-                shared = (torch.empty(2 * f, h, dtype=dt), torch.empty(h, f, dtype=dt)) if not bias else (None, None)
-                tblock.triton_experts(x, ids, p, torch.empty(e, 2 * f, h, dtype=dt), torch.empty(e, h, f, dtype=dt),
-                                      b_gu, b_d, act, limit, *shared)
+                none = (None, None)
+                biases = (torch.empty(e, 2 * f, dtype=dt), torch.empty(e, h, dtype=dt)) if bias else none
+                shared = (torch.empty(2 * f, h, dtype=dt), torch.empty(h, f, dtype=dt)) if not bias else none
+                w_gu, w_d = torch.empty(e, 2 * f, h, dtype=dt), torch.empty(e, h, f, dtype=dt)
+                tblock.triton_experts(x, ids, p, w_gu, w_d, *biases, act, limit, *shared)
     return calls
 
 
@@ -101,7 +103,8 @@ def spill_failures(calls: list, cap: tuple) -> list:
             continue
         seen.add(key)
         try:
-            compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options)
+            compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target,
+                                      options=options)
         except Exception:  # noqa: BLE001 - compile_launches reports compile errors; not repeated here
             continue
         spilled = _ptx_spills(compiled.asm["ptx"], cap)

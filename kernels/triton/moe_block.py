@@ -31,7 +31,7 @@ def _block_gate_up_kernel(
     HAS_BIAS: tl.constexpr, ACT: tl.constexpr, LIMIT: tl.constexpr, ALPHA: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """act[r, n] = act(x[tok r] Wg[e, n]^T + bg[e, n], x[tok r] Wu[e, n]^T + bu[e, n]), accumulated in fp32."""
+    """act[r, n] = act(x[tok r] Wg[e, n]^T + bg[e, n], x[tok r] Wu[e, n]^T + bu[e, n]), in fp32."""
     e = tl.program_id(0)
     count = tl.load(count_ptr + e)
     start = tl.load(start_ptr + e)
@@ -51,7 +51,7 @@ def _block_gate_up_kernel(
                 b_base = b_ptr + e.to(tl.int64) * stride_be
                 g += tl.load(b_base + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
                 u += tl.load(b_base + F + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-            if ACT == 1:  # gpt-oss: gate clamped from above, up both ways; (up + 1) * gate * sigmoid(alpha gate)
+            if ACT == 1:  # gpt-oss: gate clamped from above, up both ways; (up + 1) gate sigmoid(alpha gate)
                 g = tl.minimum(g, LIMIT)
                 u = tl.minimum(tl.maximum(u, -LIMIT), LIMIT)
                 a = (u + 1.0) * (g * tl.sigmoid(ALPHA * g))

@@ -117,8 +117,10 @@ def triton_select(logit: torch.Tensor, spec, top_k: int, correction_bias=None):
     bias = correction_bias.float().contiguous() if deepseek else logit  # any pointer when unused
     _router_select_kernel[(triton.cdiv(t, bt),)](
         logit, logit.stride(0), logit.stride(1), bias, ids, w, ids.stride(0),
-        t, e, e_pad, top_k, triton.next_power_of_2(top_k), KIND_CODE[spec.kind], bool(spec.norm_topk_prob) and spec.kind != "gptoss",
-        spec.n_group, triton.next_power_of_2(spec.n_group), spec.topk_group, float(spec.routed_scaling_factor),
+        t, e, e_pad, top_k, triton.next_power_of_2(top_k), KIND_CODE[spec.kind],
+        bool(spec.norm_topk_prob) and spec.kind != "gptoss",
+        spec.n_group, triton.next_power_of_2(spec.n_group), spec.topk_group,
+        float(spec.routed_scaling_factor),
         BLOCK_T=bt,
     )
     return ids, w
