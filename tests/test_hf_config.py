@@ -224,9 +224,19 @@ def test_dense_commands_refuse_unmodelled_attention(command, capsys):
     assert "multi-head latent attention (MLA) and a mixture of experts: not yet measured by" in line
 
 
-def test_moe_command_refuses_routers_it_does_not_compute(capsys):
-    assert main(["moe", "--model", "tiny-gpt-oss", "--device", "cpu"]) == 2
-    assert "its router (gptoss) is not yet measured by `tokenbench moe`" in one_error_line(capsys)
+@pytest.mark.parametrize("name,router,activation,expert_bias", [
+    ("deepseek-v3", "deepseek_group_sigmoid", "swiglu", False), ("gpt-oss-20b", "gptoss", "gptoss_swiglu", True),
+    ("qwen3-30b-a3b", "softmax_topk", "swiglu", False), ("mixtral-8x7b", "softmax_topk", "swiglu", False)])
+def test_moe_block_is_the_configs_own(name, router, activation, expert_bias):
+    from bench.sweeps.moe_sweep import own_block
+
+    kind = own_block(get_model(name))
+    assert (kind.router.kind, kind.activation, kind.expert_bias) == (router, activation, expert_bias)
+    if router == "deepseek_group_sigmoid":
+        r = kind.router
+        assert (r.n_group, r.topk_group, r.routed_scaling_factor, r.norm_topk_prob) == (8, 4, 2.5, True)
+    assert kind.limit == (7.0 if activation == "gptoss_swiglu" else 0.0)
+    assert own_block(get_model("tiny")) is None
 
 
 def test_run_and_workload_take_a_config_folder(tmp_path, capsys):

@@ -263,7 +263,7 @@ def refuse_moe(model, what: str) -> None:
     experts (its MLP would be one expert) or attention the dense layer does not compute (MLA, sliding windows,
     sinks, q/k norm, an output bias). One message, used by run, verify, fp8, tp and workload."""
     features = model.unmodelled_features()
-    hint = "; time its MoE MLP with `tokenbench moe`" if model.is_moe and moe_mlp_refusal(model) is None else ""
+    hint = "; time its MoE MLP with `tokenbench moe`" if model.is_moe else ""
     if features:
         moe = " and a mixture of experts" if model.is_moe else ""
         raise UserError(f"{model.name} has {', '.join(features)}{moe}: not yet measured by {what}, which covers "
@@ -271,20 +271,3 @@ def refuse_moe(model, what: str) -> None:
     if model.is_moe:
         raise UserError(f"{model.name} is a mixture of experts: {what} covers dense layers (top-k routing and "
                         f"expert parallelism are not modelled there){hint}")
-
-
-def moe_mlp_refusal(model) -> str | None:
-    """Why kernels.moe (softmax top-k renormalised over the k, SwiGLU experts without biases, shared experts of
-    the routed width) does not compute this model's MoE MLP, or None when it does."""
-    for layer, _ in model.spec.groups:
-        mlp = layer.mlp
-        if mlp.kind != "moe":
-            continue
-        if mlp.router != "softmax_topk" or not mlp.norm_topk_prob:
-            router = mlp.router if mlp.router != "softmax_topk" else "softmax top-k without renormalisation"
-            return f"its router ({router})"
-        if mlp.activation != "swiglu" or mlp.expert_bias:
-            return "its experts' clamped SwiGLU with biases"
-        if mlp.shared_experts and mlp.shared_ffn != mlp.shared_experts * mlp.ffn:
-            return "its shared-expert width"
-    return None
