@@ -1,4 +1,4 @@
-"""Served results (costmodel/served.py) and `tokenbench compare RUN --served FILE` (bench/derive/served_comparison.py):
+"""Served results (costmodel/served_results.py, costmodel/served_engines.py) and `tokenbench compare RUN --served FILE` (bench/derive/served_comparison.py):
 the shipped published points, InferenceX's result JSON, every bad input as one line and exit 2, and the
 comparison's figures against values worked out from the fixtures by hand."""
 import json
@@ -10,7 +10,7 @@ import pytest
 from bench.cli import main
 from bench.derive.served_comparison import DIFFERENT_HARDWARE, compare_served
 from costmodel.input_errors import CostInputError
-from costmodel.served import hardware_key, model_key, read_served
+from costmodel.served_results import hardware_key, model_key, read_served
 from costmodel.workload_economics import WorkloadPoint
 from bench.records.store import load_workload
 

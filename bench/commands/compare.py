@@ -94,7 +94,7 @@ def _served(args) -> int:
     import sys
 
     from bench.derive.served_comparison import compare_served, print_comparison
-    from costmodel.served import read_served
+    from costmodel.served_results import read_served
     from bench.records.store import load_workload
 
     if not args.served:
