@@ -49,10 +49,11 @@ def print_served(f: ServedFile, console) -> None:
             "TTFT = median time to first token; ISL, OSL = token totals / completed requests")
         print_table(console, "Served points (per GPU)", point_columns(), point_rows(f))
         for p in f.points:
+            tag = f"{p.device} {p.model} C {p.concurrency}"
             if p.note:
-                say(f"  C {p.concurrency}: {p.note}")
+                say(f"  {tag}: {p.note}")
             if p.reference and f.format in ("csv", "inferencex"):
-                say(f"  C {p.concurrency} source: {p.reference}")
+                say(f"  {tag} source: {p.reference}")
     if f.step_rates:
         print_table(console, "llama-bench step rates (one sequence; not served workloads)", step_columns(),
                     step_rows(f))
