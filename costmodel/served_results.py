@@ -297,7 +297,7 @@ class ServedFile:
 def _engine_point(run: EngineRun, given: ServedGiven, name: str) -> WorkloadPoint:
     missing = [flag for flag, have in (("--hardware H", given.hardware), ("--gpus N", given.gpus),
                                        ("--model M", given.model or run.model), ("--precision P", given.precision))
-               if not have]
+               if have is None or have == ""]
     if missing:
         raise CostInputError(f"served results {name} ({FORMATS[run.format]}) does not say its "
                              f"{', '.join(m.split()[0][2:] for m in missing)}: give {' '.join(missing)}")
