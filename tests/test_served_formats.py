@@ -146,3 +146,18 @@ def test_compare_takes_an_engine_file(tmp_path, capsys):
     assert "no row matches the run's model llama-3.2-1b" in err and "gpt-oss-120b fp4 1k/1k" in err
     assert main(["compare", str(run), "b200", "--served-gpus", "2"]) == 2
     assert "--served-gpus describe(s) a --served FILE" in capsys.readouterr().err
+
+
+def test_compare_matches_an_engine_file_of_the_same_model_precision_and_lengths():
+    """A llama-batched-bench file (constructed) described as llama-3.2-1b bf16 on an H100 matches the bf16
+    256/64 workload fixture: one curve on h100-sxm, labelled as different hardware (the fixture records no
+    bandwidth, so it is not projected), its points outside the CPU frontier listed, not extrapolated."""
+    from bench.derive.served_comparison import DIFFERENT_HARDWARE, compare_served
+    from bench.records.store import load_workload
+
+    run = load_workload(Path(__file__).parent / "data" / "workload-cpu-llama-3.2-1b-bf16.json")
+    served = read_served(BATCHED, ServedGiven(hardware="h100", gpus=1, model="llama-3.2-1b", precision="bf16"))
+    c = compare_served(run, served, str(BATCHED))
+    [curve] = c.curves
+    assert curve.hardware == "h100-sxm" and not curve.same_hardware and DIFFERENT_HARDWARE in curve.header
+    assert c.unmatched == [] and len(curve.skipped) == 2 and all("not extrapolated" in s for s in curve.skipped)
