@@ -34,7 +34,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from pathlib import Path
 
 from dataclasses import dataclass, field
@@ -43,6 +42,8 @@ from costmodel.catalog import devices as catalog_devices
 from costmodel.input_errors import CostInputError
 from costmodel.numbers import parse_number
 from costmodel.served_engines import FORMATS, EngineRun, engine_runs, read_jsonl
+from costmodel.served_names import hardware_key, model_key, precision_key
+from costmodel.served_readings import ServedReading, is_readings_csv, read_readings
 from costmodel.workload_economics import WorkloadPoint, workload_label
 
 REQUIRED_COLUMNS = ("hardware", "model", "precision", "tp", "isl", "osl", "concurrency",
@@ -50,56 +51,6 @@ REQUIRED_COLUMNS = ("hardware", "model", "precision", "tp", "isl", "osl", "concu
 OPTIONAL_COLUMNS = ("tokens_per_s_per_gpu_input", "engine", "source", "url", "note", "date")
 # figures a row may leave empty (not published); every other required column needs a value
 MAY_BE_EMPTY = ("tokens_per_s_per_gpu_output", "median_interactivity", "tokens_per_s_per_gpu_input")
-
-# hardware spellings (lower case, separators as '-', vendor words dropped) -> catalog key
-HARDWARE_ALIASES = {
-    "h100": "h100-sxm", "h100-sxm": "h100-sxm", "h100-sxm5": "h100-sxm", "h100sxm": "h100-sxm",
-    "hgx-h100": "h100-sxm", "dgx-h100": "h100-sxm",
-    "h200": "h200", "h200-sxm": "h200", "h200sxm": "h200", "hgx-h200": "h200", "dgx-h200": "h200",
-    "b200": "b200", "hgx-b200": "b200", "dgx-b200": "b200",
-    "b300": "b300", "hgx-b300": "b300", "dgx-b300": "b300",
-    "gb200": "gb200", "gb200-nvl72": "gb200",
-    "gb300": "gb300", "gb300-nvl72": "gb300",
-    "mi300x": "mi300x", "mi325x": "mi325x", "mi355x": "mi355x",
-}
-VENDOR_WORDS = ("nvidia", "amd", "instinct")
-# InferenceX runner names are '<gpu>-<site or engine>[_<index>]' (.github/configs/runners.yaml): these tags
-# say where or with what it ran, not which product, so they are dropped. Form factors (nvl, pcie) are not.
-RUNNER_TAGS = {"cw", "cr", "nb", "nv", "nvd", "nvs", "trt", "amd", "oci", "tw", "sglang", "vllm", "dynamo"}
-PRECISION_ALIASES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32",
-                     "float8": "fp8", "nvfp4": "fp4", "mxfp4": "fp4"}
-
-
-def hardware_key(name: str) -> str | None:
-    """The catalog key a hardware name stands for; None when it names no catalog device."""
-    text = re.sub(r"[\s_]+", "-", str(name).strip().lower())
-    text = re.sub(r"-[0-9]+$", "", text)  # a runner index: h200-cw_0 -> h200-cw
-    words = [w for w in text.split("-") if w and w not in VENDOR_WORDS]
-    while words:
-        joined = "-".join(words)
-        if joined in HARDWARE_ALIASES:
-            return HARDWARE_ALIASES[joined]
-        if words[-1] not in RUNNER_TAGS:
-            return None
-        words = words[:-1]
-    return None
-
-
-def model_key(name: str) -> str:
-    """A model name as tokenbench names models: 'meta-llama/Llama-3.2-1B-Instruct' -> 'llama-3.2-1b'
-    (organisation, a 'Meta-' prefix and an '-Instruct' suffix dropped: the same weights' shapes). A Hugging
-    Face cache path ('/models/models--openai--gpt-oss-120b/snapshots/<hash>/') names its repository."""
-    text = str(name).strip().lower()
-    cached = re.search(r"models--[^/]+--([^/]+)", text)
-    text = cached.group(1) if cached else text.rstrip("/").rsplit("/", 1)[-1]
-    text = re.sub(r"^meta-(?=llama)", "", text)
-    return re.sub(r"-(instruct|chat|hf)$", "", text)
-
-
-def precision_key(name: str) -> str:
-    text = str(name).strip().lower()
-    return PRECISION_ALIASES.get(text, text)
-
 
 # --- figures --------------------------------------------------------------------------------------------
 
@@ -287,11 +238,12 @@ class ServedFile:
     runs: list[EngineRun] = field(default_factory=list)  # the engine's own records, where it is an engine file
     step_rates: list[EngineRun] = field(default_factory=list)
     given: ServedGiven = field(default_factory=ServedGiven)
+    readings: list[ServedReading] = field(default_factory=list)  # published figures that are not runs
 
     @property
     def format_name(self) -> str:
-        return {"inferencex": "InferenceX per-configuration result (JSON)",
-                "csv": "tokenbench served CSV"}.get(self.format) or FORMATS[self.format]
+        return {"inferencex": "InferenceX per-configuration result (JSON)", "csv": "tokenbench served CSV",
+                "readings": "published frontier readings and claims (CSV)"}.get(self.format) or FORMATS[self.format]
 
 
 def _engine_point(run: EngineRun, given: ServedGiven, name: str) -> WorkloadPoint:
@@ -339,6 +291,11 @@ def read_served_file(path: str | Path, given: ServedGiven | None = None) -> Serv
     if not text.strip():
         raise CostInputError(f"served results {p} is empty")
     name = str(p)
+    if is_readings_csv(text):
+        if given.flags():
+            raise CostInputError(f"served readings {name} name their hardware and model in every row: "
+                                 f"{', '.join(given.flags())} is for an engine's own result file")
+        return ServedFile(path=name, format="readings", points=[], readings=read_readings(text, name))
     if text.lstrip()[0] not in "[{":
         fmt, points, runs = "csv", _read_csv(text, name), []
     else:
@@ -366,6 +323,9 @@ def read_served(path: str | Path, given: ServedGiven | None = None) -> list[Work
     """The served workload points of a file (read_served_file); a file holding step rates that are no served
     workload (llama-bench's prompt-only or generation-only tests) is refused, never half read."""
     f = read_served_file(path, given)
+    if f.readings:
+        raise CostInputError(f"served readings {f.path} are readings on published frontiers and vendor claims, not "
+                             f"runs at a concurrency: `tokenbench served` prints them; compare takes served points")
     if f.step_rates:
         raise CostInputError(f"served results {f.path}: {len(f.step_rates)} llama-bench test(s) of prompt only or "
                              f"generation only are step rates, not served workloads (see `tokenbench served`); "

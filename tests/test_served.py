@@ -337,3 +337,42 @@ def test_compare_served_projects_the_run_onto_the_served_hardware(tmp_path, caps
     assert main(["compare", str(run), "--served", str(served), "--json"]) == 0
     out = capsys.readouterr().out
     assert "h200 (projected from" in out and "projected" in out
+
+
+# --- published readings (costmodel/data/served_readings.csv) -------------------------------------------
+
+READINGS = ROOT / "costmodel" / "data" / "served_readings.csv"
+
+
+def test_every_published_reading_is_parsed_with_its_source():
+    from costmodel.served_results import read_served_file
+
+    f = read_served_file(READINGS)
+    rs = f.readings
+    assert f.format == "readings" and f.points == [] and len(rs) == 8
+    assert all(r.source.startswith("https://") and r.model in CATALOG_MODELS for r in rs)
+    page = [r for r in rs if r.what == "frontier reading"]  # InferenceX compare page, DeepSeek-R1 1k/1k fp8
+    assert [(r.hardware, r.interactivity, r.tokens_per_s_per_gpu) for r in page] == [
+        ("h100-sxm", 42, 266.3), ("h100-sxm", 71, 73.4), ("h100-sxm", 100, 23.3),
+        ("b200", 42, 4791.6), ("b200", 71, 1020.2), ("b200", 100, 497.5)]
+    assert all((r.precision, r.isl, r.osl) == ("fp8", 1024, 1024) for r in page)
+    # the page's $/M and throughput imply the catalog's hyperscaler prices ($1.30 H100, $1.95 B200) within 3%
+    for r in page:
+        assert r.implied_price_per_hour == pytest.approx(1.30 if r.hardware == "h100-sxm" else 1.95, rel=0.03)
+    h200, gb300 = [r for r in rs if r.what == "vendor claim"]
+    assert (h200.hardware, h200.tokens_per_s_per_gpu, h200.cost_per_mtok, h200.interactivity) == ("h200", 90, 4.20, None)
+    assert h200.implied_price_per_hour == pytest.approx(90 * 4.20 * 3600 / 1e6)  # $1.36, not the claimed $1.41
+    assert (gb300.hardware, gb300.tokens_per_s_per_gpu, gb300.precision) == ("gb300", 6000, "fp4")
+    with pytest.raises(CostInputError, match="not runs at a concurrency"):
+        read_served(READINGS)
+
+
+def test_a_reading_without_a_source_is_refused(tmp_path):
+    text = READINGS.read_text().splitlines()
+    row = text[1].replace("https://inferencex.semianalysis.com/compare/deepseek-r1-b200-vs-h100", "")
+    f = tmp_path / "readings.csv"
+    f.write_text(text[0] + "\n" + row + "\n")
+    from costmodel.served_results import read_served_file
+
+    with pytest.raises(CostInputError, match="row 1: no source"):
+        read_served_file(f)

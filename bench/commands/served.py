@@ -5,6 +5,7 @@
     tokenbench served profile_export_aiperf.json --hardware h100 --gpus 1 --precision bf16
     tokenbench served batched.jsonl --hardware ... # llama-batched-bench --output-format jsonl, llama-bench -o json
     tokenbench served costmodel/data/served.csv                                  # tokenbench's CSV, InferenceX JSON
+    tokenbench served costmodel/data/served_readings.csv    # published frontier readings and claims (not runs)
 
 The format is read from the file's content. An engine's file gives whole-run totals and does not say on what
 hardware, how many GPUs or at what precision it ran: give them (--hardware, --gpus, --precision; --model

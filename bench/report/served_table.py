@@ -34,6 +34,22 @@ def step_rows(f: ServedFile) -> list[list[str]]:
              sig(r.total_tokens_per_s, 4), r.note] for r in f.step_rates]
 
 
+def reading_columns() -> list:
+    from bench.report.terminal_tables import Col
+
+    return [Col("hardware", right=False, key=True), Col("model", right=False, wrap=True), Col("prec", right=False),
+            Col("ISL/OSL"), Col("tok/s /user", key=True), Col("tok/s /GPU"), Col("$/M"), Col("implied $/h"),
+            Col("~C"), Col("what", right=False, wrap=True)]
+
+
+def reading_rows(f: ServedFile) -> list[list[str]]:
+    from costmodel.number_format import money
+
+    return [[r.hardware, r.model, r.precision or "-", f"{r.isl}/{r.osl}" if r.isl and r.osl else "-",
+             sig(r.interactivity, 3), format(r.tokens_per_s_per_gpu, ",.10g"), money(r.cost_per_mtok),
+             money(r.implied_price_per_hour), str(r.approx_concurrency or "-"), r.what] for r in f.readings]
+
+
 def print_served(f: ServedFile, console) -> None:
     from bench.report.terminal_tables import print_table
 
@@ -54,6 +70,13 @@ def print_served(f: ServedFile, console) -> None:
                 say(f"  {tag}: {p.note}")
             if p.reference and f.format in ("csv", "inferencex"):
                 say(f"  {tag} source: {p.reference}")
+    if f.readings:
+        say("  not runs: readings interpolated on a published frontier, and vendor claims; implied $/h = $/M x "
+            "tok/s per GPU x 3600 / 1e6 (the price the row's own figures imply)")
+        print_table(console, "Published readings (per GPU)", reading_columns(), reading_rows(f))
+        for r in f.readings:
+            say(f"  {r.hardware} {r.model} {format(r.tokens_per_s_per_gpu, ',.10g')}: {r.note} [{r.source}"
+                + (f", {r.date}" if r.date else "") + "]")
     if f.step_rates:
         print_table(console, "llama-bench step rates (one sequence; not served workloads)", step_columns(),
                     step_rows(f))
