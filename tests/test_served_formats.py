@@ -12,7 +12,7 @@ from costmodel.served_results import ServedGiven, read_served, read_served_file
 
 DATA = Path(__file__).parent / "data" / "served"
 VLLM = DATA / "vllm-gpt-oss-120b-conc4-inferencex.json"  # real
-AIPERF = DATA / "aiperf-qwen3.6-nvfp4-rtx5090-c4.json"  # real (trimmed of unused blocks)
+AIPERF = DATA / "aiperf-qwen3.6-nvfp4-rtx5090-c4.json"  # real
 IX = DATA / "inferencex-kimik2.5-mi355x-conc4.json"  # real
 SGLANG = DATA / "sglang-constructed.jsonl"  # constructed
 BATCHED = DATA / "llama-batched-bench-constructed.jsonl"  # constructed
