@@ -7,9 +7,10 @@ transformers' eager attention is the reference path; its caches are DynamicCache
 same random past (for MLA: the normalised latent and the rotated rope key, exactly what its
 DeepseekV3Attention caches); masks come from transformers' own mask functions (masking_utils).
 
-Tolerances (||ours - theirs|| / ||theirs||, float32 on both sides, what remains is summation order and
-float32 rounding of the rope tables): MLA 2e-5 (the absorbed decode path reassociates q_nope W_UK k and
-P c W_UV: measured <= 3e-6), gpt-oss 1e-5, Qwen3 1e-5 (measured <= 1e-6).
+Tolerances (||ours - theirs|| / ||theirs||, float32 on both sides; what remains is summation order, the
+absorbed MLA decode's reassociation (q_nope W_UK) c and (P c) W_UV, and float32 rounding of the rope tables):
+2e-6 for each architecture, about 4x the largest error measured over every case and both backends on a CPU
+(MLA 5.2e-7, gpt-oss 3.9e-7, Qwen3 3.1e-7).
 """
 import os
 
@@ -29,7 +30,7 @@ from kernels import hf_attention_mapping as hfm
 from kernels.rope_scaling import cos_sin
 
 BACKENDS = ["torch", pytest.param("triton", marks=pytest.mark.interpreter)]
-TOL = {"mla": 2e-5, "gpt_oss": 1e-5, "qwen3": 1e-5}
+TOL = {"mla": 2e-6, "gpt_oss": 2e-6, "qwen3": 2e-6}
 B = 2
 
 
