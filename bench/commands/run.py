@@ -10,7 +10,7 @@ from bench.configs import device_catalog
 from bench.records import store
 from bench.commands._measure_flags import add_record_price_timing_arguments
 from bench.errors import UserError
-from bench.configs.model_configs import MODELS, get_model, refuse_moe
+from bench.configs.model_configs import MODELS, get_model, refuse_unmeasured_layers
 from bench.parsing import choice, non_empty, non_negative_int, positive_float, positive_int_list, unique_names
 from bench.derive.run_pricing import run_price_quote
 from bench.sweeps.decode_sweep import RunPlan
@@ -57,7 +57,6 @@ def resolve_plan(args, device) -> RunPlan:
         return defaults[name] if value is None else value
 
     model = get_model(given("model", "--model"))
-    refuse_moe(model, "`tokenbench run`")
     dtype_name, dtype_reason = non_empty(args.dtype, "--dtype"), None
     if dtype_name is None and device.kind == "cpu":
         from bench.configs.cpu_dtype import cpu_default_dtype
@@ -75,6 +74,7 @@ def resolve_plan(args, device) -> RunPlan:
         if device.kind == "cpu" and "triton" in chosen.values():
             raise UserError("--backend triton cannot be timed on a CPU: Triton runs there only under its "
                             "interpreter, which is for correctness (use `tokenbench verify --backend triton`)")
+    refuse_unmeasured_layers(model, backends, "`tokenbench run`", args.full_model)
     budget = positive_float(args.budget_s, "--budget-s")
     phase, points = resolve_phase(args, device, batches, contexts)
     return RunPlan(model=model, batches=batches, contexts=contexts, dtype=dtype, backends=backends,

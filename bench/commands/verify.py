@@ -28,13 +28,13 @@ def main(args) -> int:
 
     device = device_catalog.detect(args.device)
     model = get_model(args.model)
-    from bench.configs.model_configs import refuse_moe
-
-    refuse_moe(model, "`tokenbench verify`")
     dtype = choice(args.dtype or ("bf16" if device.kind == "cuda" else "fp32"), tuple(TORCH_DTYPES), "dtype")
     backends = [b.strip() for b in args.backend.split(",") if b.strip()]
     if not backends:
         raise UserError("--backend is empty")
+    from bench.configs.model_configs import refuse_unmeasured_layers
+
+    refuse_unmeasured_layers(model, backends, "`tokenbench verify`")
     uses_triton = any("triton" in parse_backend(b).values() for b in backends)
     if uses_triton and device.kind == "cpu":
         if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":

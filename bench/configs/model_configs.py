@@ -271,3 +271,20 @@ def refuse_moe(model, what: str) -> None:
     if model.is_moe:
         raise UserError(f"{model.name} is a mixture of experts: {what} covers dense layers (top-k routing and "
                         f"expert parallelism are not modelled there){hint}")
+
+
+def refuse_unmeasured_layers(model, backends, what: str, full_model: bool = False) -> None:
+    """run and verify measure every architecture (a model of several layer types through kernels/spec_layer.py);
+    what such a layer does not take is refused in one line: a per-op backend mix (one backend runs every op
+    of it) and --full-model (the whole-model timing is the dense Llama-shaped model's)."""
+    from kernels.spec_model import uses_spec_layers
+
+    if not uses_spec_layers(model.spec):
+        return
+    mixed = [b for b in backends if b not in ("torch", "triton")]
+    if mixed:
+        raise UserError(f"{model.name}: --backend {mixed[0]!r}: a layer built from its config runs one backend for "
+                        f"every op (torch or triton)")
+    if full_model:
+        raise UserError(f"{model.name}: --full-model times dense Llama-shaped models only; {what} derives its step "
+                        f"from its layer types ({', '.join(layer.label for layer, _ in model.spec.groups)})")

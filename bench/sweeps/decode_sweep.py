@@ -20,6 +20,8 @@ from kernels.cpu_gemm import chosen_path
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
 from kernels.layer import layer_case, op_cases
 from kernels.model import model_case
+from kernels.spec_model import uses_spec_layers
+from bench.sweeps import spec_steps
 from kernels.op import OpCase
 
 @dataclass
@@ -166,6 +168,8 @@ def measure(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan, batc
 
 
 def cases_for(plan: RunPlan, device: LocalDevice, batch: int, context: int) -> list[OpCase]:
+    if uses_spec_layers(plan.model.spec):  # layers built from the config's layer types (bench/sweeps/spec_steps.py)
+        return spec_steps.decode_cases(plan, device, batch, context)
     d = plan.model.layer_dims
     dtype = torch_dtype(plan.dtype)
     ops = op_cases(d, batch, context, dtype, device.torch_device, plan.backends)
@@ -229,6 +233,21 @@ def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, cont
         step.update(measured_step_seconds=measured, derived_over_measured=seconds / measured)
     price_step(step, tokens_per_s, economics, bytes_needed, device)
     return step
+
+
+def derive_steps(plan: RunPlan, device: LocalDevice, rows: list, batch: int, context: int, backend: str,
+                 economics: Callable[[float], dict]) -> list[dict]:
+    """The decode step(s) of a (batch, context, backend): one for a dense Llama-shaped model (derive_step), one
+    per routing distribution for a model of several layer types (bench/sweeps/spec_steps.py)."""
+    if not uses_spec_layers(plan.model.spec):
+        return [derive_step(plan, device, rows, batch, context, backend, economics)]
+    m = plan.model
+    mine = [r for r in rows if r["batch"] == batch and r["context"] == context and r["backend"] == backend]
+    base = {"batch": batch, "context": context, "backend": backend, "dtype": plan.dtype, "layers": m.layers,
+            "derived": True}
+    bytes_needed = m.weight_bytes(plan.dtype) + m.kv_cache_bytes(batch, context, plan.dtype)
+    return spec_steps.derive_steps(plan, device, mine, base, batch, lambda s: batch / s, economics, bytes_needed,
+                                   price_step)
 
 
 def price_step(step: dict, tokens_per_s: float, economics, bytes_needed: int, device: LocalDevice) -> None:
@@ -296,6 +315,6 @@ def run_sweep(plan: RunPlan, device, record: dict, writer, economics, console) -
                     if piped:
                         console.print(f"[{done}/{total}] b={batch} ctx={context} {backend} {case.name}: "
                                       f"{progress_note(row)}", highlight=False)
-                record["steps"].append(derive_step(plan, device, record["rows"], batch, context, backend,
-                                                   economics))
+                record["steps"].extend(derive_steps(plan, device, record["rows"], batch, context, backend,
+                                                    economics))
                 writer.write(record)

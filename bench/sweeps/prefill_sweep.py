@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from bench.derive import roofline
 from costmodel.step import MODEL_OPS, compose
 from bench.sweeps.decode_sweep import RunPlan, available_bytes, measure, price_step, progress_note
+from bench.sweeps import spec_steps
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
+from kernels.spec_model import uses_spec_layers
 from kernels.layer import op_cases as decode_op_cases
 from kernels.prefill_layer import (Chunk, mixed_layer_case, mixed_op_shapes, op_cases, prefill_layer_case,
                                    prefill_op_shapes)
@@ -81,6 +83,8 @@ def _model_ops(plan: RunPlan, device, rows: int) -> list:
 
 def cases_for_point(plan: RunPlan, device, point) -> list[tuple]:
     """(case, labels) for every op and layer of a point; labels are the row's phase fields."""
+    if uses_spec_layers(plan.model.spec):
+        return spec_cases_for_point(plan, device, point)
     d, dtype, dev = plan.model.layer_dims, torch_dtype(plan.dtype), device.torch_device
     out = []
     if isinstance(point, PrefillPoint):
@@ -100,6 +104,50 @@ def cases_for_point(plan: RunPlan, device, point) -> list[tuple]:
         out.append((mixed_layer_case(d, point.batch, point.context, c, dtype, dev, plan.backends), labels))
         out += [(case, {**labels, "rows": point.batch + 1}) for case in _model_ops(plan, device, point.batch + 1)]
     return out
+
+
+def spec_cases_for_point(plan: RunPlan, device, point) -> list[tuple]:
+    """cases_for_point for a model of several layer types (bench/sweeps/spec_steps.py): the same labels."""
+    out = []
+    if isinstance(point, PrefillPoint):
+        base = {"phase": "prefill", "prompt": point.prompt, "chunk": point.chunk}
+        for index, c in enumerate(point.chunks()):
+            labels = {**base, "chunk_index": index, "chunk_tokens": c.tokens, "prefix": c.prefix}
+            out += [(case, labels) for case in spec_steps.prefill_chunk_cases(plan, device, c)]
+        return out + [(case, {**base, "rows": point.batch}) for case in spec_steps.model_cases(plan, device,
+                                                                                              point.batch)]
+    labels = {"phase": "mixed", "chunk": point.chunk, "prefix": point.prefix}
+    c = Chunk(1, point.chunk, point.prefix)
+    out += [(case, labels) for case in spec_steps.mixed_cases(plan, device, point.batch, point.context, c)]
+    return out + [(case, {**labels, "rows": point.batch + 1})
+                  for case in spec_steps.model_cases(plan, device, point.batch + 1)]
+
+
+def derive_point_steps(plan: RunPlan, device, rows: list, point, backend: str, economics) -> list[dict]:
+    """derive_point_step, or for a model of several layer types one step per routing (bench/sweeps/spec_steps)."""
+    if not uses_spec_layers(plan.model.spec):
+        return [derive_point_step(plan, device, rows, point, backend, economics)]
+    m = plan.model
+    mine = [r for r in rows if _matches(r, point, backend)]
+    base = {"phase": "prefill" if isinstance(point, PrefillPoint) else "mixed", "batch": point.batch,
+            "backend": backend, "dtype": plan.dtype, "layers": m.layers, "derived": True}
+    if isinstance(point, PrefillPoint):
+        base.update(prompt=point.prompt, chunk=point.chunk, chunks=len(point.chunks()), context=point.prompt)
+        kv_tokens, tokens = point.batch * point.prompt, point.batch * point.prompt
+    else:
+        base.update(context=point.context, chunk=point.chunk, prefix=point.prefix)
+        kv_tokens, tokens = point.batch * (point.context + 1) + point.prefix + point.chunk, point.batch
+    bytes_needed = m.weight_bytes(plan.dtype) + m.kv_bytes_per_token(plan.dtype) * kv_tokens
+    steps = spec_steps.derive_steps(plan, device, mine, base, tokens, lambda s: (tokens if isinstance(
+        point, PrefillPoint) else point.batch + point.chunk) / s, economics, bytes_needed, price_step)
+    for step in steps:
+        if step.get("valid") and isinstance(point, PrefillPoint):
+            step.update(prompt_tokens_per_s=step["tokens_per_s"], time_to_first_token_s=step["step_seconds"])
+            step.pop("tokens_per_s_per_user")
+        elif step.get("valid"):
+            step.update(prompt_tokens_per_s=point.chunk / step["step_seconds"],
+                        total_tokens_per_s=(point.batch + point.chunk) / step["step_seconds"])
+    return steps
 
 
 def measure_point_case(case, labels: dict, backend: str, device, plan: RunPlan, point) -> dict:
@@ -217,7 +265,7 @@ def run_phase_sweep(plan: RunPlan, device, record: dict, writer, economics, cons
                         console.print(f"[{done}/{total}] {where}: {progress_note(row)}", highlight=False)
                     writer.write(record)
                     progress.advance(task)
-                record["steps"].append(derive_point_step(plan, device, record["rows"], point, backend, economics))
+                record["steps"].extend(derive_point_steps(plan, device, record["rows"], point, backend, economics))
                 writer.write(record)
     if plan.phase == "prefill":
         record["prefill_gemm_share_of_measured_peak"] = gemm_share_of_peak(record["rows"], plan.ceilings.peak_flops)
