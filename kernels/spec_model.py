@@ -57,7 +57,7 @@ def named(tag: str, op: str) -> str:
 
 
 def moe_name(t: LayerType, routing: Routing) -> str:
-    return named(t.mlp_tag, f"moe_block[{routing.label}]")
+    return named(t.mlp_tag, f"moe_block/{routing.label}")
 
 
 def routings(model: ModelSpec) -> tuple:

@@ -50,7 +50,7 @@ def print_summary(record: RunRecord, console) -> None:
                  Col("fits", right=False), Col("$/M tok"), Col("tok/s/MW")]
     step_rows = []
     for s in record.steps:
-        keys = [str(s.batch), str(s.context), s.backend]
+        keys = [str(s.batch), str(s.context), _backend_cell(s)]
         if not s.valid:
             step_rows.append(keys + ["-"] * 5 + ["yes" if s.fits else "no", "-", f"[red]{_reason(s)}[/]"])
             continue
@@ -60,6 +60,7 @@ def print_summary(record: RunRecord, console) -> None:
                                  _num(s.pct_copy_bw, ".0%"), fits, money(s.cost_per_mtok),
                                  _num(s.tokens_per_s_per_mw, ",.0f")])
     print_table(console, "Decode step (derived: layers x layer + final_norm + lm_head)", step_cols, step_rows)
+    print_layer_composition(record, console)
     measured = [s for s in record.steps if s.measured_step_seconds]
     if measured:  # --full-model: the whole model timed, every layer with its own weights, beside the derivation
         cols = [Col("batch", key=True), Col("ctx", key=True), Col("backend", right=False, key=True),
@@ -88,6 +89,31 @@ def print_moe_steps(record: RunRecord, console) -> None:
                             _num(s.pct_copy_bw, ".0%"), ""])
     print_table(console, "MoE step (derived: moe_layers x MoE block; attention, dense layers and LM head excluded; "
                          "experts and heaviest expert: mean over the timed input sets)", cols, rows)
+
+
+def _step_field(step, name: str):
+    """A step's field, declared by its record type or kept in its extra keys."""
+    return getattr(step, name) if hasattr(step, name) and name != "extra" else step.extra.get(name)
+
+
+def _backend_cell(step) -> str:
+    """The backend, and the routing the step's MoE blocks ran at (a model composed from its layer types)."""
+    routing = _step_field(step, "routing")
+    return step.backend + (f" {routing}" if routing else "")
+
+
+def print_layer_composition(record: RunRecord, console) -> None:
+    """A model composed from its layer types (kernels/spec_model.py): each step's composition by layer counts,
+    the MoE blocks' active experts and heaviest expert's tokens. Nothing for a dense Llama-shaped run."""
+    steps = [s for s in record.steps if _step_field(s, "layer_counts")]
+    if not steps:
+        return
+    cols = [Col("batch", key=True), Col("ctx", key=True), Col("backend", right=False, key=True),
+            Col("active experts"), Col("heaviest expert tokens"), Col("composition", right=False, wrap=True)]
+    rows = [[str(s.batch), str(s.context), _backend_cell(s), _num(_step_field(s, "active_experts"), ".1f"),
+             _num(_step_field(s, "max_tokens_per_expert"), ".0f"), _step_field(s, "derivation")] for s in steps]
+    print_table(console, "Step composition by layer type (MoE: each MoE layer's block at the step's tokens; "
+                         "active experts of the routed experts, per MoE layer)", cols, rows)
 
 
 def _print_notes(record: RunRecord, console) -> None:
@@ -138,13 +164,14 @@ def _print_phase_steps(record: RunRecord, console) -> None:
     rows = []
     n_figures = len(cols) - 6  # 4 keys, fits, and the last column ($/M, or the reason a step is missing)
     for s in record.steps:
-        keys = [str(s.batch), *(str(getattr(s, k)) for k in where), s.backend]
+        keys = [str(s.batch), *(str(getattr(s, k)) for k in where), _backend_cell(s)]
         if not s.valid:
             rows.append(keys + ["-"] * n_figures + ["yes" if s.fits else "no", f"[red]{_reason(s)}[/]"])
             continue
         fits = "yes" if s.fits else f"no ({s.bytes_needed / 2**30:.0f} GiB)"
         rows.append(keys + figures(s) + [fits, money(s.cost_per_mtok)])
     print_table(console, title, cols, rows)
+    print_layer_composition(record, console)
     share = record.prefill_gemm_share_of_measured_peak
     if share is not None:
         console.print(f"prefill GEMMs together: {share:.0%} of the measured matmul peak")
