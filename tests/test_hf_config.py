@@ -217,7 +217,7 @@ def test_dense_figures_unchanged_by_the_config_files():
     assert m.decode_weight_bytes("bf16", 8) == flat.decode_weight_bytes("bf16", 8)
 
 
-@pytest.mark.parametrize("command", ["run", "verify", "fp8", "tp"])
+@pytest.mark.parametrize("command", ["fp8", "tp"])
 def test_dense_commands_refuse_unmodelled_attention(command, capsys):
     assert main([command, "--model", "tiny-deepseek-v3", "--device", "cpu"]) == 2
     line = one_error_line(capsys)

@@ -51,6 +51,6 @@ def test_models_lists_moe_configs(capsys):
     assert "mixtral" in capsys.readouterr().out  # the table may wrap long names
 
 
-def test_run_refuses_moe_model(tmp_path, capsys):
-    assert main(["run", "--device", "cpu", "--model", "tiny-moe", "--out", str(tmp_path)]) == 2
+def test_tp_refuses_moe_model(tmp_path, capsys):
+    assert main(["tp", "--device", "cpu", "--model", "tiny-moe", "--out", str(tmp_path)]) == 2
     assert "tokenbench moe" in capsys.readouterr().err

@@ -107,6 +107,12 @@ class ModelConfig(HeadSizes):
         """A dense layer: attention, SwiGLU MLP of width `ffn`, two norms."""
         return self.attn_params + 3 * self.hidden * self.ffn + 2 * self.hidden
 
+    @property
+    def largest_layer_params(self) -> int:
+        """The parameters of the model's largest layer type (an MoE layer with all its experts): one input set
+        of its layer case holds them."""
+        return int(max(layer.params() for layer, _ in self.spec.groups))
+
     def moe_layer_params(self, active: float | None = None) -> float:
         """An MoE layer: attention, router, `active` routed experts (all of them when None), shared experts."""
         layer = next(layer for layer, _ in self.spec.groups if layer.mlp.kind == "moe")

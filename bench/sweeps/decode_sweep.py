@@ -68,7 +68,8 @@ def combo_skip_reason(plan: RunPlan, device: LocalDevice, batch: int, context: i
     host allocation beyond RAM can succeed and then get the process killed when it is filled."""
     m = plan.model
     # the largest case's one input set (a layer with its KV cache, or the LM head) plus its float64 copy
-    elements = max(m.layer_params + 2 * batch * context * m.kv_size + 4 * batch * m.hidden, m.vocab * m.hidden)
+    elements = max(max(m.layer_params, m.largest_layer_params) + 2 * batch * context * m.kv_size + 4 * batch * m.hidden,
+                   m.vocab * m.hidden)
     need = elements * (ELEMENT_BYTES[plan.dtype] + 8)
     have = available_bytes(device)
     if need > 0.9 * have:

@@ -58,7 +58,8 @@ def _one_set_bytes(plan: RunPlan, rows: int, kv_tokens: int) -> int:
     m = plan.model
     d = m.layer_dims
     activations = rows * (4 * m.hidden + d.q_size + 2 * d.kv_size + 3 * m.ffn + d.q_size)
-    elements = max(m.layer_params + 2 * kv_tokens * m.kv_size + activations, m.vocab * m.hidden)
+    elements = max(max(m.layer_params, m.largest_layer_params) + 2 * kv_tokens * m.kv_size + activations,
+                   m.vocab * m.hidden)
     return elements * (ELEMENT_BYTES[plan.dtype] + 8)
 
 
