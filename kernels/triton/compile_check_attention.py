@@ -52,8 +52,10 @@ def record_launches(cap: tuple) -> list:
                     patch(mock.patch.object(module, name, value))
         patch(mock.patch.object(_common, "interpreting", lambda: True))
         for module, kernel in ((tprefill, tprefill._prefill_attn_kernel), (tmlap, tmlap._mla_prefill_kernel)):
-            tuned = base._Recorder(kernel.jit_fn, calls, module.configs_for(cap), tprefill._prune)
-            patch(mock.patch.object(module, "_autotuned", lambda _cap, t=tuned: t))
+            def tuned(_cap, masked=False, module=module, kernel=kernel):
+                configs = module.configs_for(cap, masked) if masked else module.configs_for(cap)
+                return base._Recorder(kernel.jit_fn, calls, configs, tprefill._prune)
+            patch(mock.patch.object(module, "_autotuned", tuned))
         _launch_everything()
     return calls
 
@@ -75,10 +77,11 @@ def _launch_everything():
     table = torch.arange(b * s // 16, dtype=torch.int32).view(b, -1)
     tattn.triton_paged_decode_attention(r(b, hq, d), pages, pages, table, lengths, window=128, sinks=sinks)
     # every config; fp16 once (same code, other MMA type); a ragged chunk keeps only 64-row tiles
-    for dt, t, prefix, window in ((torch.bfloat16, 256, 127, 128), (torch.bfloat16, 256, 128, 0),
-                                  (torch.bfloat16, 45, 5, 128), (torch.float16, 256, 127, 128)):
+    for dt, t, prefix, window, sink in ((torch.bfloat16, 256, 127, 128, sinks), (torch.bfloat16, 256, 128, 0, sinks),
+                                        (torch.bfloat16, 256, 127, 128, None), (torch.bfloat16, 45, 5, 128, sinks),
+                                        (torch.float16, 256, 127, 128, sinks)):
         kv = r(1, hkv, prefix + t, d, dt=dt)
-        tprefill.triton_prefill_attention(r(1, hq, t, d, dt=dt), kv, kv, prefix, window=window, sinks=sinks)
+        tprefill.triton_prefill_attention(r(1, hq, t, d, dt=dt), kv, kv, prefix, window=window, sinks=sink)
     # Qwen3-8B q/k norm on a fused qkv row: 32 query / 8 KV heads of 128
     qkv = r(8, (32 + 16) * 128)
     tqk.triton_qk_norm(qkv[:, :4096].view(8, 32, 128), qkv[:, 4096:5120].view(8, 8, 128), r(128), r(128), 1e-6)

@@ -218,12 +218,18 @@ def _ampere_configs():
     return [(128, 64, 8, 2), (128, 64, 8, 3), (128, 32, 8, 3), (64, 64, 4, 3), (64, 32, 4, 4)]
 
 
-def configs_for(cap: tuple) -> list:
-    """The triton.Config list for compute capability `cap`."""
+def _blackwell_masked_configs():
+    """sm_100 with a sliding window or sinks: the extra band loop and sink epilogue push the 128-row tiles
+    over 255 registers a thread (8-16 bytes of spills, ptxas -v, Triton 3.6), so 64-row tiles only."""
+    return [(64, 64, 4, 4), (64, 64, 4, 3)]
+
+
+def configs_for(cap: tuple, masked: bool = False) -> list:
+    """The triton.Config list for compute capability `cap` (`masked`: a window or sinks)."""
     if cap[0] == 9:
         entries = _hopper_configs()
     elif cap[0] == 10:
-        entries = _blackwell_configs()
+        entries = _blackwell_masked_configs() if masked else _blackwell_configs()
     else:
         entries = _ampere_configs()
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
@@ -246,9 +252,9 @@ def _prune(configs, named_args, **_):
 
 
 @functools.cache
-def _autotuned(cap: tuple):
+def _autotuned(cap: tuple, masked: bool = False):
     # D is in the key as a constexpr; the autotuner appends every tensor argument's dtype to the key
-    return triton.autotune(configs_for(cap), key=["T", "S", "D"],
+    return triton.autotune(configs_for(cap, masked), key=["T", "S", "D"],
                            prune_configs_by={"early_config_prune": _prune},
                            **autotune_options())(_prefill_attn_kernel)
 
@@ -302,7 +308,8 @@ def triton_prefill_attention(q, k, v, prefix: int, scale: float | None = None, *
     if interpreting():
         kernel, extra = _prefill_attn_kernel, {**INTERPRETER_CONFIG, "num_stages": 1}
     else:
-        kernel, extra = _autotuned(capability(q.device)), {}
+        masked = window > 0 or sinks is not None
+        kernel, extra = (_autotuned(capability(q.device), True) if masked else _autotuned(capability(q.device))), {}
     grid = lambda meta: (b * hq, cdiv(t, meta["BLOCK_M"]))
     kernel[grid](
         q, q.stride(0), q.stride(1), q.stride(2),
