@@ -25,6 +25,7 @@ COMMANDS = {
     "peak": ("bench.commands.peak", "measure this device's matmul and bandwidth ceilings against the spec sheet"),
     "workload": ("bench.commands.workload", "what a million tokens of an ISL/OSL workload costs here, per concurrency"),
     "history": ("bench.commands.history", "print one op's pytest-benchmark figures across devices and dates"),
+    "peer": ("bench.commands.peer", "tokenbench's whole-model decode step beside Hugging Face transformers' (CPU)"),
 }
 
 

@@ -89,7 +89,7 @@ def real_steps(work: Path) -> list:
         # one process for both backends: one start-up, one copy-bandwidth measurement, the peak just measured
         Step("run", [py, "-m", "bench", "run", "--backend", "{backends}", "--budget-s",
                      env_budget("RUN_BUDGET_S", "0.5"), "--out", res], 150),
-        Step("decode-bench", bench + ["bench/benchmarks/test_decode.py", "--tokenbench-budget-s",
+        Step("decode-bench", bench + ["benchmarks/test_decode.py", "--tokenbench-budget-s",
                                       env_budget("BENCH_BUDGET_S", "45")], 90),
         Step("triton-tests", gpu_tests + triton_tests, 120, needs_triton=True),
         # the compute-bound half: prompt chunks, GEMMs at M = 2048 read against the peak measured above
@@ -102,7 +102,7 @@ def real_steps(work: Path) -> list:
                           "--concurrency", "1,8,64", "--chunk", "2048", "--budget-s", env_budget("RUN_BUDGET_S", "0.5"),
                           "--measure-e2e", "--out", res], 240),
         Step("gpu-tests", gpu_tests + other_gpu, 150),
-        Step("ops-bench", bench + ["bench/benchmarks/test_ops.py", "--tokenbench-budget-s",
+        Step("ops-bench", bench + ["benchmarks/test_ops.py", "--tokenbench-budget-s",
                                    env_budget("BENCH_BUDGET_S", "45")], 90),
         Step("peak-full", [py, "-m", "bench", "peak", "--budget-s", env_budget("PEAK_FULL_BUDGET_S", "60"),
                            "--out", res], 100),

@@ -29,10 +29,9 @@ def _modules(*folders: str) -> list[Path]:
 
 
 def _pipeline_modules() -> list[Path]:
-    """bench/ and costmodel/ modules other than the command modules, the pytest-benchmark suites and
-    pytest's own conftest."""
-    return [p for p in _modules("bench", "costmodel")
-            if "commands" not in p.parts and "benchmarks" not in p.parts and p.name != "conftest.py"]
+    """bench/ and costmodel/ modules other than the command modules (the pytest-benchmark suites and their
+    conftest live outside the product, in benchmarks/)."""
+    return [p for p in _modules("bench", "costmodel") if "commands" not in p.parts]
 
 
 def test_no_two_pipeline_modules_share_a_name():
@@ -69,3 +68,10 @@ def test_every_bench_package_names_its_modules_in_its_docstring():
             if module.name != "__init__.py" and module.stem not in doc:
                 missing.append(module.relative_to(ROOT).as_posix())
     assert missing == []
+
+
+def test_the_product_holds_no_pytest_plugin_or_suite():
+    # pytest's conftest and the pytest-benchmark suites are test code: they live in tests/ and benchmarks/
+    found = sorted(p.relative_to(ROOT).as_posix() for folder in ("bench", "kernels", "costmodel")
+                   for p in (ROOT / folder).rglob("*.py") if p.name == "conftest.py" or p.stem.startswith("test_"))
+    assert found == []

@@ -42,7 +42,7 @@ def test_bf16_and_bandwidth_ceilings_are_below_spec_and_plausible(gpu, tmp_path)
 
 
 def test_cuda_event_clock_agrees_with_the_event_timer(gpu):
-    from bench.benchmarks.harness import cuda_event_clock
+    from benchmarks.harness import cuda_event_clock
 
     a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)

@@ -93,7 +93,8 @@ def main(args) -> int:
 def _served(args) -> int:
     import sys
 
-    from bench.derive.served_comparison import compare_served, print_comparison
+    from bench.derive.served_comparison import compare_served
+    from bench.report.served_tables import print_comparison
     from costmodel.served import read_served
     from bench.records.store import load_workload
 

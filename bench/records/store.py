@@ -67,7 +67,7 @@ def peek_kind(data) -> str | None:
 
 
 def _peak_dtype(dtype):
-    from bench.derive.roofline import PEAK_DTYPE
+    from bench.configs.device_catalog import PEAK_DTYPE
 
     return PEAK_DTYPE.get(dtype, dtype)
 

@@ -9,4 +9,5 @@ build.py  puts them together: the figures and tables for a set of runs
 workload_section.py, workload_plots.py   the workload section: throughput and $/M against interactivity per Pareto
           frontier, served results (--served) as markers, a table at --at-interactivity U
 run_tables.py, terminal_tables.py   the terminal tables of `run`/`show`, and tables that never cut a cell
+served_tables.py   the terminal table of `compare RUN --served FILE`
 """
