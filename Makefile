@@ -34,7 +34,7 @@ test: $(VENV)/.ready
 test-gpu: $(VENV)/.ready
 	$(BIN)/python -m pytest -q -m gpu
 
-# The one-call GPU check (bench/gpu_check.py): steps by value under one deadline (README), from the source
+# The one-call GPU check (bench/gpu_check.py): steps by value under one deadline (docs/gpu-check.md), from the source
 # tree with the node's own python3, nothing installed; OUT packed after every step.
 GPU_CHECK_OUT ?= results/tmp/gpu-check
 gpu-check:

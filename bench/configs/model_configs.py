@@ -1,6 +1,6 @@
 """Model configs as data, with every size derived from the shapes (gpt-fast style).
 
-Shapes from the models' Hugging Face config.json files, as collected in GUIDE.md section 4.
+Shapes from the models' Hugging Face config.json files, listed in docs/sources.md.
 """
 from __future__ import annotations
 
