@@ -10,12 +10,17 @@ afford in a test is substituted, never the command's own words:
   one round of one step, the torch backend (on a CPU Triton only verifies);
 - a command that launches a torchrun group (`--tp N`, N > 1) is parsed by the real parser, not launched
   (tests/test_tp.py and tests/test_workload_tp.py run groups of two gloo ranks).
+Every line is parsed by the real parser. The README's own lines and every command that neither measures nor
+draws run in full every time; a docs/ page's measuring or `report` line (seconds each, minutes under load)
+runs in full with TOKENBENCH_SLOW_TESTS=1, as the suite's other slow tests do.
 """
 from __future__ import annotations
 
 import re
 import shlex
 from pathlib import Path
+
+import os
 
 import pytest
 
@@ -25,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN_FILE = "results/20261129-131228-amd-epyc-llama-3.2-1b-fp32.json"  # a committed CPU run
 MEASURING = {"run", "workload", "verify", "peak", "moe", "fp8", "tp", "peer"}
+SLOW = MEASURING | {"report"}  # matplotlib figures: seconds a report
 SMALL = {"--batch": "1", "--context": "9", "--concurrency": "1", "--isl": "16", "--osl": "4", "--chunk": "8",
          "--prompt": "16", "--budget-s": "0.01", "--rounds": "1", "--steps": "1", "--backend": "torch"}
 
@@ -86,16 +92,33 @@ def test_the_pages_show_commands():
     assert {_split(line)[0][0] for _, line in COMMANDS} >= {"run", "workload", "cost", "compare", "report", "show"}
 
 
+def _argv(line: str) -> list[str]:
+    argv, _ = _split(line)
+    return [RUN_FILE if a == "results/RUN.json" else a for a in argv]
+
+
+@pytest.mark.parametrize("where,line", COMMANDS, ids=[w for w, _ in COMMANDS])
+def test_a_shown_command_parses(where, line):
+    argv = _argv(line)
+    try:
+        build_parser(argv).parse_args(argv)
+    except SystemExit as exc:
+        pytest.fail(f"{where}: `{line}` is not a valid command line (argparse exit {exc.code})")
+
+
 @pytest.mark.parametrize("where,line", COMMANDS, ids=[w for w, _ in COMMANDS])
 def test_a_shown_command_runs_as_documented(where, line, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
-    argv, expected = _split(line)
-    argv = [RUN_FILE if a == "results/RUN.json" else a for a in argv]
+    _, expected = _split(line)
+    argv = _argv(line)
     if "--tp" in argv and int(argv[argv.index("--tp") + 1]) > 1:
-        build_parser(argv).parse_args(argv)  # the flags are the command's own; launching is tested elsewhere
-        return
+        pytest.skip("launches a torchrun group: parsed by test_a_shown_command_parses; tests/test_tp.py runs groups")
+    if argv[0] in SLOW and not where.startswith("README") and not os.environ.get("TOKENBENCH_SLOW_TESTS"):
+        pytest.skip("a docs/ page's measuring or report line: set TOKENBENCH_SLOW_TESTS=1 to run it in full")
     if argv[0] in MEASURING:
         argv = _small(argv)
+        if "--layer-only" in _options(argv) and "--layer-only" not in argv:
+            argv.append("--layer-only")  # the layer and the model-level ops, not each op of the layer again
     if "--out" in _options(argv):
         argv = _set(argv, "--out", str(tmp_path / "out"))
     try:

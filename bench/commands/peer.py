@@ -7,7 +7,7 @@ from __future__ import annotations
 from bench.errors import UserError
 from bench.configs.model_configs import MODELS
 from bench.parsing import choice, positive_int, positive_int_list, unique_names
-from bench.sweeps.hf_peer import DTYPES
+from bench.sweeps import hf_peer
 
 
 def add_arguments(p):
@@ -26,9 +26,9 @@ def main(args) -> int:
         dense = ", ".join(k for k, v in MODELS.items() if not v.is_moe)
         raise UserError(f"--model {args.model!r} is not a dense model this benchmark knows; choose one of: {dense}")
     dtypes = unique_names([s.strip() for s in args.dtype.split(",")], "--dtype")
-    bad = [t for t in dtypes if t not in DTYPES]
+    bad = [t for t in dtypes if t not in hf_peer.DTYPES]
     if bad:
-        raise UserError(f"--dtype {bad[0]!r} is not one of: {', '.join(DTYPES)}")
+        raise UserError(f"--dtype {bad[0]!r} is not one of: {', '.join(hf_peer.DTYPES)}")
     context = positive_int(args.context, "--context")
     if context < 2:
         raise UserError("--context must be at least 2 (a past token and the new one)")
@@ -37,12 +37,10 @@ def main(args) -> int:
         import transformers  # noqa: F401
     except ImportError:
         raise UserError("the peer benchmark needs transformers (pip install -e \".[test]\")") from None
-    from bench.sweeps.hf_peer import PeerPlan, calibration_table, run, summary, table  # torch, transformers
-
-    plan = PeerPlan(MODELS[args.model], dtypes, positive_int_list(args.batch, "--batch"), context,
-                    positive_int(args.rounds, "--rounds"), positive_int(args.steps, "--steps"), attention)
-    result = run(plan, say=lambda line: print(line, flush=True))
-    print(summary(plan, result))
-    print(table(result.rows, result.copy_gbps))
-    print(calibration_table())
+    plan = hf_peer.PeerPlan(MODELS[args.model], dtypes, positive_int_list(args.batch, "--batch"), context,
+                            positive_int(args.rounds, "--rounds"), positive_int(args.steps, "--steps"), attention)
+    result = hf_peer.run(plan, say=lambda line: print(line, flush=True))
+    print(hf_peer.summary(plan, result))
+    print(hf_peer.table(result.rows, result.copy_gbps))
+    print(hf_peer.calibration_table())
     return 0
