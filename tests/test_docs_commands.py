@@ -36,14 +36,14 @@ SMALL = {"--batch": "1", "--context": "9", "--concurrency": "1", "--isl": "16", 
 
 
 def shown_commands() -> list[tuple[str, str]]:
-    """(where, line) for every `tokenbench ...` line inside a fenced block of README.md and docs/*.md."""
+    """(where, line) for every `tokenbench ...` line inside a shell block (```sh) of README.md and docs/*.md."""
     found = []
     for page in PAGES:
-        fenced = False
+        fence = None  # the open block's language; sample output (```text) is not a command
         for number, line in enumerate(page.read_text().splitlines(), 1):
             if line.lstrip().startswith("```"):
-                fenced = not fenced
-            elif fenced and line.lstrip().startswith("tokenbench "):
+                fence = (line.strip()[3:] or "sh") if fence is None else None
+            elif fence in ("sh", "bash") and line.lstrip().startswith("tokenbench "):
                 found.append((f"{page.relative_to(ROOT)}:{number}", line.strip()))
     return found
 
