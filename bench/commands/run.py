@@ -80,7 +80,7 @@ def resolve_plan(args, device) -> RunPlan:
     return RunPlan(model=model, batches=batches, contexts=contexts, dtype=dtype, backends=backends,
                    budget_s=budget, cuda_graph=args.cuda_graph and device.kind == "cuda",
                    per_op=not args.layer_only, full_model=args.full_model, dtype_reason=dtype_reason,
-                   phase=phase, points=points)
+                   phase=phase, points=points, energy=args.energy)
 
 
 PHASE_DEFAULTS = {"cuda": {"prompt": "1024,8192", "prefill_chunk": "2048", "mixed_chunk": "512"},

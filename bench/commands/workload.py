@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--measure-e2e", action="store_true",
                    help="also run each cohort for real (prefill, then decode, every layer its own weights and "
                         "cache) and report measured / composed wall time")
+    p.add_argument("--e2e-osl", help="with --measure-e2e: answer tokens of each end-to-end cohort, 2 .. OSL (default "
+                                     "OSL); a shorter cohort is compared with the composition at its own OSL")
     p.add_argument("--json", action="store_true", help="print the record as JSON on stdout")
 
 
@@ -96,10 +98,16 @@ def resolve(args, device):
     spec = make_spec(positive_int(given("isl"), "--isl"), positive_int(given("osl"), "--osl"),
                      positive_int_list(given("concurrency"), "--concurrency"),
                      positive_int(given("chunk"), "--chunk"))
+    if args.e2e_osl is not None:
+        if not args.measure_e2e:
+            raise UserError("--e2e-osl sets the end-to-end cohorts' answer length; it does nothing without --measure-e2e")
+        e2e_osl = positive_int(non_empty(args.e2e_osl, "--e2e-osl"), "--e2e-osl")
+        if not 2 <= e2e_osl <= spec.osl:
+            raise UserError(f"--e2e-osl must be between 2 and the workload's OSL ({spec.osl}), got {e2e_osl}")
     plan = RunPlan(model=model, batches=[], contexts=[], dtype=dtype, backends=[backend],
                    budget_s=positive_float(args.budget_s, "--budget-s"),
                    cuda_graph=args.cuda_graph and device.kind == "cuda", per_op=False, dtype_reason=reason,
-                   weights=weights)
+                   weights=weights, energy=args.energy)
     return plan, spec, backend
 
 
@@ -159,8 +167,9 @@ def main(args) -> int:
                       f"{'GPU' if device.kind == 'cuda' else 'rank'} over the group")
         run = run_workload_tp(plan, device, spec, backend, price, args.out, args.tp, lambda text: console.print(text))
     else:
+        e2e_osl = None if args.e2e_osl is None else int(args.e2e_osl)
         run = run_workload(plan, device, spec, backend, price, args.out, args.measure_e2e,
-                           lambda text: console.print(text), lambda total: _progress(console, total))
+                           lambda text: console.print(text), lambda total: _progress(console, total), e2e_osl)
     print_workload(store.as_record(run.record), run.points, console)
     console.print(f"wrote {run.json_path} and {run.csv_path}")
     if args.json:
