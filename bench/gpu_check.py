@@ -111,7 +111,7 @@ def fake_steps(work: Path, spec: str) -> list:
         if kind == "slow":  # a large plan that overruns what is left, a small one that fits
             big = float(os.environ.get("GPU_CHECK_FAKE_SLOW_S", "60"))
             plans = [Plan(f"large ({big:g} s)", [python(), "-c", FAKE["sleep"], str(work), name, str(big)],
-                          extra_s=big - 5),
+                          extra_s=big),
                      Plan("small (1 s)", [python(), "-c", FAKE["sleep"], str(work), name, "1"], extra_s=0)]
             steps.append(Step(name, max(limit, big + 5), plans))
             continue
@@ -217,7 +217,7 @@ class Runner:
             self.seen = set()
             rc, stopped = self._wait(limit)
             outcome.rc, outcome.seconds = rc, time.monotonic() - t0
-            outcome.note = prefix + stopped
+            outcome.note = "; ".join(x for x in (why, stopped) if x)
             f.write(f"\n== {step.name}: exit {rc}, {outcome.seconds:.1f} s{', ' + stopped if stopped else ''}\n")
         print(f"gpu_check: {step.name}: exit {rc} in {outcome.seconds:.1f} s {outcome.note}", file=sys.stderr,
               flush=True)
@@ -254,11 +254,26 @@ class Runner:
             rc = -int(signal.SIGKILL)
             why = (why + "; " if why else "") + (f"unkillable: pid {proc.pid} still alive {KILL_WAIT_S:g} s after "
                                                  f"SIGKILL, left behind")
+        end = time.monotonic() + KILL_WAIT_S  # a SIGKILLed process takes a moment to die; one in the driver longer
+        while any(_alive(p) for p in leftover) and time.monotonic() < end:
+            time.sleep(0.05)
         stuck = [p for p in leftover if _alive(p)]
         if stuck:
             why = (why + "; " if why else "") + f"{len(stuck)} process(es) still alive after SIGKILL: {sorted(stuck)}"
         self.proc = None
         return rc, why
+
+    def _interrupt(self, proc, grace: float) -> set:
+        """SIGINT to the group first: runs keep their rows and pytest still writes its JSON."""
+        self.seen |= descendants(proc.pid)
+        _signal_all(proc.pid, self.seen, signal.SIGINT)
+        end = time.monotonic() + max(0.5, min(grace, self.time_left() - PACK_RESERVE_S))
+        while proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.1)
+        self.seen |= descendants(proc.pid) if proc.poll() is None else set()
+        survivors = {p for p in self.seen if _alive(p)}  # those that ignored SIGINT
+        _signal_all(proc.pid, self.seen, signal.SIGKILL)
+        return survivors
 
     def stop(self, signum, _frame) -> None:
         self.stopping = signal.Signals(signum).name
@@ -424,6 +439,12 @@ def run_steps(runner: Runner, steps: list, facts_from_preflight: bool, fake: boo
                    else f"Triton unknown: the preflight did not finish (exit {preflight_rc})")
             runner.skip(step.name, f"not run: {why}")
             continue
+        if runner.stopping:
+            runner.skip(step.name, f"not run: check stopped by {runner.stopping}")
+            continue
+        if runner.time_left() - PACK_RESERVE_S - GRACE_S < 1:
+            runner.skip(step.name, "not run: global deadline reached")
+            continue
         index, why = choose(step, runner.time_left() - PACK_RESERVE_S - GRACE_S,
                             later_core(steps, i, runner.device), runner.device)
         if index is None:
@@ -494,7 +515,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="gpu-check."))
     (work / "logs").mkdir()
     (work / "results").mkdir()
-    device = "cpu" if (args.cpu_rehearsal or args.fake) else (args.device or "h100-sxm")
+    device = "stand-in" if args.fake else "cpu" if args.cpu_rehearsal else (args.device or "h100-sxm")
     runner = Runner(work, out, time.monotonic() + deadline, step_env(work), device)
     runner.header = (f"tokenbench gpu check, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, commit "
                      f"{git_commit()}, deadline {deadline:g} s, work {work}"
@@ -512,8 +533,15 @@ def main(argv=None) -> int:
             step.plans = [Plan("injected hang", [python(), "-c", FAKE["orphan"], str(work), step.name])]
     # the estimates of the GPU the preflight finds (an H100's where it is neither): --device, a rehearsal and
     # fake steps fix them
-    fixed = "cpu" if (args.cpu_rehearsal or args.fake) else args.device
-    status = run_steps(runner, steps, bool(steps) and steps[0].name == "preflight", bool(args.fake), fixed)
+    fixed = "stand-in" if args.fake else "cpu" if args.cpu_rehearsal else args.device
+    try:
+        status = run_steps(runner, steps, bool(steps) and steps[0].name == "preflight", bool(args.fake), fixed)
+    except Exception as exc:  # noqa: BLE001 - a bug in the check itself: still pack what the steps left
+        import traceback
+
+        traceback.print_exc()
+        runner.skip("check", f"the check itself failed: {type(exc).__name__}: {exc}")
+        status = None
     runner.pack()
     print(runner.summary(), end="")
     print(f"packed into {out}: summary.txt logs.txt results.tar.gz")

@@ -49,6 +49,9 @@ DEVICE_COSTS = {
     # the CPU rehearsal's tiny plans on a shared 2-core machine
     "cpu": DeviceCosts(start_s=5.0, row_overhead_s=0.1, window_s=0.0, copy_bw=1e10, matmul_flops=5e10,
                        step_floor_s=5e-4, compile_scale=0.0),
+    # the stand-in steps of `--fake` (bench/gpu_check.py): a bare python start each
+    "stand-in": DeviceCosts(start_s=0.5, row_overhead_s=0.0, window_s=0.0, copy_bw=1e10, matmul_flops=5e10,
+                            step_floor_s=0.0, compile_scale=0.0),
 }
 
 # Case counts, mirrored from the code (tests/test_gpu_check.py compares them with kernels/ and bench/workload/)
@@ -174,7 +177,7 @@ def gpu_steps(py: str, work: str) -> list:
              rows=20 + 12, budget_s=0.5, windows=20, extra_s=1, e2e=((1, 8, 64), 1024, 256)),
         Plan("C 1,64; e2e cohorts with OSL 128", ["--concurrency", "1,64", "--measure-e2e", "--e2e-osl", "128"],
              rows=14 + 8, budget_s=0.5, windows=14, extra_s=1, e2e=((1, 64), 1024, 128)),
-        Plan("C 64; no e2e cohort", ["--concurrency", "64"], rows=7 + 4, budget_s=0.5, windows=7, extra_s=1),
+        Plan("C 64; no e2e cohort", ["--concurrency", "64"], rows=8 + 8, budget_s=0.5, windows=8, extra_s=1),
     ]
     triton_files = ["tests/test_triton_elementwise.py", "tests/test_triton_gemm.py", "tests/test_triton_layer.py",
                     "tests/test_triton_attention.py", "tests/test_triton_prefill_attention.py"]
@@ -238,9 +241,9 @@ def cpu_steps(py: str, work: str) -> list:
                          rows=2 * PREFILL_ROWS_PER_CHUNK + PREFILL_MODEL_ROWS, budget_s=0.02, extra_s=1)],
         "workload": [Plan("tiny, C 1,2; e2e OSL 4", m + ["workload", "--isl", "16", "--osl", "4", "--chunk", "16",
                                                          "--concurrency", "1,2", "--measure-e2e"] + quick,
-                          rows=20, budget_s=0.02, extra_s=1, e2e=((1, 2), 16, 4)),
+                          rows=13 + 6, budget_s=0.02, extra_s=1, e2e=((1, 2), 16, 4)),
                      Plan("tiny, C 2; no e2e", m + ["workload", "--isl", "16", "--osl", "4", "--chunk", "16",
-                                                    "--concurrency", "2"] + quick, rows=10, budget_s=0.02, extra_s=1)],
+                                                    "--concurrency", "2"] + quick, rows=7 + 6, budget_s=0.02, extra_s=1)],
         "decode-bench": [Plan("tiny decode step benchmark", bench_pytest(py, work) + tiny_bench + [
             "bench/benchmarks/test_decode.py"], extra_s=3)],
         "ops-bench": [Plan("tiny op benchmarks", bench_pytest(py, work) + tiny_bench + [

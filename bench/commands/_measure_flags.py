@@ -13,7 +13,7 @@ def add_record_price_timing_arguments(p, budget_s: str) -> None:
     p.add_argument("--budget-s", default=budget_s, help=f"timing budget per case in seconds (default {budget_s})")
     p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
                    help="time eager launches with events instead of CUDA-graph replays")
-    p.add_argument("--energy", default="rows", choices=ENERGY_MODES,
+    p.add_argument("--energy", default="rows",
                    help="the board's energy (NVML, GPU only), each window >= 1 s: rows (default: every row a J/token "
                         "figure is composed of: layer, final_norm, lm_head), steps (only whole steps: a workload "
                         "step's layers x layer + tail in one window, a run's --full-model row; no single op is "

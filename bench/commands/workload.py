@@ -14,7 +14,7 @@ import json
 import sys
 from contextlib import contextmanager
 
-from bench.commands._measure_flags import add_record_price_timing_arguments
+from bench.commands._measure_flags import ENERGY_MODES, add_record_price_timing_arguments
 from bench.errors import UserError
 from bench.parsing import choice, non_empty, positive_float, positive_int, positive_int_list
 
@@ -107,7 +107,7 @@ def resolve(args, device):
     plan = RunPlan(model=model, batches=[], contexts=[], dtype=dtype, backends=[backend],
                    budget_s=positive_float(args.budget_s, "--budget-s"),
                    cuda_graph=args.cuda_graph and device.kind == "cuda", per_op=False, dtype_reason=reason,
-                   weights=weights, energy=args.energy)
+                   weights=weights, energy=choice(args.energy, ENERGY_MODES, "energy"))
     return plan, spec, backend
 
 
