@@ -46,8 +46,8 @@ DEVICE_COSTS = {
     # H200 141 GB: the same chip and matmul rate, 4.3 TB/s copy (KINDS.md, 2026-10-28 and 2026-11-04)
     "h200": DeviceCosts(start_s=8.0, row_overhead_s=0.5, window_s=1.25, copy_bw=4.3e12, matmul_flops=4.8e14,
                         step_floor_s=5e-3),
-    # the CPU rehearsal's tiny plans on a shared 2-core machine
-    "cpu": DeviceCosts(start_s=5.0, row_overhead_s=0.1, window_s=0.0, copy_bw=1e10, matmul_flops=5e10,
+    # the CPU rehearsal's tiny plans on a shared 2-core machine (a process start took 3 s quiet, 10-20 s loaded)
+    "cpu": DeviceCosts(start_s=8.0, row_overhead_s=0.1, window_s=0.0, copy_bw=1e10, matmul_flops=5e10,
                        step_floor_s=5e-4, compile_scale=0.0),
     # the stand-in steps of `--fake` (bench/gpu_check.py): a bare python start each
     "stand-in": DeviceCosts(start_s=0.5, row_overhead_s=0.0, window_s=0.0, copy_bw=1e10, matmul_flops=5e10,
@@ -227,29 +227,26 @@ def cpu_steps(py: str, work: str) -> list:
     m = [py, "-m", "bench"]
     quick = ["--device", "cpu", "--model", "tiny", "--budget-s", "0.02", "--energy", "steps", "--out", res]
     tiny_bench = ["--tokenbench-models", "tiny", "--tokenbench-budget-s", "1", "--tokenbench-rounds", "2"]
+    peak = m + ["peak", "--device", "cpu", "--dtype", "fp32", "--budget-s", "0.3", "--no-bandwidth", "--out", res]
+    workload = m + ["workload", "--isl", "8", "--osl", "2", "--chunk", "8", "--concurrency", "1"] + quick
     cpu = {
         "preflight": [Plan("versions, device (no CUDA: rehearsal)", steps[0].plans[0].args + ["--cpu-rehearsal"],
                            extra_s=2)],
-        "peak": [Plan("fp32, 1 s", m + ["peak", "--device", "cpu", "--dtype", "fp32", "--budget-s", "1", "--out", res],
-                      extra_s=2)],
-        "run": [Plan("tiny, batch 1,4", m + ["run", "--batch", "1,4", "--context", "16"] + quick,
-                     rows=2 * DECODE_ROWS_PER_POINT, budget_s=0.02, extra_s=1),
-                Plan("tiny, batch 1", m + ["run", "--batch", "1", "--context", "16"] + quick,
-                     rows=DECODE_ROWS_PER_POINT, budget_s=0.02, extra_s=1)],
-        "prefill": [Plan("tiny, prompt 32 in 16-token chunks", m + ["run", "--phase", "prefill", "--prompt", "32",
-                                                                   "--chunk", "16"] + quick,
-                         rows=2 * PREFILL_ROWS_PER_CHUNK + PREFILL_MODEL_ROWS, budget_s=0.02, extra_s=1)],
-        "workload": [Plan("tiny, C 1,2; e2e OSL 4", m + ["workload", "--isl", "16", "--osl", "4", "--chunk", "16",
-                                                         "--concurrency", "1,2", "--measure-e2e"] + quick,
-                          rows=13 + 6, budget_s=0.02, extra_s=1, e2e=((1, 2), 16, 4)),
-                     Plan("tiny, C 2; no e2e", m + ["workload", "--isl", "16", "--osl", "4", "--chunk", "16",
-                                                    "--concurrency", "2"] + quick, rows=7 + 6, budget_s=0.02, extra_s=1)],
+        "peak": [Plan("fp32, 0.3 s", peak, extra_s=1)],
+        "run": [Plan("tiny, batch 1, layer and tail", m + ["run", "--batch", "1", "--context", "8", "--layer-only"]
+                     + quick, rows=3, budget_s=0.02, extra_s=1)],
+        "prefill": [Plan("tiny, prompt 16, layer and tail", m + ["run", "--phase", "prefill", "--prompt", "16",
+                                                                "--chunk", "16", "--layer-only"] + quick,
+                         rows=3, budget_s=0.02, extra_s=1)],
+        # one layer row per step and final_norm + lm_head per tail row count (5 steps, 2 row counts)
+        "workload": [Plan("tiny, C 1; e2e cohort", workload + ["--measure-e2e"], rows=5 + 4, budget_s=0.02,
+                          extra_s=1, e2e=((1,), 8, 2)),
+                     Plan("tiny, C 1; no e2e", workload, rows=5 + 4, budget_s=0.02, extra_s=1)],
         "decode-bench": [Plan("tiny decode step benchmark", bench_pytest(py, work) + tiny_bench + [
             "bench/benchmarks/test_decode.py"], extra_s=3)],
         "ops-bench": [Plan("tiny op benchmarks", bench_pytest(py, work) + tiny_bench + [
             "bench/benchmarks/test_ops.py", "-k", "torch"], extra_s=8)],
-        "peak-full": [Plan("fp32, 1 s", m + ["peak", "--device", "cpu", "--dtype", "fp32", "--budget-s", "1",
-                                             "--out", res], extra_s=2)],
+        "peak-full": [Plan("fp32, 0.3 s", peak, extra_s=1)],
     }
     for step in steps:
         if step.name in cpu:
