@@ -505,7 +505,7 @@ def main(argv=None) -> int:
             device, source = detect_device()
         work = "$WORK"
         steps = cpu_steps(python(), work) if device == "cpu" else gpu_steps(python(), work)
-        print(dry_run(_select(steps, args), device, deadline, python(), source), end="")
+        print(dry_run(_select(steps, args), device, deadline, python(), source, PACK_RESERVE_S + GRACE_S), end="")
         return 0
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -33,17 +33,19 @@ class DeviceCosts:
     start_s: float  # python + torch import + CUDA context + device detection, per process
     row_overhead_s: float  # per timed row beyond its budget: float64 check, input sets, warm-up, graph capture
     window_s: float  # one NVML window: >= 1 s plus up to two waits for a counter tick
-    copy_bw: float  # bytes/s, the measured device-to-device copy (KINDS.md) for the end-to-end decode steps
+    copy_bw: float  # bytes/s, a measured device-to-device copy (read + written), for the end-to-end decode steps
     matmul_flops: float  # bf16 FLOP/s a prefill sustains (about 60% of the measured 790-800 TFLOP/s)
     step_floor_s: float  # an eager decode step's host-side launch floor (32 layers x ~15 launches)
     compile_scale: float = 1.0  # Triton compile seconds scale (the host CPU compiles)
 
 
 DEVICE_COSTS = {
-    # H100 SXM 80 GB: 3.0 TB/s copy and 798 TFLOP/s bf16 seen on this workplace's machine (KINDS.md, 2026-11-13)
+    # H100 SXM 80 GB (HBM3, 3.35 TB/s by NVIDIA's datasheet): about 3.0 TB/s copy and 798 TFLOP/s on an 8192^3 bf16
+    # matmul were measured on the H100 node this check targets, before any tokenbench code ran there
     "h100-sxm": DeviceCosts(start_s=8.0, row_overhead_s=0.5, window_s=1.25, copy_bw=3.0e12, matmul_flops=4.8e14,
                             step_floor_s=5e-3),
-    # H200 141 GB: the same chip and matmul rate, 4.3 TB/s copy (KINDS.md, 2026-10-28 and 2026-11-04)
+    # H200 141 GB (HBM3e, 4.8 TB/s by NVIDIA's datasheet): the same chip and matmul rate (770-800 TFLOP/s measured),
+    # about 4.3 TB/s copy measured on the H200 nodes this check targets
     "h200": DeviceCosts(start_s=8.0, row_overhead_s=0.5, window_s=1.25, copy_bw=4.3e12, matmul_flops=4.8e14,
                         step_floor_s=5e-3),
     # the CPU rehearsal's tiny plans on a shared 2-core machine (a process start took 3 s quiet, 10-20 s loaded)
@@ -292,8 +294,23 @@ def show_argv(argv: list, py: str) -> str:
     return " ".join("python" if a == py else shlex.quote(a) for a in argv)
 
 
-def dry_run(steps: list, device: str, deadline_s: float, py: str, source: str) -> str:
-    """The plan as text: each step with its limit, command and estimated seconds, and the cumulative time."""
+def simulate(steps: list, device: str, deadline_s: float, reserve_s: float) -> list:
+    """[(step, plan index or None, why, start s, end s)] if every step took exactly its estimate: the plans the
+    check would choose (reserve_s: the final pack and the SIGINT grace, kept back from every step)."""
+    out, clock = [], 0.0
+    for i, step in enumerate(steps):
+        left = deadline_s - clock - reserve_s
+        index, why = choose(step, left, later_core(steps, i, device), device) if left >= 1 else (
+            None, "not run: global deadline reached")
+        took = 0.0 if index is None else step.plans[index].estimate(device)
+        out.append((step, index, why, clock, clock + took))
+        clock += took
+    return out
+
+
+def dry_run(steps: list, device: str, deadline_s: float, py: str, source: str, reserve_s: float = 15.0) -> str:
+    """The plan as text: each step with its limit, command and estimated seconds, and the cumulative time;
+    then the plans the check would choose if every estimate held."""
     lines = [f"tokenbench gpu check plan, {source}: device {device}; deadline {deadline_s:g} s. Seconds are "
              f"ESTIMATES read off the code (bench/gpu_check_plan.py), not measurements.",
              f"{'#':>2}  {'step':<13} {'limit s':>7} {'est s':>6} {'cum s':>6}  plan, basis; command"]
@@ -311,4 +328,8 @@ def dry_run(steps: list, device: str, deadline_s: float, py: str, source: str) -
     core = sum(s.plans[0].estimate(device) for s in steps if s.core)
     lines.append(f"core steps ({', '.join(s.name for s in steps if s.core)}): ~{core:.0f} s of {deadline_s:g} s; "
                  f"all steps at their largest plans: ~{cum:.0f} s")
+    lines.append(f"if every estimate held (keeping {reserve_s:g} s back for the pack and the SIGINT grace):")
+    for step, index, why, start, end in simulate(steps, device, deadline_s, reserve_s):
+        what = why if index is None else f"{step.plans[index].label}" + (" (smaller)" if index else "")
+        lines.append(f"    {step.name:<13} {start:>5.0f}-{end:>4.0f} s  {what}")
     return "\n".join(lines) + "\n"
