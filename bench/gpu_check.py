@@ -462,9 +462,10 @@ def run_steps(runner: Runner, steps: list, facts_from_preflight: bool, fake: boo
 
 
 def _package_versions() -> dict:
+    """The stand-in steps' facts: what a preflight would record here."""
     from bench.gpu_preflight import package_versions
 
-    return package_versions(tuple(CHECK_PACKAGES) + ("tokenbench-no-such-package",))
+    return package_versions(tuple(CHECK_PACKAGES) + (MISSING_PACKAGE,))  # the needs-missing stand-in's
 
 
 def main(argv=None) -> int:

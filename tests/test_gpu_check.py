@@ -136,6 +136,9 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), str(tmp_path), "--deadline-s", "1"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("tokenbench: error:")
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), str(tmp_path), "--dry-run", "--device",
+                        "a100"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr == "tokenbench: error: --device 'a100': choose h100-sxm or h200\n"
 
 
 def test_suites_read_the_peak_folder_the_check_names(monkeypatch, tmp_path):
