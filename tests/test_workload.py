@@ -412,3 +412,38 @@ def test_energy_modes_decide_which_rows_get_a_window():
     assert "per-op" in energy_skip_note("qkv_proj", "rows")
     assert "whole steps only" in energy_skip_note("lm_head", "steps") and energy_skip_note("model", "steps") is None
     assert "--energy off" in energy_skip_note("model", "off")
+
+
+def test_whole_step_energy_is_one_window_per_step_and_lands_on_the_step(monkeypatch):
+    """--energy steps on a stand-in board: one window whose calls are whole steps; joules per step on the step."""
+    import torch
+
+    from bench.measure import energy
+    from bench.workload import measure_steps, step_energy
+
+    calls = []
+
+    class Case:
+        impls = {"torch": lambda inputs: calls.append(inputs)}
+
+        def make_inputs(self, seed):
+            return seed
+
+    def board(call, index):
+        for _ in range(4):
+            call()
+        return energy.EnergyReading(joules=12.0, seconds=1.0, calls=4, ticks=10)
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(energy, "board_window", board)
+    joules, why = step_energy.step_board_joules([Case()], [Case(), Case()], layers=2, backend="torch",
+                                                cuda_graph=False)
+    assert joules == 3.0 and why is None and len(calls) == 4 * (2 + 2)
+    plan = type("Plan", (), {"model": type("M", (), {"layers": 2})(), "cuda_graph": False})()
+    step = comp.WorkloadStep(comp.StepKey("decode", 1, 9), 0.01)
+    assert measure_steps.with_step_energy(plan, step, [Case()], [Case()], "torch").board_joules == 3.0
+    monkeypatch.setattr(energy, "board_window", lambda call, index: energy.EnergyReading(reason="counter stalled"))
+    empty = measure_steps.with_step_energy(plan, step, [Case()], [Case()], "torch")
+    assert empty.board_joules is None and "counter stalled (eager)" in empty.energy_note
+    assert empty.to_dict()["energy_note"] and "energy_note" not in step.to_dict()
