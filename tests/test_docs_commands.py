@@ -39,11 +39,11 @@ def shown_commands() -> list[tuple[str, str]]:
     """(where, line) for every `tokenbench ...` line inside a shell block (```sh) of README.md and docs/*.md."""
     found = []
     for page in PAGES:
-        fence = None  # the open block's language; sample output (```text) is not a command
+        fence = None  # the open block's language: only shell blocks (```sh) hold commands, not sample output
         for number, line in enumerate(page.read_text().splitlines(), 1):
             if line.lstrip().startswith("```"):
-                fence = (line.strip()[3:] or "sh") if fence is None else None
-            elif fence in ("sh", "bash") and line.lstrip().startswith("tokenbench "):
+                fence = line.strip()[3:] if fence is None else None
+            elif fence in ("sh", "bash", "shell") and line.lstrip().startswith("tokenbench "):
                 found.append((f"{page.relative_to(ROOT)}:{number}", line.strip()))
     return found
 

@@ -134,14 +134,18 @@ def test_commands_neither_write_records_nor_compose_steps():
 # command line and the pytest-benchmark suites (benchmarks/, outside the product) use all of it.
 PACKAGE_ORDER = ("kernels", "costmodel", "bench", "bench.errors", "bench.parsing", "bench.progress",
                  "bench.configs", "bench.records", "bench.measure", "bench.derive", "bench.report",
-                 "bench.sweeps", "bench.workload", "bench.gpu_preflight", "bench.gpu_check", "bench.commands",
+                 "bench.sweeps", "bench.workload", "bench.gpu_check_plan", "bench.gpu_preflight", "bench.gpu_check",
+                 "bench.commands",
                  "bench.cli", "bench.__main__", "benchmarks")
 ORDERED_ROOTS = ("bench", "kernels", "costmodel", "benchmarks")
 
 
 def _package(module: str) -> str:
-    """The entry of PACKAGE_ORDER a dotted module name belongs to: its longest declared prefix."""
+    """The entry of PACKAGE_ORDER a dotted module name belongs to: its longest declared prefix. Every package
+    and top-level module of bench/ is declared by name (a new one must take its place in the order)."""
     parts = module.split(".")
+    if parts[0] == "bench" and len(parts) > 1:
+        assert ".".join(parts[:2]) in PACKAGE_ORDER, f"{module}: declare bench.{parts[1]} in PACKAGE_ORDER"
     while parts and ".".join(parts) not in PACKAGE_ORDER:
         parts.pop()
     assert parts, f"{module} belongs to no package of PACKAGE_ORDER: declare it there"

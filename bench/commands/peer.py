@@ -5,14 +5,14 @@ the copy bandwidth measured in the same run. Needs transformers (pip install -e 
 from __future__ import annotations
 
 from bench.errors import UserError
-from bench.configs.model_configs import MODELS
+from bench.configs.model_configs import MODELS, get_model
 from bench.parsing import choice, positive_int, positive_int_list, unique_names
 from bench.sweeps import hf_peer
 
 
 def add_arguments(p):
-    dense = ", ".join(k for k, v in MODELS.items() if not v.is_moe)
-    p.add_argument("--model", default="llama-3.2-1b", help=f"a dense model: {dense} (default llama-3.2-1b)")
+    p.add_argument("--model", default="llama-3.2-1b",
+                   help="a dense model of `tokenbench models`, or a config.json path (default llama-3.2-1b)")
     p.add_argument("--context", default="512", help="tokens in the KV cache, the new one included (default 512)")
     p.add_argument("--batch", default="1,8", help="comma list of batch sizes (default 1,8)")
     p.add_argument("--dtype", default="fp32,bf16", help="comma list of fp32, bf16 (default both)")
@@ -22,8 +22,9 @@ def add_arguments(p):
 
 
 def main(args) -> int:
-    if args.model not in MODELS or MODELS[args.model].is_moe:
-        dense = ", ".join(k for k, v in MODELS.items() if not v.is_moe)
+    model = get_model(args.model)  # a catalog name or a config.json path; an unknown one is refused
+    if model.is_moe or model.unmodelled_features():
+        dense = ", ".join(k for k, v in MODELS.items() if not v.is_moe and not v.unmodelled_features())
         raise UserError(f"--model {args.model!r} is not a dense model this benchmark knows; choose one of: {dense}")
     dtypes = unique_names([s.strip() for s in args.dtype.split(",")], "--dtype")
     bad = [t for t in dtypes if t not in hf_peer.DTYPES]
@@ -37,7 +38,7 @@ def main(args) -> int:
         import transformers  # noqa: F401
     except ImportError:
         raise UserError("the peer benchmark needs transformers (pip install -e \".[test]\")") from None
-    plan = hf_peer.PeerPlan(MODELS[args.model], dtypes, positive_int_list(args.batch, "--batch"), context,
+    plan = hf_peer.PeerPlan(model, dtypes, positive_int_list(args.batch, "--batch"), context,
                             positive_int(args.rounds, "--rounds"), positive_int(args.steps, "--steps"), attention)
     result = hf_peer.run(plan, say=lambda line: print(line, flush=True))
     print(hf_peer.summary(plan, result))

@@ -14,7 +14,7 @@ from kernels.dtypes import TORCH_DTYPES
 
 
 def add_arguments(p):
-    p.add_argument("--model", default="tiny", help=f"one of: {', '.join(MODELS)} (default tiny)")
+    p.add_argument("--model", default="tiny", help=f"one of: {', '.join(MODELS)}, or the path of a Hugging Face config.json (or of its folder) (default tiny)")
     p.add_argument("--backend", default="torch", help="comma list of backends (torch, triton, mixes)")
     p.add_argument("--batch", default="1,3", help="comma list of batch sizes (default 1,3)")
     p.add_argument("--context", default="37", help="comma list of context lengths (default 37)")

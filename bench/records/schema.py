@@ -605,6 +605,7 @@ class WorkloadStepEntry(Entry):
     layer_seconds: float | None = None
     reason: str | None = None
     board_joules: float | None = None
+    energy_note: str | None = None  # --energy steps: why the step's own window gave no reading
 
 
 def _points(value, where: str) -> list:
