@@ -310,8 +310,11 @@ def recording(record: dict, writer: ResultWriter, say=None):
     """Around a measuring loop: marks the record complete when the loop ends; on Ctrl-C keeps every row
     measured so far and sets state["status"] to 130; on any other failure notes it in the record and
     re-raises. The record is written in every case, with its wall time."""
+    from bench.measure.machine_share import other_cpu_use, shared_machine_warning, snapshot
+
     state = {"status": 0}
     started = time.perf_counter()
+    cpu_before = snapshot()
     failing = False
     try:
         yield state
@@ -329,6 +332,11 @@ def recording(record: dict, writer: ResultWriter, say=None):
         raise
     finally:
         record["wall_s"] = time.perf_counter() - started
+        record["other_cpu"] = other_cpu_use(cpu_before)  # did the run share the machine?
+        if warning := shared_machine_warning(record["other_cpu"]):
+            record["shared_machine_warning"] = warning
+            if say:
+                say(warning)
         try:
             writer.write(record)  # with the failure noted, where the disk takes it
         except WriteFailed:

@@ -70,6 +70,8 @@ def print_summary(record: RunRecord, console) -> None:
 def _print_notes(record: RunRecord, console) -> None:
     if record.bandwidth_warning:
         console.print(f"[yellow]{record.bandwidth_warning}[/]")
+    if record.shared_machine_warning:
+        console.print(f"[yellow]{record.shared_machine_warning}[/]", highlight=False)
     if record.price_hint:
         console.print(f"[dim]{record.price_hint}[/]")
     if record.device.is_cpu:

@@ -25,6 +25,8 @@ def print_workload(record: WorkloadRecord, points: list, console) -> None:
         console.print(f"[dim]{name}: {ENGINE_MODELS[name]}[/]")
     for note in w.get("notes", []):
         console.print(f"[yellow]{note}[/]")
+    if record.shared_machine_warning:
+        console.print(f"[yellow]{record.shared_machine_warning}[/]", highlight=False)
     econ = record.economics or [{}] * len(points)
     cols = [Col("engine", right=False, key=True), Col("C", key=True), Col("total tok/s"), Col("out tok/s"),
             Col("in tok/s"), Col("tok/s/user"), Col("TTFT ms"), Col("e2e s"), Col("fits", right=False),
