@@ -165,7 +165,7 @@ def _from_run(args) -> int:
                                  f"not a {args.device}; to cost it there, project it: tokenbench project --to "
                                  f"{args.device} --from {args.from_file}")
     quote = stored_run_price(_number("price per hour", args.price_per_hour), args.tco, args.tier,
-                             args.utilisation, key, run.price)
+                             args.utilisation, key, run.price, run.device)
     power = stored_run_power(_number("power (kW)", args.power_kw), args.overhead, key, run.price,
                              run.device.tdp_w, quote)
     dtype = run.dtype
