@@ -59,14 +59,10 @@ def main(args) -> int:
         if key in seen:
             raise UserError(f"{given} is given twice (as {seen[key]} too): each run is drawn once")
         seen[key] = given
-    runs, _, workloads = read_inputs(args.results)
-    from bench.derive.stored_run_pricing import reprice_record
     from bench.parsing import positive_float
 
     price, power = positive_float(args.price_per_hour, "--price-per-hour"), positive_float(args.power_kw, "--power-kw")
-    for run in runs:  # every cost the report draws is at the price each run says where it came from
-        run.record = reprice_record(run.record, price, power)
-    workloads = [reprice_record(w, price, power) for w in workloads]
+    runs, _, workloads = read_inputs(args.results, price, power)  # each costed at a price it says the source of
     served = _served(args, workloads)
     pairs = [(_side(runs, a), _side(runs, b)) for a, b in args.compare]
     targets = [t.strip() for t in (args.project_to or "").split(",") if t.strip()]
