@@ -117,7 +117,8 @@ def reprice_record(record, price_per_hour: float | None, power_kw: float | None)
     if power is None:
         hints.append("no power figure: pass --power-kw K here, or: tokenbench cost --from RUN --power-kw K")
     hint = "; ".join(hints) or None
-    if (price, power, hint) == (recorded.price_per_hour, recorded.power_kw, recorded.hint):
+    unpriced_points = record.kind == "workload" and not record.economics and (price or power)
+    if (price, power, hint) == (recorded.price_per_hour, recorded.power_kw, recorded.hint) and not unpriced_points:
         return record
     new_price = replace(recorded, price_per_hour=price, source=source, power_kw=power, power_source=power_source,
                         hint=hint)
