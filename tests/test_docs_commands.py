@@ -28,7 +28,7 @@ from bench.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-RUN_FILE = "results/20261129-131228-amd-epyc-llama-3.2-1b-fp32.json"  # a committed CPU run
+RUN_FILE = "results/examples/20261129-131228-amd-epyc-llama-3.2-1b-fp32.json"  # a committed CPU run
 MEASURING = {"run", "workload", "verify", "peak", "moe", "fp8", "tp", "peer"}
 SLOW = MEASURING | {"report"}  # matplotlib figures: seconds a report
 SMALL = {"--batch": "1", "--context": "9", "--concurrency": "1", "--isl": "16", "--osl": "4", "--chunk": "8",
