@@ -132,7 +132,7 @@ def test_commands_neither_write_records_nor_compose_steps():
 # typed vocabulary sits under the measuring code that fills it; derive reads records; report prints records
 # and derived figures; the sweeps and the workload drive the measuring and print with report's tables; the
 # command line and the pytest-benchmark suites (benchmarks/, outside the product) use all of it.
-PACKAGE_ORDER = ("kernels", "costmodel", "bench", "bench.errors", "bench.parsing", "bench.progress",
+PACKAGE_ORDER = ("kernels", "costmodel", "bench", "bench.errors", "bench.parsing", "bench.flag_rules", "bench.progress",
                  "bench.configs", "bench.records", "bench.measure", "bench.derive", "bench.report",
                  "bench.sweeps", "bench.workload", "bench.gpu_check_plan", "bench.gpu_preflight", "bench.gpu_check",
                  "bench.commands",
