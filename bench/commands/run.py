@@ -8,7 +8,7 @@ import sys
 from bench.report.terminal_tables import console_width
 from bench.configs import device_catalog
 from bench.records import store
-from bench.commands._measure_flags import add_record_price_timing_arguments
+from bench.commands._measure_flags import ENERGY_MODES, add_record_price_timing_arguments
 from bench.errors import UserError
 from bench.configs.model_configs import MODELS, get_model, refuse_unmeasured_layers
 from bench.parsing import choice, non_empty, non_negative_int, positive_float, positive_int_list, unique_names
@@ -80,7 +80,7 @@ def resolve_plan(args, device) -> RunPlan:
     return RunPlan(model=model, batches=batches, contexts=contexts, dtype=dtype, backends=backends,
                    budget_s=budget, cuda_graph=args.cuda_graph and device.kind == "cuda",
                    per_op=not args.layer_only, full_model=args.full_model, dtype_reason=dtype_reason,
-                   phase=phase, points=points)
+                   phase=phase, points=points, energy=choice(args.energy, ENERGY_MODES, "energy"))
 
 
 PHASE_DEFAULTS = {"cuda": {"prompt": "1024,8192", "prefill_chunk": "2048", "mixed_chunk": "512"},
