@@ -1,8 +1,8 @@
-"""A decoder layer built from its LayerSpec (kernels/layer_spec.py), for every architecture the configs describe:
-pre-norm attention (GQA with qkv/o biases, q/k norm, sliding window and sinks: kernels/attention_block.py; or
-DeepSeek's MLA: kernels/mla_block.py), then a dense SwiGLU MLP or the model's MoE block (its own router, shared
-experts, expert biases and activation: kernels/moe_block.py). Decode, prefill and mixed are one layer over
-`Rows`: `decode_batch` sequences with one new token each at `context`, and/or one prompt `chunk`
+"""A decoder layer built from its LayerSpec (kernels/layer_spec.py), for every architecture the configs
+describe: pre-norm attention (GQA with qkv/o biases, q/k norm, sliding window and sinks:
+kernels/attention_block.py; or DeepSeek's MLA: kernels/mla_block.py), then a dense SwiGLU MLP or the model's
+MoE block (its own router, shared experts, expert biases and activation: kernels/moe_block.py). Decode,
+prefill and mixed are one layer over `Rows`: `decode_batch` sequences with one new token each at `context`, and/or one prompt `chunk`
 (kernels.prefill_layer.Chunk: batch x tokens continuing a cached prefix).
 
   h, r   = rmsnorm(x + residual)                       attn_norm   [M, H], M = decode_batch + chunk rows
@@ -11,8 +11,9 @@ experts, expert biases and activation: kernels/moe_block.py). Decode, prefill an
            run at M = B and M = T rather than once at B + T)
   h2, r2 = rmsnorm(a + r)                              ffn_norm
   y      = dense MLP(h2) or MoE block(h2) at M tokens
-returns (y, r2), as kernels/layer.py. Sliding-window layers hold min(context, W) cache slots at decode (the new
-token in the last) and the last min(prefix, W - 1) prefix tokens at prefill: cache and work bounded by the window.
+returns (y, r2), as kernels/layer.py. Sliding-window layers hold min(context, W) cache slots at decode (the
+new token in the last) and the last min(prefix, W - 1) prefix tokens at prefill: cache and work bounded by
+the window.
 RoPE tables: YaRN as the config gives it (kernels/rope_scaling.py); linear and llama3 scaling change only the
 table, not the work, and both the implementation and the reference read the same table, so the default one
 stands in for them.
@@ -68,8 +69,9 @@ def rope_scaling(a: AttentionSpec) -> RopeScaling | None:
     r = a.rope
     if r.kind != "yarn":
         return None
-    return RopeScaling("yarn", r.factor, r.original_max_positions or 4096, r.beta_fast or 32.0, r.beta_slow or 1.0,
-                       r.mscale or None, r.mscale_all_dim or None, r.attention_factor or None, r.truncate)
+    return RopeScaling("yarn", r.factor, r.original_max_positions or 4096, r.beta_fast or 32.0,
+                       r.beta_slow or 1.0, r.mscale or None, r.mscale_all_dim or None,
+                       r.attention_factor or None, r.truncate)
 
 
 def attention_dims(a: AttentionSpec):
@@ -82,12 +84,14 @@ def attention_dims(a: AttentionSpec):
                                  rope_theta=a.rope.theta, rope_scaling=rope_scaling(a))
     return attention_block.AttentionDims(a.hidden, a.heads, a.kv_heads, a.head_dim, qkv_bias=a.qkv_bias,
                                          o_bias=a.o_bias, qk_norm=a.qk_norm, window=a.window, sinks=a.sinks,
-                                         norm_eps=a.norm_eps, rope_theta=a.rope.theta, rope_scaling=rope_scaling(a))
+                                         norm_eps=a.norm_eps, rope_theta=a.rope.theta,
+                                         rope_scaling=rope_scaling(a))
 
 
 def router_spec(mlp: MlpSpec) -> RouterSpec:
     if mlp.router == "deepseek_group_sigmoid":
-        return RouterSpec(mlp.router, mlp.norm_topk_prob, mlp.n_group, mlp.topk_group, mlp.routed_scaling_factor)
+        return RouterSpec(mlp.router, mlp.norm_topk_prob, mlp.n_group, mlp.topk_group,
+                          mlp.routed_scaling_factor)
     if mlp.router == "gptoss":
         return RouterSpec("gptoss")
     return RouterSpec(mlp.router, mlp.norm_topk_prob)
@@ -97,10 +101,12 @@ def moe_shape(spec: LayerSpec, tokens: int) -> moe_block.MoeBlockShape:
     """The layer's MoE block at `tokens` tokens."""
     mlp = spec.mlp
     if mlp.activation == "gptoss_swiglu" and mlp.swiglu_alpha not in (0.0, moe_block.GPTOSS_ALPHA):
-        raise ValueError(f"swiglu_alpha {mlp.swiglu_alpha} is not modelled (the block's is {moe_block.GPTOSS_ALPHA})")
+        raise ValueError(f"swiglu_alpha {mlp.swiglu_alpha} is not modelled (the block's is "
+                         f"{moe_block.GPTOSS_ALPHA})")
     shared_ffn = mlp.shared_ffn // mlp.shared_experts if mlp.shared_experts else 0
     return moe_block.MoeBlockShape(tokens, spec.hidden, mlp.ffn, mlp.experts, mlp.top_k, router_spec(mlp),
-                                   shared=mlp.shared_experts, shared_ffn=shared_ffn, expert_bias=mlp.expert_bias,
+                                   shared=mlp.shared_experts, shared_ffn=shared_ffn,
+                                   expert_bias=mlp.expert_bias,
                                    activation=mlp.activation,
                                    limit=mlp.swiglu_limit if mlp.activation == "gptoss_swiglu" else 0.0)
 
@@ -115,7 +121,8 @@ def decode_slots(a: AttentionSpec, context: int) -> int:
 
 
 def prefix_cached(a: AttentionSpec, prefix: int) -> int:
-    """Prefix tokens a chunk's cache holds: all, or the last W - 1 under a window (kernels/prefill_attention)."""
+    """Prefix tokens a chunk's cache holds: all, or the last W - 1 under a window
+    (kernels/prefill_attention.py)."""
     return min(prefix, a.window - 1) if a.window else prefix
 
 
@@ -182,8 +189,8 @@ def _cache_bytes(a: AttentionSpec, rows: Rows) -> int:
 
 
 def attention_part_min_bytes(spec: LayerSpec, rows: Rows, element_bytes: int) -> int:
-    """Fewest bytes of the part before the MLP: its weights once (sinks float32), the caches once, x and residual
-    in, h2 and r2 out, the rope tables (float32)."""
+    """Fewest bytes of the part before the MLP: its weights once (sinks float32), the caches once, x and
+    residual in, h2 and r2 out, the rope tables (float32)."""
     a, m = spec.attention, rows.tokens
     weights = (a.params() - (a.heads if a.sinks else 0) + 2 * spec.hidden) * element_bytes
     weights += 4 * a.heads if a.sinks else 0
@@ -199,7 +206,8 @@ def layer_min_bytes(spec: LayerSpec, rows: Rows, element_bytes: int, active_expe
     if spec.mlp.kind == "dense":
         return base + 3 * spec.hidden * spec.mlp.ffn * element_bytes
     s = moe_shape(spec, rows.tokens)
-    return base + moe_block.min_bytes(s, element_bytes, active_experts) - 2 * rows.tokens * spec.hidden * element_bytes
+    block = moe_block.min_bytes(s, element_bytes, active_experts)
+    return base + block - 2 * rows.tokens * spec.hidden * element_bytes
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -209,9 +217,10 @@ def layer_min_bytes(spec: LayerSpec, rows: Rows, element_bytes: int, active_expe
 def make_weights(spec: LayerSpec, dtype: torch.dtype, device, seed: int) -> dict:
     g = generator(seed, device)
     a = spec.attention
-    w = {"attn_norm": norm_weight(spec.hidden, dtype, device, g), "ffn_norm": norm_weight(spec.hidden, dtype, device, g),
-         "attn": (mla_block if a.kind == "mla" else attention_block).make_weights(attention_dims(a), dtype, device,
-                                                                                  seed + 1)}
+    block = mla_block if a.kind == "mla" else attention_block
+    w = {"attn_norm": norm_weight(spec.hidden, dtype, device, g),
+         "ffn_norm": norm_weight(spec.hidden, dtype, device, g),
+         "attn": block.make_weights(attention_dims(a), dtype, device, seed + 1)}
     if spec.mlp.kind == "dense":
         f, h = spec.mlp.ffn, spec.hidden
         w["mlp"] = {"gate_up": randn((2 * f, h), dtype, device, g, scale=h ** -0.5),
@@ -233,8 +242,8 @@ def _decode_state(a: AttentionSpec, rows: Rows, dtype, device, g) -> dict:
         cache = randn((b, slots, a.kv_lora_rank + a.qk_rope_head_dim), dtype, device, g)
         return {"cache": cache, "positions": last, "cos": cos, "sin": sin}
     shape = (b, a.kv_heads, slots, a.head_dim)
-    return {"k_cache": randn(shape, dtype, device, g), "v_cache": randn(shape, dtype, device, g), "slots": last,
-            "cos": cos, "sin": sin}
+    return {"k_cache": randn(shape, dtype, device, g), "v_cache": randn(shape, dtype, device, g),
+            "slots": last, "cos": cos, "sin": sin}
 
 
 def _chunk_state(a: AttentionSpec, c: Chunk, dtype, device, g) -> dict:
@@ -245,12 +254,13 @@ def _chunk_state(a: AttentionSpec, c: Chunk, dtype, device, g) -> dict:
         cache = randn((c.batch, cached + c.tokens, a.kv_lora_rank + a.qk_rope_head_dim), dtype, device, g)
         return {"cache": cache, "prefix": cached, "cos": cos, "sin": sin}
     shape = (c.batch, a.kv_heads, cached + c.tokens, a.head_dim)
-    return {"k_cache": randn(shape, dtype, device, g), "v_cache": randn(shape, dtype, device, g), "prefix": cached,
-            "cos": cos, "sin": sin}
+    return {"k_cache": randn(shape, dtype, device, g), "v_cache": randn(shape, dtype, device, g),
+            "prefix": cached, "cos": cos, "sin": sin}
 
 
 def make_inputs(spec: LayerSpec, rows: Rows, dtype: torch.dtype, device, seed: int) -> dict:
-    """Weights, x and residual [M, H] (decode rows first), and each part's cache (random: the cached context)."""
+    """Weights, x and residual [M, H] (decode rows first), and each part's cache (random: the cached
+    context)."""
     g = generator(seed + 7_919, device)
     a = spec.attention
     return {"weights": make_weights(spec, dtype, device, seed),
@@ -335,7 +345,8 @@ def layer_routing(spec: LayerSpec, rows: Rows, dtype: torch.dtype, device, seed:
     inp = make_inputs(spec, rows, dtype, device, seed)
     h2, _ = reference(spec, **inp, mlp=False)
     w, s = inp["weights"]["mlp"], moe_shape(spec, rows.tokens)
-    ids, _ = moe_router.route_reference(h2, w["router_w"], s.router, s.top_k, w["router_bias"], w["correction_bias"])
+    ids, _ = moe_router.route_reference(h2, w["router_w"], s.router, s.top_k, w["router_bias"],
+                                        w["correction_bias"])
     return routing_stats(ids, s.experts)
 
 
@@ -346,12 +357,13 @@ def layer_routing(spec: LayerSpec, rows: Rows, dtype: torch.dtype, device, seed:
 def _check_backends(backends) -> None:
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
-        raise ValueError(f"backend {unknown[0]!r}: a layer built from its config runs one backend for every op "
-                         f"({', '.join(BACKENDS)})")
+        raise ValueError(f"backend {unknown[0]!r}: a layer built from its config runs one backend for every "
+                         f"op ({', '.join(BACKENDS)})")
 
 
 def op_cases(spec: LayerSpec, rows: Rows, dtype: torch.dtype, device, backends=("torch",)) -> list[OpCase]:
-    """An OpCase per op of the layer (op_shapes), each with its reference and an implementation per backend."""
+    """An OpCase per op of the layer (op_shapes), each with its reference and an implementation per
+    backend."""
     _check_backends(backends)
     return attention_cases.op_cases(op_shapes(spec, rows), dtype, device, backends)
 
@@ -359,11 +371,12 @@ def op_cases(spec: LayerSpec, rows: Rows, dtype: torch.dtype, device, backends=(
 def _shape(spec: LayerSpec, rows: Rows) -> dict:
     c = rows.chunk
     return {"layer": spec.label, "decode_batch": rows.decode_batch, "context": rows.context,
-            "chunk_batch": c.batch if c else 0, "chunk_tokens": c.tokens if c else 0, "prefix": c.prefix if c else 0}
+            "chunk_batch": c.batch if c else 0, "chunk_tokens": c.tokens if c else 0,
+            "prefix": c.prefix if c else 0}
 
 
-def layer_case(spec: LayerSpec, rows: Rows, dtype: torch.dtype, device, backends=("torch",), name: str = "layer",
-               mlp: bool = True) -> OpCase:
+def layer_case(spec: LayerSpec, rows: Rows, dtype: torch.dtype, device, backends=("torch",),
+               name: str = "layer", mlp: bool = True) -> OpCase:
     """The whole layer (mlp=False: the attention part, before the MLP) as one case. An MoE layer's bytes count
     the experts its router picks on input set 0, recorded in the shape."""
     _check_backends(backends)
@@ -391,8 +404,8 @@ def moe_case(spec: LayerSpec, tokens: int, routing: Routing, dtype: torch.dtype,
              name: str = "moe_block") -> OpCase:
     """The layer's MoE block at `tokens` tokens under `routing` (bytes: the experts it activates)."""
     _check_backends(backends)
-    return moe_block.moe_block_case(moe_shape(spec, tokens), dtype, device, [MOE_BACKEND[b] for b in backends],
-                                    routing)
+    moe_backends = [MOE_BACKEND[b] for b in backends]
+    return moe_block.moe_block_case(moe_shape(spec, tokens), dtype, device, moe_backends, routing)
 
 
 @dataclass(frozen=True)

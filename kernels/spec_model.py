@@ -1,4 +1,5 @@
-"""A model's step composed from its distinct layer types (kernels/spec_layer.py), each by its count in the model:
+"""A model's step composed from its distinct layer types (kernels/spec_layer.py), each by its count in the
+model:
     step = sum over types of count x layer + final_norm + lm_head,
 where an MoE layer is its attention part + its MoE block measured at the step's token count under a routing
 distribution (uniform, and Zipf with exponent ZIPF_S: kernels/moe_routing.py), so each routing gives its own
@@ -39,8 +40,8 @@ def _tag(layer: LayerSpec) -> str:
 
 
 def layer_types(model: ModelSpec) -> list[LayerType]:
-    """The distinct layers with their counts, in the order they first appear; tags only when there are several.
-    Layers of one MoE MLP share its tag (mlp_tag) so the block is measured once per routing."""
+    """The distinct layers with their counts, in the order they first appear; tags only when there are
+    several. Layers of one MoE MLP share its tag (mlp_tag) so the block is measured once per routing."""
     groups = model.groups
     tags = [_tag(layer) for layer, _ in groups]
     tags = [t if tags.count(t) == 1 else f"{t}{i}" for i, t in enumerate(tags)]
@@ -74,8 +75,9 @@ def model_op_cases(model: ModelSpec, rows: int, dtype: torch.dtype, device, back
 
 def layer_cases(model: ModelSpec, rows: Rows, dtype: torch.dtype, device, backends=("torch",),
                 per_op: bool = True) -> list:
-    """Every case of one layer call (`rows`) of every layer type, renamed by type: its ops (per_op), then the
-    dense layer, or the MoE layer's attention part, whole layer and MoE block per routing (once per MoE MLP)."""
+    """Every case of one layer call (`rows`) of every layer type, renamed by type: its ops (per_op), then
+    the dense layer, or the MoE layer's attention part, whole layer and MoE block per routing (once per MoE
+    MLP)."""
     out, seen_mlps = [], set()
     for t in layer_types(model):
         cases = op_cases(t.spec, rows, dtype, device, backends) if per_op else []
@@ -88,7 +90,8 @@ def layer_cases(model: ModelSpec, rows: Rows, dtype: torch.dtype, device, backen
         if t.spec.mlp.kind == "moe" and t.mlp_tag not in seen_mlps:
             seen_mlps.add(t.mlp_tag)
             for r in ROUTINGS:
-                out.append(_renamed(moe_case(t.spec, rows.tokens, r, dtype, device, backends), moe_name(t, r)))
+                case = moe_case(t.spec, rows.tokens, r, dtype, device, backends)
+                out.append(_renamed(case, moe_name(t, r)))
     return out
 
 
@@ -109,8 +112,8 @@ class Composition:
 
 
 def compose(model: ModelSpec, value: Callable[[str], float | None], routing: Routing | None) -> Composition:
-    """sum over layer types of count x (layer, or attention part + MoE block at `routing`) + final_norm + lm_head,
-    from `value(row name)` (None where no valid row)."""
+    """sum over layer types of count x (layer, or attention part + MoE block at `routing`) + final_norm +
+    lm_head, from `value(row name)` (None where no valid row)."""
     total, missing, terms, counts = 0.0, [], [], {}
     for t in layer_types(model):
         parts = ([named(t.tag, "layer")] if t.spec.mlp.kind == "dense"

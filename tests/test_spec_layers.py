@@ -1,7 +1,7 @@
-"""Every architecture's layers built from its config (kernels/spec_layer.py) and the step composed by layer type
-(kernels/spec_model.py): each op and layer passes the float64 gate in decode, prefill and mixed; `run` on a CPU
-writes only valid rows for a tiny config of each architecture, in every phase, and its step is the layer types
-by their counts."""
+"""Every architecture's layers built from its config (kernels/spec_layer.py) and the step composed by layer
+type (kernels/spec_model.py): each op and layer passes the float64 gate in decode, prefill and mixed; `run` on
+a CPU writes only valid rows for a tiny config of each architecture, and its step is the layer types by their
+counts."""
 import json
 
 import pytest
@@ -17,8 +17,8 @@ from kernels.spec_model import ZIPF_S, layer_cases, layer_types, uses_spec_layer
 TINY = ["tiny-qwen3", "tiny-qwen3-moe", "tiny-moe", "tiny-deepseek-v3", "tiny-gpt-oss", "tiny-mistral",
         "tiny-qwen2"]
 # `run` per architecture: decode for each; prefill and mixed for the two whose layers differ most from Llama's
-# (MLA with dense first layers and the group-limited router; sliding/full alternation, sinks, biases, gpt-oss's
-# router). Every architecture's prefill and mixed cases pass the gate in test_every_case_passes_the_gate...
+# (MLA with dense first layers and the group-limited router; sliding/full alternation, sinks, biases,
+# gpt-oss's router). Every architecture's prefill and mixed cases pass the gate in test_every_case_passes_the_gate...
 RUNS = [*((name, "decode") for name in ("tiny-qwen3", "tiny-qwen3-moe", "tiny-moe", "tiny-deepseek-v3",
                                         "tiny-gpt-oss")),
         *((name, phase) for name in ("tiny-deepseek-v3", "tiny-gpt-oss") for phase in ("prefill", "mixed"))]
@@ -55,7 +55,8 @@ def tiny_runs(tmp_path_factory):
     out = {}
     phases = {"decode": ["--batch", "2", "--context", "12"],
               "prefill": ["--phase", "prefill", "--prompt", "12", "--chunk", "8"],
-              "mixed": ["--phase", "mixed", "--batch", "2", "--context", "12", "--chunk", "4", "--prefix", "3"]}
+              "mixed": ["--phase", "mixed", "--batch", "2", "--context", "12", "--chunk", "4",
+                        "--prefix", "3"]}
     for name, phase in RUNS:
         folder = tmp_path_factory.mktemp(f"{name}-{phase}")
         assert main(["run", "--model", name, "--device", "cpu", "--dtype", "fp32", "--budget-s", "0.005",
@@ -103,13 +104,16 @@ def test_skewed_routing_loads_the_heaviest_expert_more(tiny_runs):
 
 
 def test_full_model_and_backend_mixes_are_refused_in_one_line(capsys, tmp_path):
-    assert main(["run", "--model", "tiny-gpt-oss", "--device", "cpu", "--full-model", "--out", str(tmp_path)]) == 2
+    argv = ["run", "--model", "tiny-gpt-oss", "--device", "cpu", "--full-model", "--out", str(tmp_path)]
+    assert main(argv) == 2
     assert "--full-model times dense Llama-shaped models only" in capsys.readouterr().err
-    assert main(["verify", "--model", "tiny-qwen3", "--device", "cpu", "--backend", "triton/attention=torch"]) == 2
+    assert main(["verify", "--model", "tiny-qwen3", "--device", "cpu", "--backend",
+                 "triton/attention=torch"]) == 2
     assert "runs one backend for every op" in capsys.readouterr().err
 
 
 def test_verify_checks_every_case_of_a_deepseek_config(capsys):
-    assert main(["verify", "--model", "tiny-deepseek-v3", "--device", "cpu", "--batch", "2", "--context", "9"]) == 0
+    assert main(["verify", "--model", "tiny-deepseek-v3", "--device", "cpu", "--batch", "2",
+                 "--context", "9"]) == 0
     out = capsys.readouterr().out
     assert "mla-moe.attention_part" in out and "FAIL" not in out

@@ -1,6 +1,7 @@
 """One sweep per kind, each a loop of gate -> time -> record over its cases: decode (decode_sweep, which also
 holds the measure step every sweep uses and the check-only sweep of `verify`), prefill and mixed
-(prefill_sweep), a whole `tokenbench run` from its plan to its finished record around either (measured_run),
+(prefill_sweep), the cases and per-routing steps of a model composed from its config's layer types in either
+(spec_steps), a whole `tokenbench run` from its plan to its finished record around either (measured_run),
 peak ceilings and their record (peak_sweep), tensor parallel (tp_sweep, started by torchrun_launcher; each
 rank's entry and group lifecycle in torchrun_worker), the Hugging Face peer of `tokenbench peer` (hf_peer), and
 the op sweeps outside the decode layer: FP8 GEMMs beside bf16 (fp8_sweep) and the MoE MLP block at uniform and

@@ -19,25 +19,22 @@ def decode_cases(plan, device, batch: int, context: int) -> list:
 
 
 def prefill_chunk_cases(plan, device, c: Chunk) -> list:
-    return layer_cases(plan.model.spec, Rows(0, 0, c), torch_dtype(plan.dtype), plan_device(device), plan.backends,
-                       plan.per_op)
+    return layer_cases(plan.model.spec, Rows(0, 0, c), torch_dtype(plan.dtype), device.torch_device,
+                       plan.backends, plan.per_op)
 
 
 def mixed_cases(plan, device, batch: int, context: int, c: Chunk) -> list:
-    return layer_cases(plan.model.spec, Rows(batch, context, c), torch_dtype(plan.dtype), plan_device(device),
+    return layer_cases(plan.model.spec, Rows(batch, context, c), torch_dtype(plan.dtype), device.torch_device,
                        plan.backends, plan.per_op)
 
 
 def model_cases(plan, device, rows: int) -> list:
-    return model_op_cases(plan.model.spec, rows, torch_dtype(plan.dtype), plan_device(device), plan.backends)
-
-
-def plan_device(device):
-    return device.torch_device
+    return model_op_cases(plan.model.spec, rows, torch_dtype(plan.dtype), device.torch_device, plan.backends)
 
 
 def _sum(rows: list, name: str, field: str):
-    """The figure summed over the rows of `name` (a prefill's chunks), None where any is missing or invalid."""
+    """The figure summed over the rows of `name` (a prefill's chunks), None where any is missing or
+    invalid."""
     mine = [r for r in rows if r["op"] == name]
     if not mine or any(r.get("seconds_p50") is None for r in mine):
         return None
@@ -50,7 +47,8 @@ def routing_fields(model_spec, rows: list, routing) -> dict:
     if routing is None:
         return {}
     active, heaviest = [], []
-    for name in dict.fromkeys(moe_name(t, routing) for t in layer_types(model_spec) if t.spec.mlp.kind == "moe"):
+    names = dict.fromkeys(moe_name(t, routing) for t in layer_types(model_spec) if t.spec.mlp.kind == "moe")
+    for name in names:
         shapes = [r.get("shape") or {} for r in rows if r["op"] == name]
         active += [s["active_experts"] for s in shapes if "active_experts" in s]
         heaviest += [s["max_tokens_per_expert"] for s in shapes if "max_tokens_per_expert" in s]
@@ -60,8 +58,8 @@ def routing_fields(model_spec, rows: list, routing) -> dict:
             "experts": next(layer.mlp.experts for layer, _ in model_spec.groups if layer.mlp.kind == "moe")}
 
 
-def derive_steps(plan, device, rows: list, base: dict, tokens: float, price_rate, economics, bytes_needed: int,
-                 price_step) -> list[dict]:
+def derive_steps(plan, device, rows: list, base: dict, tokens: float, price_rate, economics,
+                 bytes_needed: int, price_step) -> list[dict]:
     """One step per routing from `rows` (this point's and backend's): `base` holds the step's keys; `tokens`
     the tokens its rate counts for tokens_per_s; `price_rate(seconds)` the rate it is priced at."""
     spec = plan.model.spec
