@@ -2,8 +2,8 @@
 describe: pre-norm attention (GQA with qkv/o biases, q/k norm, sliding window and sinks:
 kernels/attention_block.py; or DeepSeek's MLA: kernels/mla_block.py), then a dense SwiGLU MLP or the model's
 MoE block (its own router, shared experts, expert biases and activation: kernels/moe_block.py). Decode,
-prefill and mixed are one layer over `Rows`: `decode_batch` sequences with one new token each at `context`, and/or one prompt `chunk`
-(kernels.prefill_layer.Chunk: batch x tokens continuing a cached prefix).
+prefill and mixed are one layer over `Rows`: `decode_batch` sequences with one new token each at `context`,
+and/or one prompt `chunk` (kernels.prefill_layer.Chunk: batch x tokens continuing a cached prefix).
 
   h, r   = rmsnorm(x + residual)                       attn_norm   [M, H], M = decode_batch + chunk rows
   a      = attention block: the decode rows over their caches, the chunk over its cache (two calls of the
