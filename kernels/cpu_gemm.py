@@ -1,6 +1,7 @@
 """The CPU decode GEMM, chosen by measuring on this machine: which library path runs y = x @ W^T fastest
 differs by CPU (an AMD EPYC's MKL ran an M = 1 float32 GEMV on one thread, so splitting W into row blocks
-through bmm won there; on an AMX Xeon plain F.linear was twice as fast as that split). So nothing is
+through bmm won there; on an AMX Xeon plain F.linear was twice as fast as that split; on a CPU without bf16
+instructions a bf16 W is best widened to fp32 in cache or in registers, kernels/cpu_widen_gemm.py). So nothing is
 hard-wired per vendor: on the first call per (M, K, N, dtype, bias, threads) every candidate is checked
 against float64 on fresh random inputs, the ones that pass are timed on the caller's own tensors
 (alternating, median of a few reps, a bounded budget), and the fastest is kept for the process, the way
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from kernels import cpu_widen_gemm as widen
 from kernels.dtypes import SINGLE_OP_TOLERANCE, TOLERANCE
 
 CALIBRATION_BUDGET_S = 0.3  # per shape class, timing only (the correctness check is apart)
@@ -88,20 +90,31 @@ def _has_packed_linear() -> bool:
 
 
 def _packed_supports(dtype: torch.dtype | None) -> bool:
-    """oneDNN's packed linear in bf16 needs the CPU's bf16 instructions (AVX-512 BF16 or AMX): without them
-    (seen on an AMD EPYC) it returns NaN rather than refusing, so it is not offered there at all."""
-    if dtype != torch.bfloat16:
+    """oneDNN's packed linear in bf16 (fp16) needs the CPU's bf16 (fp16) instructions, AVX-512 BF16 / AMX
+    (AVX-512 FP16 / AMX-FP16): without them (seen on an AMD EPYC) it returns NaN rather than refusing, so
+    it is not offered there at all."""
+    probes = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
+    if dtype not in probes:
         return True
-    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    probe = getattr(torch.ops.mkldnn, probes[dtype], None)
     return bool(probe()) if probe is not None else False
 
 
+# L2 is 512 KiB a core on the EPYC measured, 1-2 MiB on recent Xeons: a half-L2 and an L2-sized block each
+# run, the calibration keeps whichever this machine's cache favours
+_WIDEN_BLOCKS = {"widen_blocks_256k": widen.WidenedBlocks(256 * 1024), "widen_blocks_1m": widen.WidenedBlocks(1 << 20)}
+
+
 def candidates(dtype: torch.dtype | None = None) -> list[Candidate]:
-    """The CPU GEMM paths that can run `dtype` here (None: every path this torch has)."""
+    """The CPU GEMM paths that can run `dtype` here (None: the paths for every dtype this torch has)."""
     out = [Candidate("linear", _linear),
            Candidate("row_block_bmm", _row_block_bmm, lambda m, k, n: _row_chunks(n) is not None)]
     if _has_packed_linear() and _packed_supports(dtype):
         out.append(Candidate("onednn_packed", _PACKED))
+    if dtype in (torch.bfloat16, torch.float16):  # half-width weights widened to fp32 (kernels/cpu_widen_gemm.py)
+        out += [Candidate(name, run) for name, run in _WIDEN_BLOCKS.items()]
+        if widen.kernel_available():
+            out.append(Candidate("widened_kernel", widen.widened_kernel))
     return out
 
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from kernels import cpu_gemm
+from kernels import cpu_widen_gemm as widen
 from kernels.gemm import torch_linear
 
 SHAPES = [(1, 64, 96, False), (3, 80, 48, True), (8, 128, 256, False)]
@@ -16,7 +17,7 @@ def fresh_choices():
     cpu_gemm.reset()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("m,k,n,bias", SHAPES)
 def test_every_candidate_matches_float64(m, k, n, bias, dtype):
     for cand in cpu_gemm.candidates(dtype):  # the paths this CPU can run in this dtype
@@ -66,3 +67,33 @@ def test_no_passing_candidate_is_an_error_not_a_silent_pick():
     x, w, b = _inputs(2, 32, 64, False)
     with pytest.raises(RuntimeError, match="no CPU GEMM path passed"):
         cpu_gemm.choose(x, w, b, pool)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("m,k,n", [(1, 20, 7), (9, 67, 33), (5, 2048, 130)])  # odd N, K % 8 != 0, M > 4
+def test_widened_paths_match_float64_on_ragged_shapes(m, k, n, dtype):
+    pool = [cpu_gemm.Candidate(name, run) for name, run in cpu_gemm._WIDEN_BLOCKS.items()]
+    if widen.kernel_available():
+        pool.append(cpu_gemm.Candidate("widened_kernel", widen.widened_kernel))
+    for cand in pool:
+        for bias in (False, True):
+            err = cpu_gemm.check(cand, m, k, n, dtype, bias, seed=3)
+            assert err <= cpu_gemm.tolerance(dtype), (cand.name, bias, err)
+
+
+def test_half_width_weights_get_the_widened_candidates():
+    names = [c.name for c in cpu_gemm.candidates(torch.bfloat16)]
+    assert {"widen_blocks_256k", "widen_blocks_1m"} <= set(names)
+    assert ("widened_kernel" in names) == widen.kernel_available()
+    assert not {"widen_blocks_256k", "widened_kernel"} & {c.name for c in cpu_gemm.candidates(torch.float32)}
+
+
+def test_no_compiler_means_no_kernel_candidate_and_says_why(monkeypatch):
+    monkeypatch.setattr(widen, "_LIB", None)
+    monkeypatch.setattr(widen, "_STATUS", "not built yet")
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(widen.shutil, "which", lambda name: None)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")  # as on a CPU that could
+    assert not widen.kernel_available()
+    assert "no C compiler" in widen.kernel_status()
+    assert "widened_kernel" not in [c.name for c in cpu_gemm.candidates(torch.bfloat16)]
