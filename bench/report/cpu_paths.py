@@ -17,7 +17,7 @@ def gemm_lines() -> list[str]:
     lines = []
     for m, k, n, dtype, choice in calibrations():
         elt = _ELEMENT_BYTES.get(dtype, 4)
-        reached = ", ".join(f"{'*' if name == choice.name else ''}{name} {n * k * elt / s / 1e9:.2f}"
+        reached = ", ".join(f"{'*' if name == choice.name else ''}{name} {n * k * elt / s / 1e9:.3g}"
                             for name, s in sorted(choice.seconds.items(), key=lambda kv: kv[1]))
         failed = [name for name in choice.errors if name not in choice.seconds]
         lines.append(f"  {dtype} M={m} K={k} N={n}: {reached} GB/s of weights"
@@ -32,7 +32,7 @@ def attention_lines() -> list[str]:
     for q_shape, cache_shape, dtype, choice in calibrations():
         b, hkv, s, d = cache_shape
         cache_bytes = 2 * b * hkv * s * d * _ELEMENT_BYTES[dtype]
-        reached = ", ".join(f"{'*' if name == choice.name else ''}{name} {cache_bytes / sec / 1e9:.2f}"
+        reached = ", ".join(f"{'*' if name == choice.name else ''}{name} {cache_bytes / sec / 1e9:.3g}"
                             for name, sec in sorted(choice.seconds.items(), key=lambda kv: kv[1]))
         failed = [name for name in choice.errors if name not in choice.seconds]
         lines.append(f"  {dtype} attention batch {b}, {hkv} KV heads x {s} x {d}: {reached} GB/s of cache"
@@ -60,5 +60,5 @@ def lacking_note(dtype: str, flags: set[str] | None = None) -> str | None:
             f"weights are widened to fp32 in cache or in registers")
     if best:
         gbps, name, m, k, n = max(best)
-        note += f"; best path found {name}, {gbps / 1e9:.2f} GB/s of weights (M={m} K={k} N={n})"
+        note += f"; best path found {name}, {gbps / 1e9:.3g} GB/s of weights (M={m} K={k} N={n})"
     return note
