@@ -2,9 +2,11 @@
  * [M, N]. A CPU without bf16 instructions still reads half the bytes: each 8 weights are widened to float32
  * in a register (bf16: a 16-bit shift; fp16: F16C's vcvtph2ps) and fed to FMAs, as llama.cpp's AVX2 path
  * does. A pair of weight rows stays in L1 while every row of x uses it, so at batch M the weights are read
- * from memory once, not M times. Threads are the caller's: each call takes its own [n0, n1).
- * Built at first use by kernels/cpu_widen_gemm.py with -O3 -mavx2 -mfma -mf16c. */
+ * from memory once, not M times. NAME_par splits the row pairs over OpenMP threads: torch has libgomp
+ * loaded already, so these are torch's own threads, not a second team competing for the cores.
+ * Built at first use by kernels/cpu_widen_gemm.py with -O3 -mavx2 -mfma -mf16c -fopenmp. */
 #include <immintrin.h>
+#include <omp.h>
 #include <stdint.h>
 static inline __m256 ld_bf16(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
@@ -57,5 +59,17 @@ void NAME(const float *x, const uint16_t *w, float *y, long M, long K, long N, l
             y[m * N + n] = s;                                                                          \
         }                                                                                              \
 }
+#define PARALLEL(NAME)                                                                                 \
+void NAME##_par(const float *x, const uint16_t *w, float *y, long M, long K, long N, int threads) {      \
+    long pairs = N / 2;                                                                                \
+    _Pragma("omp parallel num_threads(threads)")                                                       \
+    {                                                                                                  \
+        long t = omp_get_thread_num(), nt = omp_get_num_threads();                                     \
+        NAME(x, w, y, M, K, N, 2 * (pairs * t / nt), 2 * (pairs * (t + 1) / nt));                      \
+    }                                                                                                  \
+    if (N % 2) NAME(x, w, y, M, K, N, N - 1, N);                                                       \
+}
 KERNEL(gemm_bf16, ld_bf16, bf16_to_f)
+PARALLEL(gemm_bf16)
 KERNEL(gemm_f16, ld_f16, f16_to_f)
+PARALLEL(gemm_f16)

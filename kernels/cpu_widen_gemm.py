@@ -9,8 +9,9 @@ the faster kept per shape class):
   L2, then multiplied by the fp32 BLAS; torch only, so it runs wherever torch does.
 - `widened_kernel`: kernels/cpu_widen_gemm.c, widening in registers and FMA-ing as llama.cpp's AVX2 path
   does; compiled with the system's C compiler at first use (about a second: no torch headers) and called
-  through ctypes, which drops the GIL, so a thread per core each takes its own rows. No compiler, no AVX2,
-  or a failed build: the candidate is not offered, and `kernel_status()` says why.
+  through ctypes, its rows split over OpenMP threads (torch's own libgomp, already loaded, so no second
+  thread team). No compiler, no AVX2, or a failed build: the candidate is not offered, and
+  `kernel_status()` says why.
 """
 from __future__ import annotations
 
@@ -20,15 +21,14 @@ import os
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
 SOURCE = Path(__file__).with_name("cpu_widen_gemm.c")
-FLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-shared", "-fPIC")
+FLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC")
 BUILD_TIMEOUT_S = 120
-_ENTRY = {torch.bfloat16: "gemm_bf16", torch.float16: "gemm_f16"}
+_ENTRY = {torch.bfloat16: "gemm_bf16_par", torch.float16: "gemm_f16_par"}
 
 
 class WidenedBlocks:
@@ -65,7 +65,6 @@ class WidenedBlocks:
 
 _LIB = None
 _STATUS = "not built yet"
-_POOL: ThreadPoolExecutor | None = None
 
 
 def _cache_dir() -> Path:
@@ -116,7 +115,7 @@ def _library():
             lib = ctypes.CDLL(path)
             for name in _ENTRY.values():
                 fn = getattr(lib, name)
-                fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 5
+                fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 3 + [ctypes.c_int]
                 fn.restype = None
             _LIB, _STATUS = lib, f"built ({Path(path).name})"
     return _LIB
@@ -133,23 +132,12 @@ def kernel_available() -> bool:
 
 
 def widened_kernel(x, w, b):
-    """y = x @ W^T (+ b) with W bf16 or fp16 widened in registers; the rows of W split across torch's
-    thread count, each slice a ctypes call on its own thread."""
-    global _POOL
+    """y = x @ W^T (+ b) with W bf16 or fp16 widened in registers, its rows split over torch's threads."""
     fn = getattr(_library(), _ENTRY[w.dtype])
     m, k = x.shape
-    n = w.shape[0]
-    threads = max(1, min(torch.get_num_threads(), n // 2))
-    if threads > 1 and (_POOL is None or _POOL._max_workers < threads - 1):
-        _POOL = ThreadPoolExecutor(threads - 1, thread_name_prefix="tokenbench-gemm")
     x32 = x.float().contiguous()
     w = w.contiguous()
-    y = torch.empty(m, n)
-    edges = [(n * i // threads) & ~1 for i in range(threads)] + [n]  # even starts: the kernel takes row pairs
-    args = [(x32.data_ptr(), w.data_ptr(), y.data_ptr(), m, k, n, edges[i], edges[i + 1]) for i in range(threads)]
-    pending = [_POOL.submit(fn, *a) for a in args[1:]] if threads > 1 else []
-    fn(*args[0])
-    for p in pending:
-        p.result()
+    y = torch.empty(m, w.shape[0])
+    fn(x32.data_ptr(), w.data_ptr(), y.data_ptr(), m, k, w.shape[0], torch.get_num_threads())
     y = y.to(x.dtype)
     return y if b is None else y + b
