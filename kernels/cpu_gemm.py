@@ -23,6 +23,7 @@ from kernels.dtypes import SINGLE_OP_TOLERANCE, TOLERANCE
 
 CALIBRATION_BUDGET_S = 0.3  # per shape class, timing only (the correctness check is apart)
 MAX_REPS = 5
+PRUNE_FACTOR = 4.0
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
@@ -100,9 +101,9 @@ def _packed_supports(dtype: torch.dtype | None) -> bool:
     return bool(probe()) if probe is not None else False
 
 
-# L2 is 512 KiB a core on the EPYC measured, 1-2 MiB on recent Xeons: a half-L2 and an L2-sized block each
-# run, the calibration keeps whichever this machine's cache favours
-_WIDEN_BLOCKS = {"widen_blocks_256k": widen.WidenedBlocks(256 * 1024), "widen_blocks_1m": widen.WidenedBlocks(1 << 20)}
+# 1 MiB a thread: a 256 KiB block ran slowest of all on the EPYC measured (512 KiB L2 a core), its per-block
+# overhead (two library calls, each a parallel region) outweighing the cache it saved
+_WIDEN_BLOCKS = {"widen_blocks_1m": widen.WidenedBlocks(1 << 20)}
 
 
 def candidates(dtype: torch.dtype | None = None) -> list[Candidate]:
@@ -150,7 +151,8 @@ def check(cand: Candidate, m: int, k: int, n: int, dtype: torch.dtype, bias: boo
 class Choice:
     name: str
     run: Callable
-    seconds: dict  # candidate -> median seconds on the caller's tensors (passed candidates only)
+    seconds: dict  # candidate -> median seconds on the caller's tensors (passed candidates only; one run
+    # for those pruned as PRUNE_FACTOR x slower than the fastest)
     errors: dict  # candidate -> relative error against float64 (NaN: raised or non-finite)
 
 
@@ -170,13 +172,21 @@ def choose(x, w, b, pool: list[Candidate] | None = None) -> Choice:
     times = {c.name: [] for c in passed}
     for c in passed:
         c.run(x, w, b)  # warm: packing, first-call dispatch
+    for c in passed:
+        t0 = time.perf_counter()
+        c.run(x, w, b)
+        times[c.name].append(time.perf_counter() - t0)
+    # a path PRUNE_FACTOR x slower than the fastest in its first timed run keeps that one figure and is not
+    # run again: a widened-block path 50x off took minutes of calibration on an LM head otherwise
+    fastest = min(t[0] for t in times.values())
+    timed = [c for c in passed if times[c.name][0] <= PRUNE_FACTOR * fastest]
     started = time.perf_counter()
-    for _ in range(MAX_REPS):
-        for c in passed:  # alternating, so a noisy neighbour hurts every candidate alike
+    for _ in range(MAX_REPS - 1):
+        for c in timed:  # alternating, so a noisy neighbour hurts every candidate alike
             t0 = time.perf_counter()
             c.run(x, w, b)
             times[c.name].append(time.perf_counter() - t0)
-        if time.perf_counter() - started > CALIBRATION_BUDGET_S and len(times[passed[0].name]) >= 3:
+        if time.perf_counter() - started > CALIBRATION_BUDGET_S and len(times[timed[0].name]) >= 3:
             break
     seconds = {name: statistics.median(t) for name, t in times.items()}
     best = min(passed, key=lambda c: seconds[c.name])
