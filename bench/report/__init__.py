@@ -11,4 +11,5 @@ workload_section.py, workload_plots.py   the workload section: throughput and $/
 served_table.py   the table of `tokenbench served`: a served-results file's points as InferenceX reports them
 cpu_paths.py   what the CPU GEMM / attention choosers measured, and a line where a dtype has no native matmul
 run_tables.py, terminal_tables.py   the terminal tables of `run`/`show`, and tables that never cut a cell
+served_comparison_table.py   the terminal table of `compare RUN --served FILE`
 """

@@ -205,8 +205,13 @@ def table(rows: list[PeerRow], copy_gbps: float) -> str:
     return "\n".join(lines)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, as the tokenbench CLI answers a usage error
+        self.exit(2, f"tokenbench: error: {message}\n")
+
+
 def parse_args(argv):
-    p = hf_peer._Parser(prog="python -m bench.sweeps.llamacpp_peer", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m bench.sweeps.llamacpp_peer", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="llama-3.2-1b")
     p.add_argument("--context", default="512")
     p.add_argument("--batch", default="1,8")
