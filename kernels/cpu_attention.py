@@ -145,7 +145,3 @@ def cpu_attention(q, k_cache, v_cache, lengths, reference: Callable):
 def calibrations() -> list[tuple]:
     """(q shape, cache shape, dtype name, Choice) for every class calibrated in this process."""
     return [(qs, ks, _NAMES[dt], c) for (qs, ks, dt, _, _), c in _CHOSEN.items()]
-
-
-def reset() -> None:
-    _CHOSEN.clear()

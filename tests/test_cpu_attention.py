@@ -7,10 +7,9 @@ from kernels import attention, cpu_attention
 
 
 @pytest.fixture(autouse=True)
-def fresh_choices():
-    cpu_attention.reset()
-    yield
-    cpu_attention.reset()
+def fresh_choices(monkeypatch):
+    # every test starts from no cached choice, and leaves the process's cache as it found it
+    monkeypatch.setattr(cpu_attention, "_CHOSEN", {})
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
