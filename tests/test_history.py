@@ -19,11 +19,11 @@ SELECT = "b1 and (qkv_proj or decode_step)"
 
 
 def run_suite(*extra, storage):
-    """`pytest bench/benchmarks ...` from the repository root as CI runs it, as a pytest session of its own in
-    this process (pytest.main: its own config, plugins, bench/conftest.py and pytest-benchmark session),
+    """`pytest benchmarks ...` from the repository root as CI runs it, as a pytest session of its own in
+    this process (pytest.main: its own config, plugins, benchmarks/conftest.py and pytest-benchmark session),
     which spares an interpreter importing torch per run; (returncode, stdout, stderr) as a process gives."""
     out, err = io.StringIO(), io.StringIO()
-    argv = ["bench/benchmarks", "-q", "-s", "-p", "no:cacheprovider", "-k", SELECT,
+    argv = ["benchmarks", "-q", "-s", "-p", "no:cacheprovider", "-k", SELECT,
             f"--benchmark-storage=file://{storage}", "--tokenbench-rounds", "3", *extra]
     current = os.environ.get("PYTEST_CURRENT_TEST")  # the inner session sets and removes it
     with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -83,6 +83,19 @@ def test_history_prints_the_op_across_both_runs(stored, capsys):
     assert main(["history", "decode_step", *map(str, files)]) == 0
     out = capsys.readouterr().out
     assert "decode_step: 2 result(s) from 2 file(s), 1 device(s)" in out and "tok/s" in out
+
+
+def test_history_fits_an_80_column_terminal_without_cutting_a_cell(stored, capsys, monkeypatch):
+    storage, _ = stored
+    assert main(["history", "decode_step", str(storage), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["history", "decode_step", str(storage)]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for r in rows:  # every key and figure printed whole
+        for cell in (r["datetime"][:16].replace("T", " "), r["commit"], f"{r['median_s'] * 1e6:,.1f}"):
+            assert cell in out, cell
 
 
 def test_history_unknown_op_lists_the_recorded_ones(stored, capsys):

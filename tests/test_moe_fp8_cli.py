@@ -13,11 +13,12 @@ def only_record(out_dir):
 
 def test_moe_command_times_activated_work(tmp_path):
     assert main(["moe", "--device", "cpu", "--model", "tiny-moe", "--batch", "1,4", "--backend", "torch",
-                 "--budget-s", "0.01", "--out", str(tmp_path), "--price-per-hour", "2"]) == 0
+                 "--routing", "uniform", "--budget-s", "0.01", "--out", str(tmp_path), "--price-per-hour", "2"]) == 0
     record = only_record(tmp_path)
     assert record["kind"] == "moe" and record["complete"]
-    assert [r["batch"] for r in record["rows"]] == [1, 4]
-    for r in record["rows"]:
+    assert [(r["op"], r["batch"]) for r in record["rows"]] == [("router", 1), ("moe_block", 1), ("router", 4),
+                                                                ("moe_block", 4)]
+    for r in record["rows"][1::2]:
         assert r["valid"] and r["seconds_p50"] > 0
         assert 2 <= r["active_experts_measured"] <= 8
         if r["batch"] == 1:
@@ -44,7 +45,7 @@ def test_fp8_command_skips_fp8_rows_with_the_reason_on_cpu(fp8_cpu_run):
 def test_models_lists_moe_configs(capsys):
     assert main(["models", "--json"]) == 0
     entries = {e["name"]: e for e in json.loads(capsys.readouterr().out)}
-    for name in ("mixtral-8x7b", "deepseek-v3-style", "gpt-oss-120b-style"):
+    for name in ("mixtral-8x7b", "deepseek-v3", "gpt-oss-120b", "qwen3-30b-a3b"):
         assert entries[name]["experts"] > 0 and entries[name]["active_params"] < entries[name]["params"]
     assert main(["models"]) == 0
     assert "mixtral" in capsys.readouterr().out  # the table may wrap long names

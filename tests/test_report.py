@@ -23,6 +23,16 @@ FIGURES = ["throughput-interactivity.png", "cost.png", "roofline-amd-epyc-cpu-fp
            "efficiency-report-cpu-tiny-fp32-priced.png", "efficiency-report-cpu-tiny-fp32-unpriced.png"]
 
 
+def parse_cell(cell: str) -> float | None:
+    """The number a cell shows, read back from bench/report/cell_format's text; None for '-'."""
+    cell = cell.strip()
+    if cell == cell_format.MISSING:
+        return None
+    if cell.endswith("%"):
+        return float(cell[:-1].replace(",", "")) / 100
+    return float(cell.replace(",", ""))
+
+
 def png_size(data: bytes) -> tuple[int, int]:
     """Width and height from a PNG's IHDR chunk, after checking the signature."""
     assert data[:8] == PNG_SIGNATURE
@@ -59,7 +69,7 @@ def check_cell(cell: str, value) -> None:
     """A cell shows the result file's value, formatted the one way the report formats it."""
     assert cell == cell_format.num(value) or cell == cell_format.pct(value), (cell, value)
     if value is not None and not isinstance(value, bool):
-        parsed = cell_format.parse(cell)
+        parsed = parse_cell(cell)
         assert parsed == pytest.approx(value, rel=1e-3, abs=1e-12)
 
 
@@ -126,14 +136,24 @@ def test_step_figures_on_the_page_equal_the_result_files(report):
 
 def test_cost_figures_on_the_page_equal_the_result_file_and_projections_are_labelled(report):
     _, md, _ = report
-    rec = records()[PRICED.name]
+    from costmodel.cpu_prices import cpu_price
+
+    rec, unpriced = records()[PRICED.name], records()[UNPRICED.name]
     rows = table_with(md, "curve", "$/M tokens", "tokens/s per MW")
     measured = [r for r in rows if "(projected)" not in r["curve"]]
-    assert len(measured) == len(rec["steps"])  # the unpriced run draws no cost curve
-    for row in measured:
+    assert len(measured) == len(rec["steps"]) + len(unpriced["steps"])
+    for row in [r for r in measured if "12:31" in r["curve"]]:
         step = next(s for s in rec["steps"] if s["batch"] == int(row["batch"]))
         check_cell(row["$/M tokens"], step["cost_per_mtok"])
         check_cell(row["tokens/s per MW"], step["tokens_per_s_per_mw"])
+    # the run recorded without a price is costed at the CPU catalog's estimate, and the page says so
+    estimate = cpu_price(unpriced["device"]["name"], unpriced["device"]["cores"])
+    for row in [r for r in measured if "12:33" in r["curve"]]:
+        step = next(s for s in unpriced["steps"] if s["batch"] == int(row["batch"])
+                    and s["context"] == int(row["context"]))
+        check_cell(row["$/M tokens"], estimate.price_per_hour / (step["tokens_per_s"] * 3600 / 1e6))
+        assert row["tokens/s per MW"] == "-"
+    assert "CPU catalog estimate, not this machine's price" in md
     projected = [r for r in rows if "(projected)" in r["curve"]]
     assert projected and all(r["curve"].startswith("h200 (bf16) from") for r in projected)
     assert "PROJECTION, not a measurement" in md
@@ -163,7 +183,12 @@ def test_inputs_and_ceilings_tables_equal_the_result_files(report):
     for row in table_with(md, "file", "measured copy GB/s"):
         rec = recs[row["file"]]
         check_cell(row["measured copy GB/s"], rec["measured_copy_gbps"])
-        check_cell(row["$/device-hour"], (rec.get("price") or {}).get("price_per_hour"))
+        recorded = (rec.get("price") or {}).get("price_per_hour")
+        if recorded is None:  # a CPU run recorded without a price: the CPU catalog's estimate, labelled
+            from costmodel.cpu_prices import cpu_price
+
+            recorded = cpu_price(rec["device"]["name"], rec["device"]["cores"]).price_per_hour
+        check_cell(row["$/device-hour"], recorded)
     ceil = table_with(md, "run", "spec TFLOP/s", "measured copy GB/s")
     assert {r["spec TFLOP/s"] for r in ceil} == {"-"} and {r["measured TFLOP/s"] for r in ceil} == {"-"}
 
@@ -202,9 +227,9 @@ def test_pareto_frontier():
 
 def test_number_formatting_round_trips():
     for v in (104.027383754675, 3042.6, 1328664.3, 0.0029658849, 4.532e-05, 0.5, 12345.6):
-        assert cell_format.parse(cell_format.num(v)) == pytest.approx(v, rel=1e-3)
-    assert cell_format.num(None) == cell_format.pct(None) == "-" and cell_format.parse("-") is None
-    assert cell_format.pct(0.1234) == "12.34%" and cell_format.parse("12.34%") == pytest.approx(0.1234)
+        assert parse_cell(cell_format.num(v)) == pytest.approx(v, rel=1e-3)
+    assert cell_format.num(None) == cell_format.pct(None) == "-" and parse_cell("-") is None
+    assert cell_format.pct(0.1234) == "12.34%" and parse_cell("12.34%") == pytest.approx(0.1234)
 
 
 # --- ceilings, with and without what a GPU run will carry ------------------------------------------------
@@ -322,7 +347,11 @@ def test_a_report_without_prices_says_so_and_draws_no_cost_plot(tmp_path):
     from bench.report.build import Options, Report
     from bench.report.load import read_runs
 
-    rep = Report(read_runs([str(UNPRICED)])[0], tmp_path, Options())
+    data = json.loads(UNPRICED.read_text())
+    data["device"]["name"] = "Ampere Altra"  # a CPU the CPU price catalog does not list: no estimate either
+    unpriced = tmp_path / "unpriced.json"
+    unpriced.write_text(json.dumps(data))
+    rep = Report(read_runs([str(unpriced)])[0], tmp_path, Options())
     rep.cost()
     assert not list(tmp_path.glob("*.png"))
     assert "No run carries a price or a power figure" in rep.blocks[-1].text

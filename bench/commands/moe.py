@@ -1,8 +1,11 @@
-"""Time a mixture-of-experts model's MoE MLP (router + experts) for one decode step: PyTorch (loop over the
-active experts, or gather-and-bmm) and the Triton grouped expert GEMM, each verified against float64 first.
-Work counts only activated experts: bytes at the expected count for uniform routing, and at the count the
-measured input set actually activated. `--weights fp8-block|mxfp4` stores the experts as served
-(DeepSeek's FP8 with 128x128 block scales, gpt-oss's MXFP4; kernels/moe_lowprec.py)."""
+"""Time a mixture-of-experts model's MoE MLP block (its own router, routed experts with biases and activation,
+shared experts) at each token count (decode batch, or a prefill/mixed step's tokens): PyTorch (loop over the
+active experts, or gather-and-bmm) and Triton (fused router selection, grouped expert GEMM), each verified
+against float64 first, at uniform and Zipf-skewed routing. Work counts only activated experts: bytes at the
+experts each timed input set's router really chose, printed with the heaviest expert's token count.
+`--weights fp8-block|mxfp4` stores the experts as served (DeepSeek's FP8 with 128x128 block scales, gpt-oss's
+MXFP4; kernels/moe_lowprec.py): that op is the Mixtral-style MoE MLP on random routing, so --router and
+--routing are refused with it."""
 from __future__ import annotations
 
 import json
@@ -11,8 +14,10 @@ from bench.commands import _scale_common as common
 from bench.errors import UserError
 from bench.configs.model_configs import MODELS, get_model
 from bench.parsing import choice, positive_float, positive_int_list
-from kernels import moe, moe_lowprec
+from kernels import moe_block, moe_lowprec
 from kernels.dtypes import TORCH_DTYPES
+from kernels.moe_router import ROUTER_KINDS
+from kernels.moe_routing import parse_routing
 
 GPU_DEFAULTS = {"model": "mixtral-8x7b", "dtype": "bf16", "batch": "1,8,32,128", "backend": "torch,triton"}
 CPU_DEFAULTS = {"model": "tiny-moe", "dtype": "fp32", "batch": "1,8", "backend": "torch,torch-gather"}
@@ -24,10 +29,14 @@ LOWPREC_BACKENDS = {("fp8-block", "cuda"): "torch,triton", ("fp8-block", "cpu"):
 
 def add_arguments(p):
     moe_models = [n for n, m in MODELS.items() if m.is_moe]
-    p.add_argument("--model", help=f"one of: {', '.join(moe_models)} (default mixtral-8x7b on GPU, tiny-moe on CPU)")
-    p.add_argument("--batch", help="comma list of batch sizes (tokens per step)")
+    p.add_argument("--model", help=f"one of: {', '.join(moe_models)}, or a Hugging Face config.json (or its folder) "
+                                   "(default mixtral-8x7b on GPU, tiny-moe on CPU)")
+    p.add_argument("--batch", help="comma list of tokens per step (decode batch, or a prefill chunk's tokens)")
+    p.add_argument("--router", help=f"one of: {', '.join(ROUTER_KINDS)} (default: the model's own)")
+    p.add_argument("--routing", help="comma list of uniform | zipf[:S] (expert of popularity rank r drawn with "
+                                     "probability ~ 1/r^S, S default 1; default uniform,zipf:1)")
     p.add_argument("--dtype", help="bf16 | fp16 | fp32 (default bf16 on GPU, fp32 on CPU)")
-    p.add_argument("--backend", help=f"comma list of: {', '.join(moe.IMPLS)}; with --weights fp8-block: "
+    p.add_argument("--backend", help=f"comma list of: {', '.join(moe_block.IMPLS)}; with --weights fp8-block: "
                                      "torch (blockwise _scaled_mm), torch-dequant, triton; with mxfp4: "
                                      "torch-dequant, triton")
     p.add_argument("--weights", default="activation",
@@ -51,20 +60,32 @@ def main(args) -> int:
     dtype = choice(args.dtype or d["dtype"], tuple(TORCH_DTYPES), "dtype")
     batches = positive_int_list(args.batch or d["batch"], "--batch")
     weights = choice(args.weights, EXPERT_WEIGHTS, "weights")
+    kind, routings = None, []
     if weights == "activation":
-        backends = common.backends_for(args.backend or d["backend"], tuple(moe.IMPLS), device)
+        backends = common.backends_for(args.backend or d["backend"], tuple(moe_block.IMPLS), device)
+        kind, routings = _block_kind(model, batches, args.router), _routings(args.routing or "uniform,zipf:1")
     else:
+        if args.router or args.routing:
+            raise UserError(f"--router and --routing measure the model's own MoE block with experts in --dtype; "
+                            f"--weights {weights} times the Mixtral-style MoE op (softmax top-k, random routing)")
         backends = lowprec_backends(args.backend, weights, model, device)
     plan = op_plan(model, batches, dtype, backends, positive_float(args.budget_s, "--budget-s"), args.cuda_graph,
                    device)
     writer, record, _ = open_op_record("moe", args.out, device, model, dtype, run_price_quote(args, device), {
         "batches": batches, "backends": backends, "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph,
-        "expert_weights": weights})
+        "expert_weights": weights, "routings": [r.label for r in routings],
+        **({} if kind is None else {"router": kind.router.__dict__, "router_source": kind.source,
+                                    "expert_bias": kind.expert_bias, "activation": kind.activation,
+                                    "limit": kind.limit})})
     measure_ceilings(plan, device, record, writer)
     common.say(f"tokenbench moe on {label}: {device.name}; {model.name} ({model.experts} experts, top-"
                f"{model.experts_per_token}, +{model.shared_experts} shared, expert FFN {model.moe_ffn}), "
-               f"{dtype}" + ("" if weights == "activation" else f", experts in {weights}"))
-    run_moe_sweep(plan, device, record, writer, _say_row, weights)
+               f"{dtype}" + (f", experts in {weights} (softmax top-k router)" if kind is None else
+                             f"; router {kind.router.describe()}, {kind.activation}"
+                             + (" with expert biases" if kind.expert_bias else "")))
+    run_moe_sweep(plan, device, record, writer, _say_row, kind, routings, weights)
+    if kind is not None:
+        _print_steps(record)
     common.say(f"wrote {writer.json_path}")
     if args.json:
         from bench.records.store import clean
@@ -95,7 +116,51 @@ def lowprec_backends(text, weights: str, model, device) -> list:
     return chosen
 
 
+def _block_kind(model, batches, router):
+    """The model's MoE block kind (or --router's), checked at every token count; one line where it cannot be."""
+    from bench.sweeps.moe_sweep import block_kind, block_shape
+
+    try:
+        kind = block_kind(model, choice(router, ROUTER_KINDS, "--router") if router else None)
+        for b in batches:
+            block_shape(model, b, kind)
+        if model.hidden < model.experts:  # both distributions steer the router's input (kernels/moe_routing.py)
+            raise ValueError(f"{model.name}: steered routing needs hidden >= experts")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return kind
+
+
+def _routings(text: str) -> list:
+    out = []
+    for item in text.split(","):
+        try:
+            routing = parse_routing(item)
+        except ValueError as exc:
+            raise UserError(f"--routing: {exc}") from None
+        if routing in out:
+            raise UserError(f"--routing lists {routing.label} twice")
+        out.append(routing)
+    return out
+
+
+def _print_steps(record: dict) -> None:
+    """The MoE step table (per routing and backend, with active experts and the heaviest expert) on stderr."""
+    import sys
+
+    from rich.console import Console
+
+    from bench.records import store
+    from bench.report.run_tables import print_moe_steps
+    from bench.report.terminal_tables import console_width
+
+    print_moe_steps(store.as_record(record), Console(stderr=True, width=console_width(sys.stderr)))
+
+
 def _say_row(r: dict) -> None:
+    if r.get("routing") is not None:
+        _say_block_row(r)
+        return
     head = f"  moe b={r['batch']} {r['backend']}:"
     if not r.get("seconds_p50"):
         why = r.get("skipped") or r.get("check")
@@ -107,3 +172,19 @@ def _say_row(r: dict) -> None:
     common.say(f"{head} {r['seconds_p50'] * 1e6:.1f} us, {r['tflops']:.3f} TFLOP/s, {r['gbps']:.1f} GB/s at "
                f"{r['expected_active_experts']:.2f} expected experts ({r['gbps_actual']:.1f} GB/s at the "
                f"{r['active_experts_measured']:.2f} activated), rel err {r['rel_error']:.1e}")
+
+
+def _say_block_row(r: dict) -> None:
+    head = f"  {r['op']} T={r['batch']} {r['routing']} {r['backend']}:"
+    if r["op"] == "router" or not r.get("seconds_p50"):
+        timed = (f"{r['seconds_p50'] * 1e6:.1f} us, rel err {r['rel_error']:.1e}" if r.get("seconds_p50")
+                 else f"not timed: {r.get('skipped') or r.get('check')}")
+        extra = "" if r["op"] == "router" else (f"; {r['active_experts_measured']:.1f} experts active, heaviest "
+                                                f"{r['max_tokens_per_expert']:.1f} tokens")
+        common.say(f"{head} {timed}{extra}")
+        return
+    expected = (f" (uniform expects {r['expected_active_experts']:.1f})"
+                if r["expected_active_experts"] is not None else "")
+    common.say(f"{head} {r['seconds_p50'] * 1e6:.1f} us, {r['tflops']:.3f} TFLOP/s, {r['gbps_actual']:.1f} GB/s; "
+               f"{r['active_experts_measured']:.1f} experts active, heaviest {r['max_tokens_per_expert']:.1f} tokens "
+               f"(mean of {len(r['active_experts_per_set'])} sets){expected}; rel err {r['rel_error']:.1e}")

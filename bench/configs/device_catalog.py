@@ -13,6 +13,8 @@ from bench.errors import UserError
 from costmodel.ceilings import DeviceSpec  # the one spec-sheet entry, shared with costmodel
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
+# The spec-sheet peak that applies to each run dtype: torch leaves TF32 off for float32 matmuls by default.
+PEAK_DTYPE = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16"}
 
 
 @lru_cache(maxsize=1)
@@ -93,6 +95,24 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def cpu_identity(path: str = "/proc/cpuinfo") -> dict:
+    """The CPU's family, model and stepping (x86 /proc/cpuinfo), which tell apart CPUs sold under one name
+    (a VM's "AMD EPYC" is several generations); empty where not readable."""
+    keys = {"cpu family": "cpu_family", "model": "cpu_model", "stepping": "cpu_stepping"}
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                name, _, value = line.partition(":")
+                if name.strip() in keys:
+                    out[keys[name.strip()]] = value.strip()
+    except OSError:
+        pass
+    return out
+
+
 def cpu_caches() -> dict:
     """Cache sizes in bytes from sysfs (Linux); empty where not readable."""
     caches = {}
@@ -141,7 +161,7 @@ def nvml_details(index: int) -> dict:
         import pynvml
     except ImportError:
         return {"nvml": "nvidia-ml-py not installed"}
-    from bench.measure.energy import nvml_handle
+    from bench.configs.nvml_board import nvml_handle
 
     out = {}
     try:
@@ -188,5 +208,6 @@ def detect(requested: str = "auto") -> LocalDevice:
         }
         details.update(nvml_details(index))
         return LocalDevice("cuda", props.name, f"cuda:{index}", props.total_memory, match_spec(props.name), details)
-    details = {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "caches": cpu_caches()}
+    details = {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "caches": cpu_caches(),
+               **cpu_identity()}
     return LocalDevice("cpu", cpu_model_name(), "cpu", total_ram_bytes(), None, details)

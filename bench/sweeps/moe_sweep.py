@@ -1,18 +1,168 @@
-"""The MoE sweep (`tokenbench moe`): a mixture-of-experts model's MoE MLP (router + experts) for one decode
-step, timed per backend at each batch after its float64 check, with the experts each timed input set
-actually activated beside the expected count for uniform routing; then per backend the step of the MoE
-layers' MLPs (costmodel.step.moe_step). `weights` other than "activation" stores the experts as FP8 with
-128x128 block scales or MXFP4 (kernels/moe_lowprec.py): bytes count the stored weights and scales, FP8 rows
-are read against the FP8 peak, and the steps' resident weights shrink with the experts."""
+"""The MoE sweep (`tokenbench moe`): a mixture-of-experts model's MoE MLP block (its own router, routed experts
+with their biases and activation, shared experts: kernels/moe_block.py) at each token count, timed per
+routing distribution and backend after its float64 check, with what each timed input set's routing really
+activated (distinct experts, the heaviest expert's tokens), beside the router alone; then per routing and
+backend the step of the MoE layers' MLPs (costmodel.step.moe_step).
+
+`weights` other than "activation" stores the experts as FP8 with 128x128 block scales or MXFP4
+(kernels/moe_lowprec.py): that op is the Mixtral-style MoE MLP (softmax top-k router on random inputs, no
+expert biases), timed per backend at each batch; bytes count the stored weights and scales, FP8 rows are read
+against the FP8 peak, and the steps' resident weights shrink with the experts.
+
+A model's own block (router, expert biases, activation) is its MoE layers' MlpSpec (kernels/layer_spec.py), read
+from its config.json by bench/configs/hf_config.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from bench.derive import roofline
 from costmodel.step import MOE_STEP_DERIVATION, moe_step
-from kernels import moe, moe_lowprec
+from kernels import moe, moe_block, moe_lowprec, moe_router
 from kernels.dtypes import torch_dtype
+from kernels.moe_router import RouterSpec
+from kernels.moe_routing import Routing
+
+
+@dataclass(frozen=True)
+class BlockKind:
+    """What a model's MoE block adds to its shape: router, expert biases, activation (MlpSpec's names)."""
+
+    router: RouterSpec
+    expert_bias: bool = False
+    activation: str = "swiglu"
+    limit: float = 0.0
+    source: str = ""
+
+
+def own_block(model) -> BlockKind | None:
+    """The block kind the model's MoE layers hold (every MoE layer of the architectures read has the same MLP), or
+    None for a model without an MoE layer."""
+    mlp = next((layer.mlp for layer, _ in model.spec.groups if layer.mlp.kind == "moe"), None)
+    if mlp is None:
+        return None
+    if mlp.activation == "gptoss_swiglu" and mlp.swiglu_alpha != moe_block.GPTOSS_ALPHA:
+        raise ValueError(f"{model.name}: swiglu_alpha {mlp.swiglu_alpha} is not measured (the block's is "
+                         f"{moe_block.GPTOSS_ALPHA})")
+    if mlp.router == "deepseek_group_sigmoid":
+        router = RouterSpec(mlp.router, mlp.norm_topk_prob, mlp.n_group, mlp.topk_group, mlp.routed_scaling_factor)
+    elif mlp.router == "gptoss":
+        router = RouterSpec("gptoss")
+    else:
+        router = RouterSpec(mlp.router, mlp.norm_topk_prob)
+    return BlockKind(router, expert_bias=mlp.expert_bias, activation=mlp.activation,
+                     limit=mlp.swiglu_limit if mlp.activation == "gptoss_swiglu" else 0.0,
+                     source=f"{model.source}: {mlp.label}, router {mlp.router}")
+
+
+def block_kind(model, router: str | None) -> BlockKind:
+    """The model's block kind, or `router` (a kind of kernels.moe_router) in its place: softmax_topk and gptoss
+    need no settings; deepseek_group_sigmoid takes its groups from the model's own entry, so only there.
+    ValueError with the reason where neither says."""
+    own = own_block(model)
+    if router is None:
+        if own is None:
+            raise ValueError(f"{model.name}: which router it uses is not known here; give --router")
+        return own
+    keep = own or BlockKind(RouterSpec())
+    if router == "softmax_topk":
+        return replace(keep, router=RouterSpec(), source="--router softmax_topk")
+    if router == "gptoss":
+        return replace(keep, router=RouterSpec("gptoss"), source="--router gptoss")
+    if router == "deepseek_group_sigmoid":
+        if own is None or own.router.kind != router:
+            raise ValueError(f"--router deepseek_group_sigmoid needs n_group and topk_group, which {model.name}'s "
+                             "config does not give")
+        return own
+    raise ValueError(f"unknown router {router!r}")
+
+
+def block_shape(model, tokens: int, kind: BlockKind) -> moe_block.MoeBlockShape:
+    return moe_block.MoeBlockShape(tokens=tokens, hidden=model.hidden, ffn=model.moe_ffn, experts=model.experts,
+                                   top_k=model.experts_per_token, router=kind.router, shared=model.shared_experts,
+                                   expert_bias=kind.expert_bias, activation=kind.activation, limit=kind.limit)
+
+
+def expected_active_uniform(s: moe_block.MoeBlockShape) -> float:
+    """Distinct experts T tokens' uniform top-k draws touch in expectation: a token misses an expert with
+    probability 1 - k/E (k distinct of E)."""
+    return s.experts * (1.0 - (1.0 - s.top_k / s.experts) ** s.tokens)
+
+
+def run_moe_sweep(plan, device, record: dict, writer, on_row: Callable[[dict], None], kind: BlockKind | None,
+                  routings: list[Routing], weights: str = "activation") -> None:
+    """Every token count of `plan`, routing and backend: one row each, written as it is measured and handed to
+    `on_row`, then the token count's steps; the record is marked complete at the end. Low-precision experts
+    (`weights`) go to the MoE op of kernels/moe_lowprec.py instead (`kind` and `routings` unused there)."""
+    from bench.sweeps.decode_sweep import measure
+
+    if weights != "activation":
+        _run_lowprec_sweep(plan, device, record, writer, on_row, weights)
+        return
+
+    model, dtype, backends = plan.model, plan.dtype, plan.backends
+    tdt = torch_dtype(dtype)
+    eb = tdt.itemsize
+    for batch in plan.batches:
+        shape = block_shape(model, batch, kind)
+        rows = []
+        for routing in routings:
+            _measure_router(plan, device, record, writer, on_row, shape, routing)
+            case = moe_block.moe_block_case(shape, tdt, device.torch_device, backends, routing)
+            for backend in backends:
+                # the loop baseline reads its per-expert token counts on the host: no CUDA graph can hold it
+                row = measure(case, backend, device,
+                              replace(plan, cuda_graph=False) if backend == "torch" else plan, batch, 0)
+                # the routing of every input set the timer rotated through (seeds 0..n-1, as time_case draws them)
+                per_set = [moe_block.step_routing(shape, moe_block.routing_inputs(shape, tdt, device.torch_device,
+                                                                                  seed, routing))
+                           for seed in range(row.get("rotation_sets") or 1)]
+                active = sum(p.active_experts for p in per_set) / len(per_set)
+                row.update(routing=routing.label, router=kind.router.kind,
+                           expected_active_experts=expected_active_uniform(shape) if routing.kind == "uniform"
+                           else None,
+                           active_experts_measured=active, active_experts_per_set=[p.active_experts for p in per_set],
+                           max_tokens_per_expert=sum(p.max_tokens_per_expert for p in per_set) / len(per_set),
+                           max_tokens_per_expert_per_set=[p.max_tokens_per_expert for p in per_set],
+                           active_experts_note="distinct routed experts each timed input set's router chose, and "
+                                               "the most tokens one expert got; bytes_actual uses the mean active",
+                           bytes_actual=moe_block.min_bytes(shape, eb, active), expert_weights="activation")
+                if row.get("seconds_p50"):
+                    row["gbps_actual"] = row["bytes_actual"] / row["seconds_p50"] / 1e9
+                    row["moe_seconds_all_layers"] = moe_step(model.moe_layers, row["seconds_p50"])
+                rows.append(row)
+                record["rows"].append(row)
+                writer.write(record)
+                on_row(row)
+        record["steps"].extend(moe_steps(model, dtype, batch, rows, device))
+        writer.write(record)
+    record["complete"] = True
+    writer.write(record)
+
+
+def router_backends(block_backends) -> list:
+    """The router's backends for the block's: triton's fused selection for triton, torch for the others."""
+    out = []
+    for b in block_backends:
+        r = "triton" if b == "triton" else "torch"
+        if r not in out:
+            out.append(r)
+    return out
+
+
+def _measure_router(plan, device, record: dict, writer, on_row, shape, routing: Routing) -> None:
+    """The router alone (logits GEMM and selection, kernels/moe_router.py) at this token count and routing: one
+    row per router backend, beside the block's rows (the block's time includes it)."""
+    from bench.sweeps.decode_sweep import measure
+
+    case = moe_router.router_case(shape.router_shape, torch_dtype(plan.dtype), device.torch_device,
+                                  router_backends(plan.backends), routing)
+    for backend in router_backends(plan.backends):
+        row = measure(case, backend, device, plan, shape.tokens, 0)
+        row.update(routing=routing.label, router=shape.router.kind)
+        record["rows"].append(row)
+        writer.write(record)
+        on_row(row)
 
 
 def _case(shape, weights: str, dtype: str, device, backends):
@@ -27,10 +177,9 @@ def _bytes_at(shape, weights: str, eb: int, active: float) -> int:
     return moe_lowprec.min_bytes(shape, weights, eb, active=active)
 
 
-def run_moe_sweep(plan, device, record: dict, writer, on_row: Callable[[dict], None],
-                  weights: str = "activation") -> None:
-    """Every batch of `plan` and backend: one row each, written as it is measured and handed to `on_row`,
-    then the batch's steps; the record is marked complete at the end."""
+def _run_lowprec_sweep(plan, device, record: dict, writer, on_row: Callable[[dict], None], weights: str) -> None:
+    """Low-precision experts: every batch of `plan` and backend, one row each, written as it is measured and
+    handed to `on_row`, then the batch's steps; the record is marked complete at the end."""
     from bench.sweeps.decode_sweep import measure
 
     model, dtype, backends = plan.model, plan.dtype, plan.backends
@@ -81,9 +230,9 @@ def expert_format_saving(model, dtype: str, weights: str, experts: float) -> int
 
 
 def moe_steps(model, dtype: str, batch: int, rows: list, device, weights: str = "activation") -> list:
-    """Per backend: the model's MoE MLPs over one decode step (moe_layers x moe). Attention and the dense
-    layers are not in it (`tokenbench run` measures them), so no cost per token is derived from it.
-    With low-precision experts the rest of the model stays in `dtype`."""
+    """Per routing and backend: the model's MoE MLPs over one step (moe_layers x the MoE block, or the
+    low-precision MoE op). Attention and the dense layers are not in it (`tokenbench run` measures them), so
+    no cost per token is derived from it. With low-precision experts the rest of the model stays in `dtype`."""
     # every expert stays resident, active or not
     needed = model.weight_bytes(dtype) - expert_format_saving(model, dtype, weights,
                                                               model.experts + model.shared_experts)
@@ -94,6 +243,8 @@ def moe_steps(model, dtype: str, batch: int, rows: list, device, weights: str = 
                 "derivation": MOE_STEP_DERIVATION,
                 "moe_layers": model.moe_layers, "expected_active_experts": r["expected_active_experts"],
                 "active_experts_measured": r["active_experts_measured"],
+                "routing": r.get("routing"), "router": r.get("router"),
+                "max_tokens_per_expert": r.get("max_tokens_per_expert"),
                 "expert_weights": weights,
                 "decode_weight_bytes_expected": model.decode_weight_bytes(dtype, batch)
                 - expert_format_saving(model, dtype, weights, expected),

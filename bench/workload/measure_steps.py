@@ -99,13 +99,14 @@ def measure_steps(plan: RunPlan, device, keys: list[StepKey], backend: str, on_r
     """Verify and time every case the steps need (a tail op at a row count only once), calling on_row for
     each measured row and on_step for each composed step as soon as its rows are in."""
     tails: dict[int, dict] = {}
+    tail_cases: dict[int, list] = {}
     for key in keys:
         why = skip_reason(plan, device, key)
         if why:
             on_step(WorkloadStep(key, None, reason=why))
             continue
-        layer_rows = []
-        for case, extra in _layer_cases(plan, device, key):
+        layer_rows, cases = [], _layer_cases(plan, device, key)
+        for case, extra in cases:
             progress(f"{_where(key)} {case.name}" + (f" chunk {extra['chunk_index']}" if extra else ""))
             row = measure(case, backend, device, plan, key.batch, key.context)
             row.update(key_labels(key), **extra)
@@ -114,13 +115,29 @@ def measure_steps(plan: RunPlan, device, keys: list[StepKey], backend: str, on_r
         rows = tail_rows(key)
         if rows not in tails:
             tails[rows] = {}
-            for case in _tail_cases(plan, device, rows):
+            tail_cases[rows] = _tail_cases(plan, device, rows)
+            for case in tail_cases[rows]:
                 progress(f"{case.name} at {rows} rows")
                 row = measure(case, backend, device, plan, rows, 1)
                 row.update(phase="tail", rows=rows)
                 on_row(row)
                 tails[rows][case.name] = row
-        on_step(step_from_rows(plan, key, layer_rows, tails[rows]))
+        step = step_from_rows(plan, key, layer_rows, tails[rows])
+        if plan.energy == "steps" and device.kind == "cuda" and step.seconds is not None:
+            progress(f"{_where(key)}: board energy over whole steps")
+            step = with_step_energy(plan, step, [c for c, _ in cases], tail_cases[rows], backend)
+        on_step(step)
+
+
+def with_step_energy(plan: RunPlan, step: WorkloadStep, layer_cases: list, tail_cases: list,
+                     backend: str) -> WorkloadStep:
+    """The step with its board joules from one window over the whole step (bench/workload/step_energy.py)."""
+    from dataclasses import replace
+
+    from bench.workload.step_energy import step_board_joules
+
+    joules, why = step_board_joules(layer_cases, tail_cases, plan.model.layers, backend, plan.cuda_graph)
+    return replace(step, board_joules=joules, energy_note=why or "")
 
 
 def _where(key: StepKey) -> str:
