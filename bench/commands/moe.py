@@ -16,6 +16,7 @@ from bench.configs.model_configs import MODELS, get_model
 from bench.parsing import choice, positive_float, positive_int_list
 from kernels import moe_block, moe_lowprec
 from kernels.dtypes import TORCH_DTYPES
+from kernels.moe_expert_parallel import check_ranks
 from kernels.moe_router import ROUTER_KINDS
 from kernels.moe_routing import parse_routing
 
@@ -212,15 +213,23 @@ def _main_ep(args) -> int:
                         "are not taken with it")
     if measure not in (1, ranks):
         raise UserError(f"--ep-measure {measure}: measure all {ranks} ranks (the default) or 1 device's share")
+    device, label = common.detect(args)
+    model = get_model(args.model or (CPU_DEFAULTS if device.kind == "cpu" else GPU_DEFAULTS)["model"])
+    if not model.is_moe:
+        raise UserError(f"{model.name} is dense: --ep shards a mixture of experts")
+    try:
+        check_ranks(model.experts, ranks)
+    except ValueError as exc:
+        raise UserError(f"--ep {ranks}: {model.name}: {exc}") from None
     if measure == 1:
-        return _ep_one_device(args, ranks)
+        return _ep_one_device(args, ranks, device, label, model)
     if args.ep_busbw is not None:
         raise UserError("--ep-busbw is for the modelled all-to-all (--ep-measure 1); the group measures its own")
     from bench.sweeps import torchrun_launcher as launcher
 
     if launcher.in_torchrun():
         raise UserError("--ep launches a torchrun group and cannot run inside one")
-    worker = ["--model", args.model or CPU_DEFAULTS["model"], "--batch", args.batch or "1,8",
+    worker = ["--model", args.model or model.name, "--batch", args.batch or "1,8",
               "--routing", args.routing or "uniform", "--device", args.device or "auto",
               "--budget-s", str(args.budget_s)]
     if args.dtype:
@@ -234,14 +243,9 @@ def _main_ep(args) -> int:
     return rc
 
 
-def _ep_one_device(args, ranks: int) -> int:
+def _ep_one_device(args, ranks: int, device, label: str, model) -> int:
     from bench.sweeps import ep_sweep
-    from bench.sweeps.moe_sweep import block_kind
 
-    device, label = common.detect(args)
-    model = get_model(args.model or (CPU_DEFAULTS if device.kind == "cpu" else GPU_DEFAULTS)["model"])
-    if not model.is_moe:
-        raise UserError(f"{model.name} is dense: --ep shards a mixture of experts")
     dtype = choice(args.dtype or ("fp32" if device.kind == "cpu" else "bf16"), tuple(TORCH_DTYPES), "dtype")
     tokens = positive_int_list(args.batch or "1,8", "--batch")
     busbw, source = ep_sweep.link_bandwidth(device, positive_float(args.ep_busbw, "--ep-busbw")
@@ -253,7 +257,7 @@ def _ep_one_device(args, ranks: int) -> int:
     kind = _block_kind(model, tokens, None)
     unit = "GPU" if device.kind == "cuda" else "device"
     common.say(f"tokenbench moe --ep {ranks} --ep-measure 1 on {label}: {device.name}; {model.name} "
-               f"({model.experts} experts, {model.experts // ranks if model.experts >= ranks else 0} a device, "
+               f"({model.experts} experts, {model.experts // ranks} a device, "
                f"+{model.shared_experts} shared replicated), {dtype}, routing {routing.label}")
     results = []
     for t in tokens:
