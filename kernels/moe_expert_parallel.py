@@ -89,16 +89,20 @@ def shard_inputs(s: EpShape, group_inputs: Inputs, rank: int) -> Inputs:
 
 
 def draw_local_experts(s: EpShape, dtype: torch.dtype, device, seed: int) -> Inputs:
-    """One rank's E/N experts drawn alone, at moe_block's scales (for timing one rank's share without the
-    other ranks' weights in memory; not the one-process block's weights, which the parity check uses)."""
-    b, n = s.block, s.experts_per_rank
+    """One rank's E/N experts and the shared MLP drawn alone, at moe_block's scales (for timing one rank's
+    share without the other ranks' weights in memory; not the one-process block's weights, which the parity
+    check uses)."""
+    b, n, fs = s.block, s.experts_per_rank, s.block.shared_width
     g = generator(seed + 104_729, device)
     out = {"w_gate_up": randn((n, 2 * b.ffn, b.hidden), dtype, device, g, scale=b.hidden**-0.5),
            "w_down": randn((n, b.hidden, b.ffn), dtype, device, g, scale=b.ffn**-0.5),
-           "b_gate_up": None, "b_down": None}
+           "b_gate_up": None, "b_down": None, "w_shared_gate_up": None, "w_shared_down": None}
     if b.expert_bias:
         out["b_gate_up"] = randn((n, 2 * b.ffn), dtype, device, g, scale=0.5)
         out["b_down"] = randn((n, b.hidden), dtype, device, g, scale=0.5)
+    if fs:
+        out["w_shared_gate_up"] = randn((2 * fs, b.hidden), dtype, device, g, scale=b.hidden**-0.5)
+        out["w_shared_down"] = randn((b.hidden, fs), dtype, device, g, scale=fs**-0.5)
     return out
 
 
@@ -167,9 +171,13 @@ def combine(s: EpShape, inp: Inputs, plan: Dispatch, expert_out: torch.Tensor, a
     tok = torch.div(plan.order, s.block.top_k, rounding_mode="floor")
     y.index_add_(0, tok, back.to(acc) * plan.weights[plan.order, None].to(acc))
     if s.block.shared_width:
-        shared = F.linear(activate(F.linear(x, inp["w_shared_gate_up"]), "swiglu", 0.0), inp["w_shared_down"])
-        y += shared.to(acc)
+        y += shared_mlp(x, inp).to(acc)
     return y.to(x.dtype)
+
+
+def shared_mlp(x: torch.Tensor, inp: Inputs) -> torch.Tensor:
+    """The shared experts (replicated on every rank) on this rank's tokens."""
+    return F.linear(activate(F.linear(x, inp["w_shared_gate_up"]), "swiglu", 0.0), inp["w_shared_down"])
 
 
 def ep_forward(s: EpShape, inp: Inputs, a2a: AllToAll) -> torch.Tensor:

@@ -192,12 +192,11 @@ def measure_one_device(s: ep.EpShape, model, dtype_name: str, device, budget_s: 
         raise UserError(f"--ep-measure 1: one device's experts differ from float64 by {err:.2e} (tolerance "
                         f"{TOLERANCE[dtype_name]:.0e}); nothing timed")
     own = {k: v[:t] if k == "x" else v for k, v in g.items()}
-    shared = moe_block.make_inputs(b, dt, dev, seed) if b.shared_width else None
 
     def front():
         moe_router.route(own["x"], own["router_w"], b.router, b.top_k, own["router_bias"], own["correction_bias"])
-        if shared is not None:
-            moe_block._shared_torch(own["x"], shared)
+        if b.shared_width:
+            ep.shared_mlp(own["x"], weights)
 
     experts = time_local(lambda: ep.local_experts(s, weights, rows, local_ids), device, budget_s, None).p50
     front_s = time_local(front, device, budget_s, None).p50
@@ -222,7 +221,7 @@ def result_line(r: EpResult, unit: str) -> str:
     bw = f"; busbw {r.busbw_gbps:.4g} GB/s ({r.busbw_source})" if r.busbw_gbps is not None else ""
     return (f"T={r.tokens_per_rank}/rank ep={r.ranks}: layer {r.layer_seconds * 1e6:.1f} us ({front}experts "
             f"{r.experts_seconds * 1e6:.1f} us, dispatch {r.dispatch_seconds * 1e6:.1f} us, combine "
-            f"{r.combine_seconds * 1e6:.1f} us); {r.tokens_per_s_per_gpu:.1f} tok/s per {unit} over the "
+            f"{r.combine_seconds * 1e6:.1f} us); {r.tokens_per_s_per_gpu:.4g} tok/s per {unit} over the "
             f"{r.moe_layers} MoE layers{bw}\n    measured: {r.measured}\n    modelled: {r.modelled}")
 
 
