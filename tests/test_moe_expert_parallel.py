@@ -24,11 +24,26 @@ def test_two_gloo_ranks_match_the_one_process_block_on_every_rank(gloo_pair):
             gate = got["gate"]
             assert gate["passed"] and gate["rel_error_float64"] <= ep_sweep.FLOAT64_GATE, (case, rank, gate)
             assert gate["rel_error"] <= gate["tolerance"]
+            assert got["wrong_shard_error"] > 1e-2  # the other rank's experts: the comparison sees it
         tokens = case[1]
         top_k = get_model(case[0]).experts_per_token
         assert [sum(r["send"]) for r in every] == [tokens * top_k] * 2
         uneven |= any(r["send"][0] != r["send"][1] for r in every)
     assert uneven  # some case sent more pairs to one rank than the other
+
+
+def test_group_timings_compose_to_the_slowest_rank(gloo_pair):
+    r = gloo_pair["ep_timed"]  # tiny-deepseek-v3, 4 tokens a rank, 2 gloo ranks
+    assert r["ranks"] == 2 and r["tokens_per_rank"] == 4 and r["modelled"] == "nothing"
+    assert len(r["per_rank"]) == 2 and all(p["valid"] for p in r["per_rank"])
+    assert r["layer_seconds"] == max(p["layer_seconds"] for p in r["per_rank"]) > 0
+    assert r["tokens_per_s_per_gpu"] == pytest.approx(4 / (r["moe_layers"] * r["layer_seconds"]))
+    for p in r["per_rank"]:
+        assert p["dispatch_seconds"] > 0 and p["combine_seconds"] > 0 and p["experts_seconds"] > 0
+        t = p["traffic"]
+        assert p["flops"] > 0 and t["received_pairs"] >= t["received_off_rank"]
+    # every pair the two ranks send arrives somewhere: 2 ranks x 4 tokens x top-2
+    assert sum(p["traffic"]["received_pairs"] for p in r["per_rank"]) == 2 * 4 * 2
 
 
 def _shape(name="tiny-qwen3-moe", tokens=3, ranks=2) -> ep.EpShape:
