@@ -198,7 +198,3 @@ def chosen_paths() -> dict:
 def calibrations() -> list[tuple]:
     """(m, k, n, dtype name, Choice) for every shape class calibrated in this process, for reports."""
     return [(m, k, n, _DTYPE_NAMES.get(dt, str(dt)), c) for (m, k, n, dt, _, _), c in _CHOSEN.items()]
-
-
-def reset() -> None:
-    _CHOSEN.clear()

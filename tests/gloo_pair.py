@@ -12,6 +12,7 @@ import torch.distributed as dist
 from bench.configs.model_configs import get_model
 from bench.sweeps import tp_sweep
 from kernels.backends import parse_backend
+from kernels.layer import layer_forward, make_layer_inputs
 from kernels.prefill_layer import Chunk, make_prefill_inputs, prefill_forward
 
 # (decode rows, context, chunk): a prefill chunk continuing a prefix, a mixed step, a prefill of two prompts
@@ -45,6 +46,24 @@ def prefill_compare(rank: int, world: int) -> list | None:
                           "kv_heads": sharded["k_cache"].shape[1],
                           "decode_kv_heads": sharded["decode_k_cache"].shape[1] if decode_rows else None})
     return saved if rank == 0 else None
+
+
+def layer_compare(rank: int, world: int, init_method: str, out_path: str) -> None:
+    """The gloo group's decode-layer output (tiny, batch 3, context 9, float32), saved by rank 0 beside the
+    one-process output of kernels.layer.layer_forward on the same weights and inputs; a group of its own."""
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
+    try:
+        d = get_model("tiny").layer_dims
+        full = make_layer_inputs(d, 3, 9, torch.float32, "cpu", seed=3)
+        dl, _, _ = tp_sweep.local_dims(d, rank, world)
+        backends = parse_backend("torch")
+        y, r2 = tp_sweep.tp_layer_forward(dl, backends, tp_sweep.all_reduce_sum,
+                                          **tp_sweep.shard_inputs(d, full, rank, world))
+        if rank == 0:
+            y1, r21 = layer_forward(d, backends, **full)
+            torch.save({"tp": (y, r2), "one": (y1, r21)}, out_path)
+    finally:
+        dist.destroy_process_group()
 
 
 def layout_sum(rank: int) -> torch.Tensor:
@@ -107,8 +126,8 @@ def ep_measure(rank: int, world: int) -> dict | None:
 
 
 def worker(rank: int, world: int, layer_init: str, init_method: str, out_dir: str) -> None:
-    # the decode layer, through the sweep's own test worker (a group of its own, torn down when it returns)
-    tp_sweep.compare_worker(rank, world, layer_init, "tiny", 3, 9, f"{out_dir}/layer.pt")
+    # the decode layer, in a group of its own, torn down when it returns
+    layer_compare(rank, world, layer_init, f"{out_dir}/layer.pt")
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         prefill = prefill_compare(rank, world)

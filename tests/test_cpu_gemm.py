@@ -10,10 +10,9 @@ SHAPES = [(1, 64, 96, False), (3, 80, 48, True), (8, 128, 256, False)]
 
 
 @pytest.fixture(autouse=True)
-def fresh_choices():
-    cpu_gemm.reset()
-    yield
-    cpu_gemm.reset()
+def fresh_choices(monkeypatch):
+    # every test starts from no cached choice, and leaves the process's cache as it found it
+    monkeypatch.setattr(cpu_gemm, "_CHOSEN", {})
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

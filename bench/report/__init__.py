@@ -10,4 +10,5 @@ workload_section.py, workload_plots.py   the workload section: throughput and $/
           frontier, served results (--served) as markers, a table at --at-interactivity U
 served_table.py   the table of `tokenbench served`: a served-results file's points as InferenceX reports them
 run_tables.py, terminal_tables.py   the terminal tables of `run`/`show`, and tables that never cut a cell
+served_comparison_table.py   the terminal table of `compare RUN --served FILE`
 """
