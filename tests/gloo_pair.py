@@ -1,7 +1,7 @@
 """One spawn of two gloo ranks on the CPU for every test that compares a sharded computation with the
-one-process one (tests/test_tp.py, tests/test_workload_tp.py, tests/test_moe_expert_parallel.py): starting two interpreters that import torch
-costs seconds, the comparisons themselves milliseconds. Rank 0 saves what each test asserts on; the
-session fixture `gloo_pair` in tests/conftest.py runs it once."""
+one-process one (tests/test_tp.py, tests/test_workload_tp.py, tests/test_moe_expert_parallel.py): starting two
+interpreters that import torch costs seconds, the comparisons themselves milliseconds. Rank 0 saves what each
+test asserts on; the session fixture `gloo_pair` in tests/conftest.py runs it once."""
 from __future__ import annotations
 
 import socket
