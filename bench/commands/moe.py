@@ -5,7 +5,8 @@ against float64 first, at uniform and Zipf-skewed routing. Work counts only acti
 experts each timed input set's router really chose, printed with the heaviest expert's token count.
 `--weights fp8-block|mxfp4` stores the experts as served (DeepSeek's FP8 with 128x128 block scales, gpt-oss's
 MXFP4; kernels/moe_lowprec.py): that op is the Mixtral-style MoE MLP on random routing, so --router and
---routing are refused with it."""
+--routing are refused with it. `--ep N` shards the block over N devices by experts (bench/sweeps/ep_sweep.py):
+on a torchrun group, or with `--ep-measure 1` one device's share timed here and the all-to-alls modelled."""
 from __future__ import annotations
 
 import json
