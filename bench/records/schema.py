@@ -45,6 +45,7 @@ class Entry:
     how a nested field is read in `nested()` (name -> callable(value, where))."""
 
     REQUIRED: ClassVar[tuple] = ()
+    LEADING: ClassVar[tuple] = ()  # fields written first (what names the entry), the rest in declaration order
     extra: dict = field(default_factory=dict)
     # declared fields the dict gave as null: written back as null (an unknown figure is said, not dropped)
     nulls: frozenset = field(default=frozenset(), compare=False, repr=False, metadata={"transient": True})
@@ -80,9 +81,38 @@ class Entry:
             known[key] = value
         return cls(**known, extra=extra, nulls=frozenset(nulls))
 
+    @classmethod
+    def _declared(cls) -> set:
+        return {f.name for f in dataclasses.fields(cls) if f.name != "extra" and not f.metadata.get("transient")}
+
+    @classmethod
+    def build(cls, **fields):
+        """An entry made by the pipeline (not read from a file): a field given as None is an unknown figure,
+        written as null; keys it does not declare are kept in `extra`, as from_dict keeps them."""
+        declared = cls._declared()
+        known = {k: v for k, v in fields.items() if k in declared}
+        extra = {k: v for k, v in fields.items() if k not in declared}
+        return cls(**known, extra=extra, nulls=frozenset(k for k, v in known.items() if v is None))
+
+    def set(self, **fields) -> None:
+        """Set fields as `build` does (None: written as null; an undeclared key: into `extra`)."""
+        declared = self._declared()
+        nulls = set(self.nulls)
+        for key, value in fields.items():
+            if key not in declared:
+                self.extra[key] = value
+                continue
+            setattr(self, key, value)
+            if value is None:
+                nulls.add(key)
+            else:
+                nulls.discard(key)
+        self.nulls = frozenset(nulls)
+
     def to_dict(self) -> dict:
         out = {}
-        for f in dataclasses.fields(self):
+        order = {name: i for i, name in enumerate(self.LEADING)}
+        for f in sorted(dataclasses.fields(self), key=lambda f: order.get(f.name, len(order))):
             if f.name == "extra" or f.metadata.get("transient"):
                 continue
             value = getattr(self, f.name)
@@ -169,6 +199,7 @@ class MeasuredRow(Timing, Derived):
     """One op (or the layer, or the whole model) at one batch, context and backend: checked, then timed."""
 
     REQUIRED: ClassVar[tuple] = ("op", "batch", "backend")
+    LEADING: ClassVar[tuple] = ("op", "kind", "batch", "context", "backend", "dtype", "flops", "bytes", "shape")
     op: str
     kind: str | None = None
     batch: int
@@ -206,6 +237,7 @@ class Step(Derived):
     """The model's step composed from measured rows (decode, prefill or mixed), with tokens/s and money."""
 
     REQUIRED: ClassVar[tuple] = ("batch", "backend")
+    LEADING: ClassVar[tuple] = ("phase", "batch", "context", "backend", "dtype")
     batch: int
     context: int | None = None
     backend: str
