@@ -28,8 +28,9 @@ def add_arguments(p):
 
 def main(args) -> int:
     from bench.derive.run_pricing import run_price_quote
-    from bench.sweeps.moe_sweep import run_moe_sweep
-    from bench.sweeps.op_sweep_setup import measure_ceilings, op_plan, open_op_record
+    from bench.sweeps.engine import run_plan
+    from bench.sweeps.moe_sweep import MoeSweep
+    from bench.sweeps.op_sweep_setup import op_plan
 
     device, label = common.detect(args)
     d = CPU_DEFAULTS if device.kind == "cpu" else GPU_DEFAULTS
@@ -42,25 +43,23 @@ def main(args) -> int:
     backends = common.backends_for(args.backend or d["backend"], tuple(moe.IMPLS), device)
     plan = op_plan(model, batches, dtype, backends, positive_float(args.budget_s, "--budget-s"), args.cuda_graph,
                    device)
-    writer, record, _ = open_op_record("moe", args.out, device, model, dtype, run_price_quote(args, device), {
-        "batches": batches, "backends": backends, "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph})
-    measure_ceilings(plan, device, record, writer)
     common.say(f"tokenbench moe on {label}: {device.name}; {model.name} ({model.experts} experts, top-"
                f"{model.experts_per_token}, +{model.shared_experts} shared, expert FFN {model.moe_ffn}), {dtype}")
-    run_moe_sweep(plan, device, record, writer, _say_row)
-    common.say(f"wrote {writer.json_path}")
+    settings = {"batches": batches, "backends": backends, "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph}
+    run = run_plan(MoeSweep(plan, device, run_price_quote(args, device), args.out, settings, common.console(),
+                            _row_line), device)
+    common.say(f"wrote {run.writer.json_path}")
     if args.json:
         from bench.records.store import clean
 
-        print(json.dumps(clean(record), indent=1))
-    return 0
+        print(json.dumps(clean(run.record), indent=1))
+    return run.status
 
 
-def _say_row(r: dict) -> None:
-    head = f"  moe b={r['batch']} {r['backend']}:"
-    if not r.get("seconds_p50"):
-        common.say(f"{head} not timed: {r.get('skipped') or r.get('check')}")
-        return
-    common.say(f"{head} {r['seconds_p50'] * 1e6:.1f} us, {r['tflops']:.3f} TFLOP/s, {r['gbps']:.1f} GB/s at "
-               f"{r['expected_active_experts']:.2f} expected experts ({r['gbps_actual']:.1f} GB/s at the "
-               f"{r['active_experts_measured']:.2f} activated), rel err {r['rel_error']:.1e}")
+def _row_line(r) -> str:
+    head = f"  moe b={r.batch} {r.backend}:"
+    if not r.seconds_p50:
+        return f"{head} not timed: {r.skipped or r.check}"
+    return (f"{head} {r.seconds_p50 * 1e6:.1f} us, {r.tflops:.3f} TFLOP/s, {r.gbps:.1f} GB/s at "
+            f"{r.expected_active_experts:.2f} expected experts ({r.gbps_actual:.1f} GB/s at the "
+            f"{r.active_experts_measured:.2f} activated), rel err {r.rel_error:.1e}")
