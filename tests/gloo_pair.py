@@ -63,6 +63,9 @@ def worker(rank: int, world: int, layer_init: str, init_method: str, out_dir: st
         summed = layout_sum(rank)
         if rank == 0:
             torch.save({"prefill": prefill, "layout_sum": summed}, f"{out_dir}/group.pt")
+        # every rank waits for the other before teardown: under load, a rank that destroyed its group while the
+        # other was still in a collective aborted it (SIGABRT, "terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
