@@ -54,11 +54,12 @@ def stop_name(exc: KeyboardInterrupt) -> str:
     return str(exc) if isinstance(exc, Stopped) else "Ctrl-C"
 
 
-def die_with_parent(parent_pid: int | None = None) -> None:
+def die_with_parent(parent_pid: int | None = None, orphan: bool = False) -> None:
     """Ask Linux to SIGKILL this process when its parent dies (PR_SET_PDEATHSIG), as the GPU check's steps
     do: the launcher runs torchrun in a session of its own and torchrun its ranks, so a SIGKILLed launcher
     (which can clean nothing up) would otherwise leave torchrun and every rank running, still measuring and
-    rewriting the results file. Called in torchrun before exec, and by each rank as it starts."""
+    rewriting the results file. Called in torchrun before exec (`parent_pid`: the launcher's), and by each rank
+    as it starts (`orphan`: its parent is already gone when it is init's child)."""
     import os
     import signal
 
@@ -68,5 +69,5 @@ def die_with_parent(parent_pid: int | None = None) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: nothing to ask
         return
-    if parent_pid is not None and os.getppid() != parent_pid:  # it died before the request: gone already
-        os._exit(128 + signal.SIGKILL)
+    if (parent_pid is not None and os.getppid() != parent_pid) or (orphan and os.getppid() == 1):
+        os._exit(128 + signal.SIGKILL)  # the parent died before the request: it is gone already

@@ -95,7 +95,8 @@ class Group:
 
 def worker_env() -> dict:
     root = str(Path(__file__).resolve().parents[2])  # the source tree, importable without installing
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+               TOKENBENCH_DIE_WITH_PARENT="1")  # each rank dies with torchrun (bench/__init__.py)
     if sys.stderr.isatty():  # rank 0 writes to our pipe: tell it the user sees a terminal, and how wide
         from bench.sweeps.tp_sweep import TERMINAL_ENV
 

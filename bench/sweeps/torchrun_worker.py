@@ -24,9 +24,6 @@ from bench.errors import UserError
 def setup_group(requested: str):
     """(rank, world size, device) of this worker, its process group initialised: NCCL on CUDA (the rank on
     its own GPU, LOCAL_RANK), else gloo; `requested` is --device (auto | cuda | cpu)."""
-    from bench.errors import die_with_parent
-
-    die_with_parent()  # torchrun is this rank's parent: a rank never outlives its group's launcher
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
