@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bench.progress import CaseProgress
 from bench.records import store
@@ -100,6 +100,7 @@ class SweepPlan:
         record["rows"].append(row)
 
     def keep_step(self, record, step) -> None:
+        """Put a derived step into the record (default: its steps)."""
         record["steps"].append(step)
 
     def finish(self, device, record, writer) -> None:
@@ -115,7 +116,6 @@ class SweepRun:
     record: dict | None
     writer: store.ResultWriter | None
     status: int  # 0, or 128 + the signal when stopped (130: Ctrl-C); the rows measured so far are kept
-    rows: list = field(default_factory=list)
 
 
 def run_plan(plan: SweepPlan, device) -> SweepRun:
@@ -130,7 +130,7 @@ def run_plan(plan: SweepPlan, device) -> SweepRun:
         console = plan.console
         with CaseProgress(console, plan.total()) if console is not None else nullcontext() as progress:
             for group in plan.groups():
-                _measure_group(plan, group, record, writer, progress, run)
+                _measure_group(plan, group, record, writer, progress)
         plan.finish(device, record, writer)
     run.status = state["status"]
     return run
@@ -140,7 +140,9 @@ def _quiet(text: str) -> None:
     pass
 
 
-def _measure_group(plan: SweepPlan, group: Group, record, writer, progress, run: SweepRun) -> None:
+def _measure_group(plan: SweepPlan, group: Group, record, writer, progress) -> None:
+    """The one place a case is measured and its row written: each case of the group (or, where it does not
+    fit, the rows it leaves), then the group's steps."""
     if group.skip and group.say_skip:
         plan.warn(f"{group.label} skipped: {group.skip}")
     rows = []
@@ -161,10 +163,10 @@ def _measure_group(plan: SweepPlan, group: Group, record, writer, progress, run:
         rows += new
         if not group.skip and progress is not None:
             _tell(plan, case, new, progress)
-    run.rows += rows
     steps = plan.derive(group, rows)
     for step in steps:
-        plan.keep_step(record, step)
+        if record is not None:
+            plan.keep_step(record, step)
     if steps and writer is not None:
         writer.write(record)
 
