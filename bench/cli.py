@@ -24,6 +24,8 @@ COMMANDS = {
     "fp8": ("bench.commands.fp8", "time the decode projections in FP8 beside bf16 (skipped without FP8)"),
     "peak": ("bench.commands.peak", "measure this device's matmul and bandwidth ceilings against the spec sheet"),
     "workload": ("bench.commands.workload", "what a million tokens of an ISL/OSL workload costs here, per concurrency"),
+    "served": ("bench.commands.served", "read served-results files (vLLM, SGLang, AIPerf, llama.cpp, InferenceX, CSV) "
+                                        "into per-GPU points"),
     "history": ("bench.commands.history", "print one op's pytest-benchmark figures across devices and dates"),
 }
 

@@ -62,7 +62,7 @@ def test_foundation_catalog_signatures():
 def test_costmodel_imports_no_torch():
     code = ("import sys, costmodel, costmodel.economics, costmodel.catalog, costmodel.tco, costmodel.check, "
             "costmodel.generation_compare, costmodel.roofline_projection, costmodel.power, costmodel.inputs, costmodel.ceilings, "
-            "costmodel.number_format, costmodel.step, costmodel.workload_economics, costmodel.served, costmodel.frontier; "
+            "costmodel.number_format, costmodel.step, costmodel.workload_economics, costmodel.served_results, costmodel.served_engines, costmodel.served_names, costmodel.served_readings, costmodel.frontier; "
             "bad = [m for m in ('torch', 'bench', 'kernels', 'pynvml') if m in sys.modules]; "
             "assert not bad, bad")
     repo = Path(__file__).resolve().parents[1]

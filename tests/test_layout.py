@@ -18,7 +18,7 @@ from bench.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 # Triton modules that are not an op's implementation: launcher helpers and the cross-compile checks.
-TRITON_HELPERS = {"_common", "compile_check", "compile_check_scale"}
+TRITON_HELPERS = {"_common", "compile_check", "compile_check_scale", "compile_check_lowprec", "compile_check_moe"}
 
 
 def _modules(*folders: str) -> list[Path]:

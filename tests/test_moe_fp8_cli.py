@@ -13,11 +13,12 @@ def only_record(out_dir):
 
 def test_moe_command_times_activated_work(tmp_path):
     assert main(["moe", "--device", "cpu", "--model", "tiny-moe", "--batch", "1,4", "--backend", "torch",
-                 "--budget-s", "0.01", "--out", str(tmp_path), "--price-per-hour", "2"]) == 0
+                 "--routing", "uniform", "--budget-s", "0.01", "--out", str(tmp_path), "--price-per-hour", "2"]) == 0
     record = only_record(tmp_path)
     assert record["kind"] == "moe" and record["complete"]
-    assert [r["batch"] for r in record["rows"]] == [1, 4]
-    for r in record["rows"]:
+    assert [(r["op"], r["batch"]) for r in record["rows"]] == [("router", 1), ("moe_block", 1), ("router", 4),
+                                                                ("moe_block", 4)]
+    for r in record["rows"][1::2]:
         assert r["valid"] and r["seconds_p50"] > 0
         assert 2 <= r["active_experts_measured"] <= 8
         if r["batch"] == 1:

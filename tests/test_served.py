@@ -1,4 +1,4 @@
-"""Served results (costmodel/served.py) and `tokenbench compare RUN --served FILE` (bench/derive/served_comparison.py):
+"""Served results (costmodel/served_results.py, costmodel/served_engines.py) and `tokenbench compare RUN --served FILE` (bench/derive/served_comparison.py):
 the shipped published points, InferenceX's result JSON, every bad input as one line and exit 2, and the
 comparison's figures against values worked out from the fixtures by hand."""
 import json
@@ -10,7 +10,7 @@ import pytest
 from bench.cli import main
 from bench.derive.served_comparison import DIFFERENT_HARDWARE, compare_served
 from costmodel.input_errors import CostInputError
-from costmodel.served import hardware_key, model_key, read_served
+from costmodel.served_results import hardware_key, model_key, read_served
 from costmodel.workload_economics import WorkloadPoint
 from bench.records.store import load_workload
 
@@ -20,26 +20,85 @@ SHIPPED = ROOT / "costmodel" / "data" / "served.csv"
 SYNTH = DATA / "served-llama-3.2-1b-synthetic.csv"
 RUN = DATA / "workload-cpu-llama-3.2-1b-bf16.json"
 HEADER = ("hardware,model,precision,tp,isl,osl,concurrency,tokens_per_s_per_gpu_total,tokens_per_s_per_gpu_output,"
-          "median_interactivity")
-GOOD = "h200,llama-3.2-1b,bf16,1,256,64,4,9,1.8,0.5"
+          "median_interactivity,source")
+GOOD = "h200,llama-3.2-1b,bf16,1,256,64,4,9,1.8,0.5,test row"
 
 
 # --- reading --------------------------------------------------------------------------------------------
 
 def test_shipped_points_are_the_published_figures_with_sources():
+    """Every row of costmodel/data/served.csv, against the figures its source (a URL, with a date) prints."""
     pts = read_served(SHIPPED)
-    assert all(p.source == "served" and p.engine_model == "served" and p.reference for p in pts)
-    h200 = [p for p in pts if p.device == "h200"]
-    assert [(p.isl, p.osl, p.concurrency, p.total_tokens_per_s, p.output_tokens_per_s) for p in h200] == [
-        (1024, 1024, 4, 42.6, 21.2), (8192, 1024, 4, 349.9, 38.9)]
-    assert h200[0].interactivity == pytest.approx(1000 / 22.7, abs=0.05)  # median TPOT 22.7 ms
-    assert h200[1].interactivity is None  # not published: left empty, never invented
-    b200 = [p for p in pts if p.device == "b200"]
-    assert [(p.concurrency, p.total_tokens_per_s) for p in b200] == [(4, 120), (8, 209), (16, 340), (32, 564),
-                                                                        (64, 625)]
-    assert all(p.precision == "fp4" and p.tp == 8 and p.output_tokens_per_s is None and p.interactivity is None
-               for p in b200)
-    assert all("not published" in p.note or "derived here" in p.note for p in pts)
+    assert len(pts) == 8
+    assert all(p.source == "served" and p.engine_model == "served" for p in pts)
+    assert all(p.reference.startswith("https://github.com/SemiAnalysisAI/InferenceX/") and "(2026-" in p.reference
+               for p in pts)
+    h200 = [p for p in pts if p.device == "h200"]  # issue 870: DeepSeek-R1-0528 FP8 SGLang v0.5.7 TP8, 1k/1k
+    assert [(p.concurrency, p.total_tokens_per_s, p.output_tokens_per_s, p.input_tokens_per_s) for p in h200] == [
+        (8, 148.6, 74.6, 74.0), (16, 225.1, 111.9, 113.1), (32, 301.7, 151.1, 150.6), (64, 447.2, 223.6, 223.7)]
+    assert all((p.model, p.precision, p.tp, p.isl, p.osl) == ("deepseek-r1", "fp8", 8, 1024, 1024) for p in h200)
+    assert all(p.interactivity is None for p in h200)  # only mean TPOT published: left empty, never invented
+    mi = [p for p in pts if p.device == "mi300x"]  # PR 1053: gpt-oss-120b TP1 vLLM 0.17.0, 1k/1k
+    tpot_ms = (31.4, 36.6, 41.3, 58.3)
+    assert [(p.concurrency, p.total_tokens_per_s, p.output_tokens_per_s) for p in mi] == [
+        (64, 4016, 2008), (96, 5105, 2561), (128, 5981, 2990), (256, 8552, 4271)]
+    for p, t in zip(mi, tpot_ms):
+        assert p.interactivity == pytest.approx(1000 / t, abs=0.005)  # the derived column, checked
+        assert (p.model, p.precision, p.tp) == ("gpt-oss-120b", "fp4", 1)
+    assert all("derived here" in p.note or "not" in p.note for p in pts)
+
+
+# the catalog names served rows must use (the model configs' names)
+CATALOG_MODELS = {"deepseek-r1", "deepseek-v3", "gpt-oss-120b", "gpt-oss-20b", "qwen3-30b-a3b"}
+
+
+def test_shipped_rows_name_catalog_models_and_catalog_hardware():
+    from costmodel.catalog import devices
+
+    pts = read_served(SHIPPED)
+    assert {p.model for p in pts} <= CATALOG_MODELS
+    assert {p.device for p in pts} <= set(devices())
+
+
+def test_every_device_served_results_name_is_in_both_catalogs_with_a_source():
+    import json as _json
+
+    specs = {d["key"]: d for d in _json.loads((ROOT / "bench" / "data" / "devices.json").read_text())["devices"]}
+    from costmodel.catalog import devices
+
+    for key in ("h100-sxm", "h200", "b200", "gb200", "gb300", "mi300x", "mi325x", "mi355x"):
+        assert key in specs and specs[key]["source"] and "GUIDE" not in specs[key]["source"]
+        assert key in devices()
+    assert "GUIDE" not in (ROOT / "costmodel" / "data" / "prices.json").read_text()
+    assert "GUIDE" not in SHIPPED.read_text()
+
+
+def test_a_row_without_a_source_is_refused(tmp_path):
+    f = tmp_path / "nosource.csv"
+    f.write_text(HEADER + "\n" + GOOD.replace(",test row", ",") + "\n")
+    with pytest.raises(CostInputError, match=r"row 1 \(line 2\): no source"):
+        read_served(f)
+    g = tmp_path / "nocolumn.csv"
+    g.write_text(HEADER.replace(",source", "") + "\n" + GOOD.replace(",test row", "") + "\n")
+    with pytest.raises(CostInputError, match="no source"):
+        read_served(g)
+
+
+def test_moe_served_rows_match_a_workload_of_the_same_model_precision_and_lengths():
+    """Parsing-level match (the MoE workload runs are built elsewhere): the rows compare_served would take for
+    a gpt-oss-120b fp4 1k/1k run are the four MI300X points, one curve; a deepseek-r1 fp8 1k/1k run takes the
+    four H200 points."""
+    from costmodel.frontier import curves
+
+    pts = read_served(SHIPPED)
+
+    def matching(model, precision, isl, osl):
+        return [p for p in pts if (p.model, p.precision, p.isl, p.osl) == (model, precision, isl, osl)]
+
+    gpt = matching("gpt-oss-120b", "fp4", 1024, 1024)
+    assert [p.concurrency for p in gpt] == [64, 96, 128, 256] and len(curves(gpt)) == 1
+    assert [p.device for p in matching("deepseek-r1", "fp8", 1024, 1024)] == ["h200"] * 4
+    assert matching("gpt-oss-120b", "bf16", 1024, 1024) == [] and matching("deepseek-r1", "fp8", 8192, 1024) == []
 
 
 @pytest.mark.parametrize("name,key", [("H200", "h200"), ("h200-sxm", "h200"), ("NVIDIA H200", "h200"),
@@ -278,3 +337,42 @@ def test_compare_served_projects_the_run_onto_the_served_hardware(tmp_path, caps
     assert main(["compare", str(run), "--served", str(served), "--json"]) == 0
     out = capsys.readouterr().out
     assert "h200 (projected from" in out and "projected" in out
+
+
+# --- published readings (costmodel/data/served_readings.csv) -------------------------------------------
+
+READINGS = ROOT / "costmodel" / "data" / "served_readings.csv"
+
+
+def test_every_published_reading_is_parsed_with_its_source():
+    from costmodel.served_results import read_served_file
+
+    f = read_served_file(READINGS)
+    rs = f.readings
+    assert f.format == "readings" and f.points == [] and len(rs) == 8
+    assert all(r.source.startswith("https://") and r.model in CATALOG_MODELS for r in rs)
+    page = [r for r in rs if r.what == "frontier reading"]  # InferenceX compare page, DeepSeek-R1 1k/1k fp8
+    assert [(r.hardware, r.interactivity, r.tokens_per_s_per_gpu) for r in page] == [
+        ("h100-sxm", 42, 266.3), ("h100-sxm", 71, 73.4), ("h100-sxm", 100, 23.3),
+        ("b200", 42, 4791.6), ("b200", 71, 1020.2), ("b200", 100, 497.5)]
+    assert all((r.precision, r.isl, r.osl) == ("fp8", 1024, 1024) for r in page)
+    # the page's $/M and throughput imply the catalog's hyperscaler prices ($1.30 H100, $1.95 B200) within 3%
+    for r in page:
+        assert r.implied_price_per_hour == pytest.approx(1.30 if r.hardware == "h100-sxm" else 1.95, rel=0.03)
+    h200, gb300 = [r for r in rs if r.what == "vendor claim"]
+    assert (h200.hardware, h200.tokens_per_s_per_gpu, h200.cost_per_mtok, h200.interactivity) == ("h200", 90, 4.20, None)
+    assert h200.implied_price_per_hour == pytest.approx(90 * 4.20 * 3600 / 1e6)  # $1.36, not the claimed $1.41
+    assert (gb300.hardware, gb300.tokens_per_s_per_gpu, gb300.precision) == ("gb300", 6000, "fp4")
+    with pytest.raises(CostInputError, match="not runs at a concurrency"):
+        read_served(READINGS)
+
+
+def test_a_reading_without_a_source_is_refused(tmp_path):
+    text = READINGS.read_text().splitlines()
+    row = text[1].replace("https://inferencex.semianalysis.com/compare/deepseek-r1-b200-vs-h100", "")
+    f = tmp_path / "readings.csv"
+    f.write_text(text[0] + "\n" + row + "\n")
+    from costmodel.served_results import read_served_file
+
+    with pytest.raises(CostInputError, match="row 1: no source"):
+        read_served_file(f)

@@ -39,8 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--price-per-hour", type=float, nargs=2, metavar=("PA", "PB"), help="$ per device-hour, A and B")
     parser.add_argument("--power-kw", type=float, nargs=2, metavar=("KA", "KB"), help="all-in kW per device, A and B")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--served", metavar="FILE", help="served results (CSV or InferenceX result JSON) to set "
-                        "beside the workload run A, e.g. costmodel/data/served.csv")
+    parser.add_argument("--served", metavar="FILE", help="served results to set beside the workload run A: any "
+                        "file `tokenbench served` reads (vLLM, SGLang, AIPerf, llama.cpp, InferenceX, CSV), e.g. "
+                        "costmodel/data/served.csv")
+    for flag, meta, what in (("hardware", "H", "the catalog device it ran on"), ("gpus", "N", "how many GPUs served it"),
+                             ("model", "M", "its model, as tokenbench names it"),
+                             ("precision", "P", "the precision served")):
+        parser.add_argument(f"--served-{flag}", metavar=meta, type=int if flag == "gpus" else str,
+                            help=f"with --served, for an engine's own result file: {what}")
     parser.add_argument("--at-interactivity", type=float, nargs="+", metavar="U", help="with --served: compare at "
                         "these tokens/s per user (default: at each served point inside A's frontier)")
 
@@ -54,6 +60,10 @@ def main(args) -> int:
 
     if args.served or args.at_interactivity:
         return _served(args)
+    described = [f"--served-{k}" for k in ("hardware", "gpus", "model", "precision")
+                 if getattr(args, f"served_{k.replace('-', '_')}") is not None]
+    if described:
+        raise CostInputError(f"{', '.join(described)} describe(s) a --served FILE; none given")
     if args.b is None:
         raise CostInputError("compare needs two sides, A and B (or a workload run A with --served FILE)")
     runs = [load_run(x) if _is_run(x) else None for x in (args.a, args.b)]
@@ -94,9 +104,11 @@ def _served(args) -> int:
     import sys
 
     from bench.derive.served_comparison import compare_served, print_comparison
-    from costmodel.served import read_served
+    from costmodel.served_results import ServedGiven, read_served
     from bench.records.store import load_workload
 
+    given = ServedGiven(hardware=args.served_hardware, gpus=args.served_gpus, model=args.served_model,
+                        precision=args.served_precision)
     if not args.served:
         raise CostInputError("--at-interactivity is for --served FILE")
     if args.b is not None:
@@ -107,7 +119,7 @@ def _served(args) -> int:
                                  f"catalog's prices are used)")
     from bench.workload.projection import projections_for
 
-    run, served = load_workload(args.a), read_served(args.served)
+    run, served = load_workload(args.a), read_served(args.served, given)
     extra, notes = projections_for(run, sorted({p.device for p in served} - {run.device.key}))
     c = compare_served(run, served, args.served, at=args.at_interactivity, extra_points=extra, tier=args.tier)
     for note in notes:

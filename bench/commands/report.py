@@ -98,7 +98,7 @@ def _served(args, workloads) -> list:
             raise UserError(f"{flag} is for workload files (`tokenbench workload`); none among the results given")
     if not args.served:
         return []
-    from costmodel.served import read_served
+    from costmodel.served_results import read_served
 
     return read_served(args.served)
 

@@ -25,7 +25,7 @@ from typing import Iterable
 from costmodel import catalog
 from costmodel.input_errors import CostInputError
 from costmodel.frontier import curves, interactivity_range, placed, point_at, span_text
-from costmodel.served import describe
+from costmodel.served_results import describe
 from costmodel.workload_economics import WorkloadEconomics, WorkloadPoint, workload_economics
 from bench.records.schema import WorkloadRecord
 

@@ -510,6 +510,10 @@ class MoeRow(MeasuredRow):
     bytes_actual: float | None = None
     gbps_actual: float | None = None
     moe_seconds_all_layers: float | None = None
+    routing: str | None = None  # uniform | zipf:S (kernels/moe_routing.py)
+    router: str | None = None
+    max_tokens_per_expert: float | None = None  # the heaviest expert's tokens, mean over the timed sets
+    max_tokens_per_expert_per_set: list | None = None
 
 
 @dataclass(kw_only=True)
@@ -518,6 +522,9 @@ class MoeStep(Step):
     expected_active_experts: float | None = None
     active_experts_measured: float | None = None
     decode_weight_bytes_expected: float | None = None
+    routing: str | None = None
+    router: str | None = None
+    max_tokens_per_expert: float | None = None
 
 
 @dataclass(kw_only=True)

@@ -25,7 +25,8 @@ def print_summary(record: RunRecord, console) -> None:
                Col("% copy BW"), Col("% spec roof"), Col("check", right=False, wrap=True)]
     op_rows = []
     for r in record.rows:
-        keys = [r.op, str(r.batch), str(_row_where(r)), r.backend]
+        routing = getattr(r, "routing", None)  # MoE rows: the routing distribution they were measured at
+        keys = [r.op + (f" {routing}" if routing else ""), str(r.batch), str(_row_where(r)), r.backend]
         if r.seconds_p50 is None:
             status = r.skipped or r.check or "not timed"
             op_rows.append(keys + ["-"] * 6 + [f"[red]{status}[/]"])
@@ -36,6 +37,10 @@ def print_summary(record: RunRecord, console) -> None:
                                _num(r.efficiency_spec, ".0%"), f"ok {r.rel_error:.1e}"])
     print_table(console, f"Ops: {head}", op_cols, op_rows)
 
+    if record.kind == "moe":
+        print_moe_steps(record, console)
+        _print_notes(record, console)
+        return
     if phase != "decode":
         _print_phase_steps(record, console)
         _print_notes(record, console)
@@ -65,6 +70,24 @@ def print_summary(record: RunRecord, console) -> None:
                 for s in measured]
         print_table(console, "Whole model measured (--full-model)", cols, rows)
     _print_notes(record, console)
+
+
+def print_moe_steps(record: RunRecord, console) -> None:
+    """`tokenbench moe`: the MoE MLPs of one step per routing and backend, with what the routing activated."""
+    cols = [Col("tokens", key=True), Col("routing", right=False, key=True), Col("backend", right=False, key=True),
+            Col("active experts"), Col("heaviest expert tokens"), Col("MoE step ms"), Col("tok/s"), Col("GB/s"),
+            Col("% copy BW"), Col("not timed", right=False, wrap=True)]
+    rows = []
+    for s in record.steps:
+        keys = [str(s.batch), s.routing or "-", s.backend, _num(s.active_experts_measured, ".1f"),
+                _num(s.max_tokens_per_expert, ".1f")]
+        if not s.valid:
+            rows.append(keys + ["-"] * 4 + [f"[red]{_reason(s)}[/]"])
+            continue
+        rows.append(keys + [_num(s.step_seconds, ",.3f", 1e3), _num(s.tokens_per_s, ",.1f"), _num(s.gbps, ".1f"),
+                            _num(s.pct_copy_bw, ".0%"), ""])
+    print_table(console, "MoE step (derived: moe_layers x MoE block; attention, dense layers and LM head excluded; "
+                         "experts and heaviest expert: mean over the timed input sets)", cols, rows)
 
 
 def _print_notes(record: RunRecord, console) -> None:

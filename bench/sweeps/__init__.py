@@ -5,5 +5,6 @@ also holds the measure step every single-device sweep uses and the check-only sw
 mixed (prefill_sweep), a whole `tokenbench run` around either (measured_run), peak ceilings and their record
 (peak_sweep), tensor parallel (tp_sweep, started by torchrun_launcher; each rank's entry and group lifecycle
 in torchrun_worker), and the op sweeps outside the decode layer: FP8 GEMMs beside bf16 (fp8_sweep) and the
-MoE MLP (moe_sweep), which start from op_sweep_setup (their plan, results record and measured copy
-ceiling). The Hugging Face peer (hf_peer) times a different model and is not a plan."""
+MoE MLP block at uniform and Zipf routing (moe_sweep), which start from op_sweep_setup (their plan, results
+record and measured copy ceiling). The Hugging Face peer (hf_peer) times a different model and is not a
+plan."""

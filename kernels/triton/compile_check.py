@@ -29,7 +29,7 @@ MODULES = (gemm, attention, norm, trope, kv_cache, activation, tprefill)
 TARGETS = {"sm_80": (8, 0), "sm_90": (9, 0), "sm_100": (10, 0)}
 SMEM_LIMIT = {(8, 0): 163 * 1024, (9, 0): 227 * 1024, (10, 0): 227 * 1024}  # opt-in bytes per block
 POINTER = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32", torch.int32: "*i32",
-           torch.int64: "*i64", torch.float8_e4m3fn: "*fp8e4nv"}
+           torch.int64: "*i64", torch.float8_e4m3fn: "*fp8e4nv", torch.uint8: "*u8"}
 LAUNCHED_KERNELS = 11  # every @triton.jit function a launcher launches (helpers excluded)
 
 

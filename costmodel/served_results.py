@@ -1,12 +1,14 @@
 """Served results: what a serving engine delivered on real hardware, read into WorkloadPoint(source="served").
 
-Two formats, told apart by the file's first character ('[' or '{': JSON, else CSV):
+Formats are told apart by content (the file's first character, then its keys), never by the file name:
+the engines' own result files (vLLM, SGLang, AIPerf, llama.cpp: costmodel/served_engines.py), and these two,
+which are already per GPU:
 
 1. CSV, one row per (hardware, model, precision, TP, ISL, OSL, concurrency):
        hardware, model, precision, tp, isl, osl, concurrency,
        tokens_per_s_per_gpu_total, tokens_per_s_per_gpu_output, median_interactivity
-   plus, optionally: tokens_per_s_per_gpu_input, engine, source (or url), note. Total tokens/s per GPU is
-   required; output tokens/s and interactivity (tokens/s per user) may be left empty where they were not
+   plus source (or url): where the figures were published, or the run that made them; a row without one
+   is refused. Optional: tokens_per_s_per_gpu_input, engine, note. Total tokens/s per GPU is required; output tokens/s and interactivity (tokens/s per user) may be left empty where they were not
    published (a row without interactivity cannot be placed on a frontier and is reported as such).
 
 2. InferenceX's per-configuration result (SemiAnalysisAI/InferenceX, utils/process_result.py writes one
@@ -21,73 +23,35 @@ Hardware names map to the price catalog's keys (costmodel/data/prices.json): 'H2
 InferenceX runner names such as 'h200-cw_0' or 'b200-trt' all name the h200 / b200; an unknown name is an
 error, never a guess (an H200 NVL or H100 PCIe is another product with another price). Every problem is
 one CostInputError naming the file and the row (CSV: 1-based data row; JSON: index in the list).
+
+An engine's file gives whole-run totals and does not say on what hardware, how many GPUs or at what
+precision it ran: the user gives those (ServedGiven), and a file that lacks one is refused with its name.
+Its point is then per GPU (total / GPUs), at the median interactivity 1000 / median TPOT ms, with ISL and OSL
+the token totals per completed request.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
-import re
 from pathlib import Path
+
+from dataclasses import dataclass, field
 
 from costmodel.catalog import devices as catalog_devices
 from costmodel.input_errors import CostInputError
 from costmodel.numbers import parse_number
+from costmodel.served_engines import FORMATS, EngineRun, engine_runs, read_jsonl
+from costmodel.served_names import hardware_key, model_key, precision_key
+from costmodel.served_readings import ServedReading, is_readings_csv, read_readings
 from costmodel.step import tokens_per_s_per_user
 from costmodel.workload_economics import WorkloadPoint, workload_label
 
 REQUIRED_COLUMNS = ("hardware", "model", "precision", "tp", "isl", "osl", "concurrency",
                     "tokens_per_s_per_gpu_total", "tokens_per_s_per_gpu_output", "median_interactivity")
-OPTIONAL_COLUMNS = ("tokens_per_s_per_gpu_input", "engine", "source", "url", "note")
+OPTIONAL_COLUMNS = ("tokens_per_s_per_gpu_input", "engine", "source", "url", "note", "date")
 # figures a row may leave empty (not published); every other required column needs a value
 MAY_BE_EMPTY = ("tokens_per_s_per_gpu_output", "median_interactivity", "tokens_per_s_per_gpu_input")
-
-# hardware spellings (lower case, separators as '-', vendor words dropped) -> catalog key
-HARDWARE_ALIASES = {
-    "h100": "h100-sxm", "h100-sxm": "h100-sxm", "h100-sxm5": "h100-sxm", "h100sxm": "h100-sxm",
-    "hgx-h100": "h100-sxm", "dgx-h100": "h100-sxm",
-    "h200": "h200", "h200-sxm": "h200", "h200sxm": "h200", "hgx-h200": "h200", "dgx-h200": "h200",
-    "b200": "b200", "hgx-b200": "b200", "dgx-b200": "b200",
-    "b300": "b300", "hgx-b300": "b300", "dgx-b300": "b300",
-    "gb200": "gb200", "gb200-nvl72": "gb200",
-    "gb300": "gb300", "gb300-nvl72": "gb300",
-    "mi300x": "mi300x", "mi325x": "mi325x", "mi355x": "mi355x",
-}
-VENDOR_WORDS = ("nvidia", "amd", "instinct")
-# InferenceX runner names are '<gpu>-<site or engine>[_<index>]' (.github/configs/runners.yaml): these tags
-# say where or with what it ran, not which product, so they are dropped. Form factors (nvl, pcie) are not.
-RUNNER_TAGS = {"cw", "cr", "nb", "nv", "nvd", "nvs", "trt", "amd", "oci", "tw", "sglang", "vllm", "dynamo"}
-PRECISION_ALIASES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32",
-                     "float8": "fp8", "nvfp4": "fp4", "mxfp4": "fp4"}
-
-
-def hardware_key(name: str) -> str | None:
-    """The catalog key a hardware name stands for; None when it names no catalog device."""
-    text = re.sub(r"[\s_]+", "-", str(name).strip().lower())
-    text = re.sub(r"-[0-9]+$", "", text)  # a runner index: h200-cw_0 -> h200-cw
-    words = [w for w in text.split("-") if w and w not in VENDOR_WORDS]
-    while words:
-        joined = "-".join(words)
-        if joined in HARDWARE_ALIASES:
-            return HARDWARE_ALIASES[joined]
-        if words[-1] not in RUNNER_TAGS:
-            return None
-        words = words[:-1]
-    return None
-
-
-def model_key(name: str) -> str:
-    """A model name as tokenbench names models: 'meta-llama/Llama-3.2-1B-Instruct' -> 'llama-3.2-1b'
-    (organisation, a 'Meta-' prefix and an '-Instruct' suffix dropped: the same weights' shapes)."""
-    text = str(name).strip().lower().rsplit("/", 1)[-1]
-    text = re.sub(r"^meta-(?=llama)", "", text)
-    return re.sub(r"-(instruct|chat|hf)$", "", text)
-
-
-def precision_key(name: str) -> str:
-    text = str(name).strip().lower()
-    return PRECISION_ALIASES.get(text, text)
-
 
 # --- figures --------------------------------------------------------------------------------------------
 
@@ -145,6 +109,16 @@ def _point(where: str, *, hardware, model, precision, tp, isl, osl, conc, total,
 
 # --- CSV ------------------------------------------------------------------------------------------------
 
+def _source(where: str, row: dict) -> str:
+    """Where a row's figures come from, with its date where given; a row without one is refused (a figure
+    nobody can trace is not compared with anything)."""
+    text = _text(where, "source", row.get("source") or row.get("url"), optional=True)
+    if not text:
+        raise CostInputError(f"{where}: no source: every served row says where its figures were published "
+                             f"(a URL) or which run made them (column source or url)")
+    date = _text(where, "date", row.get("date"), optional=True)
+    return f"{text} ({date})" if date else text
+
 def _read_csv(text: str, name: str) -> list[WorkloadPoint]:
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
@@ -178,7 +152,7 @@ def _read_csv(text: str, name: str) -> list[WorkloadPoint]:
             output=figures["tokens_per_s_per_gpu_output"], inp=figures["tokens_per_s_per_gpu_input"],
             interactivity=figures["median_interactivity"], engine=_text(where, "engine", row.get("engine"),
                                                                          optional=True),
-            reference=_text(where, "source", row.get("source") or row.get("url"), optional=True),
+            reference=_source(where, row),
             note=_text(where, "note", row.get("note"), optional=True)))
     return points
 
@@ -223,11 +197,17 @@ def _ix_entry(entry, where: str) -> WorkloadPoint:
         note="; ".join(notes))
 
 
-def _read_json(text: str, name: str) -> list[WorkloadPoint]:
+def _parse_json(text: str, name: str):
+    """The file's JSON: one document, else (SGLang's appended results, llama-batched-bench) one per line."""
     try:
-        data = json.loads(text)
+        return json.loads(text), False
     except json.JSONDecodeError as e:
+        if len([ln for ln in text.splitlines() if ln.strip()]) > 1:
+            return read_jsonl(text, name), True
         raise CostInputError(f"served results {name} is not valid JSON: {e.msg} at line {e.lineno}") from None
+
+
+def _read_inferencex(data, name: str) -> list[WorkloadPoint]:
     if isinstance(data, dict):
         return [_ix_entry(data, f"served results {name}")]
     if not isinstance(data, list):
@@ -235,8 +215,73 @@ def _read_json(text: str, name: str) -> list[WorkloadPoint]:
     return [_ix_entry(e, f"served results {name}: entry [{i}]") for i, e in enumerate(data)]
 
 
-def read_served(path: str | Path) -> list[WorkloadPoint]:
-    """Every served point in the file, in file order; any bad row is a CostInputError naming file and row."""
+@dataclass(frozen=True)
+class ServedGiven:
+    """What the user says of an engine's result file that the file does not hold (None: not given)."""
+
+    hardware: str | None = None
+    gpus: int | None = None
+    model: str | None = None
+    precision: str | None = None
+
+    def flags(self) -> list[str]:
+        return [f"--{k}" for k in ("hardware", "gpus", "model", "precision") if getattr(self, k) is not None]
+
+
+@dataclass
+class ServedFile:
+    """A served-results file read: its format, its served points and, for llama-bench, the single-phase
+    tests (prompt only or generation only) that are step rates, not served workloads."""
+
+    path: str
+    format: str  # a key of costmodel.served_engines.FORMATS, or "inferencex" / "csv"
+    points: list[WorkloadPoint]
+    runs: list[EngineRun] = field(default_factory=list)  # the engine's own records, where it is an engine file
+    step_rates: list[EngineRun] = field(default_factory=list)
+    given: ServedGiven = field(default_factory=ServedGiven)
+    readings: list[ServedReading] = field(default_factory=list)  # published figures that are not runs
+
+    @property
+    def format_name(self) -> str:
+        return {"inferencex": "InferenceX per-configuration result (JSON)", "csv": "tokenbench served CSV",
+                "readings": "published frontier readings and claims (CSV)"}.get(self.format) or FORMATS[self.format]
+
+
+def _engine_point(run: EngineRun, given: ServedGiven, name: str) -> WorkloadPoint:
+    missing = [flag for flag, have in (("--hardware H", given.hardware), ("--gpus N", given.gpus),
+                                       ("--model M", given.model or run.model), ("--precision P", given.precision))
+               if have is None or have == ""]
+    if missing:
+        raise CostInputError(f"served results {name} ({FORMATS[run.format]}) does not say its "
+                             f"{', '.join(m.split()[0][2:] for m in missing)}: give {' '.join(missing)}")
+    if isinstance(given.gpus, bool) or not isinstance(given.gpus, int) or given.gpus < 1:
+        raise CostInputError(f"--gpus must be a positive whole number, got {given.gpus!r}")
+    if run.isl is None or run.osl is None or run.concurrency is None:
+        what = [k for k, v in (("prompt tokens", run.isl), ("output tokens", run.osl),
+                               ("concurrency", run.concurrency)) if v is None]
+        raise CostInputError(f"{run.where}: no {', '.join(what)} in the file: cannot place the run as a workload")
+    g = given.gpus
+
+    def per_gpu(x: float | None) -> float | None:
+        return None if x is None else x / g
+
+    notes = [n for n in (run.note, f"{g} GPUs as given (--gpus); figures are the run's totals / {g}") if n]
+    if given.model and run.model and model_key(given.model) != model_key(run.model):
+        notes.append(f"model as given (--model); the file names {run.model}")
+    return _point(run.where, hardware=given.hardware, model=given.model or run.model, precision=given.precision,
+                  tp=g, isl=run.isl, osl=run.osl, conc=run.concurrency, total=per_gpu(run.total_tokens_per_s),
+                  output=per_gpu(run.output_tokens_per_s), inp=per_gpu(run.input_tokens_per_s),
+                  interactivity=run.interactivity,
+                  ttft=None if run.median_ttft_ms is None else run.median_ttft_ms / 1000.0,
+                  e2e=None if run.median_e2e_ms is None else run.median_e2e_ms / 1000.0,
+                  engine=run.engine or run.format, reference=f"{FORMATS[run.format]}: {name}", note="; ".join(notes))
+
+
+def read_served_file(path: str | Path, given: ServedGiven | None = None) -> ServedFile:
+    """Every served point in the file, in file order, whatever its format; any bad row is a CostInputError
+    naming file and row. `given` fills what an engine's file does not hold; for the per-GPU formats (CSV,
+    InferenceX), whose rows name their hardware and GPUs, giving any of it is an error."""
+    given = given or ServedGiven()
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8-sig")
@@ -246,10 +291,47 @@ def read_served(path: str | Path) -> list[WorkloadPoint]:
         raise CostInputError(f"cannot read served results {p}: {getattr(e, 'strerror', None) or e}") from None
     if not text.strip():
         raise CostInputError(f"served results {p} is empty")
-    points = _read_json(text, str(p)) if text.lstrip()[0] in "[{" else _read_csv(text, str(p))
-    if not points:
+    name = str(p)
+    if is_readings_csv(text):
+        if given.flags():
+            raise CostInputError(f"served readings {name} name their hardware and model in every row: "
+                                 f"{', '.join(given.flags())} is for an engine's own result file")
+        return ServedFile(path=name, format="readings", points=[], readings=read_readings(text, name))
+    if text.lstrip()[0] not in "[{":
+        fmt, points, runs = "csv", _read_csv(text, name), []
+    else:
+        data, jsonl = _parse_json(text, name)
+        runs = engine_runs(data, name, jsonl=jsonl)
+        if runs is None:
+            fmt, points, runs = "inferencex", _read_inferencex(data, name), []
+        else:
+            fmt = runs[0].format
+            if any(r.format != fmt for r in runs):
+                raise CostInputError(f"served results {name} mixes formats: {', '.join(sorted({r.format for r in runs}))}")
+    if fmt in ("csv", "inferencex") and given.flags():
+        raise CostInputError(f"served results {name} ({'CSV' if fmt == 'csv' else 'InferenceX JSON'}) names its "
+                             f"hardware, GPUs, model and precision in every row: {', '.join(given.flags())} "
+                             f"is for an engine's own result file")
+    steps = [r for r in runs if not (r.isl and r.osl)]
+    if fmt not in ("csv", "inferencex"):
+        points = [_engine_point(r, given, name) for r in runs if r.isl and r.osl]
+    if not points and not steps:
         raise CostInputError(f"served results {p} has no rows")
-    return points
+    return ServedFile(path=name, format=fmt, points=points, runs=runs, step_rates=steps, given=given)
+
+
+def read_served(path: str | Path, given: ServedGiven | None = None) -> list[WorkloadPoint]:
+    """The served workload points of a file (read_served_file); a file holding step rates that are no served
+    workload (llama-bench's prompt-only or generation-only tests) is refused, never half read."""
+    f = read_served_file(path, given)
+    if f.readings:
+        raise CostInputError(f"served readings {f.path} are readings on published frontiers and vendor claims, not "
+                             f"runs at a concurrency: `tokenbench served` prints them; compare takes served points")
+    if f.step_rates:
+        raise CostInputError(f"served results {f.path}: {len(f.step_rates)} llama-bench test(s) of prompt only or "
+                             f"generation only are step rates, not served workloads (see `tokenbench served`); "
+                             f"a comparison needs runs of both (llama-bench -pg, or llama-batched-bench)")
+    return f.points
 
 
 def describe(point: WorkloadPoint) -> str:
