@@ -102,7 +102,7 @@ class MoeSweep(OpSweep):
             per_batch = len(self.routings) * (len(router_backends(self.plan.backends)) + len(self.plan.backends))
         return len(self.plan.batches) * per_batch
 
-    def _case(self, label: str, run) -> Case:
+    def _row_case(self, label: str, run) -> Case:
         return Case(label, lambda phase: [run()], line=lambda rows: self.row_line(rows[0]), line_on_terminal=True)
 
     def groups(self):
@@ -113,7 +113,7 @@ class MoeSweep(OpSweep):
             if self.weights != "activation":
                 shape = plan.model.moe_shape(batch)
                 case = _case(shape, self.weights, plan.dtype, device, backends)
-                cases = [self._case(f"moe b={batch} {b}", lambda b=b: self._lowprec_row(case, shape, b, batch))
+                cases = [self._row_case(f"moe b={batch} {b}", lambda b=b: self._lowprec_row(case, shape, b, batch))
                          for b in backends]
                 yield Group(f"moe b={batch}", cases, key=batch)
                 continue
@@ -121,11 +121,11 @@ class MoeSweep(OpSweep):
             for routing in self.routings:
                 router = moe_router.router_case(shape.router_shape, tdt, device.torch_device,
                                                 router_backends(backends), routing)
-                cases += [self._case(f"router T={batch} {routing.label} {b}",
+                cases += [self._row_case(f"router T={batch} {routing.label} {b}",
                                      lambda b=b, router=router, routing=routing: self._router_row(router, shape, routing, b))
                           for b in router_backends(backends)]
                 block = moe_block.moe_block_case(shape, tdt, device.torch_device, backends, routing)
-                cases += [self._case(f"moe_block T={batch} {routing.label} {b}",
+                cases += [self._row_case(f"moe_block T={batch} {routing.label} {b}",
                                      lambda b=b, block=block, routing=routing: self._block_row(block, shape, routing, b))
                           for b in backends]
             yield Group(f"T={batch}", cases, key=batch)
@@ -200,121 +200,6 @@ def router_backends(block_backends) -> list:
         if r not in out:
             out.append(r)
     return out
-
-
-def _case(self, label: str, run) -> Case:
-        return Case(label, lambda phase: [run()], line=lambda rows: self.row_line(rows[0]), line_on_terminal=True)
-
-    def groups(self):
-        plan, device, backends = self.plan, self.device, self.plan.backends
-        tdt = torch_dtype(plan.dtype)
-        for batch in plan.batches:
-            cases = []
-            if self.weights != "activation":
-                shape = plan.model.moe_shape(batch)
-                case = _case(shape, self.weights, plan.dtype, device, backends)
-                cases = [self._case(f"moe b={batch} {b}", lambda b=b: self._lowprec_row(case, shape, b, batch))
-                         for b in backends]
-                yield Group(f"moe b={batch}", cases, key=batch)
-                continue
-            shape = block_shape(plan.model, batch, self.kind)
-            for routing in self.routings:
-                router = moe_router.router_case(shape.router_shape, tdt, device.torch_device,
-                                                router_backends(backends), routing)
-                cases += [self._case(f"router T={batch} {routing.label} {b}",
-                                     lambda b=b, router=router, routing=routing: self._router_row(router, shape, routing, b))
-                          for b in router_backends(backends)]
-                block = moe_block.moe_block_case(shape, tdt, device.torch_device, backends, routing)
-                cases += [self._case(f"moe_block T={batch} {routing.label} {b}",
-                                     lambda b=b, block=block, routing=routing: self._block_row(block, shape, routing, b))
-                          for b in backends]
-            yield Group(f"T={batch}", cases, key=batch)
-
-    def _router_row(self, case, shape, routing: Routing, backend: str) -> MoeRow:
-        from bench.sweeps.decode_sweep import measure
-
-        row = measure(case, backend, self.device, self.plan, shape.tokens, 0, MoeRow)
-        row.set(routing=routing.label, router=shape.router.kind)
-        return row
-
-    def _block_row(self, case, shape, routing: Routing, backend: str) -> MoeRow:
-        from bench.sweeps.decode_sweep import measure
-
-        plan, device, tdt = self.plan, self.device, torch_dtype(self.plan.dtype)
-        # the loop baseline reads its per-expert token counts on the host: no CUDA graph can hold it
-        row = measure(case, backend, device, replace(plan, cuda_graph=False) if backend == "torch" else plan,
-                      shape.tokens, 0, MoeRow)
-        # the routing of every input set the timer rotated through (seeds 0..n-1, as time_case draws them)
-        per_set = [moe_block.step_routing(shape, moe_block.routing_inputs(shape, tdt, device.torch_device, seed,
-                                                                          routing))
-                   for seed in range(row.rotation_sets or 1)]
-        active = sum(p.active_experts for p in per_set) / len(per_set)
-        row.set(routing=routing.label, router=self.kind.router.kind,
-                expected_active_experts=expected_active_uniform(shape) if routing.kind == "uniform" else None,
-                active_experts_measured=active, active_experts_per_set=[p.active_experts for p in per_set],
-                max_tokens_per_expert=sum(p.max_tokens_per_expert for p in per_set) / len(per_set),
-                max_tokens_per_expert_per_set=[p.max_tokens_per_expert for p in per_set],
-                active_experts_note="distinct routed experts each timed input set's router chose, and "
-                                    "the most tokens one expert got; bytes_actual uses the mean active",
-                bytes_actual=moe_block.min_bytes(shape, tdt.itemsize, active), expert_weights="activation")
-        if row.seconds_p50:
-            row.set(gbps_actual=row.bytes_actual / row.seconds_p50 / 1e9,
-                    moe_seconds_all_layers=moe_step(plan.model.moe_layers, row.seconds_p50))
-        return row
-
-    def _lowprec_row(self, case, shape, backend: str, batch: int) -> MoeRow:
-        from bench.sweeps.decode_sweep import measure
-
-        plan, device, weights = self.plan, self.device, self.weights
-        dtype = torch_dtype(plan.dtype)
-        # the loop baselines read their per-expert token counts on the host: no CUDA graph can hold them
-        looped = backend in ("torch", "torch-dequant")
-        row = measure(case, backend, device, replace(plan, cuda_graph=False) if looped else plan, batch, 0, MoeRow)
-        # the routing of every input set the timer rotated through (seeds 0..n-1, as time_case draws them)
-        per_set = [moe.active_experts(moe.routing_inputs(shape, dtype, device.torch_device, seed))
-                   for seed in range(row.rotation_sets or 1)]
-        active = sum(per_set) / len(per_set)
-        row.set(expected_active_experts=moe.expected_active_experts(shape), active_experts_measured=active,
-                active_experts_per_set=per_set,
-                active_experts_note="distinct routed experts each timed input set activated; bytes_actual "
-                                    "uses their mean",
-                bytes_actual=_bytes_at(shape, weights, dtype.itemsize, active), expert_weights=weights)
-        if row.seconds_p50 and weights == "fp8-block":  # FP8 math: read against the FP8 peak
-            row.set(**roofline.derive(row.flops, row.bytes, row.seconds_p50, "fp8", device.spec,
-                                      plan.ceilings.copy_bw))
-        if row.seconds_p50:
-            row.set(gbps_actual=row.bytes_actual / row.seconds_p50 / 1e9,
-                    moe_seconds_all_layers=moe_step(plan.model.moe_layers, row.seconds_p50))
-        return row
-
-    def derive(self, group: Group, rows: list) -> list:
-        blocks = [r for r in rows if r.op != "router"]  # the router rows stand beside the block's; no step
-        return moe_steps(self.plan.model, self.plan.dtype, group.key, blocks, self.device, self.weights)
-
-
-def router_backends(block_backends) -> list:
-    """The router's backends for the block's: triton's fused selection for triton, torch for the others."""
-    out = []
-    for b in block_backends:
-        r = "triton" if b == "triton" else "torch"
-        if r not in out:
-            out.append(r)
-    return out
-
-
-def _measure_router(plan, device, record: dict, writer, on_row, shape, routing: Routing) -> None:
-    """The router alone (logits GEMM and selection, kernels/moe_router.py) at this token count and routing: one
-    row per router backend, beside the block's rows (the block's time includes it)."""
-    from bench.sweeps.decode_sweep import measure
-
-    case = moe_router.router_case(shape.router_shape, torch_dtype(plan.dtype), device.torch_device,
-                                  router_backends(plan.backends), routing)
-    for backend in router_backends(plan.backends):
-        row = measure(case, backend, device, plan, shape.tokens, 0)
-        row.update(routing=routing.label, router=shape.router.kind)
-        record["rows"].append(row)
-        writer.write(record)
-        on_row(row)
 
 
 def _case(shape, weights: str, dtype: str, device, backends):
