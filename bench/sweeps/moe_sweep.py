@@ -94,7 +94,7 @@ class MoeSweep(OpSweep):
     def __init__(self, plan, device, price: dict, out, settings: dict, console, row_line: Callable,
                  kind: BlockKind | None, routings: list[Routing], weights: str = "activation"):
         super().__init__("moe", plan, device, price, out, settings, console)
-        self.row_line, self.kind, self.routings, self.weights = row_line, kind, routings, weights
+        self.row_line, self.block, self.routings, self.weights = row_line, kind, routings, weights
 
     def total(self) -> int:
         per_batch = len(self.plan.backends)
@@ -117,7 +117,7 @@ class MoeSweep(OpSweep):
                          for b in backends]
                 yield Group(f"moe b={batch}", cases, key=batch)
                 continue
-            shape = block_shape(plan.model, batch, self.kind)
+            shape = block_shape(plan.model, batch, self.block)
             for routing in self.routings:
                 router = moe_router.router_case(shape.router_shape, tdt, device.torch_device,
                                                 router_backends(backends), routing)
@@ -149,7 +149,7 @@ class MoeSweep(OpSweep):
                                                                           routing))
                    for seed in range(row.rotation_sets or 1)]
         active = sum(p.active_experts for p in per_set) / len(per_set)
-        row.set(routing=routing.label, router=self.kind.router.kind,
+        row.set(routing=routing.label, router=self.block.router.kind,
                 expected_active_experts=expected_active_uniform(shape) if routing.kind == "uniform" else None,
                 active_experts_measured=active, active_experts_per_set=[p.active_experts for p in per_set],
                 max_tokens_per_expert=sum(p.max_tokens_per_expert for p in per_set) / len(per_set),

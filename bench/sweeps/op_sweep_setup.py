@@ -23,14 +23,14 @@ class OpSweep(SweepPlan):
     def __init__(self, kind: str, plan, device, price: dict, out, settings: dict, console, dtype: str | None = None):
         from bench.derive.run_pricing import economics_for
 
-        self.kind, self.plan, self.device, self.price, self.out = kind, plan, device, price, out
+        self.record_kind, self.plan, self.device, self.price, self.out = kind, plan, device, price, out
         self.settings, self.console, self.dtype = settings, console, dtype or plan.dtype
         self.economics = economics_for(price)
 
     def open(self, device):
         model = self.plan.model
-        return store.open_record(self.kind, self.out, device, environment.capture(),
-                                 (model.name, self.dtype, self.kind), self.settings, model=model, dtype=self.dtype,
+        return store.open_record(self.record_kind, self.out, device, environment.capture(),
+                                 (model.name, self.dtype, self.record_kind), self.settings, model=model, dtype=self.dtype,
                                  price=self.price)
 
     def measure_ceilings(self, device, record, writer) -> None:
