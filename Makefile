@@ -34,11 +34,13 @@ test: $(VENV)/.ready
 test-gpu: $(VENV)/.ready
 	$(BIN)/python -m pytest -q -m gpu
 
-# The one-call GPU check (bench/gpu_check.py): steps by value under one deadline (README), from the source
-# tree with the node's own python3, nothing installed; OUT packed after every step.
+# The one-call GPU check (bench/gpu_check.py): steps by value, each fitted to what is left of one 565 s
+# deadline (docs/gpu-check.md), from the source tree with the node's own python3, nothing installed; OUT
+# packed after every step. GPU_CHECK_ARGS passes flags: --dry-run [--device h100-sxm|h200], --cpu-rehearsal.
 GPU_CHECK_OUT ?= results/tmp/gpu-check
+GPU_CHECK_ARGS ?=
 gpu-check:
-	PYTHON=$(PYTHON) bash bench/gpu_check.sh $(GPU_CHECK_OUT)
+	PYTHON=$(PYTHON) bash bench/gpu_check.sh $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -126,11 +126,15 @@ def pytest_generate_tests(metafunc):
         shapes = harness.GPU_SHAPES if device.kind == "cuda" else harness.CPU_SHAPES
         chosen = metafunc.config.getoption("tokenbench_models")
         if chosen:
-            from bench.configs.model_configs import get_model
+            from bench.configs.model_configs import get_model, refuse_moe
+            from bench.errors import UserError
 
             names = [m.strip() for m in chosen.split(",") if m.strip()]
             for name in names:
-                get_model(name)  # an unknown name fails collection with the list of models
+                try:  # an unknown name, or layers the dense step does not compute, fail collection in one line
+                    refuse_moe(get_model(name), "the benchmark suite")
+                except UserError as exc:
+                    raise pytest.UsageError(str(exc)) from None
             default = next(iter(shapes.values()))
             shapes = {name: shapes.get(name, default) for name in names}
         cases = [(m, b, c) for m, combos in shapes.items() for b, c in combos]
@@ -167,7 +171,7 @@ def ceilings(device, run_dtype):
     from bench.derive.roofline import PEAK_DTYPE
     from costmodel.ceilings import Ceilings
 
-    found = latest_peak(peak_folder(), device.name)
+    found = latest_peak(peak_folder(), device)
     if found is None:
         return Ceilings(), None
     path, record = found

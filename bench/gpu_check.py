@@ -1,16 +1,25 @@
 """The one-call GPU check (entry point: `bash bench/gpu_check.sh OUT`). Standard library only: it must run on a
 bare GPU machine before anything else is known to work there.
 
-Steps run in order of value (what a cut-short try should still bring back comes first), each in its own
-process group under min(its own limit, the time left before one global deadline). After every step, and
-every PACK_EVERY_S while one runs, OUT is rewritten whole from the work folder: summary.txt, logs.txt and
+Steps run in order of value under one global deadline (bench/gpu_check_plan.py: the steps, their plans and
+their estimated seconds; docs/gpu-check.md). Each step is started with the largest of its plans that fits the
+time left, each in its own process group under min(its own limit, the time left); after every step, and every
+PACK_EVERY_S while one runs, OUT is rewritten whole from the work folder: summary.txt, logs.txt and
 results.tar.gz (three files, each bounded), so a check killed at any moment still leaves what it had.
-SIGTERM/SIGINT/SIGHUP of the check stop the running step, pack, and exit 128+signal.
+SIGTERM/SIGINT/SIGHUP of the check stop the running step, pack, and exit 128+signal. Every wait is bounded: a
+step that survives SIGKILL is noted in the summary and left behind, and the check goes on.
 
-    python -m bench.gpu_check OUT [--deadline-s 480] [--fake ok,hang,orphan,...]
+    python -m bench.gpu_check OUT [--deadline-s 565] [--dry-run [--device h100-sxm|h200]] [--cpu-rehearsal]
+                                  [--fake ok,hang,orphan,...]
+
+The preflight is strict: no CUDA device stops the check after it with one line and exit 2 (--cpu-rehearsal
+runs every step's control flow on a CPU instead, with tiny plans and a 180 s deadline). A package a step needs
+that the preflight found missing skips that step alone, with the reason in summary.txt; a preflight that
+crashed leaves Triton unknown, and the Triton steps are skipped rather than assumed to work.
 
 --fake replaces the steps with short stand-ins (ok, fail, hang, orphan: a step whose child ignores SIGINT and
-escapes into its own session) so the control flow is tested on a CPU.
+escapes into its own session; slow: a step whose large plan overruns, with a small one that fits; needs-missing:
+a step that needs a package this machine lacks) so the control flow is tested on a CPU.
 """
 from __future__ import annotations
 
@@ -25,13 +34,20 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DEADLINE_S = 480.0
+if str(ROOT) not in sys.path:  # run as a script: bench.gpu_check_plan is beside it
+    sys.path.insert(0, str(ROOT))
+
+from bench.gpu_check_plan import (CHECK_PACKAGES, DEFAULT_DEADLINE_S, DEVICES, REHEARSAL_DEADLINE_S,  # noqa: E402
+                                  Plan, Step, choose, cpu_steps, device_from_name, dry_run, gpu_steps, later_core)
+
+NO_CUDA_EXIT = 2  # bench/gpu_preflight.py's exit when torch sees no CUDA device
 PACK_RESERVE_S = 5.0  # kept back from every step so the final pack always fits under the deadline
 GRACE_S = float(os.environ.get("GPU_CHECK_GRACE_S", "10"))  # between SIGINT (runs keep their rows, pytest saves its JSON) and SIGKILL
+KILL_WAIT_S = float(os.environ.get("GPU_CHECK_KILL_WAIT_S", "5"))  # after SIGKILL: longer means stuck in the driver
 PACK_EVERY_S = 20.0
 MAX_FILE_BYTES = 15 * 2**20  # under the 16 MiB a remote runner brings back per file
 LOG_HEAD_BYTES = 64 * 1024  # per step in logs.txt: its head and its tail, the middle elided when larger
@@ -39,74 +55,34 @@ LOG_TAIL_BYTES = 256 * 1024
 
 
 @dataclass
-class Step:
-    name: str
-    argv: list
-    limit_s: float
-    needs_triton: bool = False
-    env: dict = field(default_factory=dict)
-
-
-@dataclass
 class Outcome:
     name: str
-    rc: int | None = None  # None: skipped
+    rc: int | None = None  # None: not run
     seconds: float = 0.0
     note: str = ""
     command: str = ""
+    plan: str = ""
+    estimate_s: float | None = None
 
 
+def _die_with_parent(parent: int):
+    """For the step's child, before exec: ask Linux to SIGKILL it if the check itself is SIGKILLed, which
+    leaves no chance to clean up (a hung step would otherwise outlive the check and hold the GPU). A check
+    killed between the fork and the prctl would never send that signal, so the child then ends itself."""
+    def arm():
+        try:
+            import ctypes
 
-def _die_with_parent():
-    """In the step's child, before exec: ask Linux to SIGKILL it if the check itself is SIGKILLed, which
-    leaves no chance to clean up (a hung step would otherwise outlive the check and hold the GPU)."""
-    try:
-        import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the check died before the prctl took hold
+            os._exit(137)
+    return arm
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 def python() -> str:
     return os.environ.get("PYTHON") or sys.executable
-
-
-def real_steps(work: Path) -> list:
-    """The check on a GPU machine, most valuable first. On a CPU the same commands measure the CPU."""
-    py, res = python(), str(work / "results")
-    storage = f"file://{work / 'results' / 'benchmarks' / '{slug}'}"
-    env_budget = lambda name, default: os.environ.get(name, default)
-    bench = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--benchmark-storage={storage}",
-             "--benchmark-autosave"]
-    gpu_tests = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu"]
-    triton_tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_triton_*.py"))
-    other_gpu = ["tests/test_run_gpu.py", "tests/test_peak_gpu.py", "tests/test_tp_moe_fp8_gpu.py",
-                 "tests/test_moe.py", "tests/test_fp8.py"]
-    return [
-        Step("preflight", [py, "-m", "bench.gpu_preflight", str(work / "preflight.json")], 45),
-        Step("peak", [py, "-m", "bench", "peak", "--dtype", "bf16,fp8", "--budget-s",
-                      env_budget("PEAK_BUDGET_S", "20"), "--out", res], 75),
-        # one process for both backends: one start-up, one copy-bandwidth measurement, the peak just measured
-        Step("run", [py, "-m", "bench", "run", "--backend", "{backends}", "--budget-s",
-                     env_budget("RUN_BUDGET_S", "0.5"), "--out", res], 150),
-        Step("decode-bench", bench + ["bench/benchmarks/test_decode.py", "--tokenbench-budget-s",
-                                      env_budget("BENCH_BUDGET_S", "45")], 90),
-        Step("triton-tests", gpu_tests + triton_tests, 120, needs_triton=True),
-        # the compute-bound half: prompt chunks, GEMMs at M = 2048 read against the peak measured above
-        Step("prefill", [py, "-m", "bench", "run", "--phase", "prefill", "--backend", "{backends}",
-                         "--prompt", "1024,8192", "--chunk", "2048", "--budget-s", env_budget("RUN_BUDGET_S", "0.5"),
-                         "--out", res], 150),
-        # the question the tool exists for: a chat workload's tokens/s and $/M per GPU, composed from steps
-        # measured here and checked against the same cohorts run end to end
-        Step("workload", [py, "-m", "bench", "workload", "--model", "llama-3.1-8b", "--isl", "1024", "--osl", "1024",
-                          "--concurrency", "1,8,64", "--chunk", "2048", "--budget-s", env_budget("RUN_BUDGET_S", "0.5"),
-                          "--measure-e2e", "--out", res], 240),
-        Step("gpu-tests", gpu_tests + other_gpu, 150),
-        Step("ops-bench", bench + ["bench/benchmarks/test_ops.py", "--tokenbench-budget-s",
-                                   env_budget("BENCH_BUDGET_S", "45")], 90),
-        Step("peak-full", [py, "-m", "bench", "peak", "--budget-s", env_budget("PEAK_FULL_BUDGET_S", "60"),
-                           "--out", res], 100),
-    ]
 
 
 FAKE = {
@@ -120,17 +96,33 @@ FAKE = {
                "signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(3600)'], start_new_session=True); "
                "open(os.path.join(sys.argv[1], 'orphan.pid'), 'w').write(str(c.pid)); "
                "print('fake step left a worker', c.pid, flush=True); time.sleep(3600)"),
+    # sleeps its plan's seconds, then writes its result like "ok"
+    "sleep": "import os, sys, time; time.sleep(float(sys.argv[3])); "
+             "open(os.path.join(sys.argv[1], 'results', sys.argv[2] + '.json'), 'w').write('{}')",
 }
+MISSING_PACKAGE = "tokenbench-no-such-package"  # what the needs-missing stand-in needs
 
 
 def fake_steps(work: Path, spec: str) -> list:
     steps = []
+    limit = float(os.environ.get("GPU_CHECK_FAKE_LIMIT_S", "30"))
     for i, kind in enumerate(k.strip() for k in spec.split(",") if k.strip()):
-        if kind not in FAKE:
-            raise SystemExit(f"tokenbench: error: unknown fake step {kind!r}; choose from {', '.join(FAKE)}")
         name = f"{i}-{kind}"
-        limit = float(os.environ.get("GPU_CHECK_FAKE_LIMIT_S", "30"))
-        steps.append(Step(name, [python(), "-c", FAKE[kind], str(work), name], limit))
+        if kind == "slow":  # a large plan that overruns what is left, a small one that fits
+            big = float(os.environ.get("GPU_CHECK_FAKE_SLOW_S", "60"))
+            plans = [Plan(f"large ({big:g} s)", [python(), "-c", FAKE["sleep"], str(work), name, str(big)],
+                          extra_s=big),
+                     Plan("small (1 s)", [python(), "-c", FAKE["sleep"], str(work), name, "1"], extra_s=0)]
+            steps.append(Step(name, max(limit, big + 5), plans))
+            continue
+        if kind == "needs-missing":
+            steps.append(Step(name, limit, [Plan("ok", [python(), "-c", FAKE["ok"], str(work), name])],
+                              needs=(MISSING_PACKAGE,)))
+            continue
+        if kind not in FAKE or kind == "sleep":
+            choices = ", ".join([k for k in FAKE if k != "sleep"] + ["slow", "needs-missing"])
+            raise SystemExit(f"tokenbench: error: unknown fake step {kind!r}; choose from {choices}")
+        steps.append(Step(name, limit, [Plan(kind, [python(), "-c", FAKE[kind], str(work), name])]))
     return steps
 
 
@@ -184,8 +176,10 @@ def _alive(pid: int) -> bool:
 class Runner:
     """Runs one step at a time; `stop()` (from a signal handler) ends the running one at once."""
 
-    def __init__(self, work: Path, out: Path, deadline: float, env: dict):
+    def __init__(self, work: Path, out: Path, deadline: float, env: dict, device: str = "h100-sxm"):
         self.work, self.out, self.deadline, self.env = work, out, deadline, env
+        self.device = device  # whose estimates plan the steps (bench/gpu_check_plan.py)
+        self.facts_line = ""
         self.proc = None
         self.seen = set()  # every descendant seen while the step ran: killed at its end even if re-parented
         self.outcomes: list = []
@@ -196,32 +190,37 @@ class Runner:
     def time_left(self) -> float:
         return self.deadline - time.monotonic()
 
-    def run(self, step: Step) -> Outcome:
-        outcome = Outcome(step.name, command=" ".join(shlex.quote(a) for a in step.argv))
-        limit = min(step.limit_s, self.time_left() - PACK_RESERVE_S - GRACE_S)
+    def run(self, step: Step, plan: Plan, why: str = "", limit_s: float | None = None) -> Outcome:
+        """Run one plan of a step under min(limit_s or the step's limit, the time left)."""
+        outcome = Outcome(step.name, command=" ".join(shlex.quote(a) for a in plan.args), plan=plan.label,
+                          estimate_s=plan.estimate(self.device))
+        limit = min(step.limit_s if limit_s is None else limit_s, self.time_left() - PACK_RESERVE_S - GRACE_S)
         log = self.work / "logs" / f"{len(self.outcomes):02d}-{step.name}.log"
         self.outcomes.append(outcome)
         if self.stopping:
-            outcome.note = f"skipped: check stopped by {self.stopping}"
+            outcome.note = f"not run: check stopped by {self.stopping}"
             return outcome
         if limit < 1:
-            outcome.note = "skipped: global deadline reached"
+            outcome.note = "not run: global deadline reached"
             return outcome
-        outcome.note = f"running (limit {limit:.0f} s)"
+        prefix = (why + "; ") if why else ""
+        outcome.note = f"{prefix}running (limit {limit:.0f} s, estimate {outcome.estimate_s:.0f} s)"
         self.pack()
         t0 = time.monotonic()
         with open(log, "w") as f:
-            f.write(f"== {step.name} (limit {limit:.0f} s): {outcome.command}\n")
+            f.write(f"== {step.name} [{plan.label}] (limit {limit:.0f} s, estimate {outcome.estimate_s:.0f} s): "
+                    f"{outcome.command}\n")
             f.flush()
-            self.proc = subprocess.Popen(step.argv, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(plan.args, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env={**self.env, **step.env},
-                                         start_new_session=True, preexec_fn=_die_with_parent)
+                                         start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
             self.seen = set()
-            rc, why = self._wait(limit)
+            rc, stopped = self._wait(limit)
             outcome.rc, outcome.seconds = rc, time.monotonic() - t0
-            outcome.note = why
-            f.write(f"\n== {step.name}: exit {rc}, {outcome.seconds:.1f} s{', ' + why if why else ''}\n")
-        print(f"gpu_check: {step.name}: exit {rc} in {outcome.seconds:.1f} s {why}", file=sys.stderr, flush=True)
+            outcome.note = "; ".join(x for x in (why, stopped) if x)
+            f.write(f"\n== {step.name}: exit {rc}, {outcome.seconds:.1f} s{', ' + stopped if stopped else ''}\n")
+        print(f"gpu_check: {step.name}: exit {rc} in {outcome.seconds:.1f} s {outcome.note}", file=sys.stderr,
+              flush=True)
         self.pack()
         return outcome
 
@@ -249,7 +248,18 @@ class Runner:
         _signal_all(proc.pid, leftover, signal.SIGKILL)  # whatever the step started is gone when it ends
         if leftover:
             why = (why + "; " if why else "") + f"killed {len(leftover)} leftover process(es)"
-        rc = proc.wait()
+        try:
+            rc = proc.wait(timeout=KILL_WAIT_S)
+        except subprocess.TimeoutExpired:  # stuck in the kernel (a driver call): note it, leave it, go on
+            rc = -int(signal.SIGKILL)
+            why = (why + "; " if why else "") + (f"unkillable: pid {proc.pid} still alive {KILL_WAIT_S:g} s after "
+                                                 f"SIGKILL, left behind")
+        end = time.monotonic() + KILL_WAIT_S  # a SIGKILLed process takes a moment to die; one in the driver longer
+        while any(_alive(p) for p in leftover) and time.monotonic() < end:
+            time.sleep(0.05)
+        stuck = [p for p in leftover if _alive(p)]
+        if stuck:
+            why = (why + "; " if why else "") + f"{len(stuck)} process(es) still alive after SIGKILL: {sorted(stuck)}"
         self.proc = None
         return rc, why
 
@@ -270,15 +280,24 @@ class Runner:
 
     # ---- packing -----------------------------------------------------------------------------------------
 
+    def skip(self, name: str, why: str) -> Outcome:
+        """A step that is not started, with the reason."""
+        outcome = Outcome(name, note=why)
+        self.outcomes.append(outcome)
+        return outcome
+
     def summary(self) -> str:
-        lines = [self.header, f"{'step':<14} {'exit':>5} {'seconds':>8}  note / command"]
+        lines = [self.header] + ([self.facts_line] if self.facts_line else [])
+        lines.append(f"{'step':<14} {'exit':>5} {'seconds':>8} {'est s':>6}  plan: note / command")
         for o in self.outcomes:
             rc = "-" if o.rc is None else str(o.rc)
-            lines.append(f"{o.name:<14} {rc:>5} {o.seconds:8.1f}  {o.note}".rstrip())
+            est = "-" if o.estimate_s is None else f"{o.estimate_s:.0f}"
+            text = f"{o.plan}: {o.note}" if o.plan else o.note
+            lines.append(f"{o.name:<14} {rc:>5} {o.seconds:8.1f} {est:>6}  {text}".rstrip())
             if o.command:
                 cmd = o.command if len(o.command) <= 240 else o.command[:237] + "..."
-                lines.append(f"{'':<30}{cmd}")
-        failed = [o.name for o in self.outcomes if o.rc not in (0, None) or o.note.startswith("skipped")]
+                lines.append(f"{'':<38}{cmd}")
+        failed = [o.name for o in self.outcomes if o.rc != 0]
         lines.append(f"elapsed {time.time() - self.started:.0f} s; "
                      + ("every step passed" if not failed else f"not passed: {', '.join(failed)}"))
         if self.stopping:
@@ -355,22 +374,140 @@ def preflight_facts(work: Path) -> dict:
         return {}
 
 
+def detect_device() -> tuple:
+    """(estimates' device, how it was chosen) from nvidia-smi's GPU name, for --dry-run without --device."""
+    try:
+        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True, timeout=10).stdout.strip().splitlines()
+    except (OSError, subprocess.SubprocessError):
+        names = []
+    found = device_from_name(names[0] if names else None)
+    if found:
+        return found, f"detected {names[0].strip()}"
+    if names:
+        return "h100-sxm", f"detected {names[0].strip()}, no estimates of its own: the H100's shown"
+    return "h100-sxm", "no GPU detected here: the H100 SXM's estimates (the likelier node)"
+
+
+def missing_packages(step: Step, facts: dict) -> list:
+    """The distributions this step needs that the preflight found missing ([] when it could not tell)."""
+    packages = facts.get("packages") or {}
+    return [name for name in step.needs if name in packages and packages[name] is None]
+
+
+def facts_line(facts: dict, device: str, preflight_rc) -> str:
+    packages = facts.get("packages") or {}
+    missing = [k for k, v in packages.items() if v is None]
+    if facts.get("triton_ok") is True:
+        triton = "Triton launches"
+    elif facts.get("triton_ok") is False:
+        triton = f"Triton cannot launch ({facts.get('triton_reason')})"
+    else:
+        triton = f"Triton unknown (preflight exit {preflight_rc})"
+    energy = ("; board energy not read: nvidia-ml-py missing" if packages.get("nvidia-ml-py", "") is None else "")
+    return (f"device {facts.get('device', 'unknown')} (estimates: {device}); {triton}; packages missing: "
+            f"{', '.join(missing) or 'none'}{energy}")
+
+
+def run_steps(runner: Runner, steps: list, facts_from_preflight: bool, fake: bool,
+              fixed_device: str | None = None) -> int | None:
+    """Every step in order; returns NO_CUDA_EXIT when the preflight found no CUDA device (the rest not run).
+    After the preflight the estimates are those of the GPU it found, unless `fixed_device` names them."""
+    facts, preflight_rc = ({"packages": _package_versions()} if fake else {}), None
+    for i, step in enumerate(steps):
+        if step.name == "preflight" and facts_from_preflight:
+            outcome = runner.run(step, step.plans[0])
+            preflight_rc, facts = outcome.rc, preflight_facts(runner.work)
+            runner.device = fixed_device or device_from_name(facts.get("device")) or "h100-sxm"
+            runner.facts_line = facts_line(facts, runner.device, preflight_rc)
+            if outcome.rc == NO_CUDA_EXIT:
+                why = facts.get("cuda_reason") or "no CUDA device"
+                outcome.note = f"stopped the check: {why} (--cpu-rehearsal runs it on a CPU)"
+                for later in steps[i + 1:]:
+                    runner.skip(later.name, "not run: the preflight found no CUDA device")
+                return NO_CUDA_EXIT
+            if outcome.rc != 0:
+                outcome.note += f"; preflight exit {outcome.rc}: Triton unknown, packages as far as it got"
+            continue
+        missing = missing_packages(step, facts)
+        if missing:
+            runner.skip(step.name, f"not run: needs {', '.join(missing)}, not installed (preflight)")
+            continue
+        triton_ok = facts.get("triton_ok") if not fake else True
+        if step.needs_triton and triton_ok is not True and not facts.get("rehearsal"):
+            why = (f"Triton cannot launch here ({facts.get('triton_reason')})" if triton_ok is False
+                   else f"Triton unknown: the preflight did not finish (exit {preflight_rc})")
+            runner.skip(step.name, f"not run: {why}")
+            continue
+        if runner.stopping:
+            runner.skip(step.name, f"not run: check stopped by {runner.stopping}")
+            continue
+        if runner.time_left() - PACK_RESERVE_S - GRACE_S < 1:
+            runner.skip(step.name, "not run: global deadline reached")
+            continue
+        index, why = choose(step, runner.time_left() - PACK_RESERVE_S - GRACE_S,
+                            later_core(steps, i, runner.device), runner.device)
+        if index is None:
+            runner.skip(step.name, why)
+            continue
+        plan = step.plans[index]
+        backends = "torch,triton" if triton_ok is True else "torch"
+        slug = facts.get("slug") or "unknown"
+        plan.args = [a.replace("{slug}", slug).replace("{backends}", backends) for a in plan.args]
+        # a core step may run past its estimate up to its own limit, but not into the later core steps' share
+        room = runner.time_left() - PACK_RESERVE_S - GRACE_S - later_core(steps, i, runner.device)
+        limit = min(step.limit_s, max(room, plan.estimate(runner.device) * 1.5 + 10))
+        runner.run(step, plan, why, limit)
+    return None
+
+
+def _package_versions() -> dict:
+    """The stand-in steps' facts: what a preflight would record here."""
+    from bench.gpu_preflight import package_versions
+
+    return package_versions(tuple(CHECK_PACKAGES) + (MISSING_PACKAGE,))  # the needs-missing stand-in's
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="gpu_check", description="the one-call GPU check")
     p.add_argument("out", help="folder for summary.txt, logs.txt, results.tar.gz")
-    p.add_argument("--deadline-s", type=float, default=float(os.environ.get("GPU_CHECK_DEADLINE_S",
-                                                                            DEFAULT_DEADLINE_S)),
-                   help=f"global deadline in seconds (default {DEFAULT_DEADLINE_S:g}, or GPU_CHECK_DEADLINE_S)")
+    p.add_argument("--deadline-s", type=float, default=None,
+                   help=f"global deadline in seconds (default {DEFAULT_DEADLINE_S:g}, {REHEARSAL_DEADLINE_S:g} with "
+                        f"--cpu-rehearsal, or GPU_CHECK_DEADLINE_S)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the steps in order with their limits, commands and estimated seconds; run nothing")
+    p.add_argument("--device", help=f"whose estimates: {', '.join(DEVICES[:2])} (default: the detected GPU)")
+    p.add_argument("--cpu-rehearsal", action="store_true",
+                   help="run every step's control flow on a CPU with tiny plans (the preflight does not stop it)")
     p.add_argument("--fake", default=os.environ.get("GPU_CHECK_FAKE"),
-                   help="comma list of stand-in steps (ok, fail, hang, orphan) to test the control flow")
+                   help="comma list of stand-in steps (ok, fail, hang, orphan, slow, needs-missing)")
     p.add_argument("--only", help="comma list of step names to run (default all)")
     p.add_argument("--inject-hang", default="", help="comma list of step names replaced by a hanging stand-in "
                                                      "(a rehearsal of a stuck step)")
     args = p.parse_args(argv)
-    if args.deadline_s <= PACK_RESERVE_S:
+    deadline = args.deadline_s
+    if deadline is None:
+        env_deadline = os.environ.get("GPU_CHECK_DEADLINE_S")
+        deadline = float(env_deadline) if env_deadline else (REHEARSAL_DEADLINE_S if args.cpu_rehearsal
+                                                             else DEFAULT_DEADLINE_S)
+    if deadline <= PACK_RESERVE_S:
         print(f"tokenbench: error: --deadline-s must exceed {PACK_RESERVE_S:g}", file=sys.stderr)
         return 2
+    if args.device is not None and args.device not in DEVICES[:2]:
+        print(f"tokenbench: error: --device {args.device!r}: choose {' or '.join(DEVICES[:2])}", file=sys.stderr)
+        return 2
     out = Path(args.out)
+    if args.dry_run:
+        if args.cpu_rehearsal:
+            device, source = "cpu", "CPU rehearsal"
+        elif args.device:
+            device, source = args.device, "device given"
+        else:
+            device, source = detect_device()
+        work = "$WORK"
+        steps = cpu_steps(python(), work) if device == "cpu" else gpu_steps(python(), work)
+        print(dry_run(_select(steps, args), device, deadline, python(), source, PACK_RESERVE_S + GRACE_S), end="")
+        return 0
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -379,37 +516,51 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="gpu-check."))
     (work / "logs").mkdir()
     (work / "results").mkdir()
-    runner = Runner(work, out, time.monotonic() + args.deadline_s, step_env(work))
+    device = "stand-in" if args.fake else "cpu" if args.cpu_rehearsal else (args.device or "h100-sxm")
+    runner = Runner(work, out, time.monotonic() + deadline, step_env(work), device)
     runner.header = (f"tokenbench gpu check, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, commit "
-                     f"{git_commit()}, deadline {args.deadline_s:g} s, work {work}"
-                     + (f", fake steps {args.fake}" if args.fake else ""))
+                     f"{git_commit()}, deadline {deadline:g} s, work {work}"
+                     + (f", fake steps {args.fake}" if args.fake else "")
+                     + (", CPU rehearsal (tiny plans; GPU tests collected and skipped)" if args.cpu_rehearsal else ""))
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, runner.stop)
-    steps = fake_steps(work, args.fake) if args.fake else real_steps(work)
-    if args.only:
-        wanted = {s.strip() for s in args.only.split(",")}
-        steps = [s for s in steps if s.name in wanted]
+    if args.fake:
+        steps = fake_steps(work, args.fake)
+    else:
+        steps = cpu_steps(python(), str(work)) if args.cpu_rehearsal else gpu_steps(python(), str(work))
+    steps = _select(steps, args)
     for step in steps:
         if step.name in args.inject_hang.split(","):
-            step.argv = [python(), "-c", FAKE["orphan"], str(work), step.name]
-    facts = {}
-    for step in steps:
-        if step.name != "preflight" and not args.fake and not facts:
-            facts = preflight_facts(work)
-        triton_ok, triton_why = facts.get("triton_ok", True), facts.get("triton_reason") or "preflight failed"
-        if step.needs_triton and not triton_ok:
-            runner.outcomes.append(Outcome(step.name, note=f"skipped: Triton cannot launch here ({triton_why})"))
-            continue
-        slug = facts.get("slug") or "unknown"
-        backends = "torch,triton" if triton_ok else "torch"
-        step.argv = [a.replace("{slug}", slug).replace("{backends}", backends) for a in step.argv]
-        runner.run(step)
+            step.plans = [Plan("injected hang", [python(), "-c", FAKE["orphan"], str(work), step.name])]
+    # the estimates of the GPU the preflight finds (an H100's where it is neither): --device, a rehearsal and
+    # fake steps fix them
+    fixed = "stand-in" if args.fake else "cpu" if args.cpu_rehearsal else args.device
+    try:
+        status = run_steps(runner, steps, bool(steps) and steps[0].name == "preflight", bool(args.fake), fixed)
+    except Exception as exc:  # noqa: BLE001 - a bug in the check itself: still pack what the steps left
+        import traceback
+
+        traceback.print_exc()
+        runner.skip("check", f"the check itself failed: {type(exc).__name__}: {exc}")
+        status = None
     runner.pack()
     print(runner.summary(), end="")
     print(f"packed into {out}: summary.txt logs.txt results.tar.gz")
+    if status == NO_CUDA_EXIT:
+        facts = preflight_facts(work)
+        print(f"tokenbench: error: {facts.get('cuda_reason') or 'no CUDA device'}: the check stopped after the "
+              f"preflight (--cpu-rehearsal runs it on a CPU)", file=sys.stderr)
+        return NO_CUDA_EXIT
     if runner.stopping:
         return 128 + getattr(signal, runner.stopping)
     return 0 if all(o.rc == 0 for o in runner.outcomes) else 1
+
+
+def _select(steps: list, args) -> list:
+    if not args.only:
+        return steps
+    wanted = {s.strip() for s in args.only.split(",")}
+    return [s for s in steps if s.name in wanted]
 
 
 if __name__ == "__main__":

@@ -1,16 +1,40 @@
-"""The GPU check's first step: what this machine is, and whether Triton can build and launch a kernel here.
+"""The GPU check's first step: what this machine is, which packages the steps need are installed, and whether
+Triton can build and launch a kernel here.
 
-    python -m bench.gpu_preflight FACTS.json
+    python -m bench.gpu_preflight FACTS.json [--cpu-rehearsal]
 
-Prints nvidia-smi, versions and the detected device; writes FACTS.json with {"triton_ok", "triton_reason",
-"slug", ...} for the steps after it (a Triton that cannot build its launcher, e.g. no C compiler or CUDA
-headers, makes the check skip its Triton steps with that reason instead of failing them one by one).
+Prints nvidia-smi, versions and the detected device; writes FACTS.json with {"cuda", "packages", "triton_ok",
+"triton_reason", "slug", "device", ...} for the steps after it. Package versions are read from their installed
+metadata (importlib.metadata), so learning a version imports nothing. FACTS.json is written as soon as the
+packages are known and again at the end, so a preflight that dies half-way still leaves what it learned.
+
+Strict: with no CUDA device it exits NO_CUDA_EXIT (2) after one line saying why, and the check stops there,
+instead of measuring the host CPU for the whole lease; --cpu-rehearsal (the CPU tests and rehearsals) goes on.
+A Triton that cannot build its launcher (no C compiler or CUDA headers) makes the check skip its Triton steps
+with that reason instead of failing them one by one.
 """
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+
+from bench.gpu_check_plan import CHECK_PACKAGES
+
+NO_CUDA_EXIT = 2
+
+
+def package_versions(names=CHECK_PACKAGES) -> dict:
+    """{distribution name: installed version or None}, from metadata alone: nothing is imported."""
+    from importlib import metadata
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def triton_smoke() -> tuple:
@@ -43,24 +67,42 @@ def triton_smoke() -> tuple:
     return True, None
 
 
+def _write(path: str | None, facts: dict) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(facts, f, indent=1)
+
+
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    facts = {}
+    argv = sys.argv[1:] if argv is None else list(argv)
+    rehearsal = "--cpu-rehearsal" in argv
+    paths = [a for a in argv if a != "--cpu-rehearsal"]
+    path = paths[0] if paths else None
+    facts = {"packages": package_versions(), "rehearsal": rehearsal}
+    print("packages:", ", ".join(f"{k} {v or 'MISSING'}" for k, v in facts["packages"].items()))
+    _write(path, facts)
     try:
         print(subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=15).stdout)
     except (OSError, subprocess.SubprocessError) as exc:
         print(f"nvidia-smi: not available ({exc})")
-    import torch
-
     print(sys.version)
-    print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
     try:
-        import triton
-
-        print("triton", triton.__version__)
-        facts["triton"] = triton.__version__
-    except Exception as exc:  # noqa: BLE001
-        print("triton: not importable:", exc)
+        import torch
+    except Exception as exc:  # noqa: BLE001 - a torch that does not import: nothing can be measured
+        facts.update(cuda=False, cuda_reason=f"torch does not import ({type(exc).__name__}: {exc})")
+        _write(path, facts)
+        print(f"tokenbench: error: {facts['cuda_reason']}", file=sys.stderr)
+        return NO_CUDA_EXIT
+    facts["cuda"] = torch.cuda.is_available()
+    print("torch", torch.__version__, "cuda", torch.version.cuda, "available", facts["cuda"])
+    if not facts["cuda"]:
+        facts["cuda_reason"] = (f"no CUDA device: torch {torch.__version__} (CUDA build "
+                                f"{torch.version.cuda or 'none'}) sees none")
+        if not rehearsal:
+            _write(path, facts)
+            print(f"tokenbench: error: {facts['cuda_reason']}; the check stops here (--cpu-rehearsal runs it "
+                  f"on a CPU)", file=sys.stderr)
+            return NO_CUDA_EXIT
     from bench.configs.device_catalog import detect
     from bench.records.store import slug
 
@@ -68,11 +110,10 @@ def main(argv=None) -> int:
     facts.update(device=device.name, key=device.key, kind=device.kind, slug=slug(device.key or device.name),
                  nvml_uuid=device.details.get("uuid"))
     print(json.dumps(device.to_dict(), indent=1, default=str))
+    _write(path, facts)
     facts["triton_ok"], facts["triton_reason"] = triton_smoke()
     print("triton launch:", "ok" if facts["triton_ok"] else f"NOT OK: {facts['triton_reason']}")
-    if argv:
-        with open(argv[0], "w") as f:
-            json.dump(facts, f, indent=1)
+    _write(path, facts)
     return 0
 
 

@@ -15,9 +15,9 @@ SMALL = [moe.MoeShape(tokens=1, hidden=64, ffn=48, experts=8, top_k=2),
 
 
 @pytest.mark.parametrize("name,total,active", [
-    # published: Mixtral 46.7B / 12.9B; gpt-oss-120b 116.8B total; DeepSeek-V3 671B / 37B (our GQA
-    # stand-in for MLA gives ~674B / ~40B, see the config's notes)
-    ("mixtral-8x7b", 46.70, 12.88), ("gpt-oss-120b-style", 116.8, 5.7), ("deepseek-v3-style", 674.0, 40.6),
+    # published: Mixtral 46.7B / 12.9B; gpt-oss-120b 116.8B total / 5.1B active without the embedding table
+    # (counted here, as `params` counts it: + 201088 x 2880); DeepSeek-V3 671B / 37B
+    ("mixtral-8x7b", 46.70, 12.88), ("gpt-oss-120b", 116.83, 5.71), ("deepseek-v3", 671.03, 37.55),
 ])
 def test_moe_param_counts(name, total, active):
     m = get_model(name)
@@ -31,7 +31,7 @@ def test_mixtral_params_by_hand():
     layer = attn + 4096 * 8 + 8 * 3 * 4096 * 14336 + 2 * 4096
     assert m.params == 2 * 32000 * 4096 + 32 * layer + 4096
     assert m.params - m.active_params == 32 * 6 * 3 * 4096 * 14336
-    assert "MLA" in get_model("deepseek-v3-style").notes and "GQA" in get_model("deepseek-v3-style").notes
+    assert get_model("deepseek-v3").spec.layers[-1].attention.kind == "mla"
 
 
 def test_dense_models_unchanged_by_moe_fields():
@@ -45,7 +45,7 @@ def test_expected_active_experts_formula():
     assert moe.expected_active_experts(s) == pytest.approx(2.0)  # one token: exactly k
     s4 = moe.MoeShape(tokens=4, hidden=8, ffn=8, experts=8, top_k=2)
     assert moe.expected_active_experts(s4) == pytest.approx(8 * (1 - 0.75**4))
-    assert get_model("deepseek-v3-style").expected_active_experts(256) == pytest.approx(256 * (1 - (1 - 8 / 256) ** 256))
+    assert get_model("deepseek-v3").expected_active_experts(256) == pytest.approx(256 * (1 - (1 - 8 / 256) ** 256))
     m = get_model("mixtral-8x7b")
     # batch 1 reads 2 of 8 experts; a large batch reads nearly all of them
     assert m.decode_weight_bytes("bf16", 1) < 0.3 * m.weight_bytes("bf16")
@@ -153,7 +153,7 @@ def hf_mixtral_weights(block):
 
 
 def test_moe_models_listed():
-    assert {"mixtral-8x7b", "deepseek-v3-style", "gpt-oss-120b-style"} <= set(MODELS)
+    assert {"mixtral-8x7b", "deepseek-v3", "deepseek-r1", "gpt-oss-120b", "gpt-oss-20b", "qwen3-30b-a3b"} <= set(MODELS)
     assert not math.isnan(get_model("mixtral-8x7b").expected_active_experts(3))
 
 

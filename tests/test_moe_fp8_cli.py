@@ -45,7 +45,7 @@ def test_fp8_command_skips_fp8_rows_with_the_reason_on_cpu(fp8_cpu_run):
 def test_models_lists_moe_configs(capsys):
     assert main(["models", "--json"]) == 0
     entries = {e["name"]: e for e in json.loads(capsys.readouterr().out)}
-    for name in ("mixtral-8x7b", "deepseek-v3-style", "gpt-oss-120b-style"):
+    for name in ("mixtral-8x7b", "deepseek-v3", "gpt-oss-120b", "qwen3-30b-a3b"):
         assert entries[name]["experts"] > 0 and entries[name]["active_params"] < entries[name]["params"]
     assert main(["models"]) == 0
     assert "mixtral" in capsys.readouterr().out  # the table may wrap long names

@@ -238,7 +238,10 @@ def test_sigterm_stops_a_workload_like_ctrl_c(tmp_path, monkeypatch):
     (["--chunk", "x"], "--chunk must be a positive integer"),
 ])
 def test_bad_workload_input_is_one_line_exit_2(argv, expect, tmp_path, capsys):
-    assert main(["workload", *FAST, "--out", str(tmp_path), *argv]) == 2
+    # the flag under test replaces FAST's own (a flag given twice is refused, never read as the last one)
+    given = {a for a in argv if a.startswith("--")}
+    fast = [x for i, x in enumerate(FAST) if x not in given and not (i and FAST[i - 1] in given)]
+    assert main(["workload", *fast, "--out", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err
     assert expect in err and err.count("\n") == 1 and "Traceback" not in err
     assert not list(tmp_path.glob("*.json"))  # refused before anything is written or measured
@@ -352,3 +355,123 @@ def test_measure_e2e_on_the_1b_model_at_a_small_workload(tmp_path, capsys):
     assert len(record["e2e"]) == 2 and all(e["ok"] for e in record["e2e"])
     cohorts = [c for c in record["compositions"] if c["engine_model"] == "prefill-then-decode"]
     assert all(c["measured_over_composed"] > 0 for c in cohorts)
+
+
+def test_a_cohort_that_does_not_fit_is_a_row_and_the_others_are_measured(tmp_path, capsys, monkeypatch):
+    import bench.workload.e2e as e2e
+
+    fit = e2e.fit_reason
+
+    def refuse_two(model, dtype, device, concurrency, *args, **kwargs):
+        return "weights + KV cache need 99 GiB (test)" if concurrency == 2 else fit(model, dtype, device, concurrency,
+                                                                                    *args, **kwargs)
+
+    monkeypatch.setattr(e2e, "fit_reason", refuse_two)
+    assert main(["workload", *FAST, "--isl", "8", "--osl", "3", "--concurrency", "1,2,3", "--chunk", "16",
+                 "--measure-e2e", "--out", str(tmp_path)]) == 0
+    record = _record(tmp_path)
+    by_c = {e["concurrency"]: e for e in record["e2e"]}
+    assert sorted(by_c) == [1, 2, 3]
+    assert not by_c[2]["ok"] and "99 GiB" in by_c[2]["skipped"]
+    assert by_c[1]["ok"] and by_c[3]["ok"] and by_c[3]["wall_s"] > 0  # the cohort after it still measured
+    cohorts = {c["concurrency"]: c for c in record["compositions"] if c["engine_model"] == "prefill-then-decode"}
+    assert "not run" in cohorts[2]["note"] and cohorts[3]["measured_wall_seconds"] > 0
+    assert "C=2 not run" in capsys.readouterr().err
+
+
+def test_a_shorter_e2e_answer_is_compared_at_its_own_osl(tmp_path):
+    assert main(["workload", *FAST, "--isl", "8", "--osl", "6", "--concurrency", "1", "--chunk", "16",
+                 "--measure-e2e", "--e2e-osl", "3", "--out", str(tmp_path)]) == 0
+    record = _record(tmp_path)
+    (e,) = record["e2e"]
+    (cohort,) = [c for c in record["compositions"] if c["engine_model"] == "prefill-then-decode"]
+    assert e["osl"] == 3 and e["decode_contexts"] == [9, 10]
+    assert e["composed_wall_s"] < cohort["wall_seconds"]  # the composition at OSL 3, not the point's OSL 6
+    assert cohort["measured_over_composed"] == pytest.approx(e["wall_s"] / e["composed_wall_s"])
+    assert "OSL 3" in cohort["note"]
+
+
+def test_cohort_at_a_shorter_osl_reads_the_full_decode_curve():
+    spec = make_spec(10, 9, [1], 16)
+    steps = {k: comp.WorkloadStep(k, 1.0 if k.phase == "prefill" else 0.01 * k.context)
+             for k in comp.cohort_keys(spec, 1)}
+    full = comp.cohort_point(comp.Header("d", "m", "fp32", None, 1, 1), spec, 1, steps)[1]
+    short = comp.cohort_at_osl(full, spec, 1, steps, 4)
+    assert short.prefill_seconds == full.prefill_seconds == 1.0
+    assert short.decode_seconds == pytest.approx(0.01 * (11 + 12 + 13))  # contexts ISL+1 .. ISL+3, on the line
+    assert short.wall_seconds == pytest.approx(1.0 + short.decode_seconds)
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["--e2e-osl", "3"], "does nothing without --measure-e2e"),
+    (["--measure-e2e", "--e2e-osl", "9"], "between 2 and the workload's OSL"),
+    (["--energy", "some"], "energy"),
+])
+def test_bad_e2e_osl_and_energy_are_one_line_exit_2(argv, expect, tmp_path, capsys):
+    assert main(["workload", *FAST, "--osl", "4", "--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and err.count("\n") == 1 and err.startswith("tokenbench: error:")
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_whole_step_energy_runs_layers_times_each_layer_then_the_tail():
+    from bench.workload.step_energy import step_call
+
+    calls = []
+
+    class Case:
+        def __init__(self, name):
+            self.name = name
+            self.impls = {"torch": lambda inputs, n=name: calls.append((n, inputs["seed"]))}
+
+        def make_inputs(self, seed):
+            return {"seed": seed}
+
+    run = step_call([Case("layer")], [Case("final_norm"), Case("lm_head")], layers=3, backend="torch")
+    run()
+    assert [n for n, _ in calls] == ["layer"] * 3 + ["final_norm", "lm_head"]
+    assert len({s for _, s in calls}) == 3  # each case its own input set
+
+
+def test_energy_modes_decide_which_rows_get_a_window():
+    from bench.sweeps.decode_sweep import energy_skip_note
+
+    assert energy_skip_note("layer", "rows") is None and energy_skip_note("lm_head", "rows") is None
+    assert "per-op" in energy_skip_note("qkv_proj", "rows")
+    assert "whole steps only" in energy_skip_note("lm_head", "steps") and energy_skip_note("model", "steps") is None
+    assert "--energy off" in energy_skip_note("model", "off")
+
+
+def test_whole_step_energy_is_one_window_per_step_and_lands_on_the_step(monkeypatch):
+    """--energy steps on a stand-in board: one window whose calls are whole steps; joules per step on the step."""
+    import torch
+
+    from bench.measure import energy
+    from bench.workload import measure_steps, step_energy
+
+    calls = []
+
+    class Case:
+        impls = {"torch": lambda inputs: calls.append(inputs)}
+
+        def make_inputs(self, seed):
+            return seed
+
+    def board(call, index):
+        for _ in range(4):
+            call()
+        return energy.EnergyReading(joules=12.0, seconds=1.0, calls=4, ticks=10)
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(energy, "board_window", board)
+    joules, why = step_energy.step_board_joules([Case()], [Case(), Case()], layers=2, backend="torch",
+                                                cuda_graph=False)
+    assert joules == 3.0 and why is None and len(calls) == 4 * (2 + 2)
+    plan = type("Plan", (), {"model": type("M", (), {"layers": 2})(), "cuda_graph": False})()
+    step = comp.WorkloadStep(comp.StepKey("decode", 1, 9), 0.01)
+    assert measure_steps.with_step_energy(plan, step, [Case()], [Case()], "torch").board_joules == 3.0
+    monkeypatch.setattr(energy, "board_window", lambda call, index: energy.EnergyReading(reason="counter stalled"))
+    empty = measure_steps.with_step_energy(plan, step, [Case()], [Case()], "torch")
+    assert empty.board_joules is None and "counter stalled (eager)" in empty.energy_note
+    assert empty.to_dict()["energy_note"] and "energy_note" not in step.to_dict()

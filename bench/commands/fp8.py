@@ -15,7 +15,7 @@ CPU_DEFAULTS = {"model": "tiny", "batch": "1,8"}
 
 
 def add_arguments(p):
-    p.add_argument("--model", help=f"one of: {', '.join(MODELS)} (default llama-3.1-8b on GPU, tiny on CPU)")
+    p.add_argument("--model", help=f"one of: {', '.join(MODELS)}, or the path of a Hugging Face config.json (or of its folder) (default llama-3.1-8b on GPU, tiny on CPU)")
     p.add_argument("--batch", help="comma list of batch sizes")
     p.add_argument("--scaling", default="tensor,channel", help="comma list of: tensor, channel")
     p.add_argument("--backend", default="torch,triton,triton-w8a16",

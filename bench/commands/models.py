@@ -1,38 +1,63 @@
-"""List the model configs with their derived sizes: parameters, bf16 weight bytes, KV bytes per token."""
+"""Describe models: the catalog, or the names and Hugging Face config.json paths given. Exact parameter counts
+(total, and active per token), weight bytes, the KV cache per layer type and the FLOPs of one decode token."""
 from __future__ import annotations
 
 import json
 import sys
 
-from bench.configs.model_configs import MODELS
+from bench.configs.model_configs import MODELS, get_model
+from bench.configs.model_summary import summarize
+from bench.parsing import choice, positive_int
 
-FIELDS = ("name", "layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "params", "weight_bytes",
-          "kv_bytes_per_token")
+DTYPES = ("bf16", "fp16", "fp32", "fp8")
 
 
 def add_arguments(p):
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("model", nargs="*", help="catalog names or paths of Hugging Face config.json files (or of "
+                                            "folders holding one); default: the whole catalog")
+    p.add_argument("--context", default="2048", help="context for the KV cache and FLOPs per token (default 2048)")
+    p.add_argument("--dtype", default="bf16", help=f"element size for the byte figures: {' | '.join(DTYPES)} "
+                                                   "(default bf16)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
 def main(args) -> int:
-    entries = [m.to_dict() for m in MODELS.values()]
+    context = positive_int(args.context, "--context")
+    dtype = choice(args.dtype, DTYPES, "dtype")
+    models = [get_model(m) for m in args.model] if args.model else list(MODELS.values())
+    entries = [(m, summarize(m, context, dtype)) for m in models]
     if args.json:
-        print(json.dumps(entries, indent=1))
+        print(json.dumps([{**m.to_dict(), "summary": s.to_dict()} for m, s in entries], indent=1))
         return 0
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title="Model configs (sizes derived from the shapes; bytes at bf16)")
-    for col in ("name", "layers", "hidden", "heads", "kv", "head dim", "ffn", "vocab", "params", "active",
-                "experts", "weights", "KV/token"):
-        table.add_column(col, justify="left" if col == "name" else "right")
-    for e in entries:
-        table.add_row(e["name"], str(e["layers"]), str(e["hidden"]), str(e["heads"]), str(e["kv_heads"]),
-                      str(e["head_dim"]), str(e["ffn"]), str(e["vocab"]), _count(e['params']),
-                      _count(e['active_params']), _experts(e), f"{e['weight_bytes'] / 1e9:.2f} GB", f"{e['kv_bytes_per_token'] / 1024:.0f} KiB")
-    # piped output gets a fixed width wide enough for every column (rich would squeeze them to 80)
-    Console(width=None if sys.stdout.isatty() else 170).print(table)
+    from bench.report.terminal_tables import Col, console_width, print_table
+
+    console = Console(width=console_width(sys.stdout))
+    cols = [Col("name", right=False, key=True), Col("layers"), Col("hidden"), Col("params"), Col("active"),
+            Col(f"weights {dtype}"), Col("KV/token"), Col(f"KV at {context}"), Col(f"GFLOP/token at {context}")]
+    rows = [[s.name, str(m.layers), str(m.hidden), f"{s.params:,}", f"{s.active_params:,}", _bytes(s.weight_bytes),
+             _bytes(s.kv_bytes_per_token), _bytes(s.kv_cache_bytes_at_context), f"{s.flops_per_token / 1e9:.3g}"]
+            for m, s in entries]
+    print_table(console, "Models (counts exact, as transformers builds them; active = top-k experts only)", cols, rows)
+    cols = [Col("name", right=False, key=True), Col("layer type", right=False), Col("layers"),
+            Col("params/layer"), Col("KV/token/layer"), Col("cache bound", right=False)]
+    rows = [[s.name, t.layer, str(t.count), _count(t.params), f"{t.kv_bytes_per_token:,} B", t.kv_bound]
+            for _, s in entries for t in s.layer_types]
+    print_table(console, f"Layer types (KV bytes at {dtype}; MLA caches its latent)", cols, rows)
+    for _, s in entries:
+        for note in s.notes:
+            console.print(f"{s.name}: {note}", markup=False)
+    console.print(f"FLOPs/token: 2 per weight multiplied + attention over {context} entries (a window bounds it); "
+                  "elementwise work left out. KV/token: what one token adds to every layer.", markup=False)
     return 0
+
+
+def _bytes(n: float) -> str:
+    for div, unit in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "KB")):
+        if n >= div:
+            return f"{n / div:.3g} {unit}"
+    return f"{n:.0f} B"
 
 
 def _count(n: float) -> str:
@@ -41,10 +66,3 @@ def _count(n: float) -> str:
         if n >= div:
             return f"{n / div:.3g} {unit}"
     return f"{n:.0f}"
-
-
-def _experts(e: dict) -> str:
-    if not e.get("experts"):
-        return "-"
-    shared = f"+{e['shared_experts']}" if e.get("shared_experts") else ""
-    return f"{e['experts']}{shared} top-{e['experts_per_token']} x{e['moe_ffn']}"

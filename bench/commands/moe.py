@@ -29,7 +29,8 @@ LOWPREC_BACKENDS = {("fp8-block", "cuda"): "torch,triton", ("fp8-block", "cpu"):
 
 def add_arguments(p):
     moe_models = [n for n, m in MODELS.items() if m.is_moe]
-    p.add_argument("--model", help=f"one of: {', '.join(moe_models)} (default mixtral-8x7b on GPU, tiny-moe on CPU)")
+    p.add_argument("--model", help=f"one of: {', '.join(moe_models)}, or a Hugging Face config.json (or its folder) "
+                                   "(default mixtral-8x7b on GPU, tiny-moe on CPU)")
     p.add_argument("--batch", help="comma list of tokens per step (decode batch, or a prefill chunk's tokens)")
     p.add_argument("--router", help=f"one of: {', '.join(ROUTER_KINDS)} (default: the model's own)")
     p.add_argument("--routing", help="comma list of uniform | zipf[:S] (expert of popularity rank r drawn with "

@@ -8,7 +8,7 @@ import sys
 from bench.report.terminal_tables import console_width
 from bench.configs import device_catalog
 from bench.records import store
-from bench.commands._measure_flags import add_record_price_timing_arguments
+from bench.commands._measure_flags import ENERGY_MODES, add_record_price_timing_arguments
 from bench.errors import UserError
 from bench.configs.model_configs import MODELS, get_model, refuse_moe
 from bench.parsing import choice, non_empty, non_negative_int, positive_float, positive_int_list, unique_names
@@ -25,7 +25,7 @@ CPU_DEFAULTS = {"model": "llama-3.2-1b", "dtype": "fp32", "batch": "1,8", "conte
 
 
 def add_arguments(p):
-    p.add_argument("--model", help=f"one of: {', '.join(MODELS)} (default: llama-3.1-8b on GPU, "
+    p.add_argument("--model", help=f"one of: {', '.join(MODELS)}, or the path of a Hugging Face config.json (or of its folder) (default: llama-3.1-8b on GPU, "
                                    f"{CPU_DEFAULTS['model']} on CPU)")
     p.add_argument("--batch", help="comma list of batch sizes (default 1,8,32,128 on GPU; 1,8 on CPU)")
     p.add_argument("--context", help="comma list of context lengths (default 2048 on GPU; 512 on CPU)")
@@ -80,7 +80,7 @@ def resolve_plan(args, device) -> RunPlan:
     return RunPlan(model=model, batches=batches, contexts=contexts, dtype=dtype, backends=backends,
                    budget_s=budget, cuda_graph=args.cuda_graph and device.kind == "cuda",
                    per_op=not args.layer_only, full_model=args.full_model, dtype_reason=dtype_reason,
-                   phase=phase, points=points)
+                   phase=phase, points=points, energy=choice(args.energy, ENERGY_MODES, "energy"))
 
 
 PHASE_DEFAULTS = {"cuda": {"prompt": "1024,8192", "prefill_chunk": "2048", "mixed_chunk": "512"},

@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from bench.commands._measure_flags import add_record_price_timing_arguments
+from bench.commands._measure_flags import ENERGY_MODES, add_record_price_timing_arguments
 from bench.errors import UserError
 from bench.parsing import choice, non_empty, positive_float, positive_int, positive_int_list
 
@@ -25,7 +25,8 @@ DEFAULTS = {"cuda": {"model": "llama-3.1-8b", "dtype": "bf16", "isl": "1024", "o
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--model", help="model config (default llama-3.1-8b on GPU, llama-3.2-1b on CPU)")
+    p.add_argument("--model", help="a catalog model (`tokenbench models`) or the path of a Hugging Face config.json (or of its folder) (default llama-3.1-8b on GPU, "
+                                   "llama-3.2-1b on CPU)")
     p.add_argument("--isl", help="prompt (input) tokens per request (default 1024 on GPU, 256 on CPU)")
     p.add_argument("--osl", help="answer (output) tokens per request, at least 2 (default 1024 on GPU, 64 on CPU)")
     p.add_argument("--concurrency", help="comma list of concurrent requests (default 1,4,16,64 on GPU; 1,4,16 on CPU)")
@@ -43,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--measure-e2e", action="store_true",
                    help="also run each cohort for real (prefill, then decode, every layer its own weights and "
                         "cache) and report measured / composed wall time")
+    p.add_argument("--e2e-osl", help="with --measure-e2e: answer tokens of each end-to-end cohort, 2 .. OSL (default "
+                                     "OSL); a shorter cohort is compared with the composition at its own OSL")
     p.add_argument("--json", action="store_true", help="print the record as JSON on stdout")
 
 
@@ -95,10 +98,16 @@ def resolve(args, device):
     spec = make_spec(positive_int(given("isl"), "--isl"), positive_int(given("osl"), "--osl"),
                      positive_int_list(given("concurrency"), "--concurrency"),
                      positive_int(given("chunk"), "--chunk"))
+    if args.e2e_osl is not None:
+        if not args.measure_e2e:
+            raise UserError("--e2e-osl sets the end-to-end cohorts' answer length; it does nothing without --measure-e2e")
+        e2e_osl = positive_int(non_empty(args.e2e_osl, "--e2e-osl"), "--e2e-osl")
+        if not 2 <= e2e_osl <= spec.osl:
+            raise UserError(f"--e2e-osl must be between 2 and the workload's OSL ({spec.osl}), got {e2e_osl}")
     plan = RunPlan(model=model, batches=[], contexts=[], dtype=dtype, backends=[backend],
                    budget_s=positive_float(args.budget_s, "--budget-s"),
                    cuda_graph=args.cuda_graph and device.kind == "cuda", per_op=False, dtype_reason=reason,
-                   weights=weights)
+                   weights=weights, energy=choice(args.energy, ENERGY_MODES, "energy"))
     return plan, spec, backend
 
 
@@ -132,7 +141,8 @@ def main(args) -> int:
                       f"{'GPU' if device.kind == 'cuda' else 'rank'} over the group")
         run = run_workload_tp(plan, device, spec, backend, price, args.out, args.tp, lambda text: console.print(text))
     else:
-        run = run_workload(plan, device, spec, backend, price, args.out, args.measure_e2e, console)
+        e2e_osl = None if args.e2e_osl is None else int(args.e2e_osl)
+        run = run_workload(plan, device, spec, backend, price, args.out, args.measure_e2e, console, e2e_osl)
     print_workload(store.as_record(run.record), run.points, console)
     console.print(f"wrote {run.json_path} and {run.csv_path}")
     if args.json:

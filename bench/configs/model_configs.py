@@ -1,13 +1,21 @@
-"""Model configs as data, with every size derived from the shapes (gpt-fast style).
+"""Model configs, with every size derived from the shapes (gpt-fast style).
 
-Shapes from the models' Hugging Face config.json files, as collected in GUIDE.md section 4.
+The catalog is the Hugging Face config.json files under bench/data/models/ (each with its source repository in
+sources.json), read by bench.configs.hf_config; `--model` also takes the path of any such file or of a folder
+holding one. A ModelConfig keeps the flat fields the dense-layer commands read (hidden, heads, ffn, experts, ...)
+and the full per-layer description (`spec`, kernels.layer_spec.ModelSpec) every size is derived from.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
 
 from bench.errors import UserError
 from kernels.head_sizes import HeadSizes
+from kernels.layer_spec import AttentionSpec, LayerSpec, MlpSpec, ModelSpec, RopeSpec
 
 BYTES_PER_ELEMENT = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
@@ -27,15 +35,20 @@ class ModelConfig(HeadSizes):
     rope_theta: float = 500000.0
     norm_eps: float = 1e-5
     source: str = ""
-    # Mixture of experts (all 0: a dense model). Each MoE layer's MLP is `experts` SwiGLU experts of width
-    # `moe_ffn`, of which a router picks `experts_per_token`, plus `shared_experts` every token runs;
-    # the first `dense_layers` layers keep a dense MLP of width `ffn` (DeepSeek-V3's first_k_dense_replace).
+    # Mixture of experts (all 0: a dense model). Each MoE layer's MLP is `experts` experts of width `moe_ffn`,
+    # of which a router picks `experts_per_token`, plus `shared_experts` every token runs; `dense_layers` layers
+    # keep a dense MLP of width `ffn` (the first ones in a config built in code, as DeepSeek-V3's
+    # first_k_dense_replace; a config file's `spec` says which). For MLA, heads/head_dim are the query's.
     experts: int = 0
     experts_per_token: int = 0
     moe_ffn: int = 0
     shared_experts: int = 0
     dense_layers: int = 0
     notes: str = ""
+    architecture: str = ""  # the Hugging Face class the config names ("" for a config built in code)
+    ref: str = field(default="", compare=False)  # what --model was given: a catalog name or a config path
+    # every layer as the model holds it; built from the flat fields above when not given
+    spec: ModelSpec | None = field(default=None, compare=False, repr=False)
     derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -45,6 +58,36 @@ class ModelConfig(HeadSizes):
             raise ValueError(f"{self.name}: heads {self.heads} not a multiple of kv_heads {self.kv_heads}")
         if self.experts and not (0 < self.experts_per_token <= self.experts and self.moe_ffn > 0):
             raise ValueError(f"{self.name}: MoE needs 0 < experts_per_token <= experts and moe_ffn > 0")
+        if self.spec is None:
+            object.__setattr__(self, "spec", self._flat_spec())
+        if not self.ref:
+            object.__setattr__(self, "ref", self.name)
+
+    def _flat_spec(self) -> ModelSpec:
+        """The Llama-shaped layers the flat fields describe (MoE: Mixtral's softmax top-k router)."""
+        attn = AttentionSpec(kind="gqa", hidden=self.hidden, heads=self.heads, kv_heads=self.kv_heads,
+                             head_dim=self.head_dim, rope=RopeSpec(theta=self.rope_theta), qkv_bias=self.qkv_bias,
+                             norm_eps=self.norm_eps)
+        dense = LayerSpec(self.hidden, attn, MlpSpec(kind="dense", ffn=self.ffn), self.norm_eps)
+        layers = [dense] * self.layers
+        if self.is_moe:
+            moe = MlpSpec(kind="moe", ffn=self.moe_ffn, experts=self.experts, top_k=self.experts_per_token,
+                          router="softmax_topk", norm_topk_prob=True, shared_experts=self.shared_experts,
+                          shared_ffn=self.shared_experts * self.moe_ffn)
+            layers = [dense] * self.dense_layers + [LayerSpec(self.hidden, attn, moe, self.norm_eps)] * self.moe_layers
+        return ModelSpec(hidden=self.hidden, vocab=self.vocab, tied_embeddings=self.tied_embeddings,
+                         norm_eps=self.norm_eps, layers=tuple(layers))
+
+    def unmodelled_features(self) -> list[str]:
+        """What the dense Llama-shaped layer (kernels.layer) does not compute, besides mixture of experts."""
+        out = []
+        attns = [layer.attention for layer, _ in self.spec.groups]
+        checks = [("multi-head latent attention (MLA)", any(a.kind == "mla" for a in attns)),
+                  ("sliding-window attention", any(a.window for a in attns)),
+                  ("attention sinks", any(a.sinks for a in attns)),
+                  ("q/k norm", any(a.qk_norm for a in attns)),
+                  ("an output-projection bias", any(a.o_bias for a in attns))]
+        return [what for what, present in checks if present]
 
     @property
     def is_moe(self) -> bool:
@@ -56,8 +99,8 @@ class ModelConfig(HeadSizes):
 
     @property
     def attn_params(self) -> int:
-        attn = self.hidden * self.qkv_size + self.q_size * self.hidden
-        return attn + (self.qkv_size if self.qkv_bias else 0)
+        """One layer's attention (every layer's attention has the same weights in the architectures read)."""
+        return self.spec.layers[0].attention.params()
 
     @property
     def layer_params(self) -> int:
@@ -66,10 +109,8 @@ class ModelConfig(HeadSizes):
 
     def moe_layer_params(self, active: float | None = None) -> float:
         """An MoE layer: attention, router, `active` routed experts (all of them when None), shared experts."""
-        routed = self.experts if active is None else active
-        expert = 3 * self.hidden * self.moe_ffn
-        return (self.attn_params + self.hidden * self.experts + (routed + self.shared_experts) * expert
-                + 2 * self.hidden)
+        layer = next(layer for layer, _ in self.spec.groups if layer.mlp.kind == "moe")
+        return layer.params(active)
 
     def expected_active_experts(self, batch: int) -> float:
         """Routed experts a step touches when `batch` tokens each pick k of E uniformly at random:
@@ -80,9 +121,8 @@ class ModelConfig(HeadSizes):
         return e * (1.0 - (1.0 - k / e) ** batch)
 
     def all_layer_params(self, active: float | None = None) -> float:
-        if not self.is_moe:
-            return self.layers * self.layer_params
-        return self.dense_layers * self.layer_params + self.moe_layers * self.moe_layer_params(active)
+        """Every layer, MoE layers with `active` routed experts each (all of them when None)."""
+        return sum(n * layer.params(active if layer.mlp.kind == "moe" else None) for layer, n in self.spec.groups)
 
     @property
     def embedding_params(self) -> int:
@@ -90,16 +130,12 @@ class ModelConfig(HeadSizes):
 
     @property
     def params(self) -> int:
-        lm_head = 0 if self.tied_embeddings else self.vocab * self.hidden
-        return int(self.embedding_params + self.all_layer_params() + self.hidden + lm_head)
+        return self.spec.params()
 
     @property
     def active_params(self) -> int:
         """Parameters one token uses (top-k routed experts + shared); equals `params` for a dense model."""
-        if not self.is_moe:
-            return self.params
-        lm_head = 0 if self.tied_embeddings else self.vocab * self.hidden
-        return int(self.embedding_params + self.all_layer_params(self.experts_per_token) + self.hidden + lm_head)
+        return self.spec.active_params()
 
     def weight_bytes(self, dtype: str = "bf16") -> int:
         return self.params * BYTES_PER_ELEMENT[dtype]
@@ -112,11 +148,12 @@ class ModelConfig(HeadSizes):
         return int(read * BYTES_PER_ELEMENT[dtype])
 
     def kv_bytes_per_token(self, dtype: str = "bf16") -> int:
-        """K and V for one token, all layers."""
-        return 2 * self.layers * self.kv_size * BYTES_PER_ELEMENT[dtype]
+        """The cache one token adds, all layers (K and V; MLA's latent)."""
+        return self.spec.kv_bytes_per_token(BYTES_PER_ELEMENT[dtype])
 
     def kv_cache_bytes(self, batch: int, context: int, dtype: str = "bf16") -> int:
-        return batch * context * self.kv_bytes_per_token(dtype)
+        """The cache of `batch` sequences of `context` tokens (a sliding-window layer holds at most its window)."""
+        return self.spec.kv_cache_bytes(batch, context, BYTES_PER_ELEMENT[dtype])
 
     @property
     def layer_dims(self):
@@ -152,7 +189,9 @@ class ModelConfig(HeadSizes):
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.pop("derived")
+        for key in ("derived", "spec", "ref"):  # spec: summarised below; ref may be a local path
+            d.pop(key)
+        d["layer_types"] = [{"layer": layer.label, "count": n} for layer, n in self.spec.groups]
         d.update(
             params=self.params,
             active_params=self.active_params,
@@ -162,68 +201,73 @@ class ModelConfig(HeadSizes):
         return d
 
 
-MODELS: dict[str, ModelConfig] = {
-    m.name: m
-    for m in [
-        ModelConfig("llama-3.1-8b", hidden=4096, layers=32, heads=32, kv_heads=8, ffn=14336, vocab=128256,
-                    source="meta-llama/Llama-3.1-8B config.json"),
-        ModelConfig("llama-3.1-70b", hidden=8192, layers=80, heads=64, kv_heads=8, ffn=28672, vocab=128256,
-                    source="meta-llama/Llama-3.1-70B config.json"),
-        ModelConfig("llama-3.1-405b", hidden=16384, layers=126, heads=128, kv_heads=8, ffn=53248, vocab=128256,
-                    source="meta-llama/Llama-3.1-405B config.json"),
-        ModelConfig("llama-3.2-1b", hidden=2048, layers=16, heads=32, kv_heads=8, head_dim=64, ffn=8192,
-                    vocab=128256, tied_embeddings=True, source="meta-llama/Llama-3.2-1B config.json"),
-        ModelConfig("llama-3.2-3b", hidden=3072, layers=28, heads=24, kv_heads=8, head_dim=128, ffn=8192,
-                    vocab=128256, tied_embeddings=True, source="meta-llama/Llama-3.2-3B config.json"),
-        ModelConfig("qwen2.5-7b", hidden=3584, layers=28, heads=28, kv_heads=4, ffn=18944, vocab=152064,
-                    qkv_bias=True, rope_theta=1000000.0, norm_eps=1e-6, source="Qwen/Qwen2.5-7B config.json"),
-        ModelConfig("mistral-7b", hidden=4096, layers=32, heads=32, kv_heads=8, ffn=14336, vocab=32768,
-                    rope_theta=1000000.0, source="mistralai/Mistral-7B-v0.3 config.json"),
-        # Mixtures of experts. Attention is modelled as GQA throughout (see each config's notes).
-        ModelConfig("mixtral-8x7b", hidden=4096, layers=32, heads=32, kv_heads=8, ffn=14336, vocab=32000,
-                    rope_theta=1000000.0, experts=8, experts_per_token=2, moe_ffn=14336,
-                    source="mistralai/Mixtral-8x7B-v0.1 config.json"),
-        ModelConfig("deepseek-v3-style", hidden=7168, layers=61, heads=128, kv_heads=2, head_dim=128,
-                    ffn=18432, vocab=129280, norm_eps=1e-6, experts=256, experts_per_token=8, moe_ffn=2048,
-                    shared_experts=1, dense_layers=3,
-                    source="deepseek-ai/DeepSeek-V3 config.json: hidden 7168, 61 layers (first 3 dense, "
-                           "intermediate 18432), 256 routed experts + 1 shared, top-8, moe_intermediate 2048, "
-                           "vocab 129280",
-                    notes="DeepSeek-V3 uses multi-head latent attention (MLA); tokenbench models it as GQA with "
-                          "128 query heads of 128 (MLA's 128 heads, v_head_dim 128) and 2 KV heads of 128, so "
-                          "the KV cache is 512 elements per token per layer, near MLA's 576 (kv_lora 512 + "
-                          "rope 64). Attention weights come out ~27% above MLA's; total params ~674B against "
-                          "the published 671B. The router is modelled as Mixtral's softmax top-k, not "
-                          "V3's sigmoid group-limited routing; the multi-token-prediction module is left out."),
-        ModelConfig("gpt-oss-120b-style", hidden=2880, layers=36, heads=64, kv_heads=8, head_dim=64, ffn=2880,
-                    vocab=201088, qkv_bias=True, rope_theta=150000.0, experts=128, experts_per_token=4,
-                    moe_ffn=2880,
-                    source="openai/gpt-oss-120b config.json: hidden 2880, 36 layers, 128 experts top-4, "
-                           "intermediate 2880, 64 heads, 8 KV heads, head dim 64, vocab 201088",
-                    notes="Modelled as full GQA attention in every layer (gpt-oss alternates 128-token sliding "
-                          "windows and adds attention sinks), without the o_proj and expert biases and without "
-                          "MXFP4 weights; total params ~116.8B as published."),
-        # Small enough for unit tests and the Triton interpreter; GQA ratio 2, odd FFN width on purpose.
-        ModelConfig("tiny", hidden=64, layers=2, heads=4, kv_heads=2, ffn=176, vocab=512, qkv_bias=False,
-                    rope_theta=10000.0, source="tokenbench test config"),
-        ModelConfig("tiny-moe", hidden=64, layers=2, heads=4, kv_heads=2, ffn=48, vocab=512, rope_theta=10000.0,
-                    experts=8, experts_per_token=2, moe_ffn=48, shared_experts=1,
-                    source="tokenbench test config (MoE)"),
-    ]
-}
+def from_config(name: str, cfg: dict, where: str, source: str, ref: str = "") -> ModelConfig:
+    """The ModelConfig of a Hugging Face config.json: the full description, and the flat fields taken from it
+    (heads and widths of the first layer's attention, the dense and expert widths, the counts of each)."""
+    from bench.configs.hf_config import parse_config
+
+    parsed = parse_config(cfg, where)
+    spec = parsed.spec
+    attn = spec.layers[0].attention
+    moe = next((layer.mlp for layer, _ in spec.groups if layer.mlp.kind == "moe"), None)
+    dense_ffn = next((layer.mlp.ffn for layer, _ in spec.groups if layer.mlp.kind == "dense"), None)
+    n_moe = sum(n for layer, n in spec.groups if layer.mlp.kind == "moe")
+    return ModelConfig(
+        name, hidden=spec.hidden, layers=len(spec.layers), heads=attn.heads, kv_heads=attn.kv_heads,
+        head_dim=attn.head_dim, ffn=dense_ffn if dense_ffn is not None else moe.ffn, vocab=spec.vocab,
+        tied_embeddings=spec.tied_embeddings, qkv_bias=attn.qkv_bias, rope_theta=attn.rope.theta,
+        norm_eps=spec.norm_eps, source=source, experts=moe.experts if moe else 0,
+        experts_per_token=moe.top_k if moe else 0, moe_ffn=moe.ffn if moe else 0,
+        shared_experts=moe.shared_experts if moe else 0, dense_layers=len(spec.layers) - n_moe,
+        notes="; ".join(parsed.notes), architecture=parsed.architecture, ref=ref or name, spec=spec)
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> dict[str, ModelConfig]:
+    folder = resources.files("bench").joinpath("data/models")
+    sources = json.loads(folder.joinpath("sources.json").read_text())["models"]
+    out = {}
+    for name, src in sources.items():
+        where = f"bench/data/models/{name}.json"
+        cfg = json.loads(folder.joinpath(f"{name}.json").read_text())
+        source = f"{src['repository']} {src['file']}" if src["repository"] else src.get("note", "")
+        out[name] = from_config(name, cfg, where, source)
+    return out
+
+
+MODELS: dict[str, ModelConfig] = _catalog()
+
+
+def load_model_file(path: str) -> ModelConfig:
+    """The model of a config.json, given the file or a folder holding one. Its name is the folder's name for
+    a file called config.json, else the file's stem."""
+    from bench.configs.hf_config import read_config_file
+
+    cfg, file = read_config_file(path)
+    name = file.parent.resolve().name if file.name == "config.json" else file.stem
+    return from_config(name, cfg, str(file), source=str(file), ref=str(Path(path).resolve()))
 
 
 def get_model(name: str) -> ModelConfig:
-    if name not in MODELS:
-        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    return MODELS[name]
+    """A catalog model by name, or the model of a Hugging Face config.json (the file, or a folder holding one)."""
+    if name in MODELS:
+        return MODELS[name]
+    if Path(name).exists() or name.endswith(".json") or "/" in name:
+        return load_model_file(name)
+    raise UserError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}, or give the path of a Hugging "
+                    "Face config.json (or of a folder holding one)")
 
 
 def refuse_moe(model, what: str) -> None:
-    """A command whose layer is dense refuses a mixture-of-experts model (its MLP would be one expert,
-    mislabelled as the model's): one message, used by run, verify, fp8 and tp."""
+    """A command whose layer is the dense Llama-shaped one refuses a model it would mislabel: a mixture of
+    experts (its MLP would be one expert) or attention the dense layer does not compute (MLA, sliding windows,
+    sinks, q/k norm, an output bias). One message, used by run, verify, fp8, tp and workload."""
+    features = model.unmodelled_features()
+    hint = "; time its MoE MLP with `tokenbench moe`" if model.is_moe else ""
+    if features:
+        moe = " and a mixture of experts" if model.is_moe else ""
+        raise UserError(f"{model.name} has {', '.join(features)}{moe}: not yet measured by {what}, which covers "
+                        f"dense Llama-shaped layers{hint}")
     if model.is_moe:
-        from bench.errors import UserError
-
         raise UserError(f"{model.name} is a mixture of experts: {what} covers dense layers (top-k routing and "
-                        "expert parallelism are not modelled there); time its MoE MLP with `tokenbench moe`")
+                        f"expert parallelism are not modelled there){hint}")

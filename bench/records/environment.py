@@ -21,16 +21,21 @@ def git_commit(repo_dir: str | None = None) -> str | None:
 
 
 def versions() -> dict:
+    """Package versions: a module already imported gives its own __version__; any other is read from its
+    installed metadata (importlib.metadata), never imported: importing transformers only to learn its version
+    cost every measuring process about 2 s."""
+    from importlib import metadata
+
     out = {"python": platform.python_version()}
     for name in ("torch", "triton", "numpy", "pandas", "transformers"):
         module = sys.modules.get(name)
-        if module is None:
-            try:
-                module = __import__(name)
-            except Exception:  # noqa: BLE001 - optional packages: absent is a fact to record, not an error
-                out[name] = None
-                continue
-        out[name] = getattr(module, "__version__", None)
+        if module is not None and getattr(module, "__version__", None):
+            out[name] = module.__version__
+            continue
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:  # optional packages: absent is a fact to record, not an error
+            out[name] = None
     return out
 
 

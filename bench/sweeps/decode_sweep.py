@@ -42,6 +42,7 @@ class RunPlan:
     phase: str = "decode"  # decode | prefill | mixed (bench/sweeps/prefill_sweep.py)
     points: list | None = None  # the prefill or mixed points to measure
     weights: str = "activation"  # projection weights: in the activation dtype, or "fp8" (kernels/fp8_linear.py)
+    energy: str = "rows"  # NVML windows: rows (METERED_OPS), steps (whole-step rows only), off
 
     def layer_dims(self):
         """The model's layer shapes with this plan's weight format."""
@@ -52,9 +53,10 @@ class RunPlan:
 
 
 def available_bytes(device: LocalDevice) -> int:
-    """Memory free for this run now: the GPU's free memory, or the host's MemAvailable."""
+    """Memory free for this run now: the GPU's free memory plus the blocks PyTorch's caching allocator holds
+    but no tensor uses (mem_get_info counts those as taken), or the host's MemAvailable."""
     if device.kind == "cuda":
-        return torch.cuda.mem_get_info()[0]
+        return torch.cuda.mem_get_info()[0] + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -68,10 +70,19 @@ def available_bytes(device: LocalDevice) -> int:
 def combo_skip_reason(plan: RunPlan, device: LocalDevice, batch: int, context: int) -> str | None:
     """Why a (batch, context) cannot be measured here, checked before anything is allocated: on Linux a
     host allocation beyond RAM can succeed and then get the process killed when it is filled."""
+    return memory_skip_reason(input_set_bytes(plan, batch, context), device)
+
+
+def input_set_bytes(plan: RunPlan, batch: int, context: int) -> int:
+    """The largest case's one input set (a layer with its KV cache, or the LM head) plus its float64 copy."""
     m = plan.model
-    # the largest case's one input set (a layer with its KV cache, or the LM head) plus its float64 copy
     elements = max(m.layer_params + 2 * batch * context * m.kv_size + 4 * batch * m.hidden, m.vocab * m.hidden)
-    return fit_reason(elements * (ELEMENT_BYTES[plan.dtype] + 8), available_bytes(device))
+    return elements * (ELEMENT_BYTES[plan.dtype] + 8)
+
+
+def memory_skip_reason(need: int, device: LocalDevice, processes: int = 1) -> str | None:
+    """Why `processes` processes each holding `need` bytes cannot run here now, or None when they can."""
+    return fit_reason(need, available_bytes(device), processes)
 
 
 def time_case(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan) -> dict:
@@ -92,7 +103,7 @@ def time_case(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan) ->
                 timer_name = f"cuda-events (graph capture failed: {str(exc).splitlines()[0][:120]})"
         if timing is None:
             timing = time_cuda(fn, input_sets, plan.budget_s, flusher)
-        energy = board_energy(fn, input_sets, case.name, timing.summary().get("seconds_p50"))
+        energy = board_energy(fn, input_sets, case.name, timing.summary().get("seconds_p50"), plan.energy)
     else:
         timing = time_cpu(fn, input_sets, plan.budget_s, flusher)
     return {**timing.summary(), "timer": timer_name, "rotation_sets": sets_n, "set_bytes": per_set, **energy}
@@ -100,14 +111,28 @@ def time_case(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan) ->
 
 # Rows whose energy is read: those the decode step's J/token is composed of (each window costs >= 1 s).
 METERED_OPS = ("layer", "final_norm", "lm_head", "model", "mixed_layer", "prefill_layer")
+# With --energy steps only rows that are a whole step on their own (the --full-model row) get a window.
+WHOLE_STEP_OPS = ("model",)
 
 
-def board_energy(fn, input_sets: list, op: str, seconds_per_call: float | None) -> dict:
+def energy_skip_note(op: str, mode: str = "rows") -> str | None:
+    """Why this row gets no NVML window under --energy `mode`, or None when it gets one."""
+    if mode == "off":
+        return "not metered (--energy off)"
+    if mode == "steps" and op not in WHOLE_STEP_OPS:
+        return "not metered (--energy steps: whole steps only)"
+    if op not in METERED_OPS:
+        return "not metered (per-op row)"
+    return None
+
+
+def board_energy(fn, input_sets: list, op: str, seconds_per_call: float | None, mode: str = "rows") -> dict:
     """The board's energy per call over its own >= 1 s window of back-to-back calls (bench.measure.energy), or why
     there is none. Back-to-back, without the timing's cache flush: the energy of the call itself."""
     from bench.measure import energy
-    if op not in METERED_OPS or energy.MIN_WINDOW_S <= 0:
-        return {"board_joules_per_call": None, "board_energy_note": "not metered (per-op row)"}
+    note = energy_skip_note(op, mode) or ("not metered (no window)" if energy.MIN_WINDOW_S <= 0 else None)
+    if note:
+        return {"board_joules_per_call": None, "board_energy_note": note}
     # calls per counter read: about 2 ms of work between host syncs, so the board stays busy in the window
     per_sync = max(1, min(1000, int(2e-3 / seconds_per_call))) if seconds_per_call else 1
     state = {"i": 0}

@@ -28,11 +28,13 @@ from bench.progress import CaseProgress
 from bench.records import store
 
 
-def fit_reason(need_bytes: int, have_bytes: int) -> str | None:
-    """Why a case's inputs cannot be allocated here (checked before anything is: on Linux a host allocation
-    beyond RAM can succeed and the process then be killed when it is filled), or None when they fit."""
-    if need_bytes > 0.9 * have_bytes:
-        return (f"needs about {need_bytes / 2**30:.1f} GiB for one input set and its float64 reference, "
+def fit_reason(need_bytes: int, have_bytes: int, processes: int = 1) -> str | None:
+    """Why a case's inputs (`need_bytes` in each of `processes` processes) cannot be allocated here (checked
+    before anything is: on Linux a host allocation beyond RAM can succeed and the process then be killed when
+    it is filled), or None when they fit."""
+    if need_bytes * processes > 0.9 * have_bytes:
+        each = f" each, {processes} processes" if processes > 1 else ""
+        return (f"needs about {need_bytes / 2**30:.1f} GiB for one input set and its float64 reference{each}, "
                 f"{have_bytes / 2**30:.1f} GiB available")
     return None
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from bench.errors import UserError
-from bench.configs.model_configs import MODELS, ModelConfig
+from bench.configs.model_configs import MODELS, ModelConfig, get_model
 from bench.parsing import positive_int, positive_int_list, unique_names
 from kernels import hf_mapping as hf
 from kernels import rope
@@ -205,8 +205,9 @@ def parse_args(argv):
     p.add_argument("--steps", default="5", help="timed steps per side per round (their median is the round's)")
     p.add_argument("--hf-attention", default="sdpa", choices=("sdpa", "eager"))
     args = p.parse_args(argv)
-    if args.model not in MODELS or MODELS[args.model].is_moe:
-        dense = ", ".join(k for k, v in MODELS.items() if not v.is_moe)
+    model = get_model(args.model)
+    if model.is_moe or model.unmodelled_features():
+        dense = ", ".join(k for k, v in MODELS.items() if not v.is_moe and not v.unmodelled_features())
         raise UserError(f"--model {args.model!r} is not a dense model this benchmark knows; choose one of: {dense}")
     dtypes = unique_names([s.strip() for s in args.dtype.split(",")], "--dtype")
     bad = [t for t in dtypes if t not in DTYPES]
@@ -215,7 +216,7 @@ def parse_args(argv):
     context = positive_int(args.context, "--context")
     if context < 2:
         raise UserError("--context must be at least 2 (a past token and the new one)")
-    return (MODELS[args.model], dtypes, positive_int_list(args.batch, "--batch"), context,
+    return (model, dtypes, positive_int_list(args.batch, "--batch"), context,
             positive_int(args.rounds, "--rounds"), positive_int(args.steps, "--steps"), args.hf_attention)
 
 

@@ -40,6 +40,17 @@ def refuse_if_nothing_fits(plan: RunPlan, device) -> None:
                         f"(b={b} ctx={c} {why})")
 
 
+def run_energy_note(plan: RunPlan, device) -> dict:
+    """The record's `energy`: where its board readings come from, or why it has none (--energy)."""
+    if device.kind != "cuda":
+        return {"reason": "no power reading: CPU run (NVML reads NVIDIA GPUs only)", "mode": plan.energy}
+    if plan.energy == "off" or (plan.energy == "steps" and not plan.full_model):
+        why = "--energy off" if plan.energy == "off" else "--energy steps meters whole steps only (a --full-model row)"
+        return {"reason": f"no board reading: {why}", "mode": plan.energy}
+    what = "each metered row's" if plan.energy == "rows" else "the whole-model row's"
+    return {"source": f"NVML energy counter over {what} own >= 1 s window, GPU board only", "mode": plan.energy}
+
+
 class RunSweep(SweepPlan):
     """`tokenbench run` for the engine: its record and ceilings around the phase's sweep (`phase`, a
     DecodeSweep or a PhaseSweep, whose groups and steps these are)."""
@@ -57,9 +68,7 @@ class RunSweep(SweepPlan):
             {"batches": plan.batches, "contexts": plan.contexts, "backends": plan.backends,
              "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph, "per_op": plan.per_op,
              "full_model": plan.full_model, "dtype_reason": plan.dtype_reason},
-            model=model, dtype=plan.dtype, price=self.price, phase=plan.phase,
-            energy={"source": "NVML energy counter around each row's timed samples, GPU board only"}
-            if device.kind == "cuda" else {"reason": "no power reading: CPU run (NVML reads NVIDIA GPUs only)"})
+            model=model, dtype=plan.dtype, price=self.price, phase=plan.phase, energy=run_energy_note(plan, device))
         use_measured_peak(plan, device, self.out, record, self.console)  # the newest peak file of this device
         return writer, record
 

@@ -9,8 +9,8 @@ backend the step of the MoE layers' MLPs (costmodel.step.moe_step).
 expert biases), timed per backend at each batch; bytes count the stored weights and scales, FP8 rows are read
 against the FP8 peak, and the steps' resident weights shrink with the experts.
 
-The catalog's MoE models do not yet say which router and activation they use: MODEL_BLOCKS does, from each
-model's config.json (the source named beside it); a model without an entry needs --router."""
+A model's own block (router, expert biases, activation) is its MoE layers' MlpSpec (kernels/layer_spec.py), read
+from its config.json by bench/configs/hf_config.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -38,24 +38,31 @@ class BlockKind:
     source: str = ""
 
 
-MODEL_BLOCKS = {
-    "mixtral-8x7b": BlockKind(RouterSpec(), source="mistralai/Mixtral-8x7B-v0.1 config.json; transformers "
-                                                   "MixtralTopKRouter (softmax, top-2, renormalised)"),
-    "deepseek-v3-style": BlockKind(RouterSpec("deepseek_group_sigmoid", True, 8, 4, 2.5),
-                                   source="deepseek-ai/DeepSeek-V3 config.json: scoring_func sigmoid, n_group 8, "
-                                          "topk_group 4, norm_topk_prob true, routed_scaling_factor 2.5"),
-    "gpt-oss-120b-style": BlockKind(RouterSpec("gptoss"), expert_bias=True, activation="gptoss_swiglu", limit=7.0,
-                                    source="openai/gpt-oss-120b config.json: swiglu_limit 7.0; router and expert "
-                                           "biases as transformers' GptOssMLP"),
-    "tiny-moe": BlockKind(RouterSpec(), source="tokenbench test config"),
-}
+def own_block(model) -> BlockKind | None:
+    """The block kind the model's MoE layers hold (every MoE layer of the architectures read has the same MLP), or
+    None for a model without an MoE layer."""
+    mlp = next((layer.mlp for layer, _ in model.spec.groups if layer.mlp.kind == "moe"), None)
+    if mlp is None:
+        return None
+    if mlp.activation == "gptoss_swiglu" and mlp.swiglu_alpha != moe_block.GPTOSS_ALPHA:
+        raise ValueError(f"{model.name}: swiglu_alpha {mlp.swiglu_alpha} is not measured (the block's is "
+                         f"{moe_block.GPTOSS_ALPHA})")
+    if mlp.router == "deepseek_group_sigmoid":
+        router = RouterSpec(mlp.router, mlp.norm_topk_prob, mlp.n_group, mlp.topk_group, mlp.routed_scaling_factor)
+    elif mlp.router == "gptoss":
+        router = RouterSpec("gptoss")
+    else:
+        router = RouterSpec(mlp.router, mlp.norm_topk_prob)
+    return BlockKind(router, expert_bias=mlp.expert_bias, activation=mlp.activation,
+                     limit=mlp.swiglu_limit if mlp.activation == "gptoss_swiglu" else 0.0,
+                     source=f"{model.source}: {mlp.label}, router {mlp.router}")
 
 
 def block_kind(model, router: str | None) -> BlockKind:
     """The model's block kind, or `router` (a kind of kernels.moe_router) in its place: softmax_topk and gptoss
     need no settings; deepseek_group_sigmoid takes its groups from the model's own entry, so only there.
     ValueError with the reason where neither says."""
-    own = MODEL_BLOCKS.get(model.name)
+    own = own_block(model)
     if router is None:
         if own is None:
             raise ValueError(f"{model.name}: which router it uses is not known here; give --router")

@@ -258,7 +258,7 @@ def time_local(fn, device, budget_s: float, flusher) -> Timing:
 
 
 def add_worker_arguments(p) -> None:
-    p.add_argument("--model", default="tiny", help="a dense model config (default tiny)")
+    p.add_argument("--model", default="tiny", help="a dense model: a catalog name or a config.json path (default tiny)")
     p.add_argument("--batch", default="1,8", help="comma list of batch sizes (default 1,8)")
     p.add_argument("--context", default="512", help="comma list of context lengths (default 512)")
     p.add_argument("--dtype", help="bf16 | fp16 | fp32 (default bf16 on GPU, fp32 on CPU)")

@@ -2,6 +2,7 @@
 
 plan           what a workload measures: the chunked-prefill step and the prefill-then-decode cohort
 measure_steps  those steps measured through the gate and timers of bench/measure
+step_energy    one NVML window per whole step (--energy steps): the step's joules without metering single ops
 compose        workload points from the measured steps (torch-free arithmetic)
 pipeline       plan -> measure -> compose -> price, written after every row; `tokenbench workload` calls it
 e2e            the same cohort run end to end with tokenbench's own model, beside the composed figure

@@ -25,7 +25,7 @@ from costmodel.workload_economics import WorkloadPoint
 PHASES = ("decode", "mixed", "prefill")
 
 # How far the cohort run end to end may sit from its composition (measured / composed - 1) and still agree.
-# Set from measurements on the shared 2-core CPU VMs this project is developed on (results/README.md: llama-3.2-1b
+# Set from measurements on the shared 2-core CPU VMs this project is developed on (results/examples/README.md: llama-3.2-1b
 # fp32, ISL 256 / OSL 64, C 1/4/16: wall 1.16 / 0.86 / 1.14, its prefill and decode parts 0.85-1.22), where
 # copy bandwidth alone moves 40-70 GB/s between processes; a GPU, whose steps are steadier, should meet it
 # with room to spare, and a run outside it is flagged, not hidden.
@@ -58,22 +58,26 @@ class WorkloadStep:
     layer_seconds: float | None = None
     reason: str = ""
     board_joules: float | None = None  # the board's energy for one step, where every part was metered (GPU)
+    energy_note: str = ""  # why board_joules is missing where a window was opened (--energy steps)
 
     def to_dict(self) -> dict:
-        return {**asdict(self.key), **{k: v for k, v in asdict(self).items() if k != "key"}}
+        out = {**asdict(self.key), **{k: v for k, v in asdict(self).items() if k != "key"}}
+        if not self.energy_note:  # only where a whole-step window was opened and gave no reading
+            out.pop("energy_note")
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "WorkloadStep":
         key = StepKey(**{k: d[k] for k in StepKey.__dataclass_fields__ if k in d})
         return cls(key, d.get("seconds"), d.get("flops", 0), d.get("bytes", 0), d.get("layer_seconds"),
-                   d.get("reason", ""), d.get("board_joules"))
+                   d.get("reason", ""), d.get("board_joules"), d.get("energy_note") or "")
 
     @classmethod
     def from_entry(cls, e) -> "WorkloadStep":
         """The step a workload record holds (bench.records.schema.WorkloadStepEntry, read by the store)."""
         key = StepKey(**{k: v for k in StepKey.__dataclass_fields__ if (v := getattr(e, k)) is not None})
         return cls(key, e.seconds, 0 if e.flops is None else e.flops, 0 if e.bytes is None else e.bytes,
-                   e.layer_seconds, "" if e.reason is None else e.reason, e.board_joules)
+                   e.layer_seconds, "" if e.reason is None else e.reason, e.board_joules, e.energy_note or "")
 
 
 @dataclass(frozen=True)
@@ -258,15 +262,38 @@ def compose(h: Header, spec: WorkloadSpec, steps: dict, source: str = "measured"
     return out
 
 
-def with_measured_wall(c: Composition, cohort) -> Composition:
-    """The composition with the cohort's end-to-end wall time beside it (cohort: bench/workload/e2e.py)."""
+def with_measured_wall(c: Composition, cohort, composed_wall: float | None = None,
+                       osl: int | None = None) -> Composition:
+    """The composition with the cohort's end-to-end wall time beside it (cohort: bench/workload/e2e.py).
+    composed_wall / osl: a cohort run with a shorter answer than the point's is compared with the composition
+    at its own OSL (cohort_at_osl), and the note says so."""
     from dataclasses import replace
 
     if not cohort.ok:
         return replace(c, note=f"end-to-end check failed: {cohort.check}")
-    ratio = cohort.wall_s / c.wall_seconds
+    against = c.wall_seconds if composed_wall is None else composed_wall
+    if not against:
+        return replace(c, measured_wall_seconds=cohort.wall_s, note="no composition to compare the cohort with")
+    ratio = cohort.wall_s / against
+    note = c.note
+    if composed_wall is not None and osl is not None:
+        note = "; ".join(x for x in (c.note, f"end-to-end cohort run with OSL {osl} (a shorter try), measured / "
+                                             f"composed both at OSL {osl}") if x)
     return replace(c, measured_wall_seconds=cohort.wall_s, measured_over_composed=ratio,
-                   agrees=abs(ratio - 1.0) <= E2E_TOLERANCE)
+                   agrees=abs(ratio - 1.0) <= E2E_TOLERANCE, note=note)
+
+
+def cohort_at_osl(c: Composition, spec: WorkloadSpec, concurrency: int, steps: dict, osl: int) -> Composition:
+    """The cohort's composition with a shorter answer (2 <= osl <= spec.osl): the same prefills, the decode steps
+    at contexts ISL + 1 .. ISL + osl - 1 read off the measured decode curve of the full workload."""
+    from dataclasses import replace
+
+    decode = _curve(steps, [k for k in cohort_keys(spec, concurrency) if k.phase == "decode"])
+    if decode is None or c.prefill_seconds is None:
+        return replace(c, wall_seconds=None, note="a step it needs has no valid timing")
+    decode_s = sum(interpolate(decode, ctx) for ctx in range(spec.isl + 1, spec.isl + osl))
+    return replace(c, decode_seconds=decode_s, wall_seconds=c.prefill_seconds + decode_s,
+                   step_seconds=decode_s / (osl - 1))
 
 
 def compositions(record) -> list:

@@ -493,6 +493,8 @@ def run_cohort(model: ModelConfig, dtype: str, device: LocalDevice, concurrency:
         given = f"{cohort_model.name} {cohort_model.dtype} {cohort_model.backend}"
         raise UserError(f"the cohort model given is {given}, the cohort asks for {model.name} {dtype} "
                         f"{backend}")
+    if device.kind == "cuda":  # the previous cohort's caches are garbage: give their blocks back before the test
+        torch.cuda.empty_cache()
     reason = fit_reason(model, dtype, device, concurrency, isl, osl, weights_held=cohort_model is not None)
     if reason:
         raise UserError(reason)

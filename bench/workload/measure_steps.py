@@ -98,6 +98,8 @@ class StepSweep(SweepPlan):
         self.plan, self.device, self.keys, self.backend, self.console = plan, device, keys, backend, console
         self.steps: dict = {}
         self.tails: dict[int, dict] = {}  # token-emitting rows -> the tail rows measured at them, by op
+        self.tail_cases: dict[int, list] = {}  # token-emitting rows -> the tail ops' cases
+        self.layer_cases: dict = {}  # key -> its layers' cases (the whole-step energy window runs them again)
 
     def total(self) -> int:
         seen, n = set(), 0
@@ -115,15 +117,16 @@ class StepSweep(SweepPlan):
             if why:
                 yield Group(_where(key), [], key=key, skip=why)
                 continue
-            cases = []
-            for case, extra in _layer_cases(plan, device, key):
+            cases, self.layer_cases[key] = [], _layer_cases(plan, device, key)
+            for case, extra in self.layer_cases[key]:
                 label = f"{_where(key)} {case.name}" + (f" chunk {extra['chunk_index']}" if extra else "")
                 cases.append(Case(label, lambda phase, case=case, extra=extra: [self._layer_row(key, case, extra)]))
             rows = tail_rows(key)
             if rows not in self.tails:
-                self.tails[rows] = {}
-                cases += [Case(f"{case.name} at {rows} rows", lambda phase, case=case, rows=rows: [self._tail_row(case, rows)])
-                          for case in _tail_cases(plan, device, rows)]
+                self.tails[rows], self.tail_cases[rows] = {}, _tail_cases(plan, device, rows)
+                cases += [Case(f"{case.name} at {rows} rows",
+                               lambda phase, case=case, rows=rows: [self._tail_row(case, rows)])
+                          for case in self.tail_cases[rows]]
             yield Group(_where(key), cases, key=key)
 
     def _layer_row(self, key: StepKey, case, extra: dict):
@@ -143,10 +146,24 @@ class StepSweep(SweepPlan):
             step = WorkloadStep(key, None, reason=group.skip)
         else:
             step = step_from_rows(self.plan, key, [r for r in rows if r.phase != "tail"], self.tails[tail_rows(key)])
+            if self.plan.energy == "steps" and self.device.kind == "cuda" and step.seconds is not None:
+                step = with_step_energy(self.plan, step, [c for c, _ in self.layer_cases[key]],
+                                        self.tail_cases[tail_rows(key)], self.backend)
             if step.seconds is None:
                 self.warn(f"{key.phase} b={key.batch} ctx={key.context}: {step.reason}")
         self.steps[key] = step
         return [step]
+
+
+def with_step_energy(plan: RunPlan, step: WorkloadStep, layer_cases: list, tail_cases: list,
+                     backend: str) -> WorkloadStep:
+    """The step with its board joules from one window over the whole step (bench/workload/step_energy.py)."""
+    from dataclasses import replace
+
+    from bench.workload.step_energy import step_board_joules
+
+    joules, why = step_board_joules(layer_cases, tail_cases, plan.model.layers, backend, plan.cuda_graph)
+    return replace(step, board_joules=joules, energy_note=why or "")
 
 
 def _where(key: StepKey) -> str:

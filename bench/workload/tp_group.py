@@ -62,7 +62,7 @@ def compose_into(record: dict, h: comp.Header, spec: WorkloadSpec, world: int) -
 
 
 def worker_args(plan: RunPlan, device, backend: str, keys_path: str, record_path: str, seed: int) -> list:
-    out = ["--keys", keys_path, "--record", record_path, "--model", plan.model.name, "--dtype", plan.dtype,
+    out = ["--keys", keys_path, "--record", record_path, "--model", plan.model.ref, "--dtype", plan.dtype,
            "--backend", backend, "--device", device.kind, "--budget-s", repr(plan.budget_s), "--seed", str(seed)]
     return out + ([] if plan.cuda_graph else ["--no-cuda-graph"])
 

@@ -257,7 +257,7 @@ def add_arguments(p) -> None:
     p.add_argument("--keys", required=True, help="JSON file: {\"keys\": [StepKey fields, ...]}")
     p.add_argument("--record", required=True, help="the workload record (kind workload) rank 0 adds rows and "
                                                     "steps to, after every key")
-    p.add_argument("--model", default="tiny", help="a dense model config (default tiny)")
+    p.add_argument("--model", default="tiny", help="a dense model: a catalog name or a config.json path (default tiny)")
     p.add_argument("--dtype", required=True, help="bf16 | fp16 | fp32")
     p.add_argument("--backend", default="torch", help="one backend spec for the ops (default torch)")
     p.add_argument("--device", default="auto", help="auto | cuda | cpu")
