@@ -137,6 +137,9 @@ def worker(rank: int, world: int, layer_init: str, init_method: str, out_dir: st
         if rank == 0:
             torch.save({"prefill": prefill, "layout_sum": summed, "ep": expert_parallel, "ep_timed": ep_timed},
                        f"{out_dir}/group.pt")
+        # every rank waits for the other before teardown: under load, a rank that destroyed its group while the
+        # other was still in a collective aborted it (SIGABRT, "terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

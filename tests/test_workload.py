@@ -197,6 +197,31 @@ def test_an_interrupted_workload_keeps_its_rows(tmp_path, monkeypatch, capsys):
     assert main(["workload", *FAST, "--isl", "8", "--osl", "4", "--concurrency", "1", "--out", str(tmp_path)]) == 130
     record = _record(tmp_path)
     assert len(record["rows"]) == 3 and "interrupted" in record and not record["complete"]
+    # every point says it was interrupted, not that a step it needs has no valid timing
+    assert record["points"] and all(p["note"] == "interrupted before the steps it needs were measured"
+                                    for p in record["points"])
+    assert "no valid timing" not in capsys.readouterr().err
+
+
+def test_sigterm_stops_a_workload_like_ctrl_c(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import bench.workload.measure_steps as m
+
+    real, calls = m.measure, {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+
+    monkeypatch.setattr(m, "measure", flaky)
+    assert main(["workload", *FAST, "--isl", "8", "--osl", "4", "--concurrency", "1", "--out", str(tmp_path)]) == 143
+    record = _record(tmp_path)
+    assert len(record["rows"]) == 1 and record["interrupted"].startswith("stopped by SIGTERM;")
+    assert record["wall_s"] > 0 and not record["complete"]
 
 
 @pytest.mark.parametrize("argv,expect", [

@@ -60,8 +60,9 @@ def main(args) -> int:
     if args.ep_measure is not None or args.ep_busbw is not None:
         raise UserError("--ep-measure and --ep-busbw go with --ep N")
     from bench.derive.run_pricing import run_price_quote
-    from bench.sweeps.moe_sweep import run_moe_sweep
-    from bench.sweeps.op_sweep_setup import measure_ceilings, op_plan, open_op_record
+    from bench.sweeps.engine import run_plan
+    from bench.sweeps.moe_sweep import MoeSweep
+    from bench.sweeps.op_sweep_setup import op_plan
 
     device, label = common.detect(args)
     d = CPU_DEFAULTS if device.kind == "cpu" else GPU_DEFAULTS
@@ -83,27 +84,26 @@ def main(args) -> int:
         backends = lowprec_backends(args.backend, weights, model, device)
     plan = op_plan(model, batches, dtype, backends, positive_float(args.budget_s, "--budget-s"), args.cuda_graph,
                    device)
-    writer, record, _ = open_op_record("moe", args.out, device, model, dtype, run_price_quote(args, device), {
-        "batches": batches, "backends": backends, "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph,
-        "expert_weights": weights, "routings": [r.label for r in routings],
-        **({} if kind is None else {"router": kind.router.__dict__, "router_source": kind.source,
-                                    "expert_bias": kind.expert_bias, "activation": kind.activation,
-                                    "limit": kind.limit})})
-    measure_ceilings(plan, device, record, writer)
+    settings = {"batches": batches, "backends": backends, "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph,
+                "expert_weights": weights, "routings": [r.label for r in routings],
+                **({} if kind is None else {"router": kind.router.__dict__, "router_source": kind.source,
+                                            "expert_bias": kind.expert_bias, "activation": kind.activation,
+                                            "limit": kind.limit})}
     common.say(f"tokenbench moe on {label}: {device.name}; {model.name} ({model.experts} experts, top-"
                f"{model.experts_per_token}, +{model.shared_experts} shared, expert FFN {model.moe_ffn}), "
                f"{dtype}" + (f", experts in {weights} (softmax top-k router)" if kind is None else
                              f"; router {kind.router.describe()}, {kind.activation}"
                              + (" with expert biases" if kind.expert_bias else "")))
-    run_moe_sweep(plan, device, record, writer, _say_row, kind, routings, weights)
+    run = run_plan(MoeSweep(plan, device, run_price_quote(args, device), args.out, settings, common.console(),
+                            _row_line, kind, routings, weights), device)
     if kind is not None:
-        _print_steps(record)
-    common.say(f"wrote {writer.json_path}")
+        _print_steps(run.record)
+    common.say(f"wrote {run.writer.json_path}")
     if args.json:
         from bench.records.store import clean
 
-        print(json.dumps(clean(record), indent=1))
-    return 0
+        print(json.dumps(clean(run.record), indent=1))
+    return run.status
 
 
 def lowprec_backends(text, weights: str, model, device) -> list:
@@ -169,37 +169,34 @@ def _print_steps(record: dict) -> None:
     print_moe_steps(store.as_record(record), Console(stderr=True, width=console_width(sys.stderr)))
 
 
-def _say_row(r: dict) -> None:
-    if r.get("routing") is not None:
-        _say_block_row(r)
-        return
-    head = f"  moe b={r['batch']} {r['backend']}:"
-    if not r.get("seconds_p50"):
-        why = r.get("skipped") or r.get("check")
+def _row_line(r) -> str:
+    """What a measured row prints: the block's (or the router's) figures, or the MoE op's."""
+    if r.routing is not None:
+        return _block_row_line(r)
+    head = f"  moe b={r.batch} {r.backend}:"
+    if not r.seconds_p50:
+        why = r.skipped or r.check
         if why.startswith("verified"):  # checked in emulation (FP8 on a CPU): its error is a result too
-            common.say(f"{head} {why} (rel err {r['rel_error']:.1e})")
-        else:
-            common.say(f"{head} not timed: {why}")
-        return
-    common.say(f"{head} {r['seconds_p50'] * 1e6:.1f} us, {r['tflops']:.3f} TFLOP/s, {r['gbps']:.1f} GB/s at "
-               f"{r['expected_active_experts']:.2f} expected experts ({r['gbps_actual']:.1f} GB/s at the "
-               f"{r['active_experts_measured']:.2f} activated), rel err {r['rel_error']:.1e}")
+            return f"{head} {why} (rel err {r.rel_error:.1e})"
+        return f"{head} not timed: {why}"
+    return (f"{head} {r.seconds_p50 * 1e6:.1f} us, {r.tflops:.3f} TFLOP/s, {r.gbps:.1f} GB/s at "
+            f"{r.expected_active_experts:.2f} expected experts ({r.gbps_actual:.1f} GB/s at the "
+            f"{r.active_experts_measured:.2f} activated), rel err {r.rel_error:.1e}")
 
 
-def _say_block_row(r: dict) -> None:
-    head = f"  {r['op']} T={r['batch']} {r['routing']} {r['backend']}:"
-    if r["op"] == "router" or not r.get("seconds_p50"):
-        timed = (f"{r['seconds_p50'] * 1e6:.1f} us, rel err {r['rel_error']:.1e}" if r.get("seconds_p50")
-                 else f"not timed: {r.get('skipped') or r.get('check')}")
-        extra = "" if r["op"] == "router" else (f"; {r['active_experts_measured']:.1f} experts active, heaviest "
-                                                f"{r['max_tokens_per_expert']:.1f} tokens")
-        common.say(f"{head} {timed}{extra}")
-        return
-    expected = (f" (uniform expects {r['expected_active_experts']:.1f})"
-                if r["expected_active_experts"] is not None else "")
-    common.say(f"{head} {r['seconds_p50'] * 1e6:.1f} us, {r['tflops']:.3f} TFLOP/s, {r['gbps_actual']:.1f} GB/s; "
-               f"{r['active_experts_measured']:.1f} experts active, heaviest {r['max_tokens_per_expert']:.1f} tokens "
-               f"(mean of {len(r['active_experts_per_set'])} sets){expected}; rel err {r['rel_error']:.1e}")
+def _block_row_line(r) -> str:
+    head = f"  {r.op} T={r.batch} {r.routing} {r.backend}:"
+    if r.op == "router" or not r.seconds_p50:
+        timed = (f"{r.seconds_p50 * 1e6:.1f} us, rel err {r.rel_error:.1e}" if r.seconds_p50
+                 else f"not timed: {r.skipped or r.check}")
+        extra = "" if r.op == "router" else (f"; {r.active_experts_measured:.1f} experts active, heaviest "
+                                             f"{r.max_tokens_per_expert:.1f} tokens")
+        return f"{head} {timed}{extra}"
+    expected = (f" (uniform expects {r.expected_active_experts:.1f})"
+                if r.expected_active_experts is not None else "")
+    return (f"{head} {r.seconds_p50 * 1e6:.1f} us, {r.tflops:.3f} TFLOP/s, {r.gbps_actual:.1f} GB/s; "
+            f"{r.active_experts_measured:.1f} experts active, heaviest {r.max_tokens_per_expert:.1f} tokens "
+            f"(mean of {len(r.active_experts_per_set)} sets){expected}; rel err {r.rel_error:.1e}")
 
 
 def _main_ep(args) -> int:

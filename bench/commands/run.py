@@ -155,13 +155,12 @@ def main(args) -> int:
         if note:
             console.print(paths_table(), markup=False, highlight=False)
             console.print(f"[yellow]{note}[/]")
-    for r in [r for r in record["rows"] if r.get("unreliable")]:
-        console.print(f"[yellow]unreliable: {r['op']} b={r['batch']} ctx={r['context']} {r['backend']}: "
-                      f"{r['unreliable']}[/]")
+    for r in [r for r in record["rows"] if r.unreliable]:
+        console.print(f"[yellow]unreliable: {r.op} b={r.batch} ctx={r.context} {r.backend}: {r.unreliable}[/]")
     console.print(f"wrote {writer.json_path} and {writer.csv_path}")
     if args.json:
         print(json.dumps(store.clean(record), indent=1))
-    if run.status == 0 and not any(r.get("valid") for r in record["rows"]):
+    if run.status == 0 and not any(r.valid for r in record["rows"]):
         console.print("[red]nothing was measured: every row was skipped or failed its check[/]")
         return 1
     return run.status

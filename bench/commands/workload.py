@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import contextmanager
 
 from bench.commands._measure_flags import ENERGY_MODES, add_record_price_timing_arguments
 from bench.errors import UserError
@@ -112,32 +111,6 @@ def resolve(args, device):
     return plan, spec, backend
 
 
-@contextmanager
-def _progress(console, total: int):
-    """A bar on a terminal; one line per finished step in a pipe or CI log."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    class Bar:
-        def __init__(self, progress, task):
-            self.progress, self.task, self.done = progress, task, 0
-
-        def describe(self, text: str) -> None:
-            self.progress.update(self.task, description=text)
-
-        def step(self, step) -> None:
-            self.done += 1
-            self.progress.advance(self.task)
-            if not console.is_terminal:
-                k = step.key
-                figure = "-" if step.seconds is None else f"{step.seconds * 1e3:,.2f} ms"
-                console.print(f"[{self.done}/{total}] {k.phase} b={k.batch} ctx={k.context}: {figure}",
-                              highlight=False)
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        yield Bar(progress, progress.add_task("measuring", total=total))
-
-
 def main(args) -> int:
     from rich.console import Console
 
@@ -169,8 +142,7 @@ def main(args) -> int:
         run = run_workload_tp(plan, device, spec, backend, price, args.out, args.tp, lambda text: console.print(text))
     else:
         e2e_osl = None if args.e2e_osl is None else int(args.e2e_osl)
-        run = run_workload(plan, device, spec, backend, price, args.out, args.measure_e2e,
-                           lambda text: console.print(text), lambda total: _progress(console, total), e2e_osl)
+        run = run_workload(plan, device, spec, backend, price, args.out, args.measure_e2e, console, e2e_osl)
     print_workload(store.as_record(run.record), run.points, console)
     console.print(f"wrote {run.json_path} and {run.csv_path}")
     if args.json:

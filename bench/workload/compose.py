@@ -19,6 +19,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from bench.workload.plan import AFFINE_TOLERANCE, WorkloadSpec, affine_deviation, interpolate, piecewise_mean
+from costmodel.step import tokens_per_s_per_user
 from costmodel.workload_economics import WorkloadPoint
 
 PHASES = ("decode", "mixed", "prefill")
@@ -166,8 +167,20 @@ def _base(h: Header, spec: WorkloadSpec, c: int, engine: str, source: str) -> di
                 label=f"{h.device} {h.precision} {spec.isl}/{spec.osl} {engine}")
 
 
-def chunked_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str = "measured"
-                  ) -> tuple[WorkloadPoint, Composition]:
+NO_TIMING = "a step it needs has no valid timing"
+STOPPED = "interrupted before the steps it needs were measured"
+
+
+def _why_not(steps: dict, keys: list, unmeasured: str | None) -> str:
+    """Why a point has no figures: a step it needs was not measured (the run was stopped: `unmeasured`), or
+    was measured without a valid timing."""
+    if unmeasured and any(k not in steps for k in keys):
+        return unmeasured
+    return NO_TIMING
+
+
+def chunked_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str = "measured",
+                  unmeasured: str | None = None) -> tuple[WorkloadPoint, Composition]:
     base = _base(h, spec, c, "chunked-prefill", source)
     s = spec.chunked_step(c)
     if not base["fits"]:
@@ -178,7 +191,7 @@ def chunked_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: st
     decode = _curve(steps, [k for k in keys if k.phase == "decode"])
     prefill = steps.get(keys[-1])
     if mixed is None or decode is None or prefill is None or prefill.seconds is None:
-        why = "a step it needs has no valid timing"
+        why = _why_not(steps, keys, unmeasured)
         return WorkloadPoint(**base, note=why), Composition("chunked-prefill", c, note=why)
     lo, _, hi = spec.decode_contexts
     step = piecewise_mean(mixed, lo, hi)
@@ -192,7 +205,7 @@ def chunked_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: st
     energy = _curve(steps, [k for k in keys if k.phase == "mixed"], "board_joules")
     board = None if energy is None else piecewise_mean(energy, lo, hi) / (s.decode_rows * (1 + spec.isl / spec.osl))
     point = WorkloadPoint(**base, total_tokens_per_s=out + inp, output_tokens_per_s=out, input_tokens_per_s=inp,
-                          interactivity=1.0 / step, ttft_s=ttft, e2e_latency_s=ttft + (spec.osl - 1) * step,
+                          interactivity=tokens_per_s_per_user(step), ttft_s=ttft, e2e_latency_s=ttft + (spec.osl - 1) * step,
                           input_time_share=share, board_joules_per_token=board, note=s.note)
     comp = Composition("chunked-prefill", c, step_seconds=step, decode_only_seconds=decode_only,
                        prefill_seconds=prefill.seconds, affine_deviation=dev, affine=dev <= AFFINE_TOLERANCE,
@@ -200,8 +213,8 @@ def chunked_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: st
     return point, comp
 
 
-def cohort_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str = "measured"
-                 ) -> tuple[WorkloadPoint, Composition]:
+def cohort_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str = "measured",
+                 unmeasured: str | None = None) -> tuple[WorkloadPoint, Composition]:
     base = _base(h, spec, c, "prefill-then-decode", source)
     if not base["fits"]:
         return (WorkloadPoint(**base, note="weights + KV cache do not fit"),
@@ -211,7 +224,7 @@ def cohort_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str
     prefills = {k.batch: steps.get(k) for k in keys if k.phase == "prefill"}
     decode = _curve(steps, [k for k in keys if k.phase == "decode"])
     if decode is None or any(p is None or p.seconds is None for p in prefills.values()):
-        why = "a step it needs has no valid timing"
+        why = _why_not(steps, keys, unmeasured)
         return WorkloadPoint(**base, note=why), Composition("prefill-then-decode", c, note=why)
     ends, clock = [], 0.0
     for size in cohort.group_sizes():
@@ -230,7 +243,7 @@ def cohort_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str
         board = joules / (c * (spec.isl + spec.osl))
     point = WorkloadPoint(**base, total_tokens_per_s=c * (spec.isl + spec.osl) / wall,
                           output_tokens_per_s=c * spec.osl / wall, input_tokens_per_s=c * spec.isl / wall,
-                          interactivity=(spec.osl - 1) / decode_s, ttft_s=sum(ends) / len(ends), e2e_latency_s=wall,
+                          interactivity=tokens_per_s_per_user(decode_s, spec.osl - 1), ttft_s=sum(ends) / len(ends), e2e_latency_s=wall,
                           input_time_share=prefill_s / wall, board_joules_per_token=board)
     comp = Composition("prefill-then-decode", c, step_seconds=decode_s / (spec.osl - 1), prefill_seconds=prefill_s,
                        decode_seconds=decode_s, wall_seconds=wall, affine_deviation=dev,
@@ -238,13 +251,14 @@ def cohort_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str
     return point, comp
 
 
-def compose(h: Header, spec: WorkloadSpec, steps: dict, source: str = "measured"
+def compose(h: Header, spec: WorkloadSpec, steps: dict, source: str = "measured", unmeasured: str | None = None
             ) -> list[tuple[WorkloadPoint, Composition]]:
-    """Both engine models at every concurrency, chunked prefill first."""
+    """Both engine models at every concurrency, chunked prefill first. `unmeasured`: what a point says when a
+    step it needs is missing from `steps` (a stopped run: STOPPED), rather than that it has no valid timing."""
     out = []
     for c in spec.concurrency:
-        out.append(chunked_point(h, spec, c, steps, source))
-        out.append(cohort_point(h, spec, c, steps, source))
+        out.append(chunked_point(h, spec, c, steps, source, unmeasured))
+        out.append(cohort_point(h, spec, c, steps, source, unmeasured))
     return out
 
 
