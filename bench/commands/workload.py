@@ -31,8 +31,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--isl", help="prompt (input) tokens per request (default 1024 on GPU, 256 on CPU)")
     p.add_argument("--osl", help="answer (output) tokens per request, at least 2 (default 1024 on GPU, 64 on CPU)")
     p.add_argument("--concurrency", help="comma list of concurrent requests (default 1,4,16,64 on GPU; 1,4,16 on CPU)")
-    p.add_argument("--chunk", help="prompt tokens a step may carry (the chunked-prefill budget; default 2048 on "
-                                   "GPU, 256 on CPU); larger than ISL x C is clipped")
+    p.add_argument("--chunk", help="prompt tokens a step may carry (the chunked-prefill budget; default the "
+                                   "--engine-policy's: 2048 on GPU, 256 on CPU for tokenbench); larger than ISL x C "
+                                   "is clipped")
+    p.add_argument("--engine-policy", default="tokenbench",
+                   help="whose scheduling the chunked-prefill engine model follows: tokenbench (a --chunk budget of "
+                        "prompt tokens beside every decode row), vllm (max_num_batched_tokens 2048, 8192 on a "
+                        "70 GiB+ GPU other than A100; decode rows first), sglang (chunked_prefill_size 2048 / 8192 "
+                        "/ 16384 by GPU memory, 4096 without), llamacpp (n_batch 2048; decode rows first). Sets "
+                        "the default --chunk and how prompts queue for the time to first token (default tokenbench)")
     p.add_argument("--dtype", help="bf16 | fp16 | fp32 | fp8: FP8 projection weights with bf16 activations and KV "
                                    "cache, where the device has FP8 (default bf16 on GPU; on CPU bf16 where it has "
                                    "native bf16 matmul, else fp32)")
@@ -54,6 +61,7 @@ def resolve(args, device):
     """The run plan and the workload spec from the flags; every mistake is one UserError."""
     from bench.configs.model_configs import get_model, refuse_moe
     from bench.sweeps.decode_sweep import RunPlan
+    from bench.workload import queueing
     from bench.workload.plan import make_spec
     from kernels.backends import parse_backend
     from kernels.dtypes import TORCH_DTYPES
@@ -96,9 +104,13 @@ def resolve(args, device):
     chosen = parse_backend(backend)
     if device.kind == "cpu" and "triton" in chosen.values():
         raise UserError("--backend triton cannot be timed on a CPU: Triton runs there only under its interpreter")
+    engine = queueing.policy(non_empty(args.engine_policy, "--engine-policy").strip())
+    chunk = non_empty(args.chunk, "--chunk")
+    if chunk is None:
+        chunk = str(engine.budget(device.kind, device.memory_bytes, device.name or "", int(d["chunk"])))
     spec = make_spec(positive_int(given("isl"), "--isl"), positive_int(given("osl"), "--osl"),
                      positive_int_list(given("concurrency"), "--concurrency"),
-                     positive_int(given("chunk"), "--chunk"))
+                     positive_int(chunk, "--chunk"), engine.name)
     if args.e2e_osl is not None:
         if not args.measure_e2e:
             raise UserError("--e2e-osl sets the end-to-end cohorts' answer length; it does nothing without --measure-e2e")
@@ -157,7 +169,8 @@ def main(args) -> int:
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"
     weights = "" if plan.weights == "activation" else f" activations, {plan.weights} weights"
     console.print(f"[bold]tokenbench workload[/] on {label}: {device.name}; model {plan.model.name}, {plan.dtype}{weights}, "
-                  f"ISL {spec.isl}, OSL {spec.osl}, concurrency {list(spec.concurrency)}, backend {backend}")
+                  f"ISL {spec.isl}, OSL {spec.osl}, concurrency {list(spec.concurrency)}, backend {backend}, "
+                  f"engine policy {spec.policy} (budget {spec.chunk:,} tokens a step)")
     if plan.dtype_reason:
         console.print(f"default dtype on this CPU: {plan.dtype} ({plan.dtype_reason})")
     if args.tp > 1:

@@ -23,6 +23,9 @@ def print_workload(record: WorkloadRecord, points: list, console) -> None:
                   f"OSL {w['osl']}, prompt-token budget {w['chunk']} a step; rates are tokens/s per {unit}")
     for name in ("chunked-prefill", "prefill-then-decode"):
         console.print(f"[dim]{name}: {ENGINE_MODELS[name]}[/]")
+    if w.get("ttft_model"):  # records written before the queueing model carry none: shown as they were
+        console.print(f"[dim]chunked-prefill TTFT: {w['ttft_model']}; engine policy {w.get('engine_policy')}: "
+                      f"{w.get('engine_policy_source', '')}[/]")
     for note in w.get("notes", []):
         console.print(f"[yellow]{note}[/]")
     econ = record.economics or [{}] * len(points)
@@ -33,16 +36,20 @@ def print_workload(record: WorkloadRecord, points: list, console) -> None:
     metered = any(p.board_joules_per_token for p, _ in points)
     if metered:
         cols.append(Col("board J/tok"))
+    wave = any(p.ttft_first_wave_s is not None for p, _ in points)
+    if wave:
+        cols.insert(7, Col("1st-wave TTFT ms"))
     rows = []
     for (p, _), e in zip(points, econ):
         engine = "chunked" if p.engine_model == "chunked-prefill" else "cohort"
         fits = "yes" if p.fits else f"no ({p.bytes_needed / 2**30:,.1f} GiB)"
         if p.total_tokens_per_s is None:
-            rows.append([engine, str(p.concurrency)] + ["-"] * 6 + [fits] + ["-"] * (7 + metered))
+            rows.append([engine, str(p.concurrency)] + ["-"] * (6 + wave) + [fits] + ["-"] * (7 + metered))
             continue
         rows.append([engine, str(p.concurrency), _n(p.total_tokens_per_s, ",.1f"), _n(p.output_tokens_per_s, ",.1f"),
-                     _n(p.input_tokens_per_s, ",.1f"), _n(p.interactivity, ",.1f"), _n(p.ttft_s, ",.0f", 1e3),
-                     _n(p.e2e_latency_s, ",.2f"), fits, money(e.get("cost_per_mtok_total")),
+                     _n(p.input_tokens_per_s, ",.1f"), _n(p.interactivity, ",.1f"), _n(p.ttft_s, ",.0f", 1e3)]
+                    + ([_n(p.ttft_first_wave_s, ",.0f", 1e3)] if wave else [])
+                    + [_n(p.e2e_latency_s, ",.2f"), fits, money(e.get("cost_per_mtok_total")),
                      money(e.get("cost_per_mtok_output")), money(e.get("cost_per_mtok_input")),
                      money(e.get("additive_cost_per_mtok_output")), money(e.get("additive_cost_per_mtok_input")),
                      si(e.get("tokens_per_s_per_mw")), _n(e.get("joules_per_token"), ",.3g")]

@@ -1,0 +1,110 @@
+"""The chunked-prefill engine's time to first token with the wait serving benchmarks include, and its
+tokens/s per user at low concurrency (bench/workload/queueing.py), on hand-made steps; and committed
+workload files written before it still read and show as written."""
+import io
+import math
+
+import pytest
+from rich.console import Console
+
+from bench.workload import compose as comp
+from bench.workload import queueing as q
+from bench.workload.plan import make_spec
+
+HEADER = comp.Header(device="cpu", model="tiny", precision="fp32", memory_bytes=10**12, weight_bytes=10**6,
+                     kv_bytes_per_token=1000)
+P, SD, S = 0.5, 0.02, 0.03  # prefill alone, decode-only step, mixed step (hand-made, flat in context)
+
+
+def _steps(spec, prefill=P, decode=SD, mixed=S):
+    steps = {}
+    for key in comp.needed_keys(spec, list(spec.concurrency)):
+        s = {"mixed": mixed, "decode": decode}.get(key.phase, prefill * key.batch)
+        steps[key] = comp.WorkloadStep(key, s)
+    return steps
+
+
+def _chunked(spec, c, **kw):
+    return next((p, k) for p, k in comp.compose(HEADER, spec, _steps(spec, **kw))
+                if p.engine_model == "chunked-prefill" and p.concurrency == c)
+
+
+def test_alone_a_request_is_prefilled_then_decodes_alone():
+    spec = make_spec(64, 16, [1], 64)
+    point, c = _chunked(spec, 1)
+    assert c.decode_share == 0.0 and c.queue_wait_seconds == 0.0
+    assert point.ttft_s == pytest.approx(P) and point.ttft_first_wave_s == pytest.approx(P)
+    assert point.interactivity == pytest.approx(1 / SD)
+    life = P + 15 * SD
+    assert point.e2e_latency_s == pytest.approx(life)
+    assert point.output_tokens_per_s == pytest.approx(16 / life)
+    assert point.total_tokens_per_s == pytest.approx(point.output_tokens_per_s * (64 + 16) / 16)
+    assert point.input_tokens_per_s == pytest.approx(point.output_tokens_per_s * 64 / 16)
+    assert point.input_time_share == pytest.approx(P / life)
+
+
+@pytest.mark.parametrize("budget, expect", [(64, [1, 2, 3, 4]), (128, [2, 2, 4, 4]), (96, [1.5, 3, 3, 4])])
+def test_requests_sent_at_once_wait_for_the_prompts_ahead_under_the_budget(budget, expect):
+    # k-th of 4 prompts of 64 tokens: through the step its last token runs in, at the alone rate P / 64
+    assert q.first_wave(64, 4, budget, P) == pytest.approx([P * e for e in expect])
+
+
+def test_steady_state_shares_decode_steps_with_the_other_requests_prompts():
+    spec = make_spec(64, 16, [4], 64)  # budget = one prompt a step: g = 1
+    point, c = _chunked(spec, 4)
+    m = 4 * 64 / 16  # the mixed step's prompt tokens (plan.py): 16
+    f = (4 - 1) * 64 / (15 * m)
+    assert c.prompts_together == 1 and c.decode_share == pytest.approx(f)
+    tpot = (1 - f) * SD + f * S
+    assert point.interactivity == pytest.approx(1 / tpot)
+    own = P + 1 * SD  # its prompt in one budget-full step, beside the other three requests' decode rows
+    device = 4 * 64 * (S - SD) / m + 15 * SD
+    life = max(own + 15 * tpot, device)
+    assert point.e2e_latency_s == pytest.approx(life)
+    assert point.ttft_s == pytest.approx(life - 15 * tpot)
+    assert point.output_tokens_per_s == pytest.approx(4 * 16 / life)  # Little's law: C = requests/s x lifetime
+    assert point.ttft_first_wave_s == pytest.approx(P * 2.5)  # median of 1, 2, 3, 4 prompts
+
+
+def test_arrivals_queue_when_the_device_needs_longer_than_a_requests_own_path():
+    # answers of 2 tokens at C 3: the other requests' prompts are more than a request's one decode step can
+    # carry (f capped at 1), so each arrival waits for prompt work ahead of it
+    spec = make_spec(16, 2, [3], 24)
+    mixed = SD + 24 * P / 16  # the mixed step's 24 prompt tokens at the alone rate
+    point, c = _chunked(spec, 3, mixed=mixed)
+    assert c.decode_share == 1.0 and c.prompts_together == 1
+    assert c.own_prefill_seconds == pytest.approx(P + SD)
+    device = 3 * P + SD  # three prompts beside the decode rows + the one decode-only step
+    assert point.ttft_s == pytest.approx(device - mixed) and c.queue_wait_seconds == pytest.approx(0.5 * P - SD)
+    assert point.ttft_s == pytest.approx(c.own_prefill_seconds + c.queue_wait_seconds)
+    assert 3 * 2 / point.output_tokens_per_s == pytest.approx(point.ttft_s + mixed)  # Little's law
+
+
+def test_decode_rows_first_leave_fewer_prompt_tokens_a_step():
+    tb, vllm = make_spec(64, 16, [4], 128), make_spec(64, 16, [4], 128, "vllm")
+    (_, c_tb), (_, c_v) = _chunked(tb, 4), _chunked(vllm, 4)
+    assert c_tb.prompts_together == 2  # 128 prompt tokens beside the decode rows
+    assert c_v.prompts_together == 1  # 128 - 3 decode rows leave room for one 64-token prompt
+    assert c_v.own_prefill_seconds == pytest.approx(P + math.ceil(64 / 125) * SD)
+
+
+def test_prefill_bound_keeps_the_mixed_step_throughput_and_waits_for_the_rest():
+    spec = make_spec(64, 16, [16], 16)  # 16 x 64 / 16 = 64 prompt tokens a step > 16: D = 4
+    point, c = _chunked(spec, 16)
+    assert spec.chunked_step(16).decode_rows == 4 and c.decode_share == 1.0
+    assert point.output_tokens_per_s == pytest.approx(4 / S) and point.interactivity == pytest.approx(1 / S)
+    assert point.ttft_s == pytest.approx(16 * 16 * S / 4 - 15 * S)
+
+
+def test_policies_have_their_stated_budgets():
+    gib = 2**30
+    assert q.policy("vllm").budget("cuda", 80 * gib, "NVIDIA H100 80GB HBM3", 2048) == 8192
+    assert q.policy("vllm").budget("cuda", 80 * gib, "NVIDIA A100-SXM4-80GB", 2048) == 2048
+    assert q.policy("vllm").budget("cpu", None, "AMD EPYC", 256) == 2048
+    assert q.policy("sglang").budget("cuda", 24 * gib, "L4", 2048) == 2048
+    assert q.policy("sglang").budget("cuda", 141 * gib, "H200", 2048) == 8192
+    assert q.policy("sglang").budget("cuda", 180 * gib, "B200", 2048) == 16384
+    assert q.policy("llamacpp").budget("cpu", None, "AMD EPYC", 256) == 2048
+    assert q.policy("tokenbench").budget("cpu", None, "AMD EPYC", 256) == 256
+    assert q.policy("vllm").decode_counts and q.policy("llamacpp").decode_counts
+    assert not q.policy("tokenbench").decode_counts and not q.policy("sglang").decode_counts
