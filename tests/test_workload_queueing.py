@@ -108,3 +108,80 @@ def test_policies_have_their_stated_budgets():
     assert q.policy("tokenbench").budget("cpu", None, "AMD EPYC", 256) == 256
     assert q.policy("vllm").decode_counts and q.policy("llamacpp").decode_counts
     assert not q.policy("tokenbench").decode_counts and not q.policy("sglang").decode_counts
+
+
+STEPS_FILE = "tests/data/workload-cpu-llama-3.2-1b-fp32-steps.json"
+SERVED_FILE = "tests/data/served-llama-3.2-1b-llamacpp-cpu-256-64.json"
+RESULTS_FILE = "results/20261204-175445-amd-epyc-llama-3.2-1b-fp32-workload-256-64.json"
+
+
+def _table(record) -> str:
+    from bench.workload.compose import compositions
+    from bench.workload.table import print_workload
+
+    out = io.StringIO()
+    print_workload(record, compositions(record), Console(file=out, width=250))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("path", [RESULTS_FILE, STEPS_FILE])
+def test_a_record_written_before_the_queueing_model_shows_as_written(path):
+    from bench.records import store
+
+    record = store.load_workload(path)
+    assert "ttft_model" not in record.workload
+    text = _table(record)
+    assert "1st-wave" not in text and "chunked-prefill TTFT" not in text
+    chunked = [p for p in record.workload_points if p.engine_model == "chunked-prefill"]
+    assert [p.ttft_first_wave_s for p in chunked] == [None] * 3
+    assert f"{chunked[0].ttft_s * 1e3:,.0f}" in text  # the TTFT as written (4,166 ms), not recomposed
+
+
+def test_the_committed_cpu_run_recomposed_under_llama_cpp_s_policy():
+    from bench.records import store
+    from bench.workload.plan import piecewise_mean
+    from bench.workload.recompose import gaps, read_served, recompose
+
+    record = store.load_workload(STEPS_FILE)
+    pairs, budget = recompose(record, "llamacpp")
+    assert budget == 2048
+    steps = {s.key: s for s in (comp.WorkloadStep.from_entry(e) for e in record.steps)}
+    alone = next(s.seconds for k, s in steps.items() if k.phase == "prefill" and k.batch == 1)
+    decode1 = piecewise_mean([(k.context, s.seconds) for k, s in steps.items() if k.phase == "decode"
+                              and k.batch == 1], 257, 320)
+    (one, _), (four, c4), (sixteen, c16) = pairs
+    assert one.ttft_s == pytest.approx(alone) and one.interactivity == pytest.approx(1 / decode1)
+    assert c4.prompts_together == 4 and four.ttft_s == pytest.approx(4 * alone)  # 4 x 256 fit one 2048 step
+    assert c16.prompts_together == 7  # 2048 - 15 decode rows leave room for 7 prompts of 256
+    assert sixteen.ttft_first_wave_s == pytest.approx(12 * alone)  # median of the 8th (8 P) and 9th (16 P)
+    rows = gaps(record, read_served(SERVED_FILE), pairs)
+    assert [g.concurrency for g in rows] == [1, 4, 16]
+    # the figures the issue measured tokenbench short on: TTFT at C 4 / 16 and tokens/s per user at C 1
+    for g in rows:
+        assert abs(g.after.ttft_s / g.served.median_ttft_s - 1) < abs(g.before.ttft_s / g.served.median_ttft_s - 1) \
+            or g.concurrency == 1
+    assert abs(rows[0].after.interactivity / 5.8 - 1) < abs(rows[0].before.interactivity / 5.8 - 1)
+
+
+def test_recompose_command_prints_before_after_and_served(capsys):
+    from bench.cli import main
+
+    assert main(["workload", "--recompose", STEPS_FILE, "--engine-policy", "llamacpp", "--against",
+                 SERVED_FILE]) == 0
+    err = capsys.readouterr().err
+    assert "84.3" in err and "before" in err and "after" in err and "llamacpp" in err
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["--recompose", STEPS_FILE, "--engine-policy", "tgi"], "--engine-policy must be one of"),
+    (["--against", SERVED_FILE], "give --recompose FILE"),
+    (["--recompose", STEPS_FILE, "--against", STEPS_FILE], "points[0]: missing or not a number"),
+    (["--recompose", STEPS_FILE, "--against", "nope.json"], "served figures file nope.json"),
+    (["--engine-policy", "tgi", "--device", "cpu", "--model", "tiny"], "--engine-policy must be one of"),
+])
+def test_bad_recompose_input_is_one_line_exit_2(argv, expect, capsys):
+    from bench.cli import main
+
+    assert main(["workload"] + argv) == 2
+    err = capsys.readouterr().err
+    assert expect in err and err.count("\n") == 1 and "Traceback" not in err

@@ -54,6 +54,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "cache) and report measured / composed wall time")
     p.add_argument("--e2e-osl", help="with --measure-e2e: answer tokens of each end-to-end cohort, 2 .. OSL (default "
                                      "OSL); a shorter cohort is compared with the composition at its own OSL")
+    p.add_argument("--recompose", metavar="FILE",
+                   help="measure nothing: compose a workload results file's stored steps again under "
+                        "--engine-policy (and --chunk, where given) and print its chunked-prefill points")
+    p.add_argument("--against", metavar="SERVED",
+                   help="with --recompose: a served figures file (JSON; bench/workload/recompose.py) to print "
+                        "before (the file's points as written) and after beside, with their errors")
     p.add_argument("--json", action="store_true", help="print the record as JSON on stdout")
 
 
@@ -163,6 +169,8 @@ def main(args) -> int:
 
     non_empty(args.out, "--out")
     console = Console(stderr=True, width=console_width(sys.stderr))
+    if args.recompose is not None or args.against is not None:
+        return recompose_main(args, console)
     device = device_catalog.detect(args.device)
     plan, spec, backend = resolve(args, device)
     price = run_price_quote(args, device)
@@ -192,3 +200,29 @@ def main(args) -> int:
         console.print("[red]no workload point could be composed: every concurrency was skipped or failed[/]")
         return 1
     return run.status
+
+
+def recompose_main(args, console) -> int:
+    """`workload --recompose FILE [--engine-policy P] [--chunk N] [--against SERVED]`: no measurement."""
+    from bench.records import store
+    from bench.workload import queueing
+    from bench.workload.recompose import gaps, read_served, recompose
+    from bench.workload.table import print_gaps, print_workload
+
+    path = non_empty(args.recompose, "--recompose")
+    if path is None:
+        raise UserError("--against compares a recomposed workload file with served figures: give --recompose FILE")
+    policy = queueing.policy(non_empty(args.engine_policy, "--engine-policy").strip()).name
+    chunk = None if args.chunk is None else positive_int(non_empty(args.chunk, "--chunk"), "--chunk")
+    record = store.load_workload(path)
+    pairs, budget = recompose(record, policy, chunk)
+    if args.against is None:
+        w = dict(record.workload, chunk=budget, engine_policy=policy, ttft_model=queueing.TTFT_MODEL,
+                 engine_policy_source=queueing.ENGINE_POLICIES[policy].source)
+        from dataclasses import replace
+
+        print_workload(replace(record, workload=w, economics=None), pairs, console)
+        return 0
+    served = read_served(non_empty(args.against, "--against"))
+    print_gaps(gaps(record, served, pairs), policy, budget, served.what, console)
+    return 0

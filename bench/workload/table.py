@@ -87,3 +87,30 @@ def print_workload(record: WorkloadRecord, points: list, console) -> None:
                              "through the ends)", cols, rows)
     if dev.is_cpu:
         console.print("[yellow]Measured on a CPU: these are CPU figures, not an accelerator's.[/]")
+
+
+def _err(predicted, served) -> str:
+    return "-" if predicted is None or not served else f"{predicted / served - 1:+.0%}"
+
+
+def print_gaps(gaps: list, policy: str, budget: int, what: str, console) -> None:
+    """Served beside the record's chunked points as written (before) and composed again under `policy`
+    (after), with each prediction's error (predicted / served - 1); gaps: bench.workload.recompose.Gap."""
+    cols = [Col("C", key=True), Col("figure", right=False, key=True), Col("served"), Col("before"), Col("err"),
+            Col("after"), Col("err "), Col("after 1st wave")]
+    rows = []
+    for g in gaps:
+        b, a, s = g.before, g.after, g.served
+        for name, served, get, fmt in (("total tok/s", s.total_tokens_per_s, "total_tokens_per_s", ",.1f"),
+                                       ("tok/s/user", s.tokens_per_s_per_user, "interactivity", ",.2f"),
+                                       ("median TTFT s", s.median_ttft_s, "ttft_s", ",.1f")):
+            old = None if b is None else getattr(b, get)
+            new = None if a is None else getattr(a, get)
+            wave = "-" if a is None or get != "ttft_s" else _n(a.ttft_first_wave_s, fmt)
+            rows.append([str(g.concurrency), name, format(served, fmt), _n(old, fmt), _err(old, served),
+                         _n(new, fmt), _err(new, served), wave])
+    print_table(console, f"Chunked prefill: served vs the record as written (before) and composed again under "
+                         f"--engine-policy {policy}, budget {budget:,} tokens a step (after)", cols, rows)
+    console.print(f"[dim]served: {what}[/]")
+    console.print("[dim]err: predicted / served - 1. The after composition reads the same measured steps; where the "
+                  "engine runs its own kernels the error mixes kernel and engine differences.[/]")
