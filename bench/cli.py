@@ -7,6 +7,7 @@ import sys
 
 from bench import __version__
 from bench.errors import UserError
+from bench.flag_rules import FlagError, check_command_line, check_values, unify_number_types
 
 # name -> (module, one-line help). Listed explicitly so a command is never silently replaced.
 COMMANDS = {
@@ -61,13 +62,20 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
         module.add_arguments(p)
-        p.set_defaults(_module=module)
+        unify_number_types(p)
+        p.set_defaults(_module=module, _parser=p)
     return parser
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    try:
+        check_command_line(args._parser, argv[argv.index(args.command) + 1:])
+        check_values(args._parser, args)
+    except FlagError as exc:
+        print(f"tokenbench: error: {exc}", file=sys.stderr)
+        return 2
     try:
         return int(args._module.main(args) or 0)
     except UserError as exc:

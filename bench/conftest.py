@@ -171,7 +171,7 @@ def ceilings(device, run_dtype):
     from bench.derive.roofline import PEAK_DTYPE
     from costmodel.ceilings import Ceilings
 
-    found = latest_peak(peak_folder(), device.name)
+    found = latest_peak(peak_folder(), device)
     if found is None:
         return Ceilings(), None
     path, record = found

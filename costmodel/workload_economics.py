@@ -118,6 +118,8 @@ class WorkloadPoint:
             if kind.startswith("float") and (isinstance(value, bool) or not isinstance(value, (int, float))
                                              or not math.isfinite(value)):
                 raise CostInputError(f"{where}: {name} must be a number, got {value!r}")
+            if kind.startswith(("int", "float")) and value < 0:  # rates, times and sizes are never negative
+                raise CostInputError(f"{where}: {name} must not be negative, got {value!r}")
             if kind.startswith("str") and not isinstance(value, str):
                 raise CostInputError(f"{where}: {name} must be a string, got {value!r}")
             if kind.startswith("bool") and not isinstance(value, bool):

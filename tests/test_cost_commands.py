@@ -94,7 +94,10 @@ def test_cost_from_run(capsys):
 
 def test_cost_from_run_with_catalog_override(capsys):
     rec = load(TINY)
-    d = run_json(capsys, "cost", "--from", TINY, "--device", "h200", "--tier", "rental-3y")
+    # a CPU run's tokens/s is not an h200's: pricing it at the h200's catalog price is refused, with the way
+    code, _, err = run(capsys, "cost", "--from", TINY, "--device", "h200", "--tier", "rental-3y")
+    assert code == 2 and "not a h200; to cost it there, project it: tokenbench project --to h200" in err
+    d = run_json(capsys, "cost", "--from", TINY, "--price-per-hour", "1.60")
     step = rec["steps"][0]
     assert d["price"]["price_per_hour"] == 1.60
     assert d["steps"][0]["economics"]["cost_per_mtok"] == pytest.approx(1.60 / (step["tokens_per_s"] * 0.0036))

@@ -85,6 +85,19 @@ def test_history_prints_the_op_across_both_runs(stored, capsys):
     assert "decode_step: 2 result(s) from 2 file(s), 1 device(s)" in out and "tok/s" in out
 
 
+def test_history_fits_an_80_column_terminal_without_cutting_a_cell(stored, capsys, monkeypatch):
+    storage, _ = stored
+    assert main(["history", "decode_step", str(storage), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["history", "decode_step", str(storage)]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for r in rows:  # every key and figure printed whole
+        for cell in (r["datetime"][:16].replace("T", " "), r["commit"], f"{r['median_s'] * 1e6:,.1f}"):
+            assert cell in out, cell
+
+
 def test_history_unknown_op_lists_the_recorded_ones(stored, capsys):
     storage, _ = stored
     assert main(["history", "flash_attention", str(storage)]) == 2

@@ -15,7 +15,7 @@ from costmodel.input_errors import CostInputError
 from costmodel.numbers import parse_number
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ROOT / "results" / "20261129-131228-amd-epyc-llama-3.2-1b-fp32.json"
+RUN = ROOT / "results" / "examples" / "20261129-131228-amd-epyc-llama-3.2-1b-fp32.json"
 
 
 @pytest.mark.parametrize("text,value", [("1,832", 1832), ("906,000", 906000), ("12,345,678.5", 12345678.5),
@@ -98,9 +98,9 @@ def test_tables_at_any_width_keep_every_number_header_and_key(width, name):
     from bench.records.store import load
     from bench.report.run_tables import print_summary
 
-    record = json.loads((ROOT / "results" / name).read_text())
+    record = json.loads((ROOT / "results" / "examples" / name).read_text())
     buf = io.StringIO()
-    print_summary(load(ROOT / "results" / name), Console(file=buf, width=width))
+    print_summary(load(ROOT / "results" / "examples" / name), Console(file=buf, width=width))
     text = buf.getvalue()
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
     cells = {c.strip() for line in text.splitlines() for c in re.split(r"[│┃]", line)}
@@ -180,7 +180,7 @@ def test_mistyped_field_is_one_line_naming_file_and_field(command, tmp_path, cap
 
 
 def test_show_prints_a_peak_record(capsys):
-    peak = ROOT / "results" / "20261129-131215-amd-epyc-peak.json"
+    peak = ROOT / "results" / "examples" / "20261129-131215-amd-epyc-peak.json"
     assert main(["show", str(peak)]) == 0
     out = capsys.readouterr().out
     assert "Measured ceilings" in out and "copy" in out

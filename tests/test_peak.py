@@ -205,9 +205,9 @@ def test_latest_peak_prefers_newest_and_load_peak_rejects_other_files(cpu_peak, 
     newer = dict(record, created="2100-01-01T00:00:00+00:00")
     (tmp_path / "a.json").write_text(json.dumps(newer))
     (tmp_path / "b.json").write_text(json.dumps(older))
-    found_path, found = latest_peak(tmp_path, record["device"]["name"])
+    found_path, found = latest_peak(tmp_path, record["device"])
     assert found_path.name == "a.json" and found.created.startswith("2100")
-    assert latest_peak(tmp_path, "some other device") is None
+    assert latest_peak(tmp_path, dict(record["device"], name="some other device")) is None
     (tmp_path / "run.json").write_text(json.dumps({"schema_version": 1, "rows": []}))
     with pytest.raises(UserError, match="not a tokenbench peak file"):
         load_peak(tmp_path / "run.json")

@@ -126,14 +126,24 @@ def test_step_figures_on_the_page_equal_the_result_files(report):
 
 def test_cost_figures_on_the_page_equal_the_result_file_and_projections_are_labelled(report):
     _, md, _ = report
-    rec = records()[PRICED.name]
+    from costmodel.cpu_prices import cpu_price
+
+    rec, unpriced = records()[PRICED.name], records()[UNPRICED.name]
     rows = table_with(md, "curve", "$/M tokens", "tokens/s per MW")
     measured = [r for r in rows if "(projected)" not in r["curve"]]
-    assert len(measured) == len(rec["steps"])  # the unpriced run draws no cost curve
-    for row in measured:
+    assert len(measured) == len(rec["steps"]) + len(unpriced["steps"])
+    for row in [r for r in measured if "12:31" in r["curve"]]:
         step = next(s for s in rec["steps"] if s["batch"] == int(row["batch"]))
         check_cell(row["$/M tokens"], step["cost_per_mtok"])
         check_cell(row["tokens/s per MW"], step["tokens_per_s_per_mw"])
+    # the run recorded without a price is costed at the CPU catalog's estimate, and the page says so
+    estimate = cpu_price(unpriced["device"]["name"], unpriced["device"]["cores"])
+    for row in [r for r in measured if "12:33" in r["curve"]]:
+        step = next(s for s in unpriced["steps"] if s["batch"] == int(row["batch"])
+                    and s["context"] == int(row["context"]))
+        check_cell(row["$/M tokens"], estimate.price_per_hour / (step["tokens_per_s"] * 3600 / 1e6))
+        assert row["tokens/s per MW"] == "-"
+    assert "CPU catalog estimate, not this machine's price" in md
     projected = [r for r in rows if "(projected)" in r["curve"]]
     assert projected and all(r["curve"].startswith("h200 (bf16) from") for r in projected)
     assert "PROJECTION, not a measurement" in md
@@ -163,7 +173,12 @@ def test_inputs_and_ceilings_tables_equal_the_result_files(report):
     for row in table_with(md, "file", "measured copy GB/s"):
         rec = recs[row["file"]]
         check_cell(row["measured copy GB/s"], rec["measured_copy_gbps"])
-        check_cell(row["$/device-hour"], (rec.get("price") or {}).get("price_per_hour"))
+        recorded = (rec.get("price") or {}).get("price_per_hour")
+        if recorded is None:  # a CPU run recorded without a price: the CPU catalog's estimate, labelled
+            from costmodel.cpu_prices import cpu_price
+
+            recorded = cpu_price(rec["device"]["name"], rec["device"]["cores"]).price_per_hour
+        check_cell(row["$/device-hour"], recorded)
     ceil = table_with(md, "run", "spec TFLOP/s", "measured copy GB/s")
     assert {r["spec TFLOP/s"] for r in ceil} == {"-"} and {r["measured TFLOP/s"] for r in ceil} == {"-"}
 
@@ -322,7 +337,11 @@ def test_a_report_without_prices_says_so_and_draws_no_cost_plot(tmp_path):
     from bench.report.build import Options, Report
     from bench.report.load import read_runs
 
-    rep = Report(read_runs([str(UNPRICED)])[0], tmp_path, Options())
+    data = json.loads(UNPRICED.read_text())
+    data["device"]["name"] = "Ampere Altra"  # a CPU the CPU price catalog does not list: no estimate either
+    unpriced = tmp_path / "unpriced.json"
+    unpriced.write_text(json.dumps(data))
+    rep = Report(read_runs([str(unpriced)])[0], tmp_path, Options())
     rep.cost()
     assert not list(tmp_path.glob("*.png"))
     assert "No run carries a price or a power figure" in rep.blocks[-1].text

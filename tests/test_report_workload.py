@@ -184,7 +184,7 @@ def test_mistakes_are_one_line_and_exit_2(capsys, tmp_path):
     assert "--served is for workload files" in _error(capsys, ["report", str(RUN), "--served", str(SERVED)] + out)
     assert "--at-interactivity is for workload files" in _error(capsys, ["report", str(RUN), "--at-interactivity",
                                                                          "5"] + out)
-    assert "must be positive" in _error(capsys, ["report", str(WORKLOAD), "--at-interactivity", "-1"] + out)
+    assert "--at-interactivity must be a positive number" in _error(capsys, ["report", str(WORKLOAD), "--at-interactivity", "-1"] + out)
     bad = tmp_path / "bad.csv"
     bad.write_text("hardware,model\nh200,x\n")
     assert f"served results {bad}: missing column(s)" in _error(capsys, ["report", str(WORKLOAD), "--served",

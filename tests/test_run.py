@@ -60,11 +60,19 @@ def test_runs_never_overwrite_each_other(quick_runs):
     assert first["run_id"] != second["run_id"] and first["complete"] and second["complete"]
 
 
-def test_cpu_run_without_price_leaves_cost_empty(quick_runs):
+def test_cpu_run_without_price_is_costed_at_the_labelled_cpu_estimate_or_left_empty(quick_runs):
+    from costmodel.cpu_prices import cpu_price
+
     _, (path, _), _ = quick_runs  # `run` on a CPU without --price-per-hour
     record = json.loads(path.read_text())
-    assert record["steps"][0]["cost_per_mtok"] is None
-    assert "--price-per-hour" in record["price"]["hint"]
+    step = record["steps"][0]
+    estimate = cpu_price(record["device"]["name"], record["device"]["cores"])
+    assert "--price-per-hour" in record["price"]["hint"]  # how to give this machine's own price
+    if estimate is None:  # a CPU of a vendor the catalog does not list: no cost, said
+        assert step["cost_per_mtok"] is None
+        return
+    assert record["price"]["source"].startswith("CPU catalog estimate, not this machine's price")
+    assert step["cost_per_mtok"] == pytest.approx(estimate.price_per_hour / (step["tokens_per_s"] * 3600 / 1e6))
 
 
 def test_capacity_flags_a_combination_that_does_not_fit(tmp_path, monkeypatch):

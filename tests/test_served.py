@@ -275,7 +275,7 @@ def test_compare_served_cli_table_and_json(capsys):
     (["compare", str(RUN), "--served", str(SHIPPED)], "no row matches the run's model llama-3.2-1b, precision bf16"),
     (["compare", str(RUN), "b200", "--served", str(SYNTH)], "give A only"),
     (["compare", str(RUN), "--at-interactivity", "5"], "--at-interactivity is for --served FILE"),
-    (["compare", str(RUN), "--served", str(SYNTH), "--at-interactivity", "0"], "must be positive"),
+    (["compare", str(RUN), "--served", str(SYNTH), "--at-interactivity", "0"], "--at-interactivity must be a positive number"),
     (["compare", str(RUN), "--served", str(SYNTH), "--batch", "4"], "--batch does nothing with --served"),
     (["compare", str(RUN), "--served", str(SYNTH), "--tier", "cheap"], "unknown price tier"),
     (["compare", str(DATA / "cpu-tiny-fp32.json"), "--served", str(SYNTH)], "is a run record; this needs workload"),

@@ -12,9 +12,9 @@ from bench.records.schema import SCHEMA_VERSION, MeasuredRow, PeakRecord, RunRec
 from costmodel.ceilings import Ceilings
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = sorted([*(ROOT / "results").glob("*.json"), *(ROOT / "tests" / "data").glob("*.json")])
+COMMITTED = sorted([*(ROOT / "results" / "examples").glob("*.json"), *(ROOT / "tests" / "data").glob("*.json")])
 RUN = ROOT / "tests" / "data" / "cpu-tiny-fp32.json"
-PEAK_RUN = ROOT / "results" / "20261202-001103-intel-r-xeon-r-processor-llama-3.2-1b-bf16.json"
+PEAK_RUN = ROOT / "results" / "examples" / "20261202-001103-intel-r-xeon-r-processor-llama-3.2-1b-bf16.json"
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
@@ -51,7 +51,7 @@ def test_a_schema_1_run_migrates_its_ceilings_to_one_name():
 
 
 def test_a_schema_1_peak_migrates():
-    path = ROOT / "results" / "20261129-131215-amd-epyc-peak.json"
+    path = ROOT / "results" / "examples" / "20261129-131215-amd-epyc-peak.json"
     raw = json.loads(path.read_text())
     peak = store.load(path)
     assert isinstance(peak, PeakRecord)

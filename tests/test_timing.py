@@ -1,4 +1,3 @@
-import statistics
 import time
 
 import pytest
@@ -13,15 +12,18 @@ def spin(seconds):
 
 
 def test_cpu_timer_agrees_with_an_independent_clock():
-    """A 2 ms busy loop, timed by the harness and call by call with time.monotonic_ns."""
+    """A 2 ms busy loop, timed by the harness and call by call with time.monotonic_ns. On a machine shared
+    with other work a call can be preempted and take longer, never shorter: the fastest tenth of samples is
+    what both clocks agree on (the median moves with the load; the suite runs beside other jobs)."""
     timing = time_cpu(lambda _: spin(0.002), [None], budget_s=0.5, flusher=None)
     independent = []
     for _ in range(20):
         t0 = time.monotonic_ns()
         spin(0.002)
         independent.append((time.monotonic_ns() - t0) / 1e9)
-    assert timing.p50 == pytest.approx(statistics.median(independent), rel=0.1)
-    assert timing.p50 == pytest.approx(0.002, rel=0.1)
+    fastest = sorted(independent)[len(independent) // 10]
+    assert 0.002 * 0.99 <= timing.p10 <= 0.002 * 1.25  # a loop of 2 ms by perf_counter is 2 ms on the timer
+    assert timing.p10 == pytest.approx(fastest, rel=0.25)
     assert timing.p10 <= timing.p50 <= timing.p90
     assert len(timing.samples) >= 10
 
@@ -29,7 +31,7 @@ def test_cpu_timer_agrees_with_an_independent_clock():
 def test_short_calls_are_batched_within_a_sample():
     timing = time_cpu(lambda _: spin(10e-6), [None], budget_s=0.3, flusher=None)
     assert timing.inner > 1
-    assert timing.p50 == pytest.approx(10e-6, rel=0.5)
+    assert 10e-6 * 0.99 <= timing.p10 <= 10e-6 * 1.5  # the fastest samples: preemption only adds time
 
 
 def test_noise_and_flag():

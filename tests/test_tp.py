@@ -242,13 +242,18 @@ def test_progress_in_a_pipe_beats_while_a_case_runs():
     from bench.progress import CaseProgress
 
     buf = io.StringIO()
+    beat = "[1/2] b=1 ctx=8: timing one all-reduce ("
     with CaseProgress(Console(file=buf, width=80), total=2, heartbeat_s=0.1) as p:
         p.start("b=1 ctx=8")
         p.phase("timing one all-reduce")
-        time.sleep(0.6)  # one long phase: the log still hears from it
+        # one long phase: the log still hears from it. Waited for (up to 30 s), not slept for a fixed time: on
+        # a loaded machine the heartbeat thread may run late, and the test is about that it beats at all
+        deadline = time.monotonic() + 30
+        while buf.getvalue().count(beat) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         p.finish("b=1 ctx=8 tp=2: layer 1.0 us")
     lines = buf.getvalue().splitlines()
-    beats = [line for line in lines if line.startswith("[1/2] b=1 ctx=8: timing one all-reduce (")]
+    beats = [line for line in lines if line.startswith(beat)]
     assert len(beats) >= 2 and lines[-1] == "[1/2] b=1 ctx=8 tp=2: layer 1.0 us"
 
 
@@ -261,7 +266,9 @@ def test_progress_on_a_terminal_is_a_bar_naming_the_phase():
     with CaseProgress(Console(file=buf, width=100, force_terminal=True), total=1, heartbeat_s=0.1) as p:
         p.start("b=1 ctx=8")
         p.phase("timing the layer step")
-        time.sleep(0.3)
+        deadline = time.monotonic() + 30  # until the live bar has drawn the phase (late on a loaded machine)
+        while "b=1 ctx=8: timing the layer step" not in buf.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
         p.finish("b=1 ctx=8 tp=2: layer 1.0 us")
     text = buf.getvalue()
     assert "b=1 ctx=8: timing the layer step" in text and "0/1" in text  # the live bar

@@ -58,6 +58,11 @@ def _is_run(arg: str) -> bool:
 def main(args) -> int:
     from bench.records.store import load_run
 
+    if args.dtype not in ("fp32", "tf32", "bf16", "fp16", "fp8", "fp4"):
+        raise CostInputError(f"unknown --dtype {args.dtype!r}; choose one of: fp32, tf32, bf16, fp16, fp8, fp4")
+    for name in ("batch", "context"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise CostInputError(f"--{name} must be a positive integer, got {getattr(args, name)}")
     if args.served or args.at_interactivity:
         return _served(args)
     described = [f"--served-{k}" for k in ("hardware", "gpus", "model", "precision")

@@ -160,8 +160,12 @@ def _from_run(args) -> int:
     key = args.device or run.device.key
     if args.device:
         _spec_for(args.device)  # unknown device: one line
+        if args.device != run.device.key:  # its tokens/s were measured on another device: not a b200's rate
+            raise CostInputError(f"--device {args.device}: {args.from_file} was measured on {run.device.described}, "
+                                 f"not a {args.device}; to cost it there, project it: tokenbench project --to "
+                                 f"{args.device} --from {args.from_file}")
     quote = stored_run_price(_number("price per hour", args.price_per_hour), args.tco, args.tier,
-                             args.utilisation, key, run.price)
+                             args.utilisation, key, run.price, run.device)
     power = stored_run_power(_number("power (kW)", args.power_kw), args.overhead, key, run.price,
                              run.device.tdp_w, quote)
     dtype = run.dtype
@@ -177,6 +181,9 @@ def _from_run(args) -> int:
                      sig(board) if board else "-"])
     if not rows:
         raise CostInputError(f"{args.from_file}: the run has no step that fits in memory; nothing to cost")
+    # a step that is no operating point (no valid timing, not fitting) is said, never silently dropped
+    left_out = [f"b={s.batch} ctx={s.context} {s.backend}: {_why_not_usable(s)}"
+                for s in run.steps if not s.usable]
     if args.json:
         print(json.dumps({"run": label(run), "model": run.model_name, "dtype": dtype,
                           "price": None if quote is None else {"price_per_hour": quote.price_per_hour,
@@ -184,7 +191,7 @@ def _from_run(args) -> int:
                                                                "utilisation": quote.utilisation},
                           "power": None if power is None else power.__dict__,
                           "board_power": reason if not any(r[-1] != "-" for r in rows) else "NVML",
-                          "steps": dicts}, indent=2))
+                          "steps": dicts, "not_costed": left_out}, indent=2))
         return 0
     print(f"tokenbench cost: {label(run)}, model {run.model_name}, {dtype}")
     print("price: " + (f"{money(quote.price_per_hour)}/device-hour [{quote.source}]" if quote else
@@ -200,4 +207,14 @@ def _from_run(args) -> int:
                                "tok/s/MW", "J/tok all-in", "J/tok board"], rows, keys=3))
     if all(r[-1] == "-" for r in rows):
         print(f"board power: {reason}")
+    for line in left_out:
+        print(f"not costed: {line}")
     return 0
+
+
+def _why_not_usable(step) -> str:
+    if step.valid is False:
+        return step.reason or "its check failed"
+    if step.fits is False:
+        return "does not fit in the device's memory"
+    return step.reason or "no tokens/s (no valid timing)"

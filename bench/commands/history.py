@@ -3,7 +3,6 @@ store them under results/benchmarks/<device>/): median time, TFLOP/s, GB/s, % of
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from bench.records.benchmark_files import benchmark_files, flatten, load_benchmark_file
@@ -58,10 +57,10 @@ def main(args) -> int:
         print(json.dumps(chosen, indent=1))
         return 0
 
-    from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    from bench.report.terminal_tables import Col, print_table, stdout_console
+
     columns = {
         "device": lambda r: r["device"], "date": lambda r: r["datetime"][:16].replace("T", " "),
         "commit": lambda r: r["commit"], "model": lambda r: str(r.get("model", "-")),
@@ -74,15 +73,15 @@ def main(args) -> int:
         "tok/s": lambda r: _num(r.get("tokens_per_s"), ",.1f"), "$/M tok": lambda r: _num(r.get("cost_per_mtok"), ",.4f"),
         "timer": lambda r: str(r.get("timer", "-")),
     }
-    cells = {name: [fmt(r) for r in chosen] for name, fmt in columns.items()}
+    cells = {name: [escape(fmt(r)) for r in chosen] for name, fmt in columns.items()}
     shown = [name for name, values in cells.items() if any(v != "-" for v in values)]  # drop empty columns
     devices = sorted({r["device"] for r in chosen})
-    table = Table(title=f"{args.op}: {len(chosen)} result(s) from {len({r['file'] for r in chosen})} file(s), "
-                        f"{len(devices)} device(s)", title_justify="left")
+    title = (f"{args.op}: {len(chosen)} result(s) from {len({r['file'] for r in chosen})} file(s), "
+             f"{len(devices)} device(s)")
+    # the terminal's width (COLUMNS where piped): too narrow a table is split into parts repeating the keys
+    # (device, date, model, batch, ctx, backend), never a cell cut
+    keys = ("device", "date", "model", "batch", "ctx", "backend")
     left = ("device", "date", "commit", "model", "backend", "dtype", "timer")
-    for name in shown:
-        table.add_column(name, justify="left" if name in left else "right", no_wrap=name in ("date", "commit"))
-    for i in range(len(chosen)):
-        table.add_row(*(cells[name][i] for name in shown))
-    console.print(table)
+    cols = [Col(name, right=name not in left, key=name in keys) for name in shown]
+    print_table(stdout_console(), title, cols, [[cells[name][i] for name in shown] for i in range(len(chosen))])
     return 0

@@ -33,6 +33,9 @@ def add_arguments(p):
     p.add_argument("--served", metavar="FILE",
                    help="served results (CSV or InferenceX result JSON, e.g. costmodel/data/served.csv) drawn as "
                         "markers beside the workload files' curves")
+    p.add_argument("--price-per-hour", help="$ per device-hour every run and workload is costed at (default: each "
+                                            "one's recorded price, else for a CPU the CPU catalog's estimate)")
+    p.add_argument("--power-kw", help="all-in kW per device for tokens/s per MW (default: each one's recorded figure)")
     p.add_argument("--at-interactivity", type=float, metavar="U",
                    help="add a table of every workload curve read at U tokens/s per user (never extrapolated)")
 
@@ -56,7 +59,10 @@ def main(args) -> int:
         if key in seen:
             raise UserError(f"{given} is given twice (as {seen[key]} too): each run is drawn once")
         seen[key] = given
-    runs, _, workloads = read_inputs(args.results)
+    from bench.parsing import positive_float
+
+    price, power = positive_float(args.price_per_hour, "--price-per-hour"), positive_float(args.power_kw, "--power-kw")
+    runs, _, workloads = read_inputs(args.results, price, power)  # each costed at a price it says the source of
     served = _served(args, workloads)
     pairs = [(_side(runs, a), _side(runs, b)) for a, b in args.compare]
     targets = [t.strip() for t in (args.project_to or "").split(",") if t.strip()]

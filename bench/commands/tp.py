@@ -65,6 +65,44 @@ def preflight(args) -> None:
     model = get_model(args.model)
     refuse_moe(model, "`tokenbench tp`")
     local_dims(model.layer_dims, 0, max(1, args.tp) * max(1, args.nnodes))
+    check_worker_values(args, model)
+
+
+def check_worker_values(args, model) -> None:
+    """What every rank parses (bench/sweeps/tp_sweep.py), checked once here: a bad value is one line, not the
+    same line from each rank and torchrun's report of the failed group after it. Then the backend this
+    device can time and the memory the ranks on this node need, as `run` checks them."""
+    import torch
+
+    from bench.parsing import choice, non_empty, positive_float, positive_int_list
+    from bench.sweeps.decode_sweep import RunPlan, input_set_bytes, memory_skip_reason
+    from bench.configs import device_catalog
+    from kernels.backends import parse_backend
+    from kernels.dtypes import TORCH_DTYPES
+
+    if args.tp < 1 or args.nnodes < 1:
+        raise UserError("--tp and --nnodes must be positive")
+    non_empty(args.out, "--out")
+    batches = positive_int_list(args.batch, "--batch")
+    contexts = positive_int_list(args.context, "--context")
+    positive_float(args.budget_s, "--budget-s")
+    positive_float(args.price_per_hour, "--price-per-hour")
+    positive_float(args.power_kw, "--power-kw")
+    cuda = args.device != "cpu" and torch.cuda.is_available()
+    dtype = choice(args.dtype or ("bf16" if cuda else "fp32"), tuple(TORCH_DTYPES), "dtype")
+    if "triton" in parse_backend(non_empty(args.backend, "--backend") or "torch").values() and not cuda:
+        raise UserError("--backend triton cannot be timed on a CPU: Triton runs there only under its "
+                        "interpreter, which is for correctness (use `tokenbench verify --backend triton`)")
+    if cuda:
+        return  # each rank has its own GPU: the worker skips what does not fit on it
+    device = device_catalog.detect("cpu")
+    plan = RunPlan(model=model, batches=batches, contexts=contexts, dtype=dtype, backends=["torch"])
+    for b in batches:
+        for c in contexts:
+            # every gloo rank holds the one-process float64 layer it is gated against: a full input set each
+            if why := memory_skip_reason(input_set_bytes(plan, b, c), device, args.tp):
+                raise UserError(f"cannot run {args.tp} ranks of {model.name} {dtype} at batch {b}, context {c} "
+                                f"here: {why}")
 
 
 def launch_command(args) -> list:

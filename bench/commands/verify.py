@@ -43,16 +43,24 @@ def main(args) -> int:
         if dtype == "bf16":
             raise UserError("bf16 Triton kernels cannot be verified on a CPU: the interpreter's bf16 dot is "
                             "wrong; use --dtype fp16 or fp32, and check bf16 on a GPU")
-    from bench.sweeps.decode_sweep import RunPlan, verify_sweep
+    from bench.sweeps.decode_sweep import RunPlan, combo_skip_reason, verify_sweep
 
     plan = RunPlan(model=model, batches=positive_int_list(args.batch, "--batch"),
                    contexts=positive_int_list(args.context, "--context"), dtype=dtype, backends=backends)
+    for batch in plan.batches:  # before anything is allocated, as `run` does: a host allocation beyond RAM
+        for context in plan.contexts:  # can succeed and then get the process killed when it is filled
+            if why := combo_skip_reason(plan, device, batch, context):
+                raise UserError(f"cannot verify {model.name} {dtype} at batch {batch}, context {context} here: {why}")
+    progress = Console(stderr=True)
     table = Table(title=f"verify: {model.name} {dtype} on {device.name}"
                         + (" (Triton interpreter)" if uses_triton and device.kind == "cpu" else ""))
     for col in ("op", "batch", "ctx", "backend", "rel error", "tolerance", "result"):
         table.add_column(col)
-    failures = 0
+    failures, shown = 0, None
     for case, batch, context, backend, c in verify_sweep(plan, device):
+        if (batch, context) != shown:  # a large model's checks take minutes: say where it is
+            shown = (batch, context)
+            progress.print(f"verify: batch {batch}, context {context} ...", highlight=False)
         failures += not c.ok
         table.add_row(case.name, str(batch), str(context), backend, f"{c.error:.2e}",
                       f"{c.tolerance:.0e}", "[green]pass[/]" if c.ok else f"[red]FAIL {c.reason}[/]")

@@ -93,6 +93,24 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def cpu_identity(path: str = "/proc/cpuinfo") -> dict:
+    """The CPU's family, model and stepping (x86 /proc/cpuinfo), which tell apart CPUs sold under one name
+    (a VM's "AMD EPYC" is several generations); empty where not readable."""
+    keys = {"cpu family": "cpu_family", "model": "cpu_model", "stepping": "cpu_stepping"}
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                name, _, value = line.partition(":")
+                if name.strip() in keys:
+                    out[keys[name.strip()]] = value.strip()
+    except OSError:
+        pass
+    return out
+
+
 def cpu_caches() -> dict:
     """Cache sizes in bytes from sysfs (Linux); empty where not readable."""
     caches = {}
@@ -188,5 +206,6 @@ def detect(requested: str = "auto") -> LocalDevice:
         }
         details.update(nvml_details(index))
         return LocalDevice("cuda", props.name, f"cuda:{index}", props.total_memory, match_spec(props.name), details)
-    details = {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "caches": cpu_caches()}
+    details = {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "caches": cpu_caches(),
+               **cpu_identity()}
     return LocalDevice("cpu", cpu_model_name(), "cpu", total_ram_bytes(), None, details)

@@ -17,13 +17,28 @@ def run_price_quote(args, device) -> dict:
             out.update(price_per_hour=cat.price_per_hour, source=cat.source)
         if power is None and (kw := all_in_kw(device.key)) is not None:
             out.update(power_kw=kw, power_source="catalog all-in kW per device (SemiAnalysis InferenceX)")
+    elif device.kind == "cpu" and price is None:
+        if (estimate := cpu_price_estimate(device.name, device.details.get("cores"))) is not None:
+            out.update(price_per_hour=estimate.price_per_hour, source=estimate.source)
     hints = []
     if out["price_per_hour"] is None:
-        hints.append("no price for this device: pass --price-per-hour for $/M tokens")
+        hints.append("no price for this device: pass --price-per-hour for $/M tokens (or later: "
+                     "tokenbench cost --from RUN --price-per-hour X)")
+    elif price is None and device.key is None:
+        hints.append("the price is the CPU catalog's estimate: pass --price-per-hour for this machine's own "
+                     "(or later: tokenbench cost --from RUN --price-per-hour X)")
     if out["power_kw"] is None:
-        hints.append("no power figure for this device: pass --power-kw for tokens/s per MW")
+        hints.append("no power figure for this device: pass --power-kw for tokens/s per MW (or later: "
+                     "tokenbench cost --from RUN --power-kw K)")
     out["hint"] = "; ".join(hints) or None
     return out
+
+
+def cpu_price_estimate(cpu_name: str | None, vcpus):
+    """The CPU catalog's price for this many vCPUs of this CPU (costmodel/cpu_prices.py), or None."""
+    from costmodel.cpu_prices import cpu_price
+
+    return cpu_price(cpu_name, vcpus)
 
 
 def economics_for(price: dict):

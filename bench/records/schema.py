@@ -13,6 +13,7 @@ store.KINDS.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import ClassVar
@@ -21,6 +22,14 @@ from bench.errors import UserError
 from costmodel.ceilings import Ceilings, DeviceSpec, positive
 
 SCHEMA_VERSION = 2
+
+# The dtypes a record can be labelled with (bench/configs/device_catalog.py DTYPES; kept here so the schema
+# imports no configuration): a dtype outside them is a hand-edited or corrupt file, never a new precision.
+RECORD_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
+# model config fields that are counts or sizes (positive where given) and those that may be 0 (a dense model)
+MODEL_POSITIVE = ("hidden", "layers", "heads", "kv_heads", "ffn", "vocab", "head_dim", "params", "weight_bytes",
+                  "kv_bytes_per_token", "rope_theta", "norm_eps")
+MODEL_COUNTS = ("experts", "experts_per_token", "moe_ffn", "shared_experts", "dense_layers")
 
 # The JSON type each annotation's base type needs; a None value is always accepted (an unknown figure).
 _WANT = {"float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
@@ -39,12 +48,53 @@ def _base_type(annotation: str) -> str:
     return annotation.split("|")[0].strip()
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_value(where: str, name: str, value, *, positive: bool = False, non_negative: bool = False) -> None:
+    """A number read from a file is finite (JSON readers take NaN and Infinity), and positive or non-negative
+    where the figure can be nothing else (a time, a rate, a size); else one UserError naming the field."""
+    if not _is_number(value):
+        return
+    if not math.isfinite(value):
+        raise bad(where, name, "a finite number", value)
+    if positive and value <= 0:
+        raise bad(where, name, "a positive number", value)
+    if non_negative and value < 0:
+        raise bad(where, name, "a non-negative number", value)
+
+
+def check_dtype(where: str, name: str, value) -> None:
+    if value is not None and value not in RECORD_DTYPES:
+        raise bad(where, name, f"one of {', '.join(RECORD_DTYPES)}", value)
+
+
+def check_model(where: str, model: dict) -> None:
+    """A record's model config: a name, and counts and sizes that are numbers of the right sign (a
+    mistyped `hidden: "big"` is one line, not a traceback in a later formula)."""
+    if not isinstance(model.get("name"), str):
+        raise bad(where, "model.name", "a string", model.get("name"))
+    for key in MODEL_POSITIVE + MODEL_COUNTS:
+        value = model.get(key)
+        if value is None:
+            continue
+        if not _is_number(value):
+            raise bad(where, f"model.{key}", "a number", value)
+        check_value(where, f"model.{key}", value, positive=key in MODEL_POSITIVE, non_negative=True)
+
+
 @dataclass(kw_only=True)
 class Entry:
     """A dict in a results file with declared fields; subclasses list what they must have in REQUIRED and
     how a nested field is read in `nested()` (name -> callable(value, where))."""
 
     REQUIRED: ClassVar[tuple] = ()
+    # value rules on the declared numbers: every one finite; POSITIVE ones > 0 where given; with NON_NEGATIVE
+    # every number but the SIGNED ones >= 0 (times, rates, sizes, shares)
+    POSITIVE: ClassVar[tuple] = ()
+    NON_NEGATIVE: ClassVar[bool] = False
+    SIGNED: ClassVar[tuple] = ()
     extra: dict = field(default_factory=dict)
     # declared fields the dict gave as null: written back as null (an unknown figure is said, not dropped)
     nulls: frozenset = field(default=frozenset(), compare=False, repr=False, metadata={"transient": True})
@@ -77,8 +127,17 @@ class Entry:
             want = _WANT.get(_base_type(f.type))
             if value is not None and want is not None and not want[1](value):
                 raise bad(where, key, want[0], value)
+            if _base_type(f.type) in ("float", "int"):
+                check_value(where, key, value, positive=key in cls.POSITIVE,
+                            non_negative=cls.NON_NEGATIVE and key not in cls.SIGNED)
             known[key] = value
-        return cls(**known, extra=extra, nulls=frozenset(nulls))
+        entry = cls(**known, extra=extra, nulls=frozenset(nulls))
+        entry.check_values(where)
+        return entry
+
+    def check_values(self, where: str) -> None:
+        """Rules across fields (a step's time beside its rate); a subclass raises one UserError naming the
+        field. The per-field rules are POSITIVE / NON_NEGATIVE."""
 
     def to_dict(self) -> dict:
         out = {}
@@ -119,6 +178,7 @@ def _ceilings(value, where: str) -> Ceilings:
         v = value.get(key)
         if v is not None and not _WANT["float"][1](v):
             raise bad(where, key, "a number", v)
+        check_value(where, key, v, positive=True)
     return Ceilings(dtype=value.get("dtype"), spec_tflops=positive(value.get("spec_tflops")),
                     spec_gbps=positive(value.get("spec_gbps")), measured_tflops=positive(value.get("measured_tflops")),
                     measured_gbps=positive(value.get("measured_gbps")))
@@ -129,6 +189,9 @@ def _ceilings(value, where: str) -> Ceilings:
 @dataclass(kw_only=True)
 class Timing(Entry):
     """The timing fields of a measured row (bench.measure.timing's summary plus the timer's set-up)."""
+
+    NON_NEGATIVE: ClassVar[bool] = True
+    POSITIVE: ClassVar[tuple] = ("seconds_p10", "seconds_p50", "seconds_p90")
 
     seconds_p10: float | None = None
     seconds_p50: float | None = None
@@ -150,6 +213,8 @@ class Timing(Entry):
 class Derived(Entry):
     """Figures derived from a measured time and the declared work (bench.derive.roofline.derive)."""
 
+    NON_NEGATIVE: ClassVar[bool] = True
+
     tflops: float | None = None
     gbps: float | None = None
     intensity: float | None = None
@@ -169,6 +234,7 @@ class MeasuredRow(Timing, Derived):
     """One op (or the layer, or the whole model) at one batch, context and backend: checked, then timed."""
 
     REQUIRED: ClassVar[tuple] = ("op", "batch", "backend")
+    POSITIVE: ClassVar[tuple] = ("seconds_p10", "seconds_p50", "seconds_p90", "batch")
     op: str
     kind: str | None = None
     batch: int
@@ -200,12 +266,20 @@ class MeasuredRow(Timing, Derived):
     board_energy_note: str | None = None
     cpu_gemm_path: str | None = None
 
+    def check_values(self, where: str) -> None:
+        check_dtype(where, "dtype", self.dtype)
+
 
 @dataclass(kw_only=True)
 class Step(Derived):
     """The model's step composed from measured rows (decode, prefill or mixed), with tokens/s and money."""
 
     REQUIRED: ClassVar[tuple] = ("batch", "backend")
+    POSITIVE: ClassVar[tuple] = ("batch", "layers", "step_seconds", "layer_seconds", "measured_step_seconds",
+                                 "tokens_per_s", "tokens_per_s_per_user", "prompt_tokens_per_s",
+                                 "total_tokens_per_s", "time_to_first_token_s")
+    # a decode step's tokens/s is batch / step time: a step written otherwise was edited by hand
+    RATE_OF_STEP: ClassVar[bool] = True
     batch: int
     context: int | None = None
     backend: str
@@ -239,6 +313,21 @@ class Step(Derived):
     tokens_per_s_per_mw: float | None = None
     cost_note: str | None = None
 
+    def check_values(self, where: str) -> None:
+        check_dtype(where, "dtype", self.dtype)
+        if not self.RATE_OF_STEP or self.phase not in (None, "decode"):
+            return
+        if self.step_seconds and self.tokens_per_s:
+            implied = self.batch / self.step_seconds
+            if abs(self.tokens_per_s / implied - 1.0) > 0.01:
+                raise UserError(f"{where}: tokens_per_s {self.tokens_per_s!r} disagrees with batch / step_seconds "
+                                f"= {implied:.6g} (a hand-edited or corrupt file?)")
+        elif self.tokens_per_s and self.step_seconds is None and "step_seconds" not in self.nulls:
+            return
+        elif self.tokens_per_s and not self.step_seconds:
+            raise UserError(f"{where}: tokens_per_s {self.tokens_per_s!r} without a step time "
+                            "(a hand-edited or corrupt file?)")
+
     @property
     def usable(self) -> bool:
         """An operating point: valid, timed, and fitting in the device's memory."""
@@ -250,6 +339,7 @@ class Price(Entry):
     """A run's price and power quote: $/device-hour and all-in kW, each with its source; `hint` says what
     to pass where one is missing."""
 
+    POSITIVE: ClassVar[tuple] = ("price_per_hour", "power_kw")
     price_per_hour: float | None = None
     source: str | None = None
     power_kw: float | None = None
@@ -268,6 +358,7 @@ class DeviceRecord(Entry):
     and the spec-sheet entry it matched."""
 
     REQUIRED: ClassVar[tuple] = ("name",)
+    POSITIVE: ClassVar[tuple] = ("memory_bytes",)
     key: str | None = None
     name: str
     kind: str | None = None  # cuda | cpu
@@ -316,6 +407,7 @@ class Header(Entry):
     how the run ended."""
 
     REQUIRED: ClassVar[tuple] = ("schema_version", "kind", "device")
+    POSITIVE: ClassVar[tuple] = ("wall_s",)
     KIND: ClassVar[str] = ""
     schema_version: int = SCHEMA_VERSION
     kind: str = ""
@@ -329,6 +421,9 @@ class Header(Entry):
     interrupted: str | None = None
     failed: str | None = None
     wall_s: float | None = None
+    # CPU time other processes used during the run (bench/measure/machine_share.py); records before it have none
+    other_cpu: dict | None = None
+    shared_machine_warning: str | None = None
     # the file it was read from (not written into it)
     path: str | None = field(default=None, compare=False, metadata={"transient": True})
 
@@ -416,6 +511,12 @@ class RunRecord(Header, ModelHeader):
         return {**super().nested(), "price": Price.from_dict, "ceilings": _ceilings,
                 "rows": _list_of(cls.ROW), "steps": _list_of(cls.STEP)}
 
+    def check_values(self, where: str) -> None:
+        check_model(where, self.model)
+        check_dtype(where, "dtype", self.dtype)
+        for name in ("copy_bytes", "measured_copy_gbps_after"):
+            check_value(where, name, getattr(self, name), positive=True)
+
     @property
     def layers(self) -> int | None:
         layers = (self.model or {}).get("layers")
@@ -441,6 +542,7 @@ class TpRow(MeasuredRow):
 
 @dataclass(kw_only=True)
 class TpStep(Step):
+    SIGNED: ClassVar[tuple] = ("all_reduce_share_from_difference",)  # a difference of two noisy times
     tp: int | None = None
     layer_compute_seconds: float | None = None
     all_reduce_seconds: float | None = None
@@ -486,6 +588,7 @@ class MoeRow(MeasuredRow):
 
 @dataclass(kw_only=True)
 class MoeStep(Step):
+    RATE_OF_STEP: ClassVar[bool] = False  # the MoE-only step: its rates are of the MLP alone
     moe_layers: int | None = None
     expected_active_experts: float | None = None
     active_experts_measured: float | None = None
@@ -512,6 +615,7 @@ class Fp8Row(MeasuredRow):
 
 @dataclass(kw_only=True)
 class Fp8Step(Step):
+    RATE_OF_STEP: ClassVar[bool] = False  # a GEMM-only step
     precision: str | None = None
     gemm_seconds_per_layer: float | None = None
     weight_bytes: float | None = None
@@ -532,6 +636,8 @@ class PeakRow(Entry):
     """One ceiling `tokenbench peak` measured: a matmul dtype's TFLOP/s or a copy/read GB/s, at its best shape."""
 
     REQUIRED: ClassVar[tuple] = ("metric", "unit")
+    NON_NEGATIVE: ClassVar[bool] = True
+    POSITIVE: ClassVar[tuple] = ("measured", "spec", "ratio", "seconds_p50")
     metric: str  # matmul | copy | read
     dtype: str | None = None
     unit: str
@@ -573,6 +679,9 @@ class PeakRecord(Header):
         for dtype, value in record.measured_tflops.items():
             if value is not None and not _WANT["float"][1](value):
                 raise bad(where, f"measured_tflops.{dtype}", "a number", value)
+            check_value(where, f"measured_tflops.{dtype}", value, positive=True)
+        for name in ("measured_gbps", "measured_read_gbps"):
+            check_value(where, name, getattr(record, name), positive=True)
         return record
 
     def row(self, metric: str, dtype: str | None = None) -> PeakRow | None:
@@ -592,6 +701,8 @@ class WorkloadStepEntry(Entry):
     (layers x layer + final_norm + lm_head), work and board energy, or why it has none."""
 
     REQUIRED: ClassVar[tuple] = ("phase", "batch", "context")
+    NON_NEGATIVE: ClassVar[bool] = True
+    POSITIVE: ClassVar[tuple] = ("batch", "seconds", "layer_seconds")
     phase: str
     batch: int
     context: int
@@ -653,6 +764,17 @@ class WorkloadRecord(Header, ModelHeader):
     def nested(cls) -> dict:
         return {**super().nested(), "price": Price.from_dict, "ceilings": _ceilings,
                 "rows": _list_of(MeasuredRow), "steps": _list_of(WorkloadStepEntry), "points": _points}
+
+    def check_values(self, where: str) -> None:
+        check_model(where, self.model)
+        check_dtype(where, "dtype", self.dtype)
+        check_dtype(where, "activation_dtype", self.activation_dtype)
+        for key in ("isl", "osl", "chunk", "tp"):
+            v = self.workload.get(key)
+            if v is None and key in ("chunk", "tp"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise bad(where, f"workload.{key}", "a positive integer", v)
 
     @cached_property
     def workload_points(self) -> tuple:

@@ -195,6 +195,25 @@ def as_record(record: dict):
     return _written(record)[1]
 
 
+class WriteFailed(UserError):
+    """A results file could not be written (a full disk, a lost mount): the last good copy is kept and the
+    temporary removed; one line, no traceback."""
+
+
+def _replace_atomically(path: Path, tmp: Path, write) -> None:
+    """write(tmp), then rename it over path; on any OSError the temporary is removed and path keeps its
+    last good contents."""
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise WriteFailed(f"cannot write {path}: {exc.strerror or exc}; its last good copy is kept") from None
+
+
 class ResultWriter:
     """Owns one run's files. The JSON name is reserved at creation, so two runs never share a file."""
 
@@ -213,7 +232,9 @@ class ResultWriter:
             except FileExistsError:
                 continue
             except OSError as exc:
-                raise UserError(f"cannot write results file {path}: {exc.strerror}") from exc
+                if path.exists():  # created, then the write failed (a full disk): no empty file is left
+                    path.unlink(missing_ok=True)
+                raise WriteFailed(f"cannot write results file {path}: {exc.strerror or exc}") from None
             self.json_path, self.csv_path = path, path.with_suffix(".csv")
             break
         else:
@@ -230,11 +251,8 @@ class ResultWriter:
 
     def write(self, record) -> None:
         data = checked(record)
-        tmp = self.json_path.with_suffix(".json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, self.json_path)
+        text = json.dumps(data, indent=1) + "\n"
+        _replace_atomically(self.json_path, self.json_path.with_suffix(".json.tmp"), lambda tmp: tmp.write_text(text))
         self._write_csv(data)
 
     def _write_csv(self, record: dict) -> None:
@@ -243,9 +261,8 @@ class ResultWriter:
         # one table: the measured rows ("part" = row), then the derived steps with tokens/s and $/M ("step")
         flat = [{"part": part, **{k: v for k, v in r.items() if not isinstance(v, (dict, list))}}
                 for part, key in (("row", "rows"), ("step", "steps")) for r in record.get(key, [])]
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        pd.DataFrame(flat).to_csv(tmp, index=False)
-        os.replace(tmp, self.csv_path)
+        _replace_atomically(self.csv_path, self.csv_path.with_suffix(".csv.tmp"),
+                            lambda tmp: pd.DataFrame(flat).to_csv(tmp, index=False))
 
 
 def file_stem(device, *parts: str) -> str:
@@ -293,8 +310,12 @@ def recording(record: dict, writer: ResultWriter, say=None):
     """Around a measuring loop: marks the record complete when the loop ends; on Ctrl-C keeps every row
     measured so far and sets state["status"] to 130; on any other failure notes it in the record and
     re-raises. The record is written in every case, with its wall time."""
+    from bench.measure.machine_share import other_cpu_use, shared_machine_warning, snapshot
+
     state = {"status": 0}
     started = time.perf_counter()
+    cpu_before = snapshot()
+    failing = False
     try:
         yield state
         record["complete"] = True
@@ -304,10 +325,21 @@ def recording(record: dict, writer: ResultWriter, say=None):
         if say:
             say("interrupted: keeping the rows measured so far")
     except Exception as exc:
+        failing = True
         record["failed"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        if say:
+        if say and not isinstance(exc, WriteFailed):  # a failed write is said once, by the command line
             say(f"failed midway ({record['failed']}); rows so far kept in {writer.json_path}")
         raise
     finally:
         record["wall_s"] = time.perf_counter() - started
-        writer.write(record)
+        record["other_cpu"] = other_cpu_use(cpu_before)  # did the run share the machine?
+        if warning := shared_machine_warning(record["other_cpu"]):
+            record["shared_machine_warning"] = warning
+            if say:
+                say(warning)
+        try:
+            writer.write(record)  # with the failure noted, where the disk takes it
+        except WriteFailed:
+            if not failing:
+                raise
+            # the failure being raised already says what went wrong; the file keeps its last good rows

@@ -118,8 +118,11 @@ class Report:
         for r in self.runs:
             if r.device.is_cpu:
                 notes.append(f"{r.label}: {CPU_NOTE}")
+            if r.record.price_per_hour:  # where its $/M came from (a CPU catalog estimate says so)
+                notes.append(f"{r.label}: priced at ${r.record.price_per_hour:.4g}/device-hour "
+                             f"[{r.record.price.source or 'source not recorded'}].")
             if r.record.price_hint:
-                notes.append(f"{r.label}: {r.record.price_hint} (at run time).")
+                notes.append(f"{r.label}: {r.record.price_hint}.")
             bad = [x for x in r.record.rows if not (x.valid and x.seconds_p50)]
             for x in bad:
                 notes.append(f"{r.label}: {x.op} batch {x.batch} context {x.context} {x.backend} not "

@@ -81,10 +81,14 @@ def read_runs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, PeakRecord]
     return runs, peaks
 
 
-def read_inputs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, PeakRecord]], list]:
+def read_inputs(paths: list[str], price_per_hour: float | None = None,
+                power_kw: float | None = None) -> tuple[list[Run], list[tuple[Path, PeakRecord]], list]:
     """Runs, peak files and workload files (bench.records.schema.WorkloadRecord) among the paths, each read
     through the store (older schemas migrated); every file checked before anything is drawn. At least one
-    run or workload file is needed."""
+    run or workload file is needed. Each run and workload is costed at price_per_hour and power_kw where
+    given, else at what it recorded, else (a CPU) at the CPU catalog's estimate (reprice_record)."""
+    from bench.derive.stored_run_pricing import reprice_record
+
     if not paths:
         raise UserError("no result files given: tokenbench report RESULTS.json [...] (or a folder of them)")
     files = expand_paths(paths)
@@ -97,11 +101,11 @@ def read_inputs(paths: list[str]) -> tuple[list[Run], list[tuple[Path, PeakRecor
     runs, workloads = [], []
     for p, d in results:
         if peek_kind(d) == "workload":
-            workloads.append(_workload(p, d))
+            workloads.append(reprice_record(_workload(p, d), price_per_hour, power_kw))
             continue
         record = from_dict(d, str(p), ("run",))
         record.path = str(p)
-        runs.append(Run(p, record))
+        runs.append(Run(p, reprice_record(record, price_per_hour, power_kw)))
     _label_runs(runs)
     for run in runs:
         run.measured_peak = measured_peak(run.record) or _peak_from_files(run, peaks)

@@ -93,6 +93,11 @@ def print_moe_steps(record: RunRecord, console) -> None:
 def _print_notes(record: RunRecord, console) -> None:
     if record.bandwidth_warning:
         console.print(f"[yellow]{record.bandwidth_warning}[/]")
+    if record.shared_machine_warning:
+        console.print(f"[yellow]{record.shared_machine_warning}[/]", highlight=False)
+    if record.price_per_hour:  # where the $/M came from: a CPU catalog estimate says so
+        console.print(f"price: ${record.price_per_hour:.4g}/device-hour [{record.price.source or 'source not recorded'}]",
+                      highlight=False, markup=False)
     if record.price_hint:
         console.print(f"[dim]{record.price_hint}[/]")
     if record.device.is_cpu:

@@ -66,13 +66,22 @@ def available_bytes(device: LocalDevice) -> int:
 def combo_skip_reason(plan: RunPlan, device: LocalDevice, batch: int, context: int) -> str | None:
     """Why a (batch, context) cannot be measured here, checked before anything is allocated: on Linux a
     host allocation beyond RAM can succeed and then get the process killed when it is filled."""
+    return memory_skip_reason(input_set_bytes(plan, batch, context), device)
+
+
+def input_set_bytes(plan: RunPlan, batch: int, context: int) -> int:
+    """The largest case's one input set (a layer with its KV cache, or the LM head) plus its float64 copy."""
     m = plan.model
-    # the largest case's one input set (a layer with its KV cache, or the LM head) plus its float64 copy
     elements = max(m.layer_params + 2 * batch * context * m.kv_size + 4 * batch * m.hidden, m.vocab * m.hidden)
-    need = elements * (ELEMENT_BYTES[plan.dtype] + 8)
+    return elements * (ELEMENT_BYTES[plan.dtype] + 8)
+
+
+def memory_skip_reason(need: int, device: LocalDevice, processes: int = 1) -> str | None:
+    """Why `processes` processes each holding `need` bytes cannot run here now, or None when they can."""
     have = available_bytes(device)
-    if need > 0.9 * have:
-        return (f"needs about {need / 2**30:.1f} GiB for one input set and its float64 reference, "
+    if need * processes > 0.9 * have:
+        each = f" each, {processes} processes" if processes > 1 else ""
+        return (f"needs about {need / 2**30:.1f} GiB for one input set and its float64 reference{each}, "
                 f"{have / 2**30:.1f} GiB available")
     return None
 

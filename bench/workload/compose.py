@@ -26,7 +26,7 @@ from costmodel.workload_economics import WorkloadPoint
 PHASES = ("decode", "mixed", "prefill")
 
 # How far the cohort run end to end may sit from its composition (measured / composed - 1) and still agree.
-# Set from measurements on the shared 2-core CPU VMs this project is developed on (results/README.md: llama-3.2-1b
+# Set from measurements on the shared 2-core CPU VMs this project is developed on (results/examples/README.md: llama-3.2-1b
 # fp32, ISL 256 / OSL 64, C 1/4/16: wall 1.16 / 0.86 / 1.14, its prefill and decode parts 0.85-1.22), where
 # copy bandwidth alone moves 40-70 GB/s between processes; a GPU, whose steps are steadier, should meet it
 # with room to spare, and a run outside it is flagged, not hidden.

@@ -28,6 +28,8 @@ def print_workload(record: WorkloadRecord, points: list, console) -> None:
                       f"{w.get('engine_policy_source', '')}[/]")
     for note in w.get("notes", []):
         console.print(f"[yellow]{note}[/]")
+    if record.shared_machine_warning:
+        console.print(f"[yellow]{record.shared_machine_warning}[/]", highlight=False)
     econ = record.economics or [{}] * len(points)
     cols = [Col("engine", right=False, key=True), Col("C", key=True), Col("total tok/s"), Col("out tok/s"),
             Col("in tok/s"), Col("tok/s/user"), Col("TTFT ms"), Col("e2e s"), Col("fits", right=False),
@@ -60,6 +62,9 @@ def print_workload(record: WorkloadRecord, points: list, console) -> None:
     console.print("[dim]$/M total, out, in: InferenceX's convention, the whole device-hour charged to each kind of "
                   "token in turn (not additive). add. $/M: each kind charged only its share of device time "
                   "(input + output add up to the hour's price).[/]")
+    if record.price_per_hour:  # where the $/M came from: a CPU catalog estimate says so
+        console.print(f"price: ${record.price_per_hour:.4g}/device-hour [{record.price.source or 'source not recorded'}]",
+                      highlight=False, markup=False)
     if record.price_hint:
         console.print(f"[dim]{record.price_hint}[/]")
     for p, _ in points:
