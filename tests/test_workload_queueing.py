@@ -94,6 +94,18 @@ def test_prefill_bound_keeps_the_mixed_step_throughput_and_waits_for_the_rest():
     assert spec.chunked_step(16).decode_rows == 4 and c.decode_share == 1.0
     assert point.output_tokens_per_s == pytest.approx(4 / S) and point.interactivity == pytest.approx(1 / S)
     assert point.ttft_s == pytest.approx(16 * 16 * S / 4 - 15 * S)
+    assert point.input_time_share == pytest.approx((S - SD) / S)
+
+
+def test_board_energy_is_the_rounds_work_over_its_tokens():
+    from dataclasses import replace
+
+    spec = make_spec(64, 16, [4], 64)
+    steps = {k: replace(s, board_joules=100 * s.seconds) for k, s in _steps(spec).items()}  # 100 W throughout
+    point, c = next((p, k) for p, k in comp.compose(HEADER, spec, steps) if p.engine_model == "chunked-prefill")
+    m = 4 * 64 / 16
+    device = 4 * 64 * (S - SD) / m + 15 * SD  # T_dev: the round's work, here 100 J a second of it
+    assert point.board_joules_per_token == pytest.approx(100 * device / (4 * (64 + 16)))
 
 
 def test_policies_have_their_stated_budgets():
@@ -112,7 +124,7 @@ def test_policies_have_their_stated_budgets():
 
 STEPS_FILE = "tests/data/workload-cpu-llama-3.2-1b-fp32-steps.json"
 SERVED_FILE = "tests/data/served-llama-3.2-1b-llamacpp-cpu-256-64.json"
-RESULTS_FILE = "results/20261204-175445-amd-epyc-llama-3.2-1b-fp32-workload-256-64.json"
+RESULTS_FILE = "results/examples/20261204-175445-amd-epyc-llama-3.2-1b-fp32-workload-256-64.json"
 
 
 def _table(record) -> str:

@@ -195,8 +195,7 @@ def chunked_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: st
     dev = max(d for d in (affine_deviation(mixed), affine_deviation(decode)) if d is not None)
     out = q.output_tokens_per_s
     inp = out * spec.isl / spec.osl
-    energy = _curve(steps, [k for k in keys if k.phase == "mixed"], "board_joules")
-    board = None if energy is None else piecewise_mean(energy, lo, hi) / (s.decode_rows * (1 + spec.isl / spec.osl))
+    board = _chunked_joules(spec, c, s, steps, keys, prefill.board_joules, q.group)
     point = WorkloadPoint(**base, total_tokens_per_s=out * (spec.isl + spec.osl) / spec.osl, output_tokens_per_s=out,
                           input_tokens_per_s=inp, interactivity=1.0 / q.tpot, ttft_s=q.ttft,
                           e2e_latency_s=q.lifetime, input_time_share=q.input_time_share,
@@ -206,6 +205,24 @@ def chunked_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: st
                        note=s.note, decode_share=q.decode_share, prompts_together=q.group,
                        own_prefill_seconds=q.own_prefill, queue_wait_seconds=q.queue_wait)
     return point, comp
+
+
+def _chunked_joules(spec: WorkloadSpec, c: int, s, steps: dict, keys: list, prefill_j: float | None,
+                    group: int) -> float | None:
+    """Board joules per token of a chunked point (queueing.py), None unless every step it reads was metered."""
+    lo, _, hi = spec.decode_contexts
+    mixed = _curve(steps, [k for k in keys if k.phase == "mixed"], "board_joules")
+    if mixed is None:
+        return None
+    mixed_j = piecewise_mean(mixed, lo, hi)
+    if s.decode_rows < c:  # prefill-bound: every step the mixed step
+        return mixed_j / (s.decode_rows * (1 + spec.isl / spec.osl))
+    decode = _curve(steps, [k for k in keys if k.phase == "decode"], "board_joules")
+    if decode is None or prefill_j is None:
+        return None
+    _, joules = queueing.device_round(spec.isl, spec.osl, c, c > group, mixed_j, piecewise_mean(decode, lo, hi),
+                                      prefill_j, s.chunk_seqs * s.chunk_tokens)
+    return joules / (c * (spec.isl + spec.osl))
 
 
 def cohort_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str = "measured"

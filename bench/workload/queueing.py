@@ -27,7 +27,10 @@ Time to first token:
   first wave (C requests at once, nothing decoding yet, FCFS under B): the k-th prompt ends in step
              n_k = ceil(k x ISL / B); TTFT_k = pi x min(C x ISL, n_k x B); the figure is the median over k
 Throughput: output tokens/s = C x OSL / W;  input = output x ISL / OSL;  total = output x (ISL + OSL) / OSL;
-  input time share = C x ISL x (a or pi) / T_dev.
+  input time share = C x ISL x (a or pi) / T_dev ((S - Sd) / S where prefill-bound, as before).
+Board energy (where every step was metered): T_dev's formula over the steps' joules, / (C x (ISL + OSL)): the
+  work done; where W > T_dev the board's idle time is not in it. Prefill-bound: the mixed step's joules /
+  (D x (1 + ISL / OSL)), as before.
 At C = 1: TTFT = P, tokens/s per user = 1 / Sd (a request prefilled alone, then decoding alone).
 """
 from __future__ import annotations
@@ -118,12 +121,20 @@ def first_wave(isl: int, c: int, budget: int, prefill_s: float) -> list[float]:
     return [per_token * min(c * isl, math.ceil(k * isl / budget) * budget) for k in range(1, c + 1)]
 
 
+def device_round(isl: int, osl: int, c: int, beside: bool, step: float, decode_only: float, prefill: float,
+                 mixed_load: int) -> tuple[float, float]:
+    """(the prompts' part, the whole) of one round of all C requests: C x ISL x (a, or pi where nothing decodes
+    beside the prompts) + (OSL - 1) x Sd. Seconds from step seconds; joules from step joules."""
+    a = max(0.0, step - decode_only) / mixed_load
+    prompts = c * isl * (a if beside else prefill / isl)
+    return prompts, prompts + (osl - 1) * decode_only
+
+
 def serve(isl: int, osl: int, c: int, d: int, mixed_load: int, step: float, decode_only: float, prefill_s: float,
           budget: int, decode_counts: bool) -> Served:
     """The chunked-prefill engine's point at concurrency c from its measured steps (module docstring)."""
     b = prompt_tokens_a_step(budget, decode_counts, c, d)
     g = min(c, max(1, b // isl))
-    a = max(0.0, step - decode_only) / mixed_load
     if d < c:
         f = 1.0
     else:
@@ -131,8 +142,7 @@ def serve(isl: int, osl: int, c: int, d: int, mixed_load: int, step: float, deco
     tpot = (1 - f) * decode_only + f * step
     beside = c > g
     own = g * prefill_s + (math.ceil(isl / b) * decode_only if beside else 0.0)
-    prompt_s = c * isl * (a if beside else prefill_s / isl)
-    device = prompt_s + (osl - 1) * decode_only
+    prompt_s, device = device_round(isl, osl, c, beside, step, decode_only, prefill_s, mixed_load)
     own_path = own + (osl - 1) * tpot
     # prefill-bound: every step is the mixed step of D rows (plan.py); the other C - D wait in prefill
     w = c * osl * step / d if d < c else max(own_path, device)
@@ -140,4 +150,4 @@ def serve(isl: int, osl: int, c: int, d: int, mixed_load: int, step: float, deco
     return Served(decode_share=f, tpot=tpot, group=g, own_prefill=own, device_round=device, lifetime=w, ttft=ttft,
                   ttft_first_wave=statistics.median(first_wave(isl, c, budget, prefill_s)),
                   queue_wait=max(0.0, ttft - own), output_tokens_per_s=c * osl / w,
-                  input_time_share=min(1.0, prompt_s / device))
+                  input_time_share=min(1.0, max(0.0, (step - decode_only) / step if d < c else prompt_s / device)))
