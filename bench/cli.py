@@ -28,6 +28,7 @@ COMMANDS = {
     "served": ("bench.commands.served", "read served-results files (vLLM, SGLang, AIPerf, llama.cpp, InferenceX, CSV) "
                                         "into per-GPU points"),
     "history": ("bench.commands.history", "print one op's pytest-benchmark figures across devices and dates"),
+    "peer": ("bench.commands.peer", "tokenbench's whole-model decode step beside Hugging Face transformers' (CPU)"),
 }
 
 

@@ -207,13 +207,13 @@ def gpu_steps(py: str, work: str) -> list:
                  compile_s=20, extra_s=10),
         ], needs=("torch", "triton", "pytest"), needs_triton=True),
         Step("decode-bench", 90, [
-            Plan(f"decode step benchmarks, {b} s", bench + ["bench/benchmarks/test_decode.py",
+            Plan(f"decode step benchmarks, {b} s", bench + ["benchmarks/test_decode.py",
                                                            "--tokenbench-budget-s", str(b)], extra_s=b + 5)
             for b in (45, 20, 8)], needs=MEASURE_NEEDS + ("pytest", "pytest-benchmark")),
         Step("gpu-tests", 150, [Plan("the other GPU tests", gpu_tests + other_gpu, compile_s=20, extra_s=60)],
              needs=("torch", "pytest")),
         Step("ops-bench", 90, [
-            Plan(f"op benchmarks, {b} s", bench + ["bench/benchmarks/test_ops.py", "--tokenbench-budget-s", str(b)],
+            Plan(f"op benchmarks, {b} s", bench + ["benchmarks/test_ops.py", "--tokenbench-budget-s", str(b)],
                  extra_s=b + 5) for b in (45, 15)], needs=MEASURE_NEEDS + ("pytest", "pytest-benchmark")),
         Step("peak-full", 100, [
             Plan(f"every dtype, {b} s", m + ["peak", "--budget-s", str(b), "--out", res], extra_s=b + 2)
@@ -245,9 +245,9 @@ def cpu_steps(py: str, work: str) -> list:
                           extra_s=1, e2e=((1,), 8, 2)),
                      Plan("tiny, C 1; no e2e", workload, rows=5 + 4, budget_s=0.02, extra_s=1)],
         "decode-bench": [Plan("tiny decode step benchmark", bench_pytest(py, work) + tiny_bench + [
-            "bench/benchmarks/test_decode.py"], extra_s=3)],
+            "benchmarks/test_decode.py"], extra_s=3)],
         "ops-bench": [Plan("tiny op benchmarks", bench_pytest(py, work) + tiny_bench + [
-            "bench/benchmarks/test_ops.py", "-k", "torch"], extra_s=8)],
+            "benchmarks/test_ops.py", "-k", "torch"], extra_s=8)],
         "peak-full": [Plan("fp32, 0.3 s", peak, extra_s=1)],
     }
     for step in steps:

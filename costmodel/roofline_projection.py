@@ -21,7 +21,7 @@ from costmodel.step import compose
 # Bytes per element, to carry a run's byte counts to another dtype (fp4: two elements a byte).
 BYTES_PER_ELEMENT = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
 
-# A GPU kernel launch costs a few microseconds (more without CUDA graphs: GUIDE.md section 4 cites 165 us gaps
+# A GPU kernel launch costs a few microseconds (more without CUDA graphs: docs/sources.md cites 165 us gaps
 # against 12 us decode GEMMs); a projected op shorter than this is set by launches, not by its roofline.
 LAUNCH_SCALE_SECONDS = 5e-6
 

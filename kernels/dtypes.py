@@ -8,7 +8,7 @@ ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 # ||out - ref|| / ||ref|| allowed against a float64 reference on the same (rounded) inputs.
 # fp32 lands near 1e-6; bf16 (8 mantissa bits, 2^-9 rounding) and fp16 (2^-12) within a few units of
-# their rounding over a chain of ops; GUIDE.md section 3 puts bf16/fp16 between 1e-3 and 1e-2.
+# their rounding over a chain of ops, i.e. between 1e-3 and 1e-2 (docs/measurement.md).
 TOLERANCE = {"fp32": 1e-4, "bf16": 1e-2, "fp16": 3e-3}
 # bf16 has 8 bits of mantissa: rounding each output element costs up to 2**-9 (0.2%) relative, and a single
 # op's norm-relative error measured at most 2.7e-3 here (norms, RoPE, SwiGLU: input and output rounded;

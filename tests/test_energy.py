@@ -6,6 +6,7 @@ import types
 
 import pytest
 
+from bench.configs import nvml_board
 from bench.measure import energy
 class FakeBoard:
     """A fake clock and an energy counter at `watts` that moves in 100 ms steps; each call takes `call_s`."""
@@ -93,9 +94,9 @@ def test_handle_by_uuid_then_pci_never_by_ordinal(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: Props())
     nvml = _fake_nvml(FakeBoard())
-    assert energy.nvml_handle(nvml, 0) == (("uuid", "GPU-" + Props.uuid), "uuid GPU-" + Props.uuid)
+    assert nvml_board.nvml_handle(nvml, 0) == (("uuid", "GPU-" + Props.uuid), "uuid GPU-" + Props.uuid)
     nvml = _fake_nvml(FakeBoard(), fail="uuid")
-    assert energy.nvml_handle(nvml, 0) == (("pci", "00000000:19:00.0"), "pci 00000000:19:00.0")
+    assert nvml_board.nvml_handle(nvml, 0) == (("pci", "00000000:19:00.0"), "pci 00000000:19:00.0")
 
 
 @pytest.mark.parametrize("fail, needle", [("init", "NVML unavailable"), (None, None)])

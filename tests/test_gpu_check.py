@@ -142,7 +142,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
 
 
 def test_suites_read_the_peak_folder_the_check_names(monkeypatch, tmp_path):
-    from bench import conftest
+    from benchmarks import conftest
     monkeypatch.setenv("TOKENBENCH_PEAK_DIR", str(tmp_path))
     assert conftest.peak_folder() == tmp_path
     monkeypatch.delenv("TOKENBENCH_PEAK_DIR")

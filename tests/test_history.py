@@ -19,11 +19,11 @@ SELECT = "b1 and (qkv_proj or decode_step)"
 
 
 def run_suite(*extra, storage):
-    """`pytest bench/benchmarks ...` from the repository root as CI runs it, as a pytest session of its own in
-    this process (pytest.main: its own config, plugins, bench/conftest.py and pytest-benchmark session),
+    """`pytest benchmarks ...` from the repository root as CI runs it, as a pytest session of its own in
+    this process (pytest.main: its own config, plugins, benchmarks/conftest.py and pytest-benchmark session),
     which spares an interpreter importing torch per run; (returncode, stdout, stderr) as a process gives."""
     out, err = io.StringIO(), io.StringIO()
-    argv = ["bench/benchmarks", "-q", "-s", "-p", "no:cacheprovider", "-k", SELECT,
+    argv = ["benchmarks", "-q", "-s", "-p", "no:cacheprovider", "-k", SELECT,
             f"--benchmark-storage=file://{storage}", "--tokenbench-rounds", "3", *extra]
     current = os.environ.get("PYTEST_CURRENT_TEST")  # the inner session sets and removes it
     with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -1,4 +1,6 @@
-"""The dependency direction of GUIDE.md, read from the source: no import cycles inside bench, kernels and
+"""The dependency direction of docs/architecture.md, read from the source, every import at any depth (inside
+functions too): the packages stand in one declared order and a module imports only its own package or a
+lower one, so no two packages import each other; no import cycles between modules inside bench, kernels and
 costmodel; costmodel imports neither torch nor bench; kernels never import bench; no module but the command
 line (bench.cli, bench.commands) imports or names bench.commands; and a command parses, calls and prints:
 it neither opens, fills nor writes a results record nor composes a step (the logic is below it)."""
@@ -122,3 +124,89 @@ def test_commands_neither_write_records_nor_compose_steps():
                 wrong.append((name, node.lineno, "write"))
         wrong += [(name, 0, d) for d in sorted(RAW[name]) if d.startswith(DERIVERS)]
     assert not wrong, wrong
+
+
+# The packages, lowest first (docs/architecture.md): a module may import its own package and any package
+# before it, never one after it. kernels (with kernels/triton) and costmodel stand alone; `bench` alone is its
+# __init__ (the version); errors, parsing and progress are shared by everything above them; the records'
+# typed vocabulary sits under the measuring code that fills it; derive reads records; report prints records
+# and derived figures; the sweeps and the workload drive the measuring and print with report's tables; the
+# command line and the pytest-benchmark suites (benchmarks/, outside the product) use all of it.
+PACKAGE_ORDER = ("kernels", "costmodel", "bench", "bench.errors", "bench.parsing", "bench.flag_rules", "bench.progress",
+                 "bench.configs", "bench.records", "bench.measure", "bench.derive", "bench.report",
+                 "bench.sweeps", "bench.workload", "bench.gpu_check_plan", "bench.gpu_preflight", "bench.gpu_check",
+                 "bench.commands",
+                 "bench.cli", "bench.__main__", "benchmarks")
+ORDERED_ROOTS = ("bench", "kernels", "costmodel", "benchmarks")
+
+
+def _package(module: str) -> str:
+    """The entry of PACKAGE_ORDER a dotted module name belongs to: its longest declared prefix. Every package
+    and top-level module of bench/ is declared by name (a new one must take its place in the order)."""
+    parts = module.split(".")
+    if parts[0] == "bench" and len(parts) > 1:
+        assert ".".join(parts[:2]) in PACKAGE_ORDER, f"{module}: declare bench.{parts[1]} in PACKAGE_ORDER"
+    while parts and ".".join(parts) not in PACKAGE_ORDER:
+        parts.pop()
+    assert parts, f"{module} belongs to no package of PACKAGE_ORDER: declare it there"
+    return ".".join(parts)
+
+
+def _every_import(path: Path, module: str) -> list[tuple[int, str]]:
+    """(line, imported module) for every Import/ImportFrom anywhere in the file, relative ones resolved."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                here = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+                here = here[:len(here) - (node.level - 1)]
+                base = ".".join(here + ([node.module] if node.module else []))
+            out.append((node.lineno, base))
+    return [(line, name) for line, name in out if name.split(".")[0] in ORDERED_ROOTS]
+
+
+def _ordered_modules() -> dict[str, Path]:
+    out = {}
+    for root in ORDERED_ROOTS:
+        for path in (ROOT / root).rglob("*.py"):
+            out[".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")] = path
+    return out
+
+
+ORDERED = _ordered_modules()
+IMPORTS = {name: _every_import(path, name) for name, path in ORDERED.items()}
+
+
+def test_the_package_walk_sees_imports_inside_functions():
+    # bench.measure.timing reaches the device catalog only inside input_sets(): the walk must see it
+    assert any(name == "bench.configs.device_catalog" for _, name in IMPORTS["bench.measure.timing"])
+    nested = sum(1 for path in ORDERED.values() for fn in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 for node in ast.walk(fn) if isinstance(node, (ast.Import, ast.ImportFrom)))
+    assert nested > 100  # the function-level imports are many: an empty walk cannot pass the checks below
+
+
+def test_every_module_belongs_to_a_declared_package():
+    assert {_package(name) for name in ORDERED} <= set(PACKAGE_ORDER)
+    assert {"bench.commands", "bench.records", "kernels", "costmodel", "benchmarks"} <= {_package(n) for n in ORDERED}
+
+
+def test_no_import_reaches_a_higher_package():
+    rank = {pkg: i for i, pkg in enumerate(PACKAGE_ORDER)}
+    wrong = []
+    for name, imports in IMPORTS.items():
+        mine = _package(name)
+        for line, dep in imports:
+            theirs = _package(dep)
+            if rank[theirs] > rank[mine]:
+                wrong.append(f"{ORDERED[name].relative_to(ROOT)}:{line} ({mine}) imports {dep} ({theirs})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_two_packages_import_each_other():
+    edges = {(_package(name), _package(dep)) for name, imports in IMPORTS.items() for _, dep in imports}
+    mutual = sorted({tuple(sorted(e)) for e in edges if e[0] != e[1] and (e[1], e[0]) in edges})
+    assert mutual == []

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from bench.measure import machine_share
-from bench.measure.machine_share import CpuSnapshot, other_cpu_use, shared_machine_warning, snapshot
+from bench.records import machine_share
+from bench.records.machine_share import CpuSnapshot, other_cpu_use, shared_machine_warning, snapshot
 from bench.records import store
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux /proc only")

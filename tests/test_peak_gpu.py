@@ -27,7 +27,7 @@ def test_bf16_and_bandwidth_ceilings_are_below_spec_and_plausible(gpu, tmp_path)
     bf16 = rows[("matmul", "bf16")]
     assert bf16["measured"] > 0 and bf16["best_shape"]
     if gpu.spec is not None and bf16["spec"]:
-        # GUIDE.md: about 80% of spec on H100/H200, 87% on A100; never above the datasheet
+        # about 80% of spec on H100/H200, 87% on A100 (docs/sources.md); never above the datasheet
         assert 0.3 < bf16["ratio"] < 1.02, bf16
         copy = rows[("copy", "fp32")]
         assert 0.4 < copy["ratio"] < 1.02, copy
@@ -42,7 +42,7 @@ def test_bf16_and_bandwidth_ceilings_are_below_spec_and_plausible(gpu, tmp_path)
 
 
 def test_cuda_event_clock_agrees_with_the_event_timer(gpu):
-    from bench.benchmarks.harness import cuda_event_clock
+    from benchmarks.harness import cuda_event_clock
 
     a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)

@@ -8,7 +8,7 @@ import torch
 from bench.configs import device_catalog
 
 from bench.measure import timing
-from bench.benchmarks import harness
+from benchmarks import harness
 
 
 class FakeEvent:

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 def test_two_gloo_ranks_match_one_process(gloo_pair):
-    saved = gloo_pair["layer"]  # tp_sweep.compare_worker's output: tiny, batch 3, context 9
+    saved = gloo_pair["layer"]  # gloo_pair.layer_compare's output: tiny, batch 3, context 9
     for got, want in zip(saved["tp"], saved["one"]):
         # same fp32 math, different summation order across the split: a few ulps
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -108,7 +108,8 @@ def main(args) -> int:
 def _served(args) -> int:
     import sys
 
-    from bench.derive.served_comparison import compare_served, print_comparison
+    from bench.derive.served_comparison import compare_served
+    from bench.report.served_comparison_table import print_comparison
     from costmodel.served_results import ServedGiven, read_served
     from bench.records.store import load_workload
 

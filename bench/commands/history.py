@@ -1,4 +1,4 @@
-"""Print one op's figures across devices and dates from pytest-benchmark files (the suites in bench/benchmarks
+"""Print one op's figures across devices and dates from pytest-benchmark files (the suites in benchmarks
 store them under results/benchmarks/<device>/): median time, TFLOP/s, GB/s, % of spec, tokens/s, $/M tokens."""
 from __future__ import annotations
 
@@ -43,12 +43,12 @@ def _num(value, fmt: str, scale: float = 1.0) -> str:
 def main(args) -> int:
     paths = args.paths or [DEFAULT_PATH]
     if not args.paths and not Path(DEFAULT_PATH).is_dir():
-        raise UserError(f"no {DEFAULT_PATH}/ here; store benchmark runs with `pytest bench/benchmarks "
+        raise UserError(f"no {DEFAULT_PATH}/ here; store benchmark runs with `pytest benchmarks "
                         f"--benchmark-autosave` or name the files")
     files = benchmark_files(paths)
     if not files:
         raise UserError(f"no pytest-benchmark files under {', '.join(paths)}; store some with "
-                        f"`pytest bench/benchmarks --benchmark-autosave`")
+                        f"`pytest benchmarks --benchmark-autosave`")
     rows = []
     for path in files:  # every file is checked before anything is printed
         rows.extend(flatten(path, load_benchmark_file(path)))

@@ -148,6 +148,13 @@ def main(args) -> int:
     run = measure_run(plan, device, price, args.out, console)
     record, writer = run.record, run.writer
     print_summary(store.as_record(record), console)
+    if device.kind == "cpu":
+        from bench.report.cpu_paths import lacking_note, paths_table
+
+        note = lacking_note(plan.dtype)
+        if note:
+            console.print(paths_table(), markup=False, highlight=False)
+            console.print(f"[yellow]{note}[/]")
     for r in [r for r in record["rows"] if r.get("unreliable")]:
         console.print(f"[yellow]unreliable: {r['op']} b={r['batch']} ctx={r['context']} {r['backend']}: "
                       f"{r['unreliable']}[/]")

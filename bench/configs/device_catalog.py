@@ -13,6 +13,8 @@ from bench.errors import UserError
 from costmodel.ceilings import DeviceSpec  # the one spec-sheet entry, shared with costmodel
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
+# The spec-sheet peak that applies to each run dtype: torch leaves TF32 off for float32 matmuls by default.
+PEAK_DTYPE = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16"}
 
 
 @lru_cache(maxsize=1)
@@ -159,7 +161,7 @@ def nvml_details(index: int) -> dict:
         import pynvml
     except ImportError:
         return {"nvml": "nvidia-ml-py not installed"}
-    from bench.measure.energy import nvml_handle
+    from bench.configs.nvml_board import nvml_handle
 
     out = {}
     try:

@@ -5,8 +5,7 @@ Both are given against the spec sheet and against what was measured on the same 
 """
 from __future__ import annotations
 
-# The spec-sheet peak that applies to each run dtype: torch leaves TF32 off for float32 matmuls by default.
-PEAK_DTYPE = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16"}
+from bench.configs.device_catalog import PEAK_DTYPE
 
 
 def roofline_seconds(flops: int, nbytes: int, peak_flops: float | None, bandwidth: float | None) -> float | None:

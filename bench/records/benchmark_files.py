@@ -1,4 +1,4 @@
-"""pytest-benchmark JSON files written by the suites in bench/benchmarks: reading, validating, flattening.
+"""pytest-benchmark JSON files written by the suites in benchmarks: reading, validating, flattening.
 
 A file holds one pytest session: machine_info (with the "tokenbench" section the suite's conftest adds:
 device, versions, commit), commit_info, datetime, and one entry per benchmark with its stats (seconds) and

@@ -10,8 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from bench.derive import roofline
-
+from bench.configs.device_catalog import PEAK_DTYPE
 from bench.records import store
 from bench.errors import UserError
 from bench.records.schema import PeakRecord
@@ -131,7 +130,7 @@ def use_measured_peak(plan, device, folder, record: dict, console=None) -> dict 
                           f"efficiency against the measured ceiling[/]")
         return None
     path, peak = found
-    peak_dtype = roofline.PEAK_DTYPE.get(plan.dtype, plan.dtype)
+    peak_dtype = PEAK_DTYPE.get(plan.dtype, plan.dtype)
     matmul, copy, read = peak.row("matmul", peak_dtype), peak.row("copy"), peak.row("read")
     used = {
         "file": str(path), "run_id": peak.run_id, "created": peak.created, "dtype": peak_dtype,

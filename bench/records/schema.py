@@ -421,7 +421,7 @@ class Header(Entry):
     interrupted: str | None = None
     failed: str | None = None
     wall_s: float | None = None
-    # CPU time other processes used during the run (bench/measure/machine_share.py); records before it have none
+    # CPU time other processes used during the run (bench/records/machine_share.py); records before it have none
     other_cpu: dict | None = None
     shared_machine_warning: str | None = None
     # the file it was read from (not written into it)

@@ -67,7 +67,7 @@ def peek_kind(data) -> str | None:
 
 
 def _peak_dtype(dtype):
-    from bench.derive.roofline import PEAK_DTYPE
+    from bench.configs.device_catalog import PEAK_DTYPE
 
     return PEAK_DTYPE.get(dtype, dtype)
 
@@ -310,7 +310,7 @@ def recording(record: dict, writer: ResultWriter, say=None):
     """Around a measuring loop: marks the record complete when the loop ends; on Ctrl-C keeps every row
     measured so far and sets state["status"] to 130; on any other failure notes it in the record and
     re-raises. The record is written in every case, with its wall time."""
-    from bench.measure.machine_share import other_cpu_use, shared_machine_warning, snapshot
+    from bench.records.machine_share import other_cpu_use, shared_machine_warning, snapshot
 
     state = {"status": 0}
     started = time.perf_counter()

@@ -34,13 +34,3 @@ def pct(fraction) -> str:
 def scaled(value, scale: float) -> str:
     """A value shown in another unit (seconds as ms or us)."""
     return MISSING if value is None else num(value * scale)
-
-
-def parse(cell: str) -> float | None:
-    """The number a cell shows (for tests and readers of the Markdown); None for '-'."""
-    cell = cell.strip()
-    if cell == MISSING:
-        return None
-    if cell.endswith("%"):
-        return float(cell[:-1].replace(",", "")) / 100
-    return float(cell.replace(",", ""))

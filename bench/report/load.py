@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.derive.roofline import PEAK_DTYPE
+from bench.configs.device_catalog import PEAK_DTYPE
 from bench.records.schema import DeviceRecord, MeasuredRow, PeakRecord, RunRecord, Step
 from bench.records.store import from_dict, peek_kind, read_json
 from costmodel.ceilings import Ceilings

@@ -1,6 +1,7 @@
-"""Peer benchmark: tokenbench's whole-model decode step beside Hugging Face transformers' on this machine.
+"""Peer benchmark: tokenbench's whole-model decode step beside Hugging Face transformers' on this machine
+(`tokenbench peer`, bench/commands/peer.py).
 
-    python -m bench.sweeps.hf_peer --model llama-3.2-1b --context 512 --batch 1,8 --dtype fp32,bf16 --rounds 3
+    tokenbench peer --model llama-3.2-1b --context 512 --batch 1,8 --dtype fp32,bf16 --rounds 3
 
 Both run the same weights (HF's parameters are views into tokenbench's fused qkv / gate_up tensors, so
 the model is held once) and a KV cache of the same length, in one process, alternating A/B each round:
@@ -10,18 +11,14 @@ Not part of `make test`'s pass/fail: it measures, it does not assert.
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 
 import torch
 
-from bench.errors import UserError
-from bench.configs.model_configs import MODELS, ModelConfig, get_model
-from bench.parsing import positive_int, positive_int_list, unique_names
+from bench.configs.model_configs import ModelConfig
 from kernels import hf_mapping as hf
 from kernels import rope
 from kernels.backends import parse_backend
@@ -190,57 +187,50 @@ def table(rows: list[PeerRow], copy_gbps: float) -> str:
     return "\n".join(lines)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2, as the tokenbench CLI answers a usage error
-        self.exit(2, f"tokenbench: error: {message}\n")
+@dataclass(frozen=True)
+class PeerPlan:
+    """What `tokenbench peer` measures: one dense model at one context, per dtype and batch."""
+    model: ModelConfig
+    dtypes: list
+    batches: list
+    context: int
+    rounds: int
+    steps: int
+    hf_attention: str = "sdpa"
 
 
-def parse_args(argv):
-    p = _Parser(prog="python -m bench.sweeps.hf_peer", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="llama-3.2-1b")
-    p.add_argument("--context", default="512")
-    p.add_argument("--batch", default="1,8")
-    p.add_argument("--dtype", default="fp32,bf16")
-    p.add_argument("--rounds", default="3")
-    p.add_argument("--steps", default="5", help="timed steps per side per round (their median is the round's)")
-    p.add_argument("--hf-attention", default="sdpa", choices=("sdpa", "eager"))
-    args = p.parse_args(argv)
-    model = get_model(args.model)
-    if model.is_moe or model.unmodelled_features():
-        dense = ", ".join(k for k, v in MODELS.items() if not v.is_moe and not v.unmodelled_features())
-        raise UserError(f"--model {args.model!r} is not a dense model this benchmark knows; choose one of: {dense}")
-    dtypes = unique_names([s.strip() for s in args.dtype.split(",")], "--dtype")
-    bad = [t for t in dtypes if t not in DTYPES]
-    if bad:
-        raise UserError(f"--dtype {bad[0]!r} is not one of: {', '.join(DTYPES)}")
-    context = positive_int(args.context, "--context")
-    if context < 2:
-        raise UserError("--context must be at least 2 (a past token and the new one)")
-    return (model, dtypes, positive_int_list(args.batch, "--batch"), context,
-            positive_int(args.rounds, "--rounds"), positive_int(args.steps, "--steps"), args.hf_attention)
+@dataclass
+class PeerResult:
+    rows: list
+    copy_gbps: float
+    seconds: float
+    interrupted: bool = False
 
 
-def run(argv=None, out=sys.stdout) -> list[PeerRow]:
+def run(plan: PeerPlan, say=print) -> PeerResult:
+    """Both sides at every dtype x batch of the plan, on the CPU; `say` gets the device line and one line per
+    finished row. Ctrl-C keeps the rows measured before it."""
     from bench.measure.bandwidth import copy_bandwidth
     from bench.configs.device_catalog import detect
 
-    model, dtypes, batches, context, rounds, steps, attn = parse_args(argv)
     device = detect("cpu")
     copy = copy_bandwidth(device)
-    print(f"device: {device.name}, {torch.get_num_threads()} threads, torch {torch.__version__}", file=out)
-    t0, rows = time.perf_counter(), []
-    for dtype in dtypes:
+    say(f"device: {device.name}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    t0, rows, interrupted = time.perf_counter(), [], False
+    for dtype in plan.dtypes:
         try:
-            rows += measure(model, dtype, batches, context, rounds, steps, copy["measured_copy_gbps"] * 1e9,
-                            attn, log=lambda s: print(s, file=out, flush=True))
+            rows += measure(plan.model, dtype, plan.batches, plan.context, plan.rounds, plan.steps,
+                            copy["measured_copy_gbps"] * 1e9, plan.hf_attention, log=say)
         except KeyboardInterrupt:  # keep what was measured
-            print("interrupted: the rows below are those measured", file=out)
+            interrupted = True
             break
-    print(f"{model.name}, context {context}, {rounds} rounds x {steps} steps, HF attention {attn}, "
-          f"{time.perf_counter() - t0:.0f} s", file=out)
-    print(table(rows, copy["measured_copy_gbps"]), file=out)
-    print(calibration_table(), file=out)
-    return rows
+    return PeerResult(rows, copy["measured_copy_gbps"], time.perf_counter() - t0, interrupted)
+
+
+def summary(plan: PeerPlan, result: PeerResult) -> str:
+    return (("interrupted: the rows below are those measured\n" if result.interrupted else "")
+            + f"{plan.model.name}, context {plan.context}, {plan.rounds} rounds x {plan.steps} steps, "
+            f"HF attention {plan.hf_attention}, {result.seconds:.0f} s")
 
 
 def calibration_table() -> str:
@@ -255,21 +245,3 @@ def calibration_table() -> str:
         failed = [name for name, e in choice.errors.items() if name not in choice.seconds]
         lines.append(f"  {dtype} M={m} K={k} N={n}: {reached} GB/s" + (f"; failed check: {failed}" if failed else ""))
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    try:
-        from transformers import LlamaForCausalLM  # noqa: F401
-    except ImportError:
-        print("tokenbench: error: the peer benchmark needs transformers (pip install .[test])", file=sys.stderr)
-        return 2
-    try:
-        run(argv)
-    except UserError as exc:
-        print(f"tokenbench: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,10 +2,10 @@
 bandwidth (a device-to-device copy and a read-only reduction), each read against the spec sheet.
 
 Why measure them: spec-sheet peaks are not reachable. Max achievable bf16 matmul is about 80% of spec on
-H100/H200, about 87% on A100 (GUIDE.md section 4), so a kernel's efficiency is also given against what
+H100/H200, about 87% on A100 (docs/sources.md), so a kernel's efficiency is also given against what
 this device was measured to do.
 
-Method (GUIDE.md section 3):
+Method (docs/measurement.md):
 - random normal operands, never zeros (zeros run about 13% faster on tensor cores);
 - every shape is checked against a float64 reference (on its first CHECK_ROWS rows) before it is timed;
 - input sets are rotated, or the cache flushed before each sample, so the cache is not what is measured;
@@ -35,17 +35,18 @@ from kernels.dtypes import TOLERANCE as RUN_TOLERANCE
 from kernels.dtypes import generator, randn, torch_dtype
 
 PEAK_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
-CPU_DTYPES = ("fp32", "bf16")  # what tokenbench measures on a CPU (GUIDE.md: runs are fp32 there)
+# what tokenbench measures on a CPU (runs are fp32 there unless it has native bf16: bench/configs/cpu_dtype.py)
+CPU_DTYPES = ("fp32", "bf16")
 
 # ||out - ref|| / ||ref|| allowed against float64 on the same (rounded) operands. tf32 keeps 10 mantissa
-# bits (GUIDE.md: about 3e-4 expected); fp8 products come back in bf16, whose rounding dominates.
+# bits (about 3e-4 expected: docs/measurement.md); fp8 products come back in bf16, whose rounding dominates.
 TOLERANCE = {**RUN_TOLERANCE, "tf32": 2e-3, "fp8": 1e-2}
 CHECK_ROWS = 64  # rows of the output compared with the float64 reference; a full 16384^3 fp64 product is slow
 FP8_MIN_CAPABILITY = (8, 9)  # Ada and Hopper onwards have fp8 tensor cores (torch._scaled_mm)
 MAX_SHAPE_BUDGET_S = 2.0  # timing budget of one shape: enough for the noise target on any shape here
 
 # (M, N, K), cheapest first. GPU: squares up to 16384 plus the rectangles mamf-finder style sweeps find
-# best on Hopper; 8192^3 is where one H200 measured 769-798 TFLOP/s in bf16 (GUIDE.md section 4).
+# best on Hopper; 8192^3 is where one H200 measured 769-798 TFLOP/s in bf16 (docs/sources.md).
 GPU_SHAPES = ((2048, 2048, 2048), (4096, 4096, 4096), (4096, 8192, 4096), (6144, 6144, 6144),
               (8192, 8192, 4096), (8192, 8192, 8192), (4096, 16384, 8192), (12288, 12288, 12288),
               (16384, 16384, 8192), (16384, 16384, 16384))

@@ -5,7 +5,7 @@ the results files the group's rank 0 wrote and marking those a stopped group lef
 The group runs `python -m torch.distributed.run ... -m MODULE ARGS` in a session of its own, its stderr relayed
 to ours; Ctrl-C, SIGTERM or SIGHUP to the launcher (or a timeout) stops the whole group (torchrun, then its
 workers) and hands the caller the note to write into its results record, with a second Ctrl-C ignored while
-it does so. A worker left behind would keep a GPU busy for the next step's numbers (GUIDE.md, section 5).
+it does so. A worker left behind would keep a GPU busy for the next step's numbers.
 """
 from __future__ import annotations
 

@@ -590,26 +590,6 @@ def step_line(s: dict, unit: str = "GPU") -> str:
             f"{s['tokens_per_s_per_gpu']:.1f} tok/s per {unit}; fits {s['fits']}")
 
 
-def compare_worker(rank: int, world: int, init_method: str, model_name: str, batch: int, context: int,
-                   out_path: str) -> None:
-    """For tests (torch.multiprocessing.spawn): the gloo group's layer output, saved by rank 0 beside the
-    one-process output of kernels.layer.layer_forward on the same weights and inputs (float32, CPU)."""
-    from bench.configs.model_configs import get_model
-
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
-    try:
-        d = get_model(model_name).layer_dims
-        full = make_layer_inputs(d, batch, context, torch.float32, "cpu", seed=3)
-        dl, _, _ = local_dims(d, rank, world)
-        backends = parse_backend("torch")
-        y, r2 = tp_layer_forward(dl, backends, all_reduce_sum, **shard_inputs(d, full, rank, world))
-        if rank == 0:
-            y1, r21 = layer_forward(d, backends, **full)
-            torch.save({"tp": (y, r2), "one": (y1, r21)}, out_path)
-    finally:
-        dist.destroy_process_group()
-
-
 def main(argv=None) -> int:
     return worker_main(argv, "bench.sweeps.tp_sweep", __doc__, add_worker_arguments, run, "tp")
 

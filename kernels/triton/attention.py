@@ -7,6 +7,10 @@ scheme, with the head axis before the slot axis so one head's slots in a page ar
 lengths [B]: valid tokens per sequence (<= capacity; >= 1); None means the whole contiguous cache.
 
 out[b, h] = softmax(q[b, h] . K[b, h // G]^T / sqrt(D)) V[b, h // G], G = Hq / Hkv.
+window W > 0 (sliding window): a sequence reads only its last min(length, W) tokens, so the work and the
+traffic are bounded by W whatever the cache holds. sinks [Hq] (gpt-oss): a per-head logit added to the
+softmax denominator, out = sum_s e^(t_s) v_s / (sum_s e^(t_s) + e^(sink_h)), applied once where the output
+is normalised (the merge, or the single split).
 
 Two kernels (flash-decoding):
 1. split: grid (B * Hkv, NUM_SPLITS). A program takes the G query heads of one KV head as a [G_PAD, D]
@@ -54,16 +58,19 @@ def _attn_split_kernel(
     v_ptr, stride_vb, stride_vh, stride_vs,
     bt_ptr, stride_btb,  # [B, max_pages] page ids (PAGED only)
     len_ptr,  # [B] valid lengths (HAS_LENGTHS only)
+    sink_ptr,  # [Hq] sink logits (HAS_SINKS and not WRITE_LSE only: with splits the merge adds them)
     o_ptr, stride_ob, stride_oh, stride_os,  # [B, Hq, NUM_SPLITS, D] fp32 partials, or [B, Hq, D] output
     lse_ptr, stride_lb, stride_lh,  # [B, Hq, NUM_SPLITS] fp32 log2-sum-exp2 (WRITE_LSE only)
-    S, HKV, NUM_SPLITS, sm_scale_log2,
+    S, HKV, NUM_SPLITS, WINDOW, sm_scale_log2,
     G: tl.constexpr, D: tl.constexpr, G_PAD: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_S: tl.constexpr,
     PAGE_SIZE: tl.constexpr, PAGED: tl.constexpr, HAS_LENGTHS: tl.constexpr, WRITE_LSE: tl.constexpr,
-    PRECISION: tl.constexpr,
+    HAS_WINDOW: tl.constexpr, HAS_SINKS: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    """For query heads g of KV head h, tokens s in this split's range [lo, hi):
+    """For query heads g of KV head h, tokens s in this split's range [lo, hi) of the attended tokens
+    [start, length) (start = max(0, length - WINDOW) with a window, else 0):
     t_gs = q_g . k_s * log2(e) / sqrt(D);  m_g = max_s t_gs;  l_g = sum_s 2^(t_gs - m_g)
     o_g = sum_s 2^(t_gs - m_g) v_s / l_g;  lse_g = m_g + log2(l_g)   (-inf, o = 0 for an empty range).
+    With sinks and one split: l_g gains 2^(sink_g log2 e - m_g) (m_g first raised to the sink if larger).
 
     Traffic per program: read (hi - lo) D of K and of V, G D of q (and (hi - lo) / PAGE_SIZE page
     ids); write G D (+ G) fp32. Over the grid every valid K/V element is read exactly once.
@@ -76,8 +83,12 @@ def _attn_split_kernel(
         length = tl.minimum(tl.load(len_ptr + b).to(tl.int32), S)
     else:
         length = S
-    chunk = tl.cdiv(tl.cdiv(length, NUM_SPLITS), BLOCK_S) * BLOCK_S
-    lo = pid_s * chunk
+    if HAS_WINDOW:
+        start = tl.maximum(length - WINDOW, 0)
+    else:
+        start = 0
+    chunk = tl.cdiv(tl.cdiv(length - start, NUM_SPLITS), BLOCK_S) * BLOCK_S
+    lo = start + pid_s * chunk
     hi = tl.minimum(lo + chunk, length)
 
     offs_g = tl.arange(0, G_PAD)
@@ -118,6 +129,11 @@ def _attn_split_kernel(
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
 
+    if HAS_SINKS:  # one split only: the sink joins the denominator here
+        sink = tl.load(sink_ptr + heads, mask=g_ok, other=0.0).to(tl.float32) * 1.4426950408889634
+        m_fin = tl.maximum(m_i, sink)
+        l_i = l_i * tl.exp2(m_i - m_fin) + tl.exp2(sink - m_fin)
+        acc = acc * tl.exp2(m_i - m_fin)[:, None]
     nonempty = l_i > 0.0
     out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
     o_ptrs = o_ptr + b * stride_ob + heads[:, None] * stride_oh + pid_s * stride_os + offs_d[None, :]
@@ -131,11 +147,13 @@ def _attn_split_kernel(
 def _attn_merge_kernel(
     o_ptr, stride_ob, stride_oh, stride_os,  # [B, Hq, NUM_SPLITS, D] fp32
     lse_ptr, stride_lb, stride_lh,  # [B, Hq, NUM_SPLITS] fp32
+    sink_ptr,  # [Hq] sink logits (HAS_SINKS only)
     out_ptr, stride_outb, stride_outh,  # [B, Hq, D]
     HQ, NUM_SPLITS,
-    D: tl.constexpr, BLOCK_SPLITS: tl.constexpr, BLOCK_D: tl.constexpr,
+    D: tl.constexpr, BLOCK_SPLITS: tl.constexpr, BLOCK_D: tl.constexpr, HAS_SINKS: tl.constexpr,
 ):
     """out = sum_s w_s o_s / sum_s w_s with w_s = 2^(lse_s - max_s lse_s); empty splits weigh 0.
+    With sinks the denominator gains 2^(sink_h log2 e - max), the max taken over the sink too.
 
     Traffic per program: read NUM_SPLITS (D + 1) fp32; write D.
     """
@@ -147,9 +165,14 @@ def _attn_merge_kernel(
     s_ok = offs_s < NUM_SPLITS
     lse = tl.load(lse_ptr + b * stride_lb + hq * stride_lh + offs_s, mask=s_ok, other=float("-inf"))
     m = tl.max(lse, axis=0)
+    if HAS_SINKS:
+        sink = tl.load(sink_ptr + hq).to(tl.float32) * 1.4426950408889634
+        m = tl.maximum(m, sink)
     m = tl.where(m == float("-inf"), 0.0, m)  # every split empty (length 0): weights 0, output 0
     w = tl.exp2(lse - m)
     den = tl.sum(w, axis=0)
+    if HAS_SINKS:
+        den += tl.exp2(sink - m)
     o = tl.load(o_ptr + b * stride_ob + hq * stride_oh + offs_s[:, None] * stride_os + offs_d[None, :],
                 mask=s_ok[:, None] & (offs_d[None, :] < D), other=0.0)
     out = tl.sum(w[:, None] * o, axis=0) / tl.where(den > 0.0, den, 1.0)
@@ -191,7 +214,19 @@ def _check_lengths(op: str, lengths, batch: int, device):
     return lengths
 
 
-def _launch(op, q, k, v, block_table, lengths, page_size, capacity, out, num_splits):
+def _check_window_sinks(op: str, window, sinks, heads: int, device):
+    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+        raise ValueError(f"{op}: window must be an int >= 0 (0: full attention), got {window!r}")
+    if sinks is not None:
+        if not isinstance(sinks, torch.Tensor) or tuple(sinks.shape) != (heads,) or not sinks.is_floating_point():
+            raise ValueError(f"{op}: sinks must be a float tensor of shape ({heads},)")
+        if sinks.device != device:
+            raise ValueError(f"{op}: sinks is on {sinks.device}, expected {device}")
+        sinks = sinks.contiguous()
+    return sinks
+
+
+def _launch(op, q, k, v, block_table, lengths, page_size, capacity, out, num_splits, window=0, sinks=None):
     """Shared launcher: contiguous when block_table is None, else paged."""
     b, hq, d = q.shape
     hkv = k.shape[1]
@@ -203,7 +238,8 @@ def _launch(op, q, k, v, block_table, lengths, page_size, capacity, out, num_spl
     if b == 0:
         return out
     if num_splits is None:
-        num_splits = choose_num_splits(b, hkv, capacity, sm_count(q.device))
+        attended = min(capacity, window) if window else capacity
+        num_splits = choose_num_splits(b, hkv, attended, sm_count(q.device))
     if not 1 <= num_splits <= MAX_SPLITS:
         raise ValueError(f"{op}: num_splits={num_splits} outside 1..{MAX_SPLITS}")
     block_s = INTERPRETER_BLOCK_S if interpreting() else GPU_BLOCK_S
@@ -223,27 +259,32 @@ def _launch(op, q, k, v, block_table, lengths, page_size, capacity, out, num_spl
         v, v.stride(0), v.stride(1), v.stride(2),
         bt, bt.stride(0) if paged else 0,
         lengths if lengths is not None else q,
+        sinks if sinks is not None else q,
         o, *o_strides,
         lse, *lse_strides,
-        capacity, hkv, num_splits, LOG2E / math.sqrt(d),
+        capacity, hkv, num_splits, window, LOG2E / math.sqrt(d),
         G=g, D=d, G_PAD=max(16, next_pow2(g)), BLOCK_D=next_pow2(d), BLOCK_S=block_s,
         PAGE_SIZE=page_size if paged else 1, PAGED=paged, HAS_LENGTHS=lengths is not None,
-        WRITE_LSE=num_splits > 1, PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        WRITE_LSE=num_splits > 1, HAS_WINDOW=window > 0, HAS_SINKS=sinks is not None and num_splits == 1,
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         num_warps=4, num_stages=stages,
     )
     if num_splits > 1:
         _attn_merge_kernel[(b * hq,)](
-            o, *o_strides, lse, *lse_strides, out, out.stride(0), out.stride(1), hq, num_splits,
-            D=d, BLOCK_SPLITS=next_pow2(num_splits), BLOCK_D=next_pow2(d), num_warps=4,
+            o, *o_strides, lse, *lse_strides, sinks if sinks is not None else o,
+            out, out.stride(0), out.stride(1), hq, num_splits,
+            D=d, BLOCK_SPLITS=next_pow2(num_splits), BLOCK_D=next_pow2(d), HAS_SINKS=sinks is not None,
+            num_warps=4,
         )
     return out
 
 
-def triton_decode_attention(q, k_cache, v_cache, lengths=None, out=None, num_splits=None,
-                            **_) -> torch.Tensor:
+def triton_decode_attention(q, k_cache, v_cache, lengths=None, out=None, num_splits=None, window=0,
+                            sinks=None, **_) -> torch.Tensor:
     """Decode attention over a contiguous cache [B, Hkv, S, D]; returns [B, Hq, D] in q's dtype.
 
-    `num_splits` overrides the split heuristic; `out` is an optional output buffer.
+    `num_splits` overrides the split heuristic; `out` is an optional output buffer; `window` > 0 reads
+    only each sequence's last `window` tokens; `sinks` [Hq] adds a per-head logit to the denominator.
     """
     op = "triton_decode_attention"
     check_tensors(op, q, q=q, k_cache=k_cache, v_cache=v_cache, out=out)
@@ -255,11 +296,12 @@ def triton_decode_attention(q, k_cache, v_cache, lengths=None, out=None, num_spl
     if k_cache.shape[0] != b:
         raise ValueError(f"{op}: cache batch {k_cache.shape[0]} != q batch {b}")
     lengths = _check_lengths(op, lengths, b, q.device)
-    return _launch(op, q, k_cache, v_cache, None, lengths, 1, k_cache.shape[2], out, num_splits)
+    sinks = _check_window_sinks(op, window, sinks, q.shape[1], q.device)
+    return _launch(op, q, k_cache, v_cache, None, lengths, 1, k_cache.shape[2], out, num_splits, window, sinks)
 
 
 def triton_paged_decode_attention(q, k_pages, v_pages, block_table, lengths, page_size=None, out=None,
-                                  num_splits=None, **_) -> torch.Tensor:
+                                  num_splits=None, window=0, sinks=None, **_) -> torch.Tensor:
     """Decode attention over a paged cache: k_pages, v_pages [num_pages, Hkv, page_size, D],
     block_table [B, max_pages] page ids, lengths [B] valid tokens (<= max_pages * page_size)."""
     op = "triton_paged_decode_attention"
@@ -281,4 +323,6 @@ def triton_paged_decode_attention(q, k_pages, v_pages, block_table, lengths, pag
         raise ValueError(f"{op}: lengths is required for a paged cache")
     lengths = _check_lengths(op, lengths, b, q.device)
     capacity = block_table.shape[1] * page_size
-    return _launch(op, q, k_pages, v_pages, block_table, lengths, page_size, capacity, out, num_splits)
+    sinks = _check_window_sinks(op, window, sinks, q.shape[1], q.device)
+    return _launch(op, q, k_pages, v_pages, block_table, lengths, page_size, capacity, out, num_splits,
+                   window, sinks)

@@ -6,6 +6,10 @@ in place (never repeated in memory). Chunk query i (0-based) attends keys 0 .. p
 
     out[b, h, i] = sum_{j <= prefix + i} softmax_j(q_i . k_j * scale) v_j,   scale = 1 / sqrt(D) by default
 
+Sliding window W > 0: query i attends keys prefix + i - W < j <= prefix + i only (the tiles wholly below
+every query's window are never loaded, the tiles straddling its lower edge pay for the mask like the
+diagonal ones). Sinks [Hq] float32: a per-head logit added to the softmax denominator (gpt-oss).
+
 Grid (B * Hq, cdiv(T, BLOCK_M)): a program owns BLOCK_M consecutive queries of one query head and
 streams K/V tiles of BLOCK_N keys through an online softmax in fp32 (running max and sum, accumulator
 rescaled when the max moves), in base 2 with log2(e) folded into the scale. Three key ranges per tile:
@@ -56,15 +60,18 @@ def _attend_tile(
     acc, l_i, m_i, q,  # running state [BLOCK_M, BLOCK_D], [BLOCK_M], [BLOCK_M] fp32; q [BLOCK_M, BLOCK_D]
     k_head, stride_ks,  # this KV head's K rows
     v_head, stride_vs,
-    n0, limit, S, qk_scale_log2,  # first key of the tile; limit [BLOCK_M]: last key each query sees
+    n0, limit, S, WINDOW, qk_scale_log2,  # first key of the tile; limit [BLOCK_M]: last key each query sees
     offs_n, offs_d,
-    D: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
+    D: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     """One K/V tile of the online softmax, keys j in [n0, n0 + BLOCK_N):
     t_ij = q_i . k_j * scale * log2(e)  (-inf where CAUSAL and j > limit_i);  m' = max(m, max_j t_ij)
     l' = l 2^(m - m') + sum_j 2^(t_ij - m');  acc' = acc 2^(m - m') + sum_j 2^(t_ij - m') v_j.
     Read BLOCK_N D of K and of V. With CAUSAL the loads are bounded by S (the diagonal tiles may run
     past the cache); unmasked tiles lie wholly below prefix + tile_start < S and load unguarded rows.
+    HAS_WINDOW (CAUSAL tiles also test j > limit_i - WINDOW): a row may have seen no key yet, so the
+    running maximum may still be -inf; the exponentials then take 0 as their reference (p = 0, alpha = 0).
     """
     keys = n0 + offs_n
     k_ptrs = k_head + keys[:, None] * stride_ks + offs_d[None, :]
@@ -81,11 +88,18 @@ def _attend_tile(
         v = tl.load(v_ptrs, mask=(offs_d < D)[None, :], other=0.0)
     t = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale_log2  # [BLOCK_M, BLOCK_N] fp32
     if CAUSAL:
-        t = tl.where(keys[None, :] <= limit[:, None], t, float("-inf"))
-    # finite: the first tile a program visits starts at key 0, which every query sees
+        seen = keys[None, :] <= limit[:, None]
+        if HAS_WINDOW:
+            seen = seen & (keys[None, :] > limit[:, None] - WINDOW)
+        t = tl.where(seen, t, float("-inf"))
+    # without a window, finite: the first tile a program visits starts at key 0, which every query sees
     m_new = tl.maximum(m_i, tl.max(t, axis=1))
-    alpha = tl.exp2(m_i - m_new)  # rescales what was summed under the old maximum (0 on the first tile)
-    p = tl.exp2(t - m_new[:, None])
+    if HAS_WINDOW:
+        m_ref = tl.where(m_new == float("-inf"), 0.0, m_new)
+    else:
+        m_ref = m_new
+    alpha = tl.exp2(m_i - m_ref)  # rescales what was summed under the old maximum (0 on the first tile)
+    p = tl.exp2(t - m_ref[:, None])
     l_i = l_i * alpha + tl.sum(p, axis=1)
     # p rounded to the cache dtype for the tensor-core product, as flash attention does; sums stay fp32
     acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
@@ -98,8 +112,10 @@ def _prefill_attn_kernel(
     k_ptr, stride_kb, stride_kh, stride_ks,  # [B, Hkv, S, D]
     v_ptr, stride_vb, stride_vh, stride_vs,
     o_ptr, stride_ob, stride_oh, stride_ot,  # [B, Hq, T, D], q's dtype
-    T, S, PREFIX, HQ, qk_scale_log2,
+    sink_ptr,  # [Hq] sink logits (HAS_SINKS only)
+    T, S, PREFIX, HQ, WINDOW, qk_scale_log2,
     G: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_WINDOW: tl.constexpr, HAS_SINKS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """out[i] = sum_{j <= PREFIX + i} 2^(t_ij - m_i) v_j / l_i over this program's BLOCK_M queries i,
@@ -134,18 +150,39 @@ def _prefill_attn_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
     full_hi = ((PREFIX + start_m) // BLOCK_N) * BLOCK_N  # keys below: seen by every query of the tile
     hi = tl.minimum(PREFIX + start_m + BLOCK_M, S)  # keys from here on: above the diagonal for all
-    for n0 in range(0, full_hi, BLOCK_N):
+    if HAS_WINDOW:
+        # keys below lo are outside every query's window; from lo to band_hi some queries' windows start
+        lo = (tl.maximum(PREFIX + start_m - WINDOW + 1, 0) // BLOCK_N) * BLOCK_N
+        band_hi = tl.cdiv(tl.maximum(PREFIX + start_m + BLOCK_M - WINDOW, 0), BLOCK_N) * BLOCK_N
+        band_hi = tl.maximum(tl.minimum(band_hi, full_hi), lo)
+        for n0 in range(lo, band_hi, BLOCK_N):
+            n0 = tl.multiple_of(n0, BLOCK_N)
+            acc, l_i, m_i = _attend_tile(acc, l_i, m_i, q, k_head, stride_ks, v_head, stride_vs,
+                                         n0, limit, S, WINDOW, qk_scale_log2, offs_n, offs_d,
+                                         D=D, BLOCK_D=BLOCK_D, CAUSAL=True, HAS_WINDOW=True,
+                                         PRECISION=PRECISION)
+    else:
+        band_hi = 0
+    for n0 in range(band_hi, full_hi, BLOCK_N):
         n0 = tl.multiple_of(n0, BLOCK_N)
         acc, l_i, m_i = _attend_tile(acc, l_i, m_i, q, k_head, stride_ks, v_head, stride_vs,
-                                     n0, limit, S, qk_scale_log2, offs_n, offs_d,
-                                     D=D, BLOCK_D=BLOCK_D, CAUSAL=False, PRECISION=PRECISION)
+                                     n0, limit, S, WINDOW, qk_scale_log2, offs_n, offs_d,
+                                     D=D, BLOCK_D=BLOCK_D, CAUSAL=False, HAS_WINDOW=False,
+                                     PRECISION=PRECISION)
     for n0 in range(full_hi, hi, BLOCK_N):
         n0 = tl.multiple_of(n0, BLOCK_N)
         acc, l_i, m_i = _attend_tile(acc, l_i, m_i, q, k_head, stride_ks, v_head, stride_vs,
-                                     n0, limit, S, qk_scale_log2, offs_n, offs_d,
-                                     D=D, BLOCK_D=BLOCK_D, CAUSAL=True, PRECISION=PRECISION)
+                                     n0, limit, S, WINDOW, qk_scale_log2, offs_n, offs_d,
+                                     D=D, BLOCK_D=BLOCK_D, CAUSAL=True, HAS_WINDOW=HAS_WINDOW,
+                                     PRECISION=PRECISION)
 
-    out = acc / l_i[:, None]  # l_i >= 1 for every row: its maximum contributes 2^0
+    if HAS_SINKS:  # the sink joins the denominator: raise the maximum to it if larger, rescale
+        sink = tl.load(sink_ptr + h).to(tl.float32) * 1.4426950408889634
+        m_fin = tl.maximum(m_i, sink)
+        l_i = l_i * tl.exp2(m_i - m_fin) + tl.exp2(sink - m_fin)
+        acc = acc * tl.exp2(m_i - m_fin)[:, None]
+    # l_i >= 1 for every stored row (its maximum contributes 2^0); rows past T may hold 0
+    out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]
     o_head = o_ptr + b * stride_ob + h.to(tl.int64) * stride_oh
     tl.store(o_head + offs_m[:, None] * stride_ot + offs_d[None, :], out.to(o_ptr.dtype.element_ty),
              mask=m_ok[:, None] & d_ok[None, :])
@@ -181,12 +218,18 @@ def _ampere_configs():
     return [(128, 64, 8, 2), (128, 64, 8, 3), (128, 32, 8, 3), (64, 64, 4, 3), (64, 32, 4, 4)]
 
 
-def configs_for(cap: tuple) -> list:
-    """The triton.Config list for compute capability `cap`."""
+def _blackwell_masked_configs():
+    """sm_100 with a sliding window or sinks: the extra band loop and sink epilogue push the 128-row tiles
+    over 255 registers a thread (8-16 bytes of spills, ptxas -v, Triton 3.6), so 64-row tiles only."""
+    return [(64, 64, 4, 4), (64, 64, 4, 3)]
+
+
+def configs_for(cap: tuple, masked: bool = False) -> list:
+    """The triton.Config list for compute capability `cap` (`masked`: a window or sinks)."""
     if cap[0] == 9:
         entries = _hopper_configs()
     elif cap[0] == 10:
-        entries = _blackwell_configs()
+        entries = _blackwell_masked_configs() if masked else _blackwell_configs()
     else:
         entries = _ampere_configs()
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
@@ -209,9 +252,9 @@ def _prune(configs, named_args, **_):
 
 
 @functools.cache
-def _autotuned(cap: tuple):
+def _autotuned(cap: tuple, masked: bool = False):
     # D is in the key as a constexpr; the autotuner appends every tensor argument's dtype to the key
-    return triton.autotune(configs_for(cap), key=["T", "S", "D"],
+    return triton.autotune(configs_for(cap, masked), key=["T", "S", "D"],
                            prune_configs_by={"early_config_prune": _prune},
                            **autotune_options())(_prefill_attn_kernel)
 
@@ -238,15 +281,23 @@ def _check(op: str, q, k, v, prefix) -> tuple:
     return b, hq, t, d, hkv, s
 
 
-def triton_prefill_attention(q, k, v, prefix: int, scale: float | None = None, *, out=None) -> torch.Tensor:
+def triton_prefill_attention(q, k, v, prefix: int, scale: float | None = None, *, out=None, window: int = 0,
+                             sinks=None) -> torch.Tensor:
     """Causal prefill attention continuing a cache; returns [B, Hq, T, D] in q's dtype.
 
-    `scale` defaults to 1 / sqrt(D); `out` is an optional output buffer (tests poison it).
+    `scale` defaults to 1 / sqrt(D); `out` is an optional output buffer (tests poison it); `window` > 0
+    is a sliding window in tokens; `sinks` [Hq] adds a per-head logit to the softmax denominator.
     """
     op = "triton_prefill_attention"
-    check_tensors(op, q, q=q, k=k, v=v, out=out)
+    check_tensors(op, q, q=q, k=k, v=v, out=out, sinks=sinks)
     check_same_dtype(op, q, k=k, v=v)
     b, hq, t, d, hkv, s = _check(op, q, k, v, prefix)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+        raise ValueError(f"{op}: window must be an int >= 0 (0: full attention), got {window!r}")
+    if sinks is not None:
+        if tuple(sinks.shape) != (hq,) or not sinks.is_floating_point():
+            raise ValueError(f"{op}: sinks must be a float tensor of shape ({hq},)")
+        sinks = sinks.contiguous()
     q, k, v = unit_last_stride(q), unit_last_stride(k), unit_last_stride(v)
     out = check_out(op, out, (b, hq, t, d), q.dtype, q.device)
     if b == 0 or hq == 0 or t == 0:
@@ -257,15 +308,18 @@ def triton_prefill_attention(q, k, v, prefix: int, scale: float | None = None, *
     if interpreting():
         kernel, extra = _prefill_attn_kernel, {**INTERPRETER_CONFIG, "num_stages": 1}
     else:
-        kernel, extra = _autotuned(capability(q.device)), {}
+        masked = window > 0 or sinks is not None
+        kernel, extra = (_autotuned(capability(q.device), True) if masked else _autotuned(capability(q.device))), {}
     grid = lambda meta: (b * hq, cdiv(t, meta["BLOCK_M"]))
     kernel[grid](
         q, q.stride(0), q.stride(1), q.stride(2),
         k, k.stride(0), k.stride(1), k.stride(2),
         v, v.stride(0), v.stride(1), v.stride(2),
         out, out.stride(0), out.stride(1), out.stride(2),
-        t, s, prefix, hq, scale * LOG2E,
-        G=hq // hkv, D=d, BLOCK_D=max(16, next_pow2(d)), PRECISION=precision, **extra,
+        sinks if sinks is not None else q,
+        t, s, prefix, hq, window, scale * LOG2E,
+        G=hq // hkv, D=d, BLOCK_D=max(16, next_pow2(d)), PRECISION=precision,
+        HAS_WINDOW=window > 0, HAS_SINKS=sinks is not None, **extra,
     )
     if not interpreting():
         note_config(f"prefill_attention T={t} S={s} D={d}", kernel)

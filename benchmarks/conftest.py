@@ -1,10 +1,10 @@
-"""pytest-benchmark suites (bench/benchmarks/): the ops of a decode step and the whole step, at a curated set of
-shapes per model. This conftest sits in bench/ so that `pytest bench/ --benchmark-...` loads it before
-pytest-benchmark reads its options, as `pytest bench/benchmarks` and a plain `pytest` do.
+"""pytest-benchmark suites (benchmarks/): the ops of a decode step and the whole step, at a curated set of
+shapes per model. This conftest sits beside the suites so that `pytest benchmarks --benchmark-...` (or a
+file of it) loads it before pytest-benchmark reads its options, as a plain `pytest` (testpaths) does too.
 
-    pytest bench/benchmarks                                # time, print pytest-benchmark's table
-    pytest bench/benchmarks --benchmark-autosave           # ... and store results/benchmarks/<device>/...
-    pytest bench/benchmarks --tokenbench-baseline --benchmark-compare-fail=median:10%
+    pytest benchmarks                                      # time, print pytest-benchmark's table
+    pytest benchmarks --benchmark-autosave                 # ... and store results/benchmarks/<device>/...
+    pytest benchmarks --tokenbench-baseline --benchmark-compare-fail=median:10%
                                                            # fail on a regression against this device's
                                                            # newest stored run
 
@@ -30,12 +30,12 @@ from pathlib import Path
 
 import pytest
 
-from bench.benchmarks import harness
+from benchmarks import harness
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STORAGE = "file://./.benchmarks"  # pytest-benchmark's own default
 SCHEMA = 1  # of the "tokenbench" section this suite adds to pytest-benchmark's JSON
-SUITE = Path(__file__).resolve().parent / "benchmarks"
+SUITE = Path(__file__).resolve().parent
 _STARTED = {}
 
 
@@ -168,7 +168,7 @@ def ceilings(device, run_dtype):
     """(Ceilings, peak file name or None): this device's measured ceilings from the newest `tokenbench peak` file in $TOKENBENCH_PEAK_DIR (the GPU
     check sets it to the folder its own peak step just wrote), else in results/, if any."""
     from bench.records.peak_files import latest_peak
-    from bench.derive.roofline import PEAK_DTYPE
+    from bench.configs.device_catalog import PEAK_DTYPE
     from costmodel.ceilings import Ceilings
 
     found = latest_peak(peak_folder(), device)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.benchmarks import harness
+from benchmarks import harness
 from bench.configs.model_configs import get_model
 from bench.measure.gate import check_case
 from kernels.dtypes import torch_dtype

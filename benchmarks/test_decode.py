@@ -5,7 +5,7 @@ The gate: the step passes bench.measure.gate.check_case against its float64 refe
 """
 from __future__ import annotations
 
-from bench.benchmarks import harness
+from benchmarks import harness
 from bench.configs.model_configs import get_model
 from bench.measure.gate import check_case
 
