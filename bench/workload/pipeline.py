@@ -12,6 +12,7 @@ from bench.sweeps.engine import run_plan
 from bench.workload import compose as comp
 from bench.workload.measure_steps import StepSweep
 from bench.workload.plan import WorkloadSpec
+from bench.workload.queueing import ENGINE_POLICIES, TTFT_MODEL
 from costmodel.workload_economics import ENGINE_MODELS, WorkloadPoint, workload_economics
 
 KIND = "workload"
@@ -68,7 +69,8 @@ def open_workload_record(plan: RunPlan, device, spec: WorkloadSpec, price: dict,
         model=plan.model, dtype=precision(plan), price=price, activation_dtype=plan.dtype, phase=KIND,
         workload={"isl": spec.isl, "osl": spec.osl, "concurrency": list(spec.concurrency), "chunk": spec.chunk,
                   "tp": tp, "notes": list(spec.notes), "engine_models": dict(ENGINE_MODELS),
-                  "composition": comp.__doc__.strip()},
+                  "composition": comp.__doc__.strip(), "engine_policy": spec.policy,
+                  "engine_policy_source": ENGINE_POLICIES[spec.policy].source, "ttft_model": TTFT_MODEL},
         steps=[], points=[], compositions=[], economics=[], energy=energy)
 
 
