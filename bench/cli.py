@@ -71,6 +71,9 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    from bench.errors import restore_signals, stop_on_signals, stop_status
+
+    previous = stop_on_signals()  # SIGTERM and SIGHUP stop a command as Ctrl-C does: rows kept, one line
     try:
         check_command_line(args._parser, argv[argv.index(args.command) + 1:])
         check_values(args._parser, args)
@@ -93,6 +96,8 @@ def main(argv=None) -> int:
         raise
     except BrokenPipeError:
         return 1
-    except KeyboardInterrupt:  # a command that measures keeps its rows itself (store.recording, the torchrun launcher)
+    except KeyboardInterrupt as exc:  # a command that measures keeps its rows itself (store.recording, the launcher)
         print("tokenbench: interrupted", file=sys.stderr)
-        return 130
+        return stop_status(exc)
+    finally:
+        restore_signals(previous)

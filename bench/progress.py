@@ -58,11 +58,19 @@ class CaseProgress:
         if self._bar is not None:
             self._bar.update(self._task, description=f"{self.label}: {what}")
 
-    def finish(self, line: str) -> None:
-        """The case's result line, above the bar on a terminal, numbered in a pipe."""
-        self.console.print(line if self._bar is not None else f"{self._counter()} {line}", highlight=False,
-                           markup=False, soft_wrap=True)
-        self.last_line = time.monotonic()
+    def finish(self, line: str | None, on_terminal: bool = True) -> None:
+        """The case's result line, above the bar on a terminal (unless `on_terminal` is False: the bar's
+        count says it), numbered in a pipe; None: no line."""
+        if line is not None and (self._bar is None or on_terminal):
+            self.console.print(line if self._bar is not None else f"{self._counter()} {line}", highlight=False,
+                               markup=False, soft_wrap=True)
+            self.last_line = time.monotonic()
+        self.done += 1
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def skip(self) -> None:
+        """A case counted but not run (its group does not fit; the skip was said once for the group)."""
         self.done += 1
         if self._bar is not None:
             self._bar.advance(self._task)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from benchmarks import harness
 from bench.configs.model_configs import get_model
 from bench.measure.gate import check_case
+from costmodel.step import decode_rates
 
 
 def test_decode_step(benchmark, workload, backend, device, run_dtype, ceilings, step_rounds):
@@ -27,7 +28,6 @@ def test_decode_step(benchmark, workload, backend, device, run_dtype, ceilings, 
                 peak_file=ceilings[1],
                 **prepared.describe(), **harness.derived(step.flops, step.bytes, median, run_dtype, device, ceilings[0]))
     if median:
-        tokens_per_s = batch / median
-        info.update(tokens_per_s=tokens_per_s, tokens_per_s_per_user=1.0 / median,
-                    **harness.economics(device, tokens_per_s))
+        rates = decode_rates(batch, median)
+        info.update(**rates, **harness.economics(device, rates["tokens_per_s"]))
     benchmark.extra_info.update(info)

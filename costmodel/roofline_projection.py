@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from costmodel.input_errors import CostInputError
 from costmodel.ceilings import Ceilings, DeviceSpec, roofline_seconds
-from costmodel.step import compose
+from costmodel.step import compose, decode_rates
 
 # Bytes per element, to carry a run's byte counts to another dtype (fp4: two elements a byte).
 BYTES_PER_ELEMENT = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
@@ -192,7 +192,8 @@ def project_run(run, target: DeviceSpec, source: str = "the measured device",
         fits = None
         if src_step is not None and src_step.bytes_needed and target.memory_gb:
             fits = src_step.bytes_needed * scale <= target.memory_gb * 1e9
-        steps.append(ProjectedStep(batch, ctx, backend, step, batch / step, 1.0 / step, fits,
+        rates = decode_rates(batch, step)
+        steps.append(ProjectedStep(batch, ctx, backend, step, rates["tokens_per_s"], rates["tokens_per_s_per_user"], fits,
                                    src_step.step_seconds if src_step else None,
                                    src_step.tokens_per_s if src_step else None, how))
     if not steps:

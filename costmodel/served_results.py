@@ -44,6 +44,7 @@ from costmodel.numbers import parse_number
 from costmodel.served_engines import FORMATS, EngineRun, engine_runs, read_jsonl
 from costmodel.served_names import hardware_key, model_key, precision_key
 from costmodel.served_readings import ServedReading, is_readings_csv, read_readings
+from costmodel.step import tokens_per_s_per_user
 from costmodel.workload_economics import WorkloadPoint, workload_label
 
 REQUIRED_COLUMNS = ("hardware", "model", "precision", "tp", "isl", "osl", "concurrency",
@@ -173,7 +174,7 @@ def _ix_entry(entry, where: str) -> WorkloadPoint:
                              f"median_intvty)")
     interactivity = _number(where, "median_intvty", entry.get("median_intvty"), optional=True)
     if interactivity is None and entry.get("median_tpot") is not None:
-        interactivity = 1.0 / _number(where, "median_tpot", entry["median_tpot"], optional=False)
+        interactivity = tokens_per_s_per_user(_number(where, "median_tpot", entry["median_tpot"], optional=False))
     notes = []
     if entry.get("is_multinode") or entry.get("disagg") in (True, "true", "True"):
         notes.append(f"disaggregated: {entry.get('num_prefill_gpu', '?')} prefill + "

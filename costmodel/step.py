@@ -46,3 +46,16 @@ def gemm_step(layers: int, by_op: dict) -> tuple[float, float]:
 def moe_step(moe_layers: int, per_moe: float) -> float:
     """The MoE MLPs of one step: moe_layers x one MoE MLP's figure (seconds or bytes)."""
     return compose(moe_layers, per_moe)
+
+
+def tokens_per_s_per_user(seconds: float, tokens: int = 1) -> float:
+    """Tokens/s per user, the figure serving benchmarks call interactivity: the tokens one request receives
+    (`tokens` decode steps, one token each) over the `seconds` they take. Steps record it as
+    tokens_per_s_per_user, workload points as interactivity (the served-results convention); both are this."""
+    return tokens / seconds
+
+
+def decode_rates(batch: int, seconds: float) -> dict:
+    """A decode step of `batch` sequences taking `seconds`: the device's tokens/s (one token per sequence)
+    and each user's."""
+    return {"tokens_per_s": batch / seconds, "tokens_per_s_per_user": tokens_per_s_per_user(seconds)}

@@ -66,7 +66,7 @@ class WorkloadPoint:
     output_tokens_per_s: float | None = None
     input_tokens_per_s: float | None = None
     interactivity: float | None = None  # tokens/s per user = 1 / time per output token
-    ttft_s: float | None = None
+    ttft_s: float | None = None  # median time to first token (tokenbench's chunked model: the steady state)
     e2e_latency_s: float | None = None
     input_time_share: float | None = None
     fits: bool = True
@@ -76,6 +76,7 @@ class WorkloadPoint:
     label: str = ""  # what a legend shows (device / precision / workload), set by whoever makes the point
     note: str = ""
     reference: str = ""  # where a served figure was published (URL or citation); empty for tokenbench's own
+    ttft_first_wave_s: float | None = None  # median TTFT of C requests sent at once (a benchmark's start)
 
     def __post_init__(self):
         if self.engine_model not in ENGINE_MODELS:

@@ -120,6 +120,11 @@ def torch_sdpa(q, k_cache, v_cache, lengths=None, window=0, sinks=None, **_) -> 
     """SDPA with the G query heads of a KV head folded into its query length, so K/V are read once. A
     window over a full cache without `lengths` reads the last W slots as a view; with sinks (no SDPA
     argument for them) the eager form of transformers' gpt-oss attention."""
+    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and not window and sinks is None:
+        # whichever of SDPA and the cache widened to fp32 per sequence measured faster (kernels/cpu_attention.py)
+        from kernels.cpu_attention import cpu_attention
+
+        return cpu_attention(q, k_cache, v_cache, lengths, reference)
     b, hq, d = q.shape
     hkv, s = k_cache.shape[1], k_cache.shape[2]
     qg = q.view(b, hkv, hq // hkv, d)  # [B, Hkv, G, D]

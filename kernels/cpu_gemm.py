@@ -1,6 +1,7 @@
 """The CPU decode GEMM, chosen by measuring on this machine: which library path runs y = x @ W^T fastest
 differs by CPU (an AMD EPYC's MKL ran an M = 1 float32 GEMV on one thread, so splitting W into row blocks
-through bmm won there; on an AMX Xeon plain F.linear was twice as fast as that split). So nothing is
+through bmm won there; on an AMX Xeon plain F.linear was twice as fast as that split; on a CPU without bf16
+instructions a bf16 W is best widened to fp32 in cache or in registers, kernels/cpu_widen_gemm.py). So nothing is
 hard-wired per vendor: on the first call per (M, K, N, dtype, bias, threads) every candidate is checked
 against float64 on fresh random inputs, the ones that pass are timed on the caller's own tensors
 (alternating, median of a few reps, a bounded budget), and the fastest is kept for the process, the way
@@ -17,10 +18,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from kernels import cpu_widen_gemm as widen
 from kernels.dtypes import SINGLE_OP_TOLERANCE, TOLERANCE
 
 CALIBRATION_BUDGET_S = 0.3  # per shape class, timing only (the correctness check is apart)
 MAX_REPS = 5
+PRUNE_FACTOR = 4.0
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
@@ -88,20 +91,31 @@ def _has_packed_linear() -> bool:
 
 
 def _packed_supports(dtype: torch.dtype | None) -> bool:
-    """oneDNN's packed linear in bf16 needs the CPU's bf16 instructions (AVX-512 BF16 or AMX): without them
-    (seen on an AMD EPYC) it returns NaN rather than refusing, so it is not offered there at all."""
-    if dtype != torch.bfloat16:
+    """oneDNN's packed linear in bf16 (fp16) needs the CPU's bf16 (fp16) instructions, AVX-512 BF16 / AMX
+    (AVX-512 FP16 / AMX-FP16): without them (seen on an AMD EPYC) it returns NaN rather than refusing, so
+    it is not offered there at all."""
+    probes = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
+    if dtype not in probes:
         return True
-    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    probe = getattr(torch.ops.mkldnn, probes[dtype], None)
     return bool(probe()) if probe is not None else False
 
 
+# 1 MiB a thread: a 256 KiB block ran slowest of all on the EPYC measured (512 KiB L2 a core), its per-block
+# overhead (two library calls, each a parallel region) outweighing the cache it saved
+_WIDEN_BLOCKS = {"widen_blocks_1m": widen.WidenedBlocks(1 << 20)}
+
+
 def candidates(dtype: torch.dtype | None = None) -> list[Candidate]:
-    """The CPU GEMM paths that can run `dtype` here (None: every path this torch has)."""
+    """The CPU GEMM paths that can run `dtype` here (None: the paths for every dtype this torch has)."""
     out = [Candidate("linear", _linear),
            Candidate("row_block_bmm", _row_block_bmm, lambda m, k, n: _row_chunks(n) is not None)]
     if _has_packed_linear() and _packed_supports(dtype):
         out.append(Candidate("onednn_packed", _PACKED))
+    if dtype in (torch.bfloat16, torch.float16):  # half-width weights widened to fp32 (kernels/cpu_widen_gemm.py)
+        out += [Candidate(name, run) for name, run in _WIDEN_BLOCKS.items()]
+        if widen.kernel_available():
+            out.append(Candidate("widened_kernel", widen.widened_kernel))
     return out
 
 
@@ -137,7 +151,8 @@ def check(cand: Candidate, m: int, k: int, n: int, dtype: torch.dtype, bias: boo
 class Choice:
     name: str
     run: Callable
-    seconds: dict  # candidate -> median seconds on the caller's tensors (passed candidates only)
+    seconds: dict  # candidate -> median seconds on the caller's tensors (passed candidates only; one run
+    # for those pruned as PRUNE_FACTOR x slower than the fastest)
     errors: dict  # candidate -> relative error against float64 (NaN: raised or non-finite)
 
 
@@ -157,13 +172,21 @@ def choose(x, w, b, pool: list[Candidate] | None = None) -> Choice:
     times = {c.name: [] for c in passed}
     for c in passed:
         c.run(x, w, b)  # warm: packing, first-call dispatch
+    for c in passed:
+        t0 = time.perf_counter()
+        c.run(x, w, b)
+        times[c.name].append(time.perf_counter() - t0)
+    # a path PRUNE_FACTOR x slower than the fastest in its first timed run keeps that one figure and is not
+    # run again: a widened-block path 50x off took minutes of calibration on an LM head otherwise
+    fastest = min(t[0] for t in times.values())
+    timed = [c for c in passed if times[c.name][0] <= PRUNE_FACTOR * fastest]
     started = time.perf_counter()
-    for _ in range(MAX_REPS):
-        for c in passed:  # alternating, so a noisy neighbour hurts every candidate alike
+    for _ in range(MAX_REPS - 1):
+        for c in timed:  # alternating, so a noisy neighbour hurts every candidate alike
             t0 = time.perf_counter()
             c.run(x, w, b)
             times[c.name].append(time.perf_counter() - t0)
-        if time.perf_counter() - started > CALIBRATION_BUDGET_S and len(times[passed[0].name]) >= 3:
+        if time.perf_counter() - started > CALIBRATION_BUDGET_S and len(times[timed[0].name]) >= 3:
             break
     seconds = {name: statistics.median(t) for name, t in times.items()}
     best = min(passed, key=lambda c: seconds[c.name])

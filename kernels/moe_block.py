@@ -71,12 +71,20 @@ class MoeBlockShape:
 def flops(s: MoeBlockShape) -> int:
     """Router, then per (token, chosen expert): gate_up 4HF (+2F bias), activation, down 2FH (+H bias), the
     weighted sum 2H; the shared MLP per token: 4H Fs' + swiglu + 2 Fs' H + H to add it (Fs' = S Fs)."""
+    return moe_router.flops(s.router_shape) + s.tokens * (s.top_k * pair_flops(s) + shared_flops(s))
+
+
+def pair_flops(s: MoeBlockShape) -> int:
+    """One (token, chosen expert) pair: gate_up, bias, activation, down, bias, the weighted sum."""
     h, f = s.hidden, s.ffn
     bias = (2 * f + h) if s.expert_bias else 0
-    per_pair = 4 * h * f + ACT_FLOPS[s.activation] * f + 2 * f * h + 2 * h + bias
+    return 4 * h * f + ACT_FLOPS[s.activation] * f + 2 * f * h + 2 * h + bias
+
+
+def shared_flops(s: MoeBlockShape) -> int:
+    """The shared MLP on one token, and adding it."""
     fs = s.shared_width
-    shared = (6 * h * fs + ACT_FLOPS["swiglu"] * fs + h) if fs else 0
-    return moe_router.flops(s.router_shape) + s.tokens * (s.top_k * per_pair + shared)
+    return (6 * s.hidden * fs + ACT_FLOPS["swiglu"] * fs + s.hidden) if fs else 0
 
 
 def min_bytes(s: MoeBlockShape, element_bytes: int, active: float) -> int:

@@ -1,7 +1,7 @@
 """One spawn of two gloo ranks on the CPU for every test that compares a sharded computation with the
-one-process one (tests/test_tp.py, tests/test_workload_tp.py): starting two interpreters that import torch
-costs seconds, the comparisons themselves milliseconds. Rank 0 saves what each test asserts on; the
-session fixture `gloo_pair` in tests/conftest.py runs it once."""
+one-process one (tests/test_tp.py, tests/test_workload_tp.py, tests/test_moe_expert_parallel.py): starting two
+interpreters that import torch costs seconds, the comparisons themselves milliseconds. Rank 0 saves what each
+test asserts on; the session fixture `gloo_pair` in tests/conftest.py runs it once."""
 from __future__ import annotations
 
 import socket
@@ -73,6 +73,58 @@ def layout_sum(rank: int) -> torch.Tensor:
     return tp_sweep.all_reduce_sum(t)
 
 
+# (model, tokens per rank, routing): the three routers, a lone token, skewed (uneven) splits
+EP_CASES = [("tiny-qwen3-moe", 5, None), ("tiny-deepseek-v3", 4, None), ("tiny-gpt-oss", 3, None),
+            ("tiny-qwen3-moe", 1, None), ("tiny-deepseek-v3", 16, "zipf:2")]
+
+
+def ep_compare(rank: int, world: int) -> list:
+    """Per EP case, every rank's (float64 sharded output, its rows of the one-process float64 block, the
+    production gate's verdict) gathered on every rank (bench/sweeps/ep_sweep.py, kernels/moe_expert_parallel.py)."""
+    from types import SimpleNamespace
+
+    from bench.sweeps import ep_sweep
+    from bench.sweeps.moe_sweep import block_kind
+    from kernels import moe_block, moe_expert_parallel as ep
+    from kernels.moe_routing import parse_routing
+
+    out = []
+    for name, tokens, routing_text in EP_CASES:
+        model = get_model(name)
+        routing = parse_routing(routing_text) if routing_text else None
+        s = ep_sweep.ep_shape(model, tokens, block_kind(model, None), world)
+        g64 = moe_block.make_inputs(s.group_block, torch.float64, "cpu", 11, routing)
+        y = ep.ep_forward(s, ep.shard_inputs(s, g64, rank), ep_sweep.all_to_all_rows)
+        gate = ep_sweep.gate_on_rank(s, "fp32", SimpleNamespace(torch_device="cpu"), rank, 11, routing)
+        plan, _ = ep.route_and_plan(s, ep.shard_inputs(s, g64, rank), ep_sweep.all_to_all_rows)
+        # the other rank's experts in place of this rank's: the check must see it
+        swapped = {**ep.shard_inputs(s, g64, rank),
+                   **{k: v for k, v in ep.shard_inputs(s, g64, world - 1 - rank).items() if k in ep.EXPERT_KEYS}}
+        wrong = ep_sweep.rel_error(ep.ep_forward(s, swapped, ep_sweep.all_to_all_rows), ep.reference(s, g64, rank))
+        mine = {"y": y, "ref": ep.reference(s, g64, rank), "gate": gate, "send": plan.send_splits,
+                "wrong_shard_error": wrong}
+        every = [None] * world
+        dist.all_gather_object(every, mine)
+        out.append(every)
+    return out
+
+
+def ep_measure(rank: int, world: int) -> dict | None:
+    """The group path's timings (bench/sweeps/ep_sweep.measure_on_rank, a tiny budget) composed on rank 0."""
+    from types import SimpleNamespace
+
+    from bench.sweeps import ep_sweep
+    from bench.sweeps.moe_sweep import block_kind
+
+    model = get_model("tiny-deepseek-v3")
+    s = ep_sweep.ep_shape(model, 4, block_kind(model, None), world)
+    mine = ep_sweep.measure_on_rank(s, "fp32", SimpleNamespace(kind="cpu", torch_device="cpu"), rank, 0.01, 11,
+                                    None)
+    every = [None] * world
+    dist.all_gather_object(every, mine)
+    return ep_sweep.compose_group(s, model, every).__dict__ if rank == 0 else None
+
+
 def worker(rank: int, world: int, layer_init: str, init_method: str, out_dir: str) -> None:
     # the decode layer, in a group of its own, torn down when it returns
     layer_compare(rank, world, layer_init, f"{out_dir}/layer.pt")
@@ -80,14 +132,21 @@ def worker(rank: int, world: int, layer_init: str, init_method: str, out_dir: st
     try:
         prefill = prefill_compare(rank, world)
         summed = layout_sum(rank)
+        expert_parallel = ep_compare(rank, world)
+        ep_timed = ep_measure(rank, world)
         if rank == 0:
-            torch.save({"prefill": prefill, "layout_sum": summed}, f"{out_dir}/group.pt")
+            torch.save({"prefill": prefill, "layout_sum": summed, "ep": expert_parallel, "ep_timed": ep_timed},
+                       f"{out_dir}/group.pt")
+        # every rank waits for the other before teardown: under load, a rank that destroyed its group while the
+        # other was still in a collective aborted it (SIGABRT, "terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
 
 def run(out_dir) -> dict:
-    """Spawn the pair once; {"layer": ..., "prefill": [...], "layout_sum": tensor} as rank 0 saved them."""
+    """Spawn the pair once; {"layer": ..., "prefill": [...], "layout_sum": tensor, "ep": [...], "ep_timed": {...}}
+    as rank 0 saved them."""
     import torch.multiprocessing as mp
 
     layer_port, port = free_ports(2)

@@ -1,9 +1,12 @@
 """The CPU GEMM chooser: every candidate matches float64, the winner is one that passed, and a wrong
 candidate is never picked, however fast."""
+import time
+
 import pytest
 import torch
 
 from kernels import cpu_gemm
+from kernels import cpu_widen_gemm as widen
 from kernels.gemm import torch_linear
 
 SHAPES = [(1, 64, 96, False), (3, 80, 48, True), (8, 128, 256, False)]
@@ -15,7 +18,7 @@ def fresh_choices(monkeypatch):
     monkeypatch.setattr(cpu_gemm, "_CHOSEN", {})
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("m,k,n,bias", SHAPES)
 def test_every_candidate_matches_float64(m, k, n, bias, dtype):
     for cand in cpu_gemm.candidates(dtype):  # the paths this CPU can run in this dtype
@@ -65,3 +68,48 @@ def test_no_passing_candidate_is_an_error_not_a_silent_pick():
     x, w, b = _inputs(2, 32, 64, False)
     with pytest.raises(RuntimeError, match="no CPU GEMM path passed"):
         cpu_gemm.choose(x, w, b, pool)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("m,k,n", [(1, 20, 7), (9, 67, 33), (5, 2048, 130)])  # odd N, K % 8 != 0, M > 4
+def test_widened_paths_match_float64_on_ragged_shapes(m, k, n, dtype):
+    pool = [cpu_gemm.Candidate(name, run) for name, run in cpu_gemm._WIDEN_BLOCKS.items()]
+    if widen.kernel_available():
+        pool.append(cpu_gemm.Candidate("widened_kernel", widen.widened_kernel))
+    for cand in pool:
+        for bias in (False, True):
+            err = cpu_gemm.check(cand, m, k, n, dtype, bias, seed=3)
+            assert err <= cpu_gemm.tolerance(dtype), (cand.name, bias, err)
+
+
+def test_half_width_weights_get_the_widened_candidates():
+    names = [c.name for c in cpu_gemm.candidates(torch.bfloat16)]
+    assert "widen_blocks_1m" in names
+    assert ("widened_kernel" in names) == widen.kernel_available()
+    assert not {"widen_blocks_1m", "widened_kernel"} & {c.name for c in cpu_gemm.candidates(torch.float32)}
+
+
+def test_no_compiler_means_no_kernel_candidate_and_says_why(monkeypatch):
+    monkeypatch.setattr(widen, "_LIB", None)
+    monkeypatch.setattr(widen, "_STATUS", "not built yet")
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(widen.shutil, "which", lambda name: None)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")  # as on a CPU that could
+    assert not widen.kernel_available()
+    assert "no C compiler" in widen.kernel_status()
+    assert "widened_kernel" not in [c.name for c in cpu_gemm.candidates(torch.bfloat16)]
+
+
+def test_a_far_slower_candidate_is_timed_once_and_cannot_win():
+    calls = {"slow": 0}
+
+    def slow(x, w, b):
+        calls["slow"] += 1
+        time.sleep(0.4)  # far past any stall a loaded machine puts on the 2x64x128 linear
+        return torch.nn.functional.linear(x, w, b)
+
+    pool = [cpu_gemm.Candidate("slow", slow), cpu_gemm.Candidate("linear", cpu_gemm._linear)]
+    x, w, b = _inputs(2, 64, 128, False)
+    choice = cpu_gemm.choose(x, w, b, pool)
+    assert choice.name == "linear" and set(choice.seconds) == {"slow", "linear"}
+    assert calls["slow"] == 3  # the float64 check, the warm-up, one timed run

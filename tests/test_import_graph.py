@@ -127,12 +127,13 @@ def test_commands_neither_write_records_nor_compose_steps():
 
 
 # The packages, lowest first (docs/architecture.md): a module may import its own package and any package
-# before it, never one after it. kernels (with kernels/triton) and costmodel stand alone; `bench` alone is its
-# __init__ (the version); errors, parsing and progress are shared by everything above them; the records'
+# before it, never one after it. kernels (with kernels/triton) and costmodel stand alone; errors (standard
+# library only) sits under `bench` alone, its __init__ (the version, and a torchrun rank's die-with-parent request
+# made before anything else is imported); parsing and progress are shared by everything above them; the records'
 # typed vocabulary sits under the measuring code that fills it; derive reads records; report prints records
 # and derived figures; the sweeps and the workload drive the measuring and print with report's tables; the
 # command line and the pytest-benchmark suites (benchmarks/, outside the product) use all of it.
-PACKAGE_ORDER = ("kernels", "costmodel", "bench", "bench.errors", "bench.parsing", "bench.flag_rules", "bench.progress",
+PACKAGE_ORDER = ("kernels", "costmodel", "bench.errors", "bench", "bench.parsing", "bench.flag_rules", "bench.progress",
                  "bench.configs", "bench.records", "bench.measure", "bench.derive", "bench.report",
                  "bench.sweeps", "bench.workload", "bench.gpu_check_plan", "bench.gpu_preflight", "bench.gpu_check",
                  "bench.commands",

@@ -10,6 +10,7 @@ import pytest
 from bench.cli import main
 from bench.parsing import positive_float, positive_int_list
 from bench.measure.reliability import flag_unreliable
+from bench.records.schema import MeasuredRow
 from bench.measure.timing import distinct_levels
 from costmodel.input_errors import CostInputError
 from costmodel.numbers import parse_number
@@ -135,10 +136,10 @@ def test_progress_lines_in_a_pipe(quick_runs):
 def test_a_run_that_measured_nothing_exits_non_zero(tmp_path, monkeypatch, capsys):
     from bench.sweeps import decode_sweep
     def refused(case, backend, device, plan, batch, context):
-        return {"op": case.name, "kind": case.kind, "batch": batch, "context": context, "backend": backend,
-                "valid": False, "check": "forced failure for the test"}
+        return MeasuredRow.build(op=case.name, kind=case.kind, batch=batch, context=context, backend=backend,
+                                 valid=False, check="forced failure for the test")
 
-    monkeypatch.setattr(decode_sweep, "measure", refused)  # the decode sweep (bench.sweeps.decode_sweep.run_sweep) calls it
+    monkeypatch.setattr(decode_sweep, "measure", refused)  # the decode sweep (bench.sweeps.decode_sweep.DecodeSweep) calls it
     assert main(["run", "--model", "tiny", "--device", "cpu", "--batch", "1", "--context", "8", "--layer-only",
                  "--budget-s", "0.02", "--out", str(tmp_path)]) == 1
     assert "nothing was measured" in capsys.readouterr().err
@@ -150,8 +151,8 @@ def test_distinct_levels_of_quantum_stuck_samples():
 
 
 def row(op, batch, p50, levels, bound=None, bytes_=1_000_000):
-    return {"op": op, "batch": batch, "context": 512, "backend": "torch", "valid": True, "seconds_p50": p50,
-            "samples": 20, "levels": levels, "roofline_seconds_measured": bound, "bytes": bytes_, "flops": 0}
+    return MeasuredRow.build(op=op, batch=batch, context=512, backend="torch", valid=True, seconds_p50=p50,
+                             samples=20, levels=levels, roofline_seconds_measured=bound, bytes=bytes_, flops=0)
 
 
 def test_quantum_stuck_rows_are_flagged_from_recorded_samples():
@@ -159,11 +160,11 @@ def test_quantum_stuck_rows_are_flagged_from_recorded_samples():
     rows = [row("swiglu", 1, 209e-6, 40, bound=5e-6), row("swiglu", 8, 15_992e-6, 2, bound=40e-6, bytes_=8_000_000),
             row("gate_up_proj", 1, 3.5e-3, 30, bound=2.5e-3), row("gate_up_proj", 8, 15.1e-3, 25, bound=2.6e-3)]
     flagged = flag_unreliable(rows)
-    assert [(r["op"], r["batch"]) for r in flagged] == [("swiglu", 8)]
-    assert "discrete value" in flagged[0]["unreliable"]
+    assert [(r.op, r.batch) for r in flagged] == [("swiglu", 8)]
+    assert "discrete value" in flagged[0].unreliable
     # without the level count, the neighbouring batch still gives it away
     rows = [row("swiglu", 1, 209e-6, None), row("swiglu", 8, 15_992e-6, None, bytes_=8_000_000)]
-    assert "slower than batch 1" in flag_unreliable(rows)[0]["unreliable"]
+    assert "slower than batch 1" in flag_unreliable(rows)[0].unreliable
 
 
 @pytest.mark.parametrize("command", [["show"], ["report", "--out", "REP"], ["project", "--to", "h200", "--from"],

@@ -211,9 +211,14 @@ def test_prefill_layer_bf16_on_gpu():
 def test_gemm_share_of_peak_counts_the_layer_projections_only():
     from bench.sweeps.prefill_sweep import gemm_share_of_peak
 
-    rows = [{"kind": "gemm", "phase": "prefill", "chunk_index": 0, "flops": 8e9, "seconds_p50": 0.01},
-            {"kind": "gemm", "phase": "prefill", "chunk_index": 1, "flops": 4e9, "seconds_p50": 0.01},
-            {"kind": "gemm", "phase": "prefill", "rows": 1, "flops": 1e6, "seconds_p50": 0.01},  # lm_head
-            {"kind": "norm", "phase": "prefill", "chunk_index": 0, "flops": 1e6, "seconds_p50": 0.01}]
+    from bench.records.schema import MeasuredRow
+
+    def row(**fields):
+        return MeasuredRow.build(op="x", batch=1, backend="torch", **fields)
+
+    rows = [row(kind="gemm", phase="prefill", chunk_index=0, flops=8e9, seconds_p50=0.01),
+            row(kind="gemm", phase="prefill", chunk_index=1, flops=4e9, seconds_p50=0.01),
+            row(kind="gemm", phase="prefill", rows=1, flops=1e6, seconds_p50=0.01),  # lm_head
+            row(kind="norm", phase="prefill", chunk_index=0, flops=1e6, seconds_p50=0.01)]
     assert gemm_share_of_peak(rows, 1e12) == pytest.approx(12e9 / 0.02 / 1e12)
     assert gemm_share_of_peak(rows, None) is None

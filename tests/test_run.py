@@ -112,6 +112,30 @@ def test_interrupted_run_keeps_measured_rows(tmp_path, monkeypatch):
     assert "Ctrl-C" in record["interrupted"]
 
 
+def test_sigterm_stops_a_run_like_ctrl_c(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    real = decode_sweep.measure
+    calls = {"n": 0}
+
+    def measure_then_sigterm(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or a CI job's timeout sends it
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(decode_sweep, "measure", measure_then_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["run", *FAST, "--batch", "1", "--out", str(tmp_path)]) == 143
+    record, _ = load_only(tmp_path)
+    assert len(record["rows"]) == 2 and record["complete"] is False and record["wall_s"] > 0
+    assert record["interrupted"].startswith("stopped by SIGTERM;")
+    err = capsys.readouterr().err
+    assert err.count("interrupted: keeping the rows measured so far") == 1 and "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) == before  # the command put the handler back
+
+
 def test_failure_midway_keeps_rows_and_out_of_memory_skips(tmp_path, monkeypatch):
     real = decode_sweep.measure
     calls = {"n": 0}

@@ -85,13 +85,17 @@ def test_composition_equals_the_hand_computed_figures():
     # chunked: contexts 33..40, mean step 10 ms + 0.1 ms x 3.5; decode-only 6.35 ms
     step, dec = 0.01035, 0.00635
     assert c1.step_seconds == pytest.approx(step) and c1.decode_only_seconds == pytest.approx(dec)
-    assert chunked.output_tokens_per_s == pytest.approx(2 / step)
-    assert chunked.input_tokens_per_s == pytest.approx(2 * 32 / 8 / step)
-    assert chunked.total_tokens_per_s == pytest.approx(10 / step)
-    assert chunked.interactivity == pytest.approx(1 / step)
-    assert chunked.input_time_share == pytest.approx((step - dec) / step)
-    assert chunked.ttft_s == pytest.approx(0.05 + dec)  # one prompt's prefill + one decode-only step beside it
-    assert chunked.e2e_latency_s == pytest.approx(0.05 + dec + 7 * step)
+    # a 64-token budget finishes both 32-token prompts in one step (g = 2): they arrive, are prefilled and
+    # decode together, so no decode step carries another request's prompt (f = 0; bench/workload/queueing.py)
+    assert c1.prompts_together == 2 and c1.decode_share == 0.0
+    wall = 2 * 0.05 + 7 * dec  # both prompts at the alone rate, then 7 decode-only steps
+    assert chunked.output_tokens_per_s == pytest.approx(2 * 8 / wall)
+    assert chunked.input_tokens_per_s == pytest.approx(2 * 32 / wall)
+    assert chunked.total_tokens_per_s == pytest.approx(2 * 40 / wall)
+    assert chunked.interactivity == pytest.approx(1 / dec)
+    assert chunked.input_time_share == pytest.approx(0.1 / wall)
+    assert chunked.ttft_s == pytest.approx(0.1) and chunked.ttft_first_wave_s == pytest.approx(0.1)
+    assert chunked.e2e_latency_s == pytest.approx(wall)
     assert c1.affine is True and c1.affine_deviation == pytest.approx(0, abs=1e-12)
     # cohort: both prompts in one prefill (2 x 32 <= 64) = 80 ms, then 7 decode steps at contexts 33..39
     decode = 7 * 0.006 + 1e-4 * sum(range(7))
@@ -197,6 +201,31 @@ def test_an_interrupted_workload_keeps_its_rows(tmp_path, monkeypatch, capsys):
     assert main(["workload", *FAST, "--isl", "8", "--osl", "4", "--concurrency", "1", "--out", str(tmp_path)]) == 130
     record = _record(tmp_path)
     assert len(record["rows"]) == 3 and "interrupted" in record and not record["complete"]
+    # every point says it was interrupted, not that a step it needs has no valid timing
+    assert record["points"] and all(p["note"] == "interrupted before the steps it needs were measured"
+                                    for p in record["points"])
+    assert "no valid timing" not in capsys.readouterr().err
+
+
+def test_sigterm_stops_a_workload_like_ctrl_c(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import bench.workload.measure_steps as m
+
+    real, calls = m.measure, {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+
+    monkeypatch.setattr(m, "measure", flaky)
+    assert main(["workload", *FAST, "--isl", "8", "--osl", "4", "--concurrency", "1", "--out", str(tmp_path)]) == 143
+    record = _record(tmp_path)
+    assert len(record["rows"]) == 1 and record["interrupted"].startswith("stopped by SIGTERM;")
+    assert record["wall_s"] > 0 and not record["complete"]
 
 
 @pytest.mark.parametrize("argv,expect", [
@@ -255,7 +284,8 @@ def test_projection_carries_each_step_at_its_measured_share_of_the_roofline():
     mixed = [0.010 + 1e-4 * (ctx - lo) for ctx in range(lo, lo + 8)]
     expect = sum(tgt / (src / s) for s in mixed) / 8  # per context: target bound / source efficiency
     assert c1.step_seconds == pytest.approx(expect)
-    assert chunked.interactivity == pytest.approx(1 / expect)
+    # both prompts fit one 64-token step and decode together: no decode step carries a prompt (queueing.py)
+    assert c1.decode_share == 0.0 and chunked.interactivity == pytest.approx(1 / c1.decode_only_seconds)
 
 
 def test_show_prints_a_workload_file_and_names_a_corrupt_field(tiny_workload, tmp_path, capsys):

@@ -1,5 +1,5 @@
 """What the `moe` and `fp8` commands share: their arguments, the --backend check, the device line and the
-progress printer (stderr). Their plan, record and ceilings are bench/sweeps/op_sweep_setup.py's."""
+progress console (stderr). Their plan, record and ceilings are bench/sweeps/op_sweep_setup.py's."""
 from __future__ import annotations
 
 import os
@@ -42,3 +42,12 @@ def detect(args):
 
 def say(text: str) -> None:
     print(text, file=sys.stderr)
+
+
+def console():
+    """The stderr console the sweep's progress goes to (a bar on a terminal, a line per case in a pipe)."""
+    from rich.console import Console
+
+    from bench.report.terminal_tables import console_width
+
+    return Console(stderr=True, width=console_width(sys.stderr))

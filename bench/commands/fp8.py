@@ -25,8 +25,9 @@ def add_arguments(p):
 
 def main(args) -> int:
     from bench.derive.run_pricing import run_price_quote
-    from bench.sweeps.fp8_sweep import fp4_reason, run_fp8_sweep
-    from bench.sweeps.op_sweep_setup import measure_ceilings, op_plan, open_op_record
+    from bench.sweeps.engine import run_plan
+    from bench.sweeps.fp8_sweep import Fp8Sweep, fp4_reason
+    from bench.sweeps.op_sweep_setup import op_plan
 
     device, label = common.detect(args)
     d = CPU_DEFAULTS if device.kind == "cpu" else GPU_DEFAULTS
@@ -46,23 +47,23 @@ def main(args) -> int:
     backends = common.backends_for(args.backend, tuple(fp8.IMPLS), device if ok else None)
     plan = op_plan(model, batches, "bf16", ["torch"], positive_float(args.budget_s, "--budget-s"), args.cuda_graph,
                    device)
-    writer, record, economics = open_op_record("fp8", args.out, device, model, "fp8", run_price_quote(args, device), {
-        "batches": batches, "scalings": scalings, "backends": backends, "budget_s": plan.budget_s,
-        "fp8_supported": ok, "fp8_skip_reason": why or None, "fp4_skip_reason": fp4_reason(device)})
-    measure_ceilings(plan, device, record, writer)
+    settings = {"batches": batches, "scalings": scalings, "backends": backends, "budget_s": plan.budget_s,
+                "fp8_supported": ok, "fp8_skip_reason": why or None, "fp4_skip_reason": fp4_reason(device)}
     common.say(f"tokenbench fp8 on {label}: {device.name}; {model.name}; FP8 " +
                ("available" if ok else f"rows skipped: {why}"))
-    said = run_fp8_sweep(plan, device, record, writer, economics, scalings, backends, (ok, why), common.say)
-    for s in record["steps"]:
-        if s.get("valid"):
-            common.say(f"  b={s['batch']} {s['precision']}: GEMMs {s['gemm_seconds_per_layer'] * 1e6:.1f} us/layer, "
-                       f"GEMM-only step {s['step_seconds'] * 1e3:.3f} ms, {s['tokens_per_s']:.1f} tok/s"
-                       + (f", x{s['speedup_vs_bf16']:.2f} vs bf16" if s.get("speedup_vs_bf16") else ""))
-        elif s["reason"].removeprefix("skipped: ") not in said:
-            common.say(f"  b={s['batch']} {s['precision']}: {s['reason']}")
-    common.say(f"wrote {writer.json_path}")
+    sweep = Fp8Sweep(plan, device, run_price_quote(args, device), args.out, settings, common.console(), scalings,
+                     backends, (ok, why))
+    run = run_plan(sweep, device)
+    for s in run.record["steps"]:
+        if s.valid:
+            common.say(f"  b={s.batch} {s.precision}: GEMMs {s.gemm_seconds_per_layer * 1e6:.1f} us/layer, "
+                       f"GEMM-only step {s.step_seconds * 1e3:.3f} ms, {s.tokens_per_s:.1f} tok/s"
+                       + (f", x{s.speedup_vs_bf16:.2f} vs bf16" if s.speedup_vs_bf16 else ""))
+        elif s.reason.removeprefix("skipped: ") not in sweep.said:
+            common.say(f"  b={s.batch} {s.precision}: {s.reason}")
+    common.say(f"wrote {run.writer.json_path}")
     if args.json:
         from bench.records.store import clean
 
-        print(json.dumps(clean(record), indent=1))
-    return 0
+        print(json.dumps(clean(run.record), indent=1))
+    return run.status

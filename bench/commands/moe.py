@@ -5,7 +5,8 @@ against float64 first, at uniform and Zipf-skewed routing. Work counts only acti
 experts each timed input set's router really chose, printed with the heaviest expert's token count.
 `--weights fp8-block|mxfp4` stores the experts as served (DeepSeek's FP8 with 128x128 block scales, gpt-oss's
 MXFP4; kernels/moe_lowprec.py): that op is the Mixtral-style MoE MLP on random routing, so --router and
---routing are refused with it."""
+--routing are refused with it. `--ep N` shards the block over N devices by experts (bench/sweeps/ep_sweep.py):
+on a torchrun group, or with `--ep-measure 1` one device's share timed here and the all-to-alls modelled."""
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from bench.configs.model_configs import MODELS, get_model
 from bench.parsing import choice, positive_float, positive_int_list
 from kernels import moe_block, moe_lowprec
 from kernels.dtypes import TORCH_DTYPES
+from kernels.moe_expert_parallel import check_ranks
 from kernels.moe_router import ROUTER_KINDS
 from kernels.moe_routing import parse_routing
 
@@ -43,13 +45,24 @@ def add_arguments(p):
                    help="expert weights: activation (stored in --dtype, default) | fp8-block (FP8 e4m3, "
                         "128x128 block scales, activations quantized per token and 128-group: "
                         "DeepSeek-V3/R1) | mxfp4 (FP4 E2M1 + E8M0 scale per 32, weight-only: gpt-oss)")
+    p.add_argument("--ep", help="expert parallel over N devices (E/N experts each, data-parallel attention, "
+                                "all-to-all dispatch and combine): a torchrun group of N ranks (NCCL on GPUs, "
+                                "gloo on CPU) unless --ep-measure 1")
+    p.add_argument("--ep-measure", help="1: time one device's share here and model the all-to-alls from "
+                                        "--ep-busbw or the catalog NVLink figure (default: --ep, all measured)")
+    p.add_argument("--ep-busbw", help="bus bandwidth in GB/s for the modelled all-to-all (--ep-measure 1)")
     common.add_common_arguments(p)
 
 
 def main(args) -> int:
+    if args.ep is not None:
+        return _main_ep(args)
+    if args.ep_measure is not None or args.ep_busbw is not None:
+        raise UserError("--ep-measure and --ep-busbw go with --ep N")
     from bench.derive.run_pricing import run_price_quote
-    from bench.sweeps.moe_sweep import run_moe_sweep
-    from bench.sweeps.op_sweep_setup import measure_ceilings, op_plan, open_op_record
+    from bench.sweeps.engine import run_plan
+    from bench.sweeps.moe_sweep import MoeSweep
+    from bench.sweeps.op_sweep_setup import op_plan
 
     device, label = common.detect(args)
     d = CPU_DEFAULTS if device.kind == "cpu" else GPU_DEFAULTS
@@ -71,27 +84,26 @@ def main(args) -> int:
         backends = lowprec_backends(args.backend, weights, model, device)
     plan = op_plan(model, batches, dtype, backends, positive_float(args.budget_s, "--budget-s"), args.cuda_graph,
                    device)
-    writer, record, _ = open_op_record("moe", args.out, device, model, dtype, run_price_quote(args, device), {
-        "batches": batches, "backends": backends, "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph,
-        "expert_weights": weights, "routings": [r.label for r in routings],
-        **({} if kind is None else {"router": kind.router.__dict__, "router_source": kind.source,
-                                    "expert_bias": kind.expert_bias, "activation": kind.activation,
-                                    "limit": kind.limit})})
-    measure_ceilings(plan, device, record, writer)
+    settings = {"batches": batches, "backends": backends, "budget_s": plan.budget_s, "cuda_graph": plan.cuda_graph,
+                "expert_weights": weights, "routings": [r.label for r in routings],
+                **({} if kind is None else {"router": kind.router.__dict__, "router_source": kind.source,
+                                            "expert_bias": kind.expert_bias, "activation": kind.activation,
+                                            "limit": kind.limit})}
     common.say(f"tokenbench moe on {label}: {device.name}; {model.name} ({model.experts} experts, top-"
                f"{model.experts_per_token}, +{model.shared_experts} shared, expert FFN {model.moe_ffn}), "
                f"{dtype}" + (f", experts in {weights} (softmax top-k router)" if kind is None else
                              f"; router {kind.router.describe()}, {kind.activation}"
                              + (" with expert biases" if kind.expert_bias else "")))
-    run_moe_sweep(plan, device, record, writer, _say_row, kind, routings, weights)
+    run = run_plan(MoeSweep(plan, device, run_price_quote(args, device), args.out, settings, common.console(),
+                            _row_line, kind, routings, weights), device)
     if kind is not None:
-        _print_steps(record)
-    common.say(f"wrote {writer.json_path}")
+        _print_steps(run.record)
+    common.say(f"wrote {run.writer.json_path}")
     if args.json:
         from bench.records.store import clean
 
-        print(json.dumps(clean(record), indent=1))
-    return 0
+        print(json.dumps(clean(run.record), indent=1))
+    return run.status
 
 
 def lowprec_backends(text, weights: str, model, device) -> list:
@@ -157,34 +169,102 @@ def _print_steps(record: dict) -> None:
     print_moe_steps(store.as_record(record), Console(stderr=True, width=console_width(sys.stderr)))
 
 
-def _say_row(r: dict) -> None:
-    if r.get("routing") is not None:
-        _say_block_row(r)
-        return
-    head = f"  moe b={r['batch']} {r['backend']}:"
-    if not r.get("seconds_p50"):
-        why = r.get("skipped") or r.get("check")
+def _row_line(r) -> str:
+    """What a measured row prints: the block's (or the router's) figures, or the MoE op's."""
+    if r.routing is not None:
+        return _block_row_line(r)
+    head = f"  moe b={r.batch} {r.backend}:"
+    if not r.seconds_p50:
+        why = r.skipped or r.check
         if why.startswith("verified"):  # checked in emulation (FP8 on a CPU): its error is a result too
-            common.say(f"{head} {why} (rel err {r['rel_error']:.1e})")
-        else:
-            common.say(f"{head} not timed: {why}")
-        return
-    common.say(f"{head} {r['seconds_p50'] * 1e6:.1f} us, {r['tflops']:.3f} TFLOP/s, {r['gbps']:.1f} GB/s at "
-               f"{r['expected_active_experts']:.2f} expected experts ({r['gbps_actual']:.1f} GB/s at the "
-               f"{r['active_experts_measured']:.2f} activated), rel err {r['rel_error']:.1e}")
+            return f"{head} {why} (rel err {r.rel_error:.1e})"
+        return f"{head} not timed: {why}"
+    return (f"{head} {r.seconds_p50 * 1e6:.1f} us, {r.tflops:.3f} TFLOP/s, {r.gbps:.1f} GB/s at "
+            f"{r.expected_active_experts:.2f} expected experts ({r.gbps_actual:.1f} GB/s at the "
+            f"{r.active_experts_measured:.2f} activated), rel err {r.rel_error:.1e}")
 
 
-def _say_block_row(r: dict) -> None:
-    head = f"  {r['op']} T={r['batch']} {r['routing']} {r['backend']}:"
-    if r["op"] == "router" or not r.get("seconds_p50"):
-        timed = (f"{r['seconds_p50'] * 1e6:.1f} us, rel err {r['rel_error']:.1e}" if r.get("seconds_p50")
-                 else f"not timed: {r.get('skipped') or r.get('check')}")
-        extra = "" if r["op"] == "router" else (f"; {r['active_experts_measured']:.1f} experts active, heaviest "
-                                                f"{r['max_tokens_per_expert']:.1f} tokens")
-        common.say(f"{head} {timed}{extra}")
-        return
-    expected = (f" (uniform expects {r['expected_active_experts']:.1f})"
-                if r["expected_active_experts"] is not None else "")
-    common.say(f"{head} {r['seconds_p50'] * 1e6:.1f} us, {r['tflops']:.3f} TFLOP/s, {r['gbps_actual']:.1f} GB/s; "
-               f"{r['active_experts_measured']:.1f} experts active, heaviest {r['max_tokens_per_expert']:.1f} tokens "
-               f"(mean of {len(r['active_experts_per_set'])} sets){expected}; rel err {r['rel_error']:.1e}")
+def _block_row_line(r) -> str:
+    head = f"  {r.op} T={r.batch} {r.routing} {r.backend}:"
+    if r.op == "router" or not r.seconds_p50:
+        timed = (f"{r.seconds_p50 * 1e6:.1f} us, rel err {r.rel_error:.1e}" if r.seconds_p50
+                 else f"not timed: {r.skipped or r.check}")
+        extra = "" if r.op == "router" else (f"; {r.active_experts_measured:.1f} experts active, heaviest "
+                                             f"{r.max_tokens_per_expert:.1f} tokens")
+        return f"{head} {timed}{extra}"
+    expected = (f" (uniform expects {r.expected_active_experts:.1f})"
+                if r.expected_active_experts is not None else "")
+    return (f"{head} {r.seconds_p50 * 1e6:.1f} us, {r.tflops:.3f} TFLOP/s, {r.gbps_actual:.1f} GB/s; "
+            f"{r.active_experts_measured:.1f} experts active, heaviest {r.max_tokens_per_expert:.1f} tokens "
+            f"(mean of {len(r.active_experts_per_set)} sets){expected}; rel err {r.rel_error:.1e}")
+
+
+def _main_ep(args) -> int:
+    """`--ep N`: a torchrun group of N ranks (bench/sweeps/ep_sweep.py's worker), or with --ep-measure 1 one
+    device's share here with the all-to-alls modelled."""
+    from bench.parsing import positive_int
+
+    ranks = positive_int(args.ep, "--ep")
+    measure = positive_int(args.ep_measure, "--ep-measure") if args.ep_measure is not None else ranks
+    if args.weights != "activation" or args.router:
+        raise UserError("--ep times the model's own MoE block with experts in --dtype: --weights and --router "
+                        "are not taken with it")
+    if measure not in (1, ranks):
+        raise UserError(f"--ep-measure {measure}: measure all {ranks} ranks (the default) or 1 device's share")
+    device, label = common.detect(args)
+    model = get_model(args.model or (CPU_DEFAULTS if device.kind == "cpu" else GPU_DEFAULTS)["model"])
+    if not model.is_moe:
+        raise UserError(f"{model.name} is dense: --ep shards a mixture of experts")
+    try:
+        check_ranks(model.experts, ranks)
+    except ValueError as exc:
+        raise UserError(f"--ep {ranks}: {model.name}: {exc}") from None
+    if measure == 1:
+        return _ep_one_device(args, ranks, device, label, model)
+    if args.ep_busbw is not None:
+        raise UserError("--ep-busbw is for the modelled all-to-all (--ep-measure 1); the group measures its own")
+    from bench.sweeps import torchrun_launcher as launcher
+
+    if launcher.in_torchrun():
+        raise UserError("--ep launches a torchrun group and cannot run inside one")
+    worker = ["--model", args.model or model.name, "--batch", args.batch or "1,8",
+              "--routing", args.routing or "uniform", "--device", args.device or "auto",
+              "--budget-s", str(args.budget_s)]
+    if args.dtype:
+        worker += ["--dtype", args.dtype]
+    if args.json:
+        worker.append("--json")
+    cmd = launcher.torchrun_command(ranks, "bench.sweeps.ep_sweep", worker, rdzv_id="tokenbench-ep")
+    rc, note, kept = launcher.run_group(cmd, None, lambda n: "")
+    if note:
+        common.say(f"tokenbench moe --ep: {note}")
+    return rc
+
+
+def _ep_one_device(args, ranks: int, device, label: str, model) -> int:
+    from bench.sweeps import ep_sweep
+
+    dtype = choice(args.dtype or ("fp32" if device.kind == "cpu" else "bf16"), tuple(TORCH_DTYPES), "dtype")
+    tokens = positive_int_list(args.batch or "1,8", "--batch")
+    busbw, source = ep_sweep.link_bandwidth(device, positive_float(args.ep_busbw, "--ep-busbw")
+                                            if args.ep_busbw is not None else None)
+    routings = _routings(args.routing or "uniform")
+    if len(routings) > 1:
+        raise UserError("--ep takes one --routing")
+    routing = routings[0]
+    kind = _block_kind(model, tokens, None)
+    unit = "GPU" if device.kind == "cuda" else "device"
+    common.say(f"tokenbench moe --ep {ranks} --ep-measure 1 on {label}: {device.name}; {model.name} "
+               f"({model.experts} experts, {model.experts // ranks} a device, "
+               f"+{model.shared_experts} shared replicated), {dtype}, routing {routing.label}")
+    results = []
+    for t in tokens:
+        s = ep_sweep.ep_shape(model, t, kind, ranks)
+        result, check = ep_sweep.measure_one_device(s, model, dtype, device, positive_float(args.budget_s,
+                                                    "--budget-s"), 0, routing, busbw, source)
+        common.say(f"  one device's experts vs float64: rel err {check['rel_error']:.1e}")
+        common.say("  " + ep_sweep.result_line(result, unit))
+        results.append(result)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results], indent=1))
+    return 0

@@ -55,15 +55,13 @@ def main(args) -> int:
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"
     console.print(f"[bold]tokenbench peak[/] on {label}: {device.name}; dtypes {dtypes}, budget {budget:g} s")
 
-    def say_row(row):
-        what = f"{row['metric']} {row['dtype']}"
-        if row.get("measured") is not None:
-            console.print(f"  {what}: {row['measured']:.4g} {row['unit']} at {row['best_shape_label']}")
-        else:
-            console.print(f"  {what}: [yellow]skipped[/] ({row.get('skipped')})")
+    def row_line(row) -> str:
+        what = f"  {row.metric} {row.dtype}"
+        if row.measured is not None:
+            return f"{what}: {row.measured:.4g} {row.unit} at {row.best_shape_label}"
+        return f"{what}: skipped ({row.skipped})"
 
-    run = record_peaks(device, dtypes, budget, args.bandwidth, args.out, say_row,
-                       lambda msg: console.print(f"[yellow]peak: {msg}[/]"))
+    run = record_peaks(device, dtypes, budget, args.bandwidth, args.out, console, row_line)
     record, writer = run.record, run.writer
     print_peak(store.as_record(record), console)
     console.print(f"wrote {writer.json_path} and {writer.csv_path}")

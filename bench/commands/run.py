@@ -148,13 +148,19 @@ def main(args) -> int:
     run = measure_run(plan, device, price, args.out, console)
     record, writer = run.record, run.writer
     print_summary(store.as_record(record), console)
-    for r in [r for r in record["rows"] if r.get("unreliable")]:
-        console.print(f"[yellow]unreliable: {r['op']} b={r['batch']} ctx={r['context']} {r['backend']}: "
-                      f"{r['unreliable']}[/]")
+    if device.kind == "cpu":
+        from bench.report.cpu_paths import lacking_note, paths_table
+
+        note = lacking_note(plan.dtype)
+        if note:
+            console.print(paths_table(), markup=False, highlight=False)
+            console.print(f"[yellow]{note}[/]")
+    for r in [r for r in record["rows"] if r.unreliable]:
+        console.print(f"[yellow]unreliable: {r.op} b={r.batch} ctx={r.context} {r.backend}: {r.unreliable}[/]")
     console.print(f"wrote {writer.json_path} and {writer.csv_path}")
     if args.json:
         print(json.dumps(store.clean(record), indent=1))
-    if run.status == 0 and not any(r.get("valid") for r in record["rows"]):
+    if run.status == 0 and not any(r.valid for r in record["rows"]):
         console.print("[red]nothing was measured: every row was skipped or failed its check[/]")
         return 1
     return run.status

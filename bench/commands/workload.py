@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import contextmanager
 
 from bench.commands._measure_flags import ENERGY_MODES, add_record_price_timing_arguments
 from bench.errors import UserError
@@ -31,8 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--isl", help="prompt (input) tokens per request (default 1024 on GPU, 256 on CPU)")
     p.add_argument("--osl", help="answer (output) tokens per request, at least 2 (default 1024 on GPU, 64 on CPU)")
     p.add_argument("--concurrency", help="comma list of concurrent requests (default 1,4,16,64 on GPU; 1,4,16 on CPU)")
-    p.add_argument("--chunk", help="prompt tokens a step may carry (the chunked-prefill budget; default 2048 on "
-                                   "GPU, 256 on CPU); larger than ISL x C is clipped")
+    p.add_argument("--chunk", help="prompt tokens a step may carry (the chunked-prefill budget; default the "
+                                   "--engine-policy's: 2048 on GPU, 256 on CPU for tokenbench); larger than ISL x C "
+                                   "is clipped")
+    p.add_argument("--engine-policy", default="tokenbench",
+                   help="whose scheduling the chunked-prefill engine model follows: tokenbench (a --chunk budget of "
+                        "prompt tokens beside every decode row), vllm (max_num_batched_tokens 2048, 8192 on a "
+                        "70 GiB+ GPU other than A100; decode rows first), sglang (chunked_prefill_size 2048 / 8192 "
+                        "/ 16384 by GPU memory, 4096 without), llamacpp (n_batch 2048; decode rows first). Sets "
+                        "the default --chunk and how prompts queue for the time to first token (default tokenbench)")
     p.add_argument("--dtype", help="bf16 | fp16 | fp32 | fp8: FP8 projection weights with bf16 activations and KV "
                                    "cache, where the device has FP8 (default bf16 on GPU; on CPU bf16 where it has "
                                    "native bf16 matmul, else fp32)")
@@ -47,6 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "cache) and report measured / composed wall time")
     p.add_argument("--e2e-osl", help="with --measure-e2e: answer tokens of each end-to-end cohort, 2 .. OSL (default "
                                      "OSL); a shorter cohort is compared with the composition at its own OSL")
+    p.add_argument("--recompose", metavar="FILE",
+                   help="measure nothing: compose a workload results file's stored steps again under "
+                        "--engine-policy (and --chunk, where given) and print its chunked-prefill points")
+    p.add_argument("--against", metavar="SERVED",
+                   help="with --recompose: a served figures file (JSON; bench/workload/recompose.py) to print "
+                        "before (the file's points as written) and after beside, with their errors")
     p.add_argument("--json", action="store_true", help="print the record as JSON on stdout")
 
 
@@ -54,6 +66,7 @@ def resolve(args, device):
     """The run plan and the workload spec from the flags; every mistake is one UserError."""
     from bench.configs.model_configs import get_model, refuse_moe
     from bench.sweeps.decode_sweep import RunPlan
+    from bench.workload import queueing
     from bench.workload.plan import make_spec
     from kernels.backends import parse_backend
     from kernels.dtypes import TORCH_DTYPES
@@ -96,9 +109,13 @@ def resolve(args, device):
     chosen = parse_backend(backend)
     if device.kind == "cpu" and "triton" in chosen.values():
         raise UserError("--backend triton cannot be timed on a CPU: Triton runs there only under its interpreter")
+    engine = queueing.policy(non_empty(args.engine_policy, "--engine-policy").strip())
+    chunk = non_empty(args.chunk, "--chunk")
+    if chunk is None:
+        chunk = str(engine.budget(device.kind, device.memory_bytes, device.name or "", int(d["chunk"])))
     spec = make_spec(positive_int(given("isl"), "--isl"), positive_int(given("osl"), "--osl"),
                      positive_int_list(given("concurrency"), "--concurrency"),
-                     positive_int(given("chunk"), "--chunk"))
+                     positive_int(chunk, "--chunk"), engine.name)
     if args.e2e_osl is not None:
         if not args.measure_e2e:
             raise UserError("--e2e-osl sets the end-to-end cohorts' answer length; it does nothing without --measure-e2e")
@@ -110,32 +127,6 @@ def resolve(args, device):
                    cuda_graph=args.cuda_graph and device.kind == "cuda", per_op=False, dtype_reason=reason,
                    weights=weights, energy=choice(args.energy, ENERGY_MODES, "energy"))
     return plan, spec, backend
-
-
-@contextmanager
-def _progress(console, total: int):
-    """A bar on a terminal; one line per finished step in a pipe or CI log."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    class Bar:
-        def __init__(self, progress, task):
-            self.progress, self.task, self.done = progress, task, 0
-
-        def describe(self, text: str) -> None:
-            self.progress.update(self.task, description=text)
-
-        def step(self, step) -> None:
-            self.done += 1
-            self.progress.advance(self.task)
-            if not console.is_terminal:
-                k = step.key
-                figure = "-" if step.seconds is None else f"{step.seconds * 1e3:,.2f} ms"
-                console.print(f"[{self.done}/{total}] {k.phase} b={k.batch} ctx={k.context}: {figure}",
-                              highlight=False)
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        yield Bar(progress, progress.add_task("measuring", total=total))
 
 
 def main(args) -> int:
@@ -151,13 +142,16 @@ def main(args) -> int:
 
     non_empty(args.out, "--out")
     console = Console(stderr=True, width=console_width(sys.stderr))
+    if args.recompose is not None or args.against is not None:
+        return recompose_main(args, console)
     device = device_catalog.detect(args.device)
     plan, spec, backend = resolve(args, device)
     price = run_price_quote(args, device)
     label = "GPU" if device.kind == "cuda" else "CPU (a plain CPU, not an accelerator: figures are CPU figures)"
     weights = "" if plan.weights == "activation" else f" activations, {plan.weights} weights"
     console.print(f"[bold]tokenbench workload[/] on {label}: {device.name}; model {plan.model.name}, {plan.dtype}{weights}, "
-                  f"ISL {spec.isl}, OSL {spec.osl}, concurrency {list(spec.concurrency)}, backend {backend}")
+                  f"ISL {spec.isl}, OSL {spec.osl}, concurrency {list(spec.concurrency)}, backend {backend}, "
+                  f"engine policy {spec.policy} (budget {spec.chunk:,} tokens a step)")
     if plan.dtype_reason:
         console.print(f"default dtype on this CPU: {plan.dtype} ({plan.dtype_reason})")
     if args.tp > 1:
@@ -169,8 +163,7 @@ def main(args) -> int:
         run = run_workload_tp(plan, device, spec, backend, price, args.out, args.tp, lambda text: console.print(text))
     else:
         e2e_osl = None if args.e2e_osl is None else int(args.e2e_osl)
-        run = run_workload(plan, device, spec, backend, price, args.out, args.measure_e2e,
-                           lambda text: console.print(text), lambda total: _progress(console, total), e2e_osl)
+        run = run_workload(plan, device, spec, backend, price, args.out, args.measure_e2e, console, e2e_osl)
     print_workload(store.as_record(run.record), run.points, console)
     console.print(f"wrote {run.json_path} and {run.csv_path}")
     if args.json:
@@ -179,3 +172,29 @@ def main(args) -> int:
         console.print("[red]no workload point could be composed: every concurrency was skipped or failed[/]")
         return 1
     return run.status
+
+
+def recompose_main(args, console) -> int:
+    """`workload --recompose FILE [--engine-policy P] [--chunk N] [--against SERVED]`: no measurement."""
+    from bench.records import store
+    from bench.workload import queueing
+    from bench.workload.recompose import gaps, read_served, recompose
+    from bench.workload.table import print_gaps, print_workload
+
+    path = non_empty(args.recompose, "--recompose")
+    if path is None:
+        raise UserError("--against compares a recomposed workload file with served figures: give --recompose FILE")
+    policy = queueing.policy(non_empty(args.engine_policy, "--engine-policy").strip()).name
+    chunk = None if args.chunk is None else positive_int(non_empty(args.chunk, "--chunk"), "--chunk")
+    record = store.load_workload(path)
+    pairs, budget = recompose(record, policy, chunk)
+    if args.against is None:
+        w = dict(record.workload, chunk=budget, engine_policy=policy, ttft_model=queueing.TTFT_MODEL,
+                 engine_policy_source=queueing.ENGINE_POLICIES[policy].source)
+        from dataclasses import replace
+
+        print_workload(replace(record, workload=w, economics=None), pairs, console)
+        return 0
+    served = read_served(non_empty(args.against, "--against"))
+    print_gaps(gaps(record, served, pairs), policy, budget, served.what, console)
+    return 0

@@ -15,36 +15,35 @@ BEYOND_WORK = 6.0
 MIN_SAMPLES = 5
 
 
-def _bound_seconds(row: dict) -> float | None:
-    return row.get("roofline_seconds_measured") or row.get("roofline_seconds_spec")
+def _bound_seconds(row) -> float | None:
+    return row.roofline_seconds_measured or row.roofline_seconds_spec
 
 
-def _work(row: dict) -> float:
-    return max(row.get("bytes") or 0, row.get("flops") or 0, 1)
+def _work(row) -> float:
+    return max(row.bytes or 0, row.flops or 0, 1)
 
 
-def flag_unreliable(rows: list[dict]) -> list[dict]:
-    """Mark and return the measured rows that fail either check (row["unreliable"] says why)."""
-    flagged = []
-    timed = [r for r in rows if r.get("valid") and r.get("seconds_p50")]
+def flag_unreliable(rows: list) -> list:
+    """Mark and return the measured rows (bench.records.schema.MeasuredRow) that fail either check (the row's
+    `unreliable` says why)."""
+    timed = [r for r in rows if r.valid and r.seconds_p50]
     for r in timed:
         bound = _bound_seconds(r)
-        levels = r.get("levels")
-        if (bound and levels is not None and r.get("samples", 0) >= MIN_SAMPLES and levels <= FEW_LEVELS
-                and r["seconds_p50"] > FAR_ABOVE_BOUND * bound):
-            r["unreliable"] = (f"samples sit on {levels} discrete value(s) at {r['seconds_p50'] * 1e3:.1f} ms, "
-                               f"{r['seconds_p50'] / bound:.0f}x the op's bound: likely the scheduler's quantum")
+        levels = r.levels
+        if (bound and levels is not None and (r.samples or 0) >= MIN_SAMPLES and levels <= FEW_LEVELS
+                and r.seconds_p50 > FAR_ABOVE_BOUND * bound):
+            r.unreliable = (f"samples sit on {levels} discrete value(s) at {r.seconds_p50 * 1e3:.1f} ms, "
+                            f"{r.seconds_p50 / bound:.0f}x the op's bound: likely the scheduler's quantum")
     by_key = {}
     for r in timed:
         # rows that differ only in batch: same op, context, backend, and (prefill/mixed) chunk position
-        where = tuple(r.get(k) for k in ("phase", "prompt", "chunk", "chunk_index", "chunk_tokens", "prefix"))
-        by_key.setdefault((r["op"], r["context"], r["backend"], where), []).append(r)
+        where = (r.phase, r.prompt, r.chunk, r.chunk_index, r.chunk_tokens, r.prefix)
+        by_key.setdefault((r.op, r.context, r.backend, where), []).append(r)
     for group in by_key.values():
-        group.sort(key=lambda r: r["batch"])
+        group.sort(key=lambda r: r.batch)
         for small, big in zip(group, group[1:]):
-            slower = big["seconds_p50"] / small["seconds_p50"]
+            slower = big.seconds_p50 / small.seconds_p50
             work = _work(big) / _work(small)
-            if slower > BEYOND_WORK * max(work, 1.0) and "unreliable" not in big:
-                big["unreliable"] = (f"{slower:.0f}x slower than batch {small['batch']} for {work:.1f}x the work")
-    flagged = [r for r in timed if r.get("unreliable")]
-    return flagged
+            if slower > BEYOND_WORK * max(work, 1.0) and big.unreliable is None:
+                big.unreliable = f"{slower:.0f}x slower than batch {small.batch} for {work:.1f}x the work"
+    return [r for r in timed if r.unreliable]

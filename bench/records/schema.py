@@ -90,6 +90,7 @@ class Entry:
     how a nested field is read in `nested()` (name -> callable(value, where))."""
 
     REQUIRED: ClassVar[tuple] = ()
+    LEADING: ClassVar[tuple] = ()  # fields written first (what names the entry), the rest in declaration order
     # value rules on the declared numbers: every one finite; POSITIVE ones > 0 where given; with NON_NEGATIVE
     # every number but the SIGNED ones >= 0 (times, rates, sizes, shares)
     POSITIVE: ClassVar[tuple] = ()
@@ -139,9 +140,38 @@ class Entry:
         """Rules across fields (a step's time beside its rate); a subclass raises one UserError naming the
         field. The per-field rules are POSITIVE / NON_NEGATIVE."""
 
+    @classmethod
+    def _declared(cls) -> set:
+        return {f.name for f in dataclasses.fields(cls) if f.name != "extra" and not f.metadata.get("transient")}
+
+    @classmethod
+    def build(cls, **fields):
+        """An entry made by the pipeline (not read from a file): a field given as None is an unknown figure,
+        written as null; keys it does not declare are kept in `extra`, as from_dict keeps them."""
+        declared = cls._declared()
+        known = {k: v for k, v in fields.items() if k in declared}
+        extra = {k: v for k, v in fields.items() if k not in declared}
+        return cls(**known, extra=extra, nulls=frozenset(k for k, v in known.items() if v is None))
+
+    def set(self, **fields) -> None:
+        """Set fields as `build` does (None: written as null; an undeclared key: into `extra`)."""
+        declared = self._declared()
+        nulls = set(self.nulls)
+        for key, value in fields.items():
+            if key not in declared:
+                self.extra[key] = value
+                continue
+            setattr(self, key, value)
+            if value is None:
+                nulls.add(key)
+            else:
+                nulls.discard(key)
+        self.nulls = frozenset(nulls)
+
     def to_dict(self) -> dict:
         out = {}
-        for f in dataclasses.fields(self):
+        order = {name: i for i, name in enumerate(self.LEADING)}
+        for f in sorted(dataclasses.fields(self), key=lambda f: order.get(f.name, len(order))):
             if f.name == "extra" or f.metadata.get("transient"):
                 continue
             value = getattr(self, f.name)
@@ -234,6 +264,7 @@ class MeasuredRow(Timing, Derived):
     """One op (or the layer, or the whole model) at one batch, context and backend: checked, then timed."""
 
     REQUIRED: ClassVar[tuple] = ("op", "batch", "backend")
+    LEADING: ClassVar[tuple] = ("op", "kind", "batch", "context", "backend", "dtype", "flops", "bytes", "shape")
     POSITIVE: ClassVar[tuple] = ("seconds_p10", "seconds_p50", "seconds_p90", "batch")
     op: str
     kind: str | None = None
@@ -275,6 +306,7 @@ class Step(Derived):
     """The model's step composed from measured rows (decode, prefill or mixed), with tokens/s and money."""
 
     REQUIRED: ClassVar[tuple] = ("batch", "backend")
+    LEADING: ClassVar[tuple] = ("phase", "batch", "context", "backend", "dtype")
     POSITIVE: ClassVar[tuple] = ("batch", "layers", "step_seconds", "layer_seconds", "measured_step_seconds",
                                  "tokens_per_s", "tokens_per_s_per_user", "prompt_tokens_per_s",
                                  "total_tokens_per_s", "time_to_first_token_s")

@@ -305,23 +305,33 @@ def set_measured(record: dict, **measured) -> Ceilings:
 INTERRUPTED = "stopped by Ctrl-C; the rows measured before it are kept"
 
 
+def interrupted_note(exc: KeyboardInterrupt) -> str:
+    """The record's note for a run stopped by Ctrl-C (INTERRUPTED) or a signal (bench.errors.Stopped)."""
+    from bench.errors import stop_name
+
+    return INTERRUPTED.replace("Ctrl-C", stop_name(exc))
+
+
 @contextmanager
-def recording(record: dict, writer: ResultWriter, say=None):
-    """Around a measuring loop: marks the record complete when the loop ends; on Ctrl-C keeps every row
-    measured so far and sets state["status"] to 130; on any other failure notes it in the record and
-    re-raises. The record is written in every case, with its wall time."""
+def recording(record: dict | None, writer: ResultWriter | None, say=None):
+    """Around a measuring loop: marks the record complete when the loop ends; on Ctrl-C, SIGTERM or SIGHUP
+    (bench.errors.Stopped) keeps every row measured so far and sets state["status"] to 128 + the signal (130
+    for Ctrl-C); on any other failure notes it in the record and re-raises. The record is written in every
+    case, with its wall time. A rank that writes nothing passes record None: only the status is kept."""
+    from bench.errors import stop_status
     from bench.records.machine_share import other_cpu_use, shared_machine_warning, snapshot
 
     state = {"status": 0}
     started = time.perf_counter()
+    record = {} if record is None else record
     cpu_before = snapshot()
     failing = False
     try:
         yield state
         record["complete"] = True
-    except KeyboardInterrupt:
-        record["interrupted"] = INTERRUPTED
-        state["status"] = 130
+    except KeyboardInterrupt as exc:
+        record["interrupted"] = interrupted_note(exc)
+        state["status"] = stop_status(exc)
         if say:
             say("interrupted: keeping the rows measured so far")
     except Exception as exc:
@@ -338,7 +348,8 @@ def recording(record: dict, writer: ResultWriter, say=None):
             if say:
                 say(warning)
         try:
-            writer.write(record)  # with the failure noted, where the disk takes it
+            if writer is not None:
+                writer.write(record)  # with the failure noted, where the disk takes it
         except WriteFailed:
             if not failing:
                 raise

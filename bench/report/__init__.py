@@ -9,6 +9,7 @@ build.py  puts them together: the figures and tables for a set of runs
 workload_section.py, workload_plots.py   the workload section: throughput and $/M against interactivity per Pareto
           frontier, served results (--served) as markers, a table at --at-interactivity U
 served_table.py   the table of `tokenbench served`: a served-results file's points as InferenceX reports them
+cpu_paths.py   what the CPU GEMM / attention choosers measured, and a line where a dtype has no native matmul
 run_tables.py, terminal_tables.py   the terminal tables of `run`/`show`, and tables that never cut a cell
 served_comparison_table.py   the terminal table of `compare RUN --served FILE`
 """

@@ -1,5 +1,7 @@
-"""The measure step and the sweep: verify, then time, every op and the layer at every (batch, context),
-and derive the model's decode step from them; and `verify`'s sweep, which checks the same cases untimed."""
+"""The decode sweep of `tokenbench run` as a plan for the measuring engine (bench/sweeps/engine.py): every op
+and the layer at every (batch, context) and backend, verified then timed, and the model's decode step derived
+from them; the measure step every single-device sweep uses (gate, then time: one typed row); and `verify`'s
+sweep, which checks the same cases untimed."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -13,9 +15,11 @@ from bench.configs.model_configs import ModelConfig
 from bench.measure.timing import input_sets as rotated_inputs
 from bench.measure.timing import time_cpu, time_cuda, time_cuda_graph
 from bench.measure.gate import check_case, is_oom
+from bench.records.schema import MeasuredRow, Step
+from bench.sweeps.engine import Case, Group, SweepPlan, fit_reason
 from costmodel.ceilings import Ceilings
 from costmodel.power import step_board_joules_per_token
-from costmodel.step import DECODE_DERIVATION, MODEL_OPS, compose_ops
+from costmodel.step import DECODE_DERIVATION, MODEL_OPS, compose_ops, decode_rates
 from kernels.cpu_gemm import chosen_path
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
 from kernels.layer import layer_case, op_cases
@@ -81,12 +85,7 @@ def input_set_bytes(plan: RunPlan, batch: int, context: int) -> int:
 
 def memory_skip_reason(need: int, device: LocalDevice, processes: int = 1) -> str | None:
     """Why `processes` processes each holding `need` bytes cannot run here now, or None when they can."""
-    have = available_bytes(device)
-    if need * processes > 0.9 * have:
-        each = f" each, {processes} processes" if processes > 1 else ""
-        return (f"needs about {need / 2**30:.1f} GiB for one input set and its float64 reference{each}, "
-                f"{have / 2**30:.1f} GiB available")
-    return None
+    return fit_reason(need, available_bytes(device), processes)
 
 
 def time_case(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan) -> dict:
@@ -155,42 +154,47 @@ def board_energy(fn, input_sets: list, op: str, seconds_per_call: float | None, 
             "board_energy_window_s": reading.seconds, "board_energy_calls": calls}
 
 
-def measure(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan, batch: int, context: int) -> dict:
+def measure(case: OpCase, backend: str, device: LocalDevice, plan: RunPlan, batch: int, context: int,
+            row_type: type = MeasuredRow) -> MeasuredRow:
     """Verify, then time: the row for one op, batch, context and backend. A failed check is never timed."""
-    row = {
-        "op": case.name, "kind": case.kind, "batch": batch, "context": context, "backend": backend,
-        "dtype": plan.dtype, "flops": case.flops, "bytes": case.bytes, "shape": case.shape,
-    }
+    row = row_type.build(op=case.name, kind=case.kind, batch=batch, context=context, backend=backend,
+                         dtype=plan.dtype, flops=case.flops, bytes=case.bytes, shape=case.shape)
     try:
         check = check_case(case, backend, plan.dtype)
-        row.update(check.to_dict())
+        row.set(**check.to_dict())
         if not check.ok:
             return row
         timeable, why = case.timing_support(device) if case.timing_support else (True, "")
         if not timeable:  # checked here (a CPU runs FP8 GEMMs in emulation), but its speed would mean nothing
-            row.update(valid=False, skipped=f"verified, not timed: {why}")
+            row.set(valid=False, skipped=f"verified, not timed: {why}")
             return row
         if "triton" in backend and device.kind == "cuda":
             from kernels.triton._common import record_configs
 
             with record_configs() as chosen:  # the autotuner's choice for each GEMM of this row
-                row.update(time_case(case, backend, device, plan))
+                row.set(**time_case(case, backend, device, plan))
             if chosen:
-                row["triton_configs"] = chosen
+                row.set(triton_configs=chosen)
         else:
-            row.update(time_case(case, backend, device, plan))
+            row.set(**time_case(case, backend, device, plan))
     except Exception as exc:
         if not is_oom(exc):
             raise
         if device.kind == "cuda":
             torch.cuda.empty_cache()
-        row.update(valid=False, skipped=f"out of memory: {str(exc).splitlines()[0][:200]}")
+        row.set(valid=False, skipped=f"out of memory: {str(exc).splitlines()[0][:200]}")
         return row
     if case.kind == "gemm" and device.kind == "cpu":  # which library path the CPU chooser took (None: not torch)
-        row["cpu_gemm_path"] = chosen_path(**case.shape, dtype=torch_dtype(plan.dtype))
-    row.update(roofline.derive(case.flops, case.bytes, row["seconds_p50"], plan.dtype, device.spec,
+        row.set(cpu_gemm_path=chosen_path(**case.shape, dtype=torch_dtype(plan.dtype)))
+    row.set(**roofline.derive(case.flops, case.bytes, row.seconds_p50, plan.dtype, device.spec,
                               plan.ceilings.copy_bw, plan.ceilings.peak_flops))
     return row
+
+
+def skipped_row(case: OpCase, backend: str, batch: int, why: str, **labels) -> MeasuredRow:
+    """The row of a case not measured because its inputs do not fit here."""
+    return MeasuredRow.build(op=case.name, kind=case.kind, batch=batch, backend=backend, valid=False, skipped=why,
+                             **labels)
 
 
 def cases_for(plan: RunPlan, device: LocalDevice, batch: int, context: int) -> list[OpCase]:
@@ -231,44 +235,42 @@ def full_model_fits(plan: RunPlan, device: LocalDevice, batch: int, context: int
 
 
 def derive_step(plan: RunPlan, device: LocalDevice, rows: list, batch: int, context: int, backend: str,
-                economics: Callable[[float], dict]) -> dict:
+                economics: Callable[[float], dict]) -> Step:
     """The model's decode step as layers x layer + final_norm + lm_head, from this sweep's rows."""
     m = plan.model
-    by_op = {r["op"]: r for r in rows
-             if r["batch"] == batch and r["context"] == context and r["backend"] == backend}
+    by_op = {r.op: r for r in rows if r.batch == batch and r.context == context and r.backend == backend}
     needed = ("layer", *MODEL_OPS)
-    step = {"batch": batch, "context": context, "backend": backend, "dtype": plan.dtype, "layers": m.layers,
-            "derived": True, "derivation": DECODE_DERIVATION}
+    step = Step.build(batch=batch, context=context, backend=backend, dtype=plan.dtype, layers=m.layers,
+                      derived=True, derivation=DECODE_DERIVATION)
     bytes_needed = m.weight_bytes(plan.dtype) + m.kv_cache_bytes(batch, context, plan.dtype)
-    step.update(fits=bytes_needed <= device.memory_bytes, bytes_needed=bytes_needed,
-                memory_bytes=device.memory_bytes)
-    missing = [op for op in needed if not by_op.get(op, {}).get("seconds_p50")]
+    step.set(fits=bytes_needed <= device.memory_bytes, bytes_needed=bytes_needed, memory_bytes=device.memory_bytes)
+    missing = [op for op in needed if op not in by_op or not by_op[op].seconds_p50]
     if missing:
-        step.update(valid=False, reason=f"no valid timing for {', '.join(missing)}")
+        step.set(valid=False, reason=f"no valid timing for {', '.join(missing)}")
         return step
     seconds, flops, nbytes = (compose_ops(m.layers, by_op, f) for f in ("seconds_p50", "flops", "bytes"))
-    tokens_per_s = batch / seconds
-    step.update(valid=True, step_seconds=seconds, layer_seconds=by_op["layer"]["seconds_p50"],
-                tokens_per_s=tokens_per_s, tokens_per_s_per_user=1.0 / seconds, flops=flops, bytes=nbytes)
-    step.update(roofline.derive(flops, nbytes, seconds, plan.dtype, device.spec,
+    rates = decode_rates(batch, seconds)
+    step.set(valid=True, step_seconds=seconds, layer_seconds=by_op["layer"].seconds_p50, **rates, flops=flops,
+             bytes=nbytes)
+    step.set(**roofline.derive(flops, nbytes, seconds, plan.dtype, device.spec,
                                plan.ceilings.copy_bw, plan.ceilings.peak_flops))
-    step["board_joules_per_token"] = step_board_joules_per_token(
-        {op: r.get("board_joules_per_call") for op, r in by_op.items()}, m.layers, batch)
-    measured = by_op.get("model", {}).get("seconds_p50")
+    step.set(board_joules_per_token=step_board_joules_per_token(
+        {op: r.board_joules_per_call for op, r in by_op.items()}, m.layers, batch))
+    measured = by_op["model"].seconds_p50 if "model" in by_op else None
     if measured:
-        step.update(measured_step_seconds=measured, derived_over_measured=seconds / measured)
-    price_step(step, tokens_per_s, economics, bytes_needed, device)
+        step.set(measured_step_seconds=measured, derived_over_measured=seconds / measured)
+    price_step(step, rates["tokens_per_s"], economics, bytes_needed, device)
     return step
 
 
 def derive_steps(plan: RunPlan, device: LocalDevice, rows: list, batch: int, context: int, backend: str,
-                 economics: Callable[[float], dict]) -> list[dict]:
+                 economics: Callable[[float], dict]) -> list[Step]:
     """The decode step(s) of a (batch, context, backend): one for a dense Llama-shaped model (derive_step), one
     per routing distribution for a model of several layer types (bench/sweeps/spec_steps.py)."""
     if not uses_spec_layers(plan.model.spec):
         return [derive_step(plan, device, rows, batch, context, backend, economics)]
     m = plan.model
-    mine = [r for r in rows if r["batch"] == batch and r["context"] == context and r["backend"] == backend]
+    mine = [r for r in rows if r.batch == batch and r.context == context and r.backend == backend]
     base = {"batch": batch, "context": context, "backend": backend, "dtype": plan.dtype, "layers": m.layers,
             "derived": True}
     bytes_needed = m.weight_bytes(plan.dtype) + m.kv_cache_bytes(batch, context, plan.dtype)
@@ -276,13 +278,16 @@ def derive_steps(plan: RunPlan, device: LocalDevice, rows: list, batch: int, con
                                    price_step)
 
 
-def price_step(step: dict, tokens_per_s: float, economics, bytes_needed: int, device: LocalDevice) -> None:
-    """$/M and tokens/s per MW at the step's token rate where it fits in memory; else none, and why."""
-    if step["fits"]:
-        step.update(economics(tokens_per_s))
+def price_step(step: Step, tokens_per_s: float, economics, bytes_needed: int, device: LocalDevice,
+               per: str = "") -> None:
+    """$/M and tokens/s per MW at the step's token rate where it fits in memory; else none, and why (`per`:
+    " per GPU" where the memory is one rank's)."""
+    if step.fits:
+        step.set(**economics(tokens_per_s))
     else:
-        step.update(cost_per_mtok=None, tokens_per_s_per_mw=None,
-                    cost_note=f"needs {bytes_needed / 2**30:.1f} GiB, device has {device.memory_bytes / 2**30:.1f}")
+        step.set(cost_per_mtok=None, tokens_per_s_per_mw=None,
+                 cost_note=f"needs {bytes_needed / 2**30:.1f} GiB{per}, device has "
+                           f"{device.memory_bytes / 2**30:.1f}")
 
 
 def combos(plan: RunPlan):
@@ -291,56 +296,38 @@ def combos(plan: RunPlan):
             yield batch, context
 
 
-def progress_note(row: dict) -> str:
-    if not row.get("valid"):
-        return f"not timed ({row.get('skipped') or row.get('check')})"
-    return f"p50 {row['seconds_p50'] * 1e6:,.1f} us"
+class DecodeSweep(SweepPlan):
+    """`tokenbench run --phase decode`: per (batch, context) and backend, every op and the layer (and the whole
+    model with --full-model), then the decode step. Its record, ceilings and finish are measured_run's."""
 
+    def __init__(self, plan: RunPlan, device: LocalDevice, economics, console):
+        self.plan, self.device, self.economics, self.console = plan, device, economics, console
 
-def run_sweep(plan: RunPlan, device, record: dict, writer, economics, console) -> None:
-    """The decode sweep of `tokenbench run`: every (batch, context) and backend, each case verified then timed
-    and written at once, then its step derived; a pipe or CI log gets one line per case."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    def total(self) -> int:
+        per_combo = len(cases_for(self.plan, self.device, 1, 1))
+        return len(list(combos(self.plan))) * per_combo * len(self.plan.backends)
 
-    work = list(combos(plan))
-    cases_per_combo = len(cases_for(plan, device, 1, 1))
-    total = len(work) * cases_per_combo * len(plan.backends)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("measuring", total=total)
-        done = 0
-        # a pipe or CI log gets no live bar (transient, terminal only): one line per finished case instead
-        piped = not console.is_terminal
-        for batch, context in work:
+    def groups(self):
+        plan, device = self.plan, self.device
+        for batch, context in combos(plan):
             cases = cases_for(plan, device, batch, context)
             too_big = combo_skip_reason(plan, device, batch, context)
-            if too_big:
-                console.print(f"[yellow]b={batch} ctx={context} skipped: {too_big}[/]")
-            for backend in plan.backends:
-                for case in cases:
-                    if too_big:
-                        record["rows"].append({"op": case.name, "kind": case.kind, "batch": batch,
-                                               "context": context, "backend": backend, "valid": False,
-                                               "skipped": too_big})
-                        progress.advance(task)
-                        continue
-                    if case.name == "model" and (why := full_model_fits(plan, device, batch, context)):
-                        record["rows"].append({"op": "model", "kind": "model", "batch": batch, "context": context,
-                                               "backend": backend, "valid": False, "skipped": why})
-                        progress.advance(task)
-                        continue
-                    progress.update(task, description=f"b={batch} ctx={context} {backend} {case.name}")
-                    row = measure(case, backend, device, plan, batch, context)
-                    record["rows"].append(row)
-                    if not row.get("valid"):
-                        console.print(f"[red]{case.name} b={batch} ctx={context} {backend}: "
-                                      f"{row.get('skipped') or row.get('check')}[/]")
-                    writer.write(record)
-                    progress.advance(task)
-                    done += 1
-                    if piped:
-                        console.print(f"[{done}/{total}] b={batch} ctx={context} {backend} {case.name}: "
-                                      f"{progress_note(row)}", highlight=False)
-                record["steps"].extend(derive_steps(plan, device, record["rows"], batch, context, backend,
-                                                    economics))
-                writer.write(record)
+            for i, backend in enumerate(plan.backends):
+                yield Group(f"b={batch} ctx={context}", [self._case(c, backend, batch, context) for c in cases],
+                            key=(batch, context, backend), skip=too_big, say_skip=i == 0)
+
+    def _case(self, case: OpCase, backend: str, batch: int, context: int) -> Case:
+        plan, device = self.plan, self.device
+        label = f"b={batch} ctx={context} {backend} {case.name}"
+
+        def run(phase):
+            if case.name == "model" and (why := full_model_fits(plan, device, batch, context)):
+                return [MeasuredRow.build(op="model", kind="model", batch=batch, context=context, backend=backend,
+                                          valid=False, skipped=why)]
+            return [measure(case, backend, device, plan, batch, context)]
+
+        return Case(label, run, lambda why: [skipped_row(case, backend, batch, why, context=context)])
+
+    def derive(self, group: Group, rows: list) -> list:
+        batch, context, backend = group.key
+        return derive_steps(self.plan, self.device, rows, batch, context, backend, self.economics)

@@ -1,4 +1,4 @@
-"""The MoE sweep (`tokenbench moe`): a mixture-of-experts model's MoE MLP block (its own router, routed experts
+"""The MoE sweep (`tokenbench moe`), a plan for the measuring engine: a mixture-of-experts model's MoE MLP block (its own router, routed experts
 with their biases and activation, shared experts: kernels/moe_block.py) at each token count, timed per
 routing distribution and backend after its float64 check, with what each timed input set's routing really
 activated (distinct experts, the heaviest expert's tokens), beside the router alone; then per routing and
@@ -17,7 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from bench.derive import roofline
-from costmodel.step import MOE_STEP_DERIVATION, moe_step
+from bench.records.schema import MoeRow, MoeStep
+from bench.sweeps.engine import Case, Group
+from bench.sweeps.op_sweep_setup import OpSweep
+from costmodel.step import MOE_STEP_DERIVATION, decode_rates, moe_step
 from kernels import moe, moe_block, moe_lowprec, moe_router
 from kernels.dtypes import torch_dtype
 from kernels.moe_router import RouterSpec
@@ -89,55 +92,111 @@ def expected_active_uniform(s: moe_block.MoeBlockShape) -> float:
     return s.experts * (1.0 - (1.0 - s.top_k / s.experts) ** s.tokens)
 
 
-def run_moe_sweep(plan, device, record: dict, writer, on_row: Callable[[dict], None], kind: BlockKind | None,
-                  routings: list[Routing], weights: str = "activation") -> None:
-    """Every token count of `plan`, routing and backend: one row each, written as it is measured and handed to
-    `on_row`, then the token count's steps; the record is marked complete at the end. Low-precision experts
-    (`weights`) go to the MoE op of kernels/moe_lowprec.py instead (`kind` and `routings` unused there)."""
-    from bench.sweeps.decode_sweep import measure
+class MoeSweep(OpSweep):
+    """Every token count of `plan`: per routing the router alone (one row per router backend, beside the block's
+    rows: the block's time includes it), then the block per backend, then per routing and backend the MoE
+    step. Low-precision experts (`weights`) time the MoE op of kernels/moe_lowprec.py per backend instead
+    (`kind` and `routings` unused there). `row_line(row)` is the line a measured row prints."""
 
-    if weights != "activation":
-        _run_lowprec_sweep(plan, device, record, writer, on_row, weights)
-        return
+    def __init__(self, plan, device, price: dict, out, settings: dict, console, row_line: Callable,
+                 kind: BlockKind | None, routings: list[Routing], weights: str = "activation"):
+        super().__init__("moe", plan, device, price, out, settings, console)
+        self.row_line, self.block, self.routings, self.weights = row_line, kind, routings, weights
 
-    model, dtype, backends = plan.model, plan.dtype, plan.backends
-    tdt = torch_dtype(dtype)
-    eb = tdt.itemsize
-    for batch in plan.batches:
-        shape = block_shape(model, batch, kind)
-        rows = []
-        for routing in routings:
-            _measure_router(plan, device, record, writer, on_row, shape, routing)
-            case = moe_block.moe_block_case(shape, tdt, device.torch_device, backends, routing)
-            for backend in backends:
-                # the loop baseline reads its per-expert token counts on the host: no CUDA graph can hold it
-                row = measure(case, backend, device,
-                              replace(plan, cuda_graph=False) if backend == "torch" else plan, batch, 0)
-                # the routing of every input set the timer rotated through (seeds 0..n-1, as time_case draws them)
-                per_set = [moe_block.step_routing(shape, moe_block.routing_inputs(shape, tdt, device.torch_device,
-                                                                                  seed, routing))
-                           for seed in range(row.get("rotation_sets") or 1)]
-                active = sum(p.active_experts for p in per_set) / len(per_set)
-                row.update(routing=routing.label, router=kind.router.kind,
-                           expected_active_experts=expected_active_uniform(shape) if routing.kind == "uniform"
-                           else None,
-                           active_experts_measured=active, active_experts_per_set=[p.active_experts for p in per_set],
-                           max_tokens_per_expert=sum(p.max_tokens_per_expert for p in per_set) / len(per_set),
-                           max_tokens_per_expert_per_set=[p.max_tokens_per_expert for p in per_set],
-                           active_experts_note="distinct routed experts each timed input set's router chose, and "
-                                               "the most tokens one expert got; bytes_actual uses the mean active",
-                           bytes_actual=moe_block.min_bytes(shape, eb, active), expert_weights="activation")
-                if row.get("seconds_p50"):
-                    row["gbps_actual"] = row["bytes_actual"] / row["seconds_p50"] / 1e9
-                    row["moe_seconds_all_layers"] = moe_step(model.moe_layers, row["seconds_p50"])
-                rows.append(row)
-                record["rows"].append(row)
-                writer.write(record)
-                on_row(row)
-        record["steps"].extend(moe_steps(model, dtype, batch, rows, device))
-        writer.write(record)
-    record["complete"] = True
-    writer.write(record)
+    def total(self) -> int:
+        per_batch = len(self.plan.backends)
+        if self.weights == "activation":
+            per_batch = len(self.routings) * (len(router_backends(self.plan.backends)) + len(self.plan.backends))
+        return len(self.plan.batches) * per_batch
+
+    def _row_case(self, label: str, run) -> Case:
+        return Case(label, lambda phase: [run()], line=lambda rows: self.row_line(rows[0]), line_on_terminal=True)
+
+    def groups(self):
+        plan, device, backends = self.plan, self.device, self.plan.backends
+        tdt = torch_dtype(plan.dtype)
+        for batch in plan.batches:
+            cases = []
+            if self.weights != "activation":
+                shape = plan.model.moe_shape(batch)
+                case = _case(shape, self.weights, plan.dtype, device, backends)
+                cases = [self._row_case(f"moe b={batch} {b}", lambda b=b: self._lowprec_row(case, shape, b, batch))
+                         for b in backends]
+                yield Group(f"moe b={batch}", cases, key=batch)
+                continue
+            shape = block_shape(plan.model, batch, self.block)
+            for routing in self.routings:
+                router = moe_router.router_case(shape.router_shape, tdt, device.torch_device,
+                                                router_backends(backends), routing)
+                cases += [self._row_case(f"router T={batch} {routing.label} {b}",
+                                     lambda b=b, router=router, routing=routing: self._router_row(router, shape, routing, b))
+                          for b in router_backends(backends)]
+                block = moe_block.moe_block_case(shape, tdt, device.torch_device, backends, routing)
+                cases += [self._row_case(f"moe_block T={batch} {routing.label} {b}",
+                                     lambda b=b, block=block, routing=routing: self._block_row(block, shape, routing, b))
+                          for b in backends]
+            yield Group(f"T={batch}", cases, key=batch)
+
+    def _router_row(self, case, shape, routing: Routing, backend: str) -> MoeRow:
+        from bench.sweeps.decode_sweep import measure
+
+        row = measure(case, backend, self.device, self.plan, shape.tokens, 0, MoeRow)
+        row.set(routing=routing.label, router=shape.router.kind)
+        return row
+
+    def _block_row(self, case, shape, routing: Routing, backend: str) -> MoeRow:
+        from bench.sweeps.decode_sweep import measure
+
+        plan, device, tdt = self.plan, self.device, torch_dtype(self.plan.dtype)
+        # the loop baseline reads its per-expert token counts on the host: no CUDA graph can hold it
+        row = measure(case, backend, device, replace(plan, cuda_graph=False) if backend == "torch" else plan,
+                      shape.tokens, 0, MoeRow)
+        # the routing of every input set the timer rotated through (seeds 0..n-1, as time_case draws them)
+        per_set = [moe_block.step_routing(shape, moe_block.routing_inputs(shape, tdt, device.torch_device, seed,
+                                                                          routing))
+                   for seed in range(row.rotation_sets or 1)]
+        active = sum(p.active_experts for p in per_set) / len(per_set)
+        row.set(routing=routing.label, router=self.block.router.kind,
+                expected_active_experts=expected_active_uniform(shape) if routing.kind == "uniform" else None,
+                active_experts_measured=active, active_experts_per_set=[p.active_experts for p in per_set],
+                max_tokens_per_expert=sum(p.max_tokens_per_expert for p in per_set) / len(per_set),
+                max_tokens_per_expert_per_set=[p.max_tokens_per_expert for p in per_set],
+                active_experts_note="distinct routed experts each timed input set's router chose, and "
+                                    "the most tokens one expert got; bytes_actual uses the mean active",
+                bytes_actual=moe_block.min_bytes(shape, tdt.itemsize, active), expert_weights="activation")
+        if row.seconds_p50:
+            row.set(gbps_actual=row.bytes_actual / row.seconds_p50 / 1e9,
+                    moe_seconds_all_layers=moe_step(plan.model.moe_layers, row.seconds_p50))
+        return row
+
+    def _lowprec_row(self, case, shape, backend: str, batch: int) -> MoeRow:
+        from bench.sweeps.decode_sweep import measure
+
+        plan, device, weights = self.plan, self.device, self.weights
+        dtype = torch_dtype(plan.dtype)
+        # the loop baselines read their per-expert token counts on the host: no CUDA graph can hold them
+        looped = backend in ("torch", "torch-dequant")
+        row = measure(case, backend, device, replace(plan, cuda_graph=False) if looped else plan, batch, 0, MoeRow)
+        # the routing of every input set the timer rotated through (seeds 0..n-1, as time_case draws them)
+        per_set = [moe.active_experts(moe.routing_inputs(shape, dtype, device.torch_device, seed))
+                   for seed in range(row.rotation_sets or 1)]
+        active = sum(per_set) / len(per_set)
+        row.set(expected_active_experts=moe.expected_active_experts(shape), active_experts_measured=active,
+                active_experts_per_set=per_set,
+                active_experts_note="distinct routed experts each timed input set activated; bytes_actual "
+                                    "uses their mean",
+                bytes_actual=_bytes_at(shape, weights, dtype.itemsize, active), expert_weights=weights)
+        if row.seconds_p50 and weights == "fp8-block":  # FP8 math: read against the FP8 peak
+            row.set(**roofline.derive(row.flops, row.bytes, row.seconds_p50, "fp8", device.spec,
+                                      plan.ceilings.copy_bw))
+        if row.seconds_p50:
+            row.set(gbps_actual=row.bytes_actual / row.seconds_p50 / 1e9,
+                    moe_seconds_all_layers=moe_step(plan.model.moe_layers, row.seconds_p50))
+        return row
+
+    def derive(self, group: Group, rows: list) -> list:
+        blocks = [r for r in rows if r.op != "router"]  # the router rows stand beside the block's; no step
+        return moe_steps(self.plan.model, self.plan.dtype, group.key, blocks, self.device, self.weights)
 
 
 def router_backends(block_backends) -> list:
@@ -148,21 +207,6 @@ def router_backends(block_backends) -> list:
         if r not in out:
             out.append(r)
     return out
-
-
-def _measure_router(plan, device, record: dict, writer, on_row, shape, routing: Routing) -> None:
-    """The router alone (logits GEMM and selection, kernels/moe_router.py) at this token count and routing: one
-    row per router backend, beside the block's rows (the block's time includes it)."""
-    from bench.sweeps.decode_sweep import measure
-
-    case = moe_router.router_case(shape.router_shape, torch_dtype(plan.dtype), device.torch_device,
-                                  router_backends(plan.backends), routing)
-    for backend in router_backends(plan.backends):
-        row = measure(case, backend, device, plan, shape.tokens, 0)
-        row.update(routing=routing.label, router=shape.router.kind)
-        record["rows"].append(row)
-        writer.write(record)
-        on_row(row)
 
 
 def _case(shape, weights: str, dtype: str, device, backends):
@@ -177,47 +221,6 @@ def _bytes_at(shape, weights: str, eb: int, active: float) -> int:
     return moe_lowprec.min_bytes(shape, weights, eb, active=active)
 
 
-def _run_lowprec_sweep(plan, device, record: dict, writer, on_row: Callable[[dict], None], weights: str) -> None:
-    """Low-precision experts: every batch of `plan` and backend, one row each, written as it is measured and
-    handed to `on_row`, then the batch's steps; the record is marked complete at the end."""
-    from bench.sweeps.decode_sweep import measure
-
-    model, dtype, backends = plan.model, plan.dtype, plan.backends
-    eb = torch_dtype(dtype).itemsize
-    for batch in plan.batches:
-        shape = model.moe_shape(batch)
-        case = _case(shape, weights, dtype, device, backends)
-        rows = []
-        for backend in backends:
-            # the loop baselines read their per-expert token counts on the host: no CUDA graph can hold them
-            looped = backend in ("torch", "torch-dequant")
-            row = measure(case, backend, device, replace(plan, cuda_graph=False) if looped else plan, batch,
-                          0)
-            # the routing of every input set the timer rotated through (seeds 0..n-1, as time_case draws them)
-            per_set = [moe.active_experts(moe.routing_inputs(shape, torch_dtype(dtype), device.torch_device, seed))
-                       for seed in range(row.get("rotation_sets") or 1)]
-            active = sum(per_set) / len(per_set)
-            row.update(expected_active_experts=moe.expected_active_experts(shape), active_experts_measured=active,
-                       active_experts_per_set=per_set,
-                       active_experts_note="distinct routed experts each timed input set activated; bytes_actual "
-                                           "uses their mean",
-                       bytes_actual=_bytes_at(shape, weights, eb, active), expert_weights=weights)
-            if row.get("seconds_p50") and weights == "fp8-block":  # FP8 math: read against the FP8 peak
-                row.update(roofline.derive(row["flops"], row["bytes"], row["seconds_p50"], "fp8", device.spec,
-                                           plan.ceilings.copy_bw))
-            if row.get("seconds_p50"):
-                row["gbps_actual"] = row["bytes_actual"] / row["seconds_p50"] / 1e9
-                row["moe_seconds_all_layers"] = moe_step(model.moe_layers, row["seconds_p50"])
-            rows.append(row)
-            record["rows"].append(row)
-            writer.write(record)
-            on_row(row)
-        record["steps"].extend(moe_steps(model, dtype, batch, rows, device, weights))
-        writer.write(record)
-    record["complete"] = True
-    writer.write(record)
-
-
 def expert_format_saving(model, dtype: str, weights: str, experts: float) -> int:
     """Bytes `experts` experts of every MoE layer take in the activation dtype less what they take stored
     in `weights` (0 for "activation")."""
@@ -229,7 +232,7 @@ def expert_format_saving(model, dtype: str, weights: str, experts: float) -> int
                                                - as_stored))
 
 
-def moe_steps(model, dtype: str, batch: int, rows: list, device, weights: str = "activation") -> list:
+def moe_steps(model, dtype: str, batch: int, rows: list, device, weights: str = "activation") -> list[MoeStep]:
     """Per routing and backend: the model's MoE MLPs over one step (moe_layers x the MoE block, or the
     low-precision MoE op). Attention and the dense layers are not in it (`tokenbench run` measures them), so
     no cost per token is derived from it. With low-precision experts the rest of the model stays in `dtype`."""
@@ -239,24 +242,20 @@ def moe_steps(model, dtype: str, batch: int, rows: list, device, weights: str = 
     expected = model.expected_active_experts(batch) + model.shared_experts
     out = []
     for r in rows:
-        step = {"batch": batch, "context": 0, "backend": r["backend"], "dtype": dtype, "derived": True,
-                "derivation": MOE_STEP_DERIVATION,
-                "moe_layers": model.moe_layers, "expected_active_experts": r["expected_active_experts"],
-                "active_experts_measured": r["active_experts_measured"],
-                "routing": r.get("routing"), "router": r.get("router"),
-                "max_tokens_per_expert": r.get("max_tokens_per_expert"),
-                "expert_weights": weights,
-                "decode_weight_bytes_expected": model.decode_weight_bytes(dtype, batch)
-                - expert_format_saving(model, dtype, weights, expected),
-                "bytes_needed": needed, "memory_bytes": device.memory_bytes, "fits": needed <= device.memory_bytes,
-                "cost_per_mtok": None, "tokens_per_s_per_mw": None}
-        if not r.get("seconds_p50"):
-            step.update(valid=False, reason=r.get("skipped") or r.get("check"))
+        step = MoeStep.build(batch=batch, context=0, backend=r.backend, dtype=dtype, derived=True,
+                             derivation=MOE_STEP_DERIVATION, moe_layers=model.moe_layers,
+                             expected_active_experts=r.expected_active_experts,
+                             active_experts_measured=r.active_experts_measured, routing=r.routing, router=r.router,
+                             max_tokens_per_expert=r.max_tokens_per_expert, expert_weights=weights,
+                             decode_weight_bytes_expected=model.decode_weight_bytes(dtype, batch)
+                             - expert_format_saving(model, dtype, weights, expected),
+                             bytes_needed=needed, memory_bytes=device.memory_bytes,
+                             fits=needed <= device.memory_bytes, cost_per_mtok=None, tokens_per_s_per_mw=None)
+        if not r.seconds_p50:
+            step.set(valid=False, reason=r.skipped or r.check)
         else:
-            seconds = moe_step(model.moe_layers, r["seconds_p50"])
-            step.update(valid=True, step_seconds=seconds, tokens_per_s=batch / seconds,
-                        tokens_per_s_per_user=1.0 / seconds,
-                        gbps=moe_step(model.moe_layers, r["bytes"]) / seconds / 1e9,
-                        pct_copy_bw=r.get("pct_copy_bw"))
+            seconds = moe_step(model.moe_layers, r.seconds_p50)
+            step.set(valid=True, step_seconds=seconds, **decode_rates(batch, seconds),
+                     gbps=moe_step(model.moe_layers, r.bytes) / seconds / 1e9, pct_copy_bw=r.pct_copy_bw)
         out.append(step)
     return out

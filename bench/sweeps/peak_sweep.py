@@ -13,7 +13,8 @@ Method (docs/measurement.md):
 - the sweep is bounded: shapes run from small to large and one whose predicted cost exceeds what is left
   of the dtype's share of `budget_s` is not started.
 
-`record_peaks` is `tokenbench peak`'s run: the peak record opened and filled as each row exists.
+`PeakSweep` is `tokenbench peak`'s plan for the measuring engine (bench/sweeps/engine.py): the peak record
+opened and filled as each row exists.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from bench.measure.gate import is_oom
 from bench.measure.gate import relative_error
 from bench.records import environment, store
 from bench.records.peak_files import PEAK_KIND, shape_label
+from bench.records.schema import PeakRow
+from bench.sweeps.engine import Case, Group, SweepPlan, SweepRun, run_plan
 from kernels.dtypes import TOLERANCE as RUN_TOLERANCE
 from kernels.dtypes import generator, randn, torch_dtype
 
@@ -285,73 +288,48 @@ def measure_bandwidth_size(metric: str, nbytes: int, device: LocalDevice, budget
     return row
 
 
-def sweep_bandwidth(device: LocalDevice, budget_s: float) -> list[dict]:
-    """A copy row and a read (reduction) row: the best size's median GB/s against the datasheet."""
+BANDWIDTH_METRICS = (("copy", "dst.copy_(src), float32; bytes = read + write"),
+                     ("read", "src.sum(), float32; bytes = read"))
+
+
+def sweep_bandwidth_metric(metric: str, variant: str, device: LocalDevice, budget_s: float) -> dict:
+    """A copy or a read (reduction) row: the best size's median GB/s against the datasheet."""
     spec = None if device.spec is None else device.spec.mem_bw_gbs
     sizes = bandwidth_sizes(device)
-    out = []
-    for metric, variant in (("copy", "dst.copy_(src), float32; bytes = read + write"),
-                            ("read", "src.sum(), float32; bytes = read")):
-        row = {"metric": metric, "dtype": "fp32", "unit": "GB/s", "measured": None, "spec": spec, "ratio": None,
-               "best_shape": None, "variant": variant}
-        started, tried, rate = time.perf_counter(), [], None
-        share = budget_s / 2
-        for i, size in enumerate(sizes):
-            left = share - (time.perf_counter() - started)
-            if tried and (left <= 0 or _predicted_s(size * (2 if metric == "copy" else 1), rate, device) > left):
-                row["stopped"] = f"budget: {len(sizes) - i} larger size(s) not tried"
-                break
-            try:
-                r = measure_bandwidth_size(metric, size, device, min(MAX_SHAPE_BUDGET_S, max(left, 0.05)
-                                                                    / (len(sizes) - i)))
-            except Exception as exc:
-                if not is_oom(exc):
-                    raise
-                r = {"shape": {"bytes": size}, "valid": False,
-                     "skipped": f"out of memory: {str(exc).splitlines()[0][:160]}"}
-            _free(device)
-            tried.append(r)
-            if r.get("gbps"):
-                rate = r["gbps"] * 1e9
-        row["shapes"] = tried
-        timed = [r for r in tried if r.get("gbps")]
-        if timed:
-            best = max(timed, key=lambda r: r["gbps"])
-            row.update(measured=best["gbps"], best_shape=best["shape"], seconds_p50=best["seconds_p50"],
-                       noise=best["noise"], timer=_timer_name(device))
-            if spec:
-                row["ratio"] = row["measured"] / spec
-        else:
-            row["skipped"] = next((r.get("check") or r.get("skipped") for r in tried), "nothing timed")
-        out.append(row)
-    return out
+    row = {"metric": metric, "dtype": "fp32", "unit": "GB/s", "measured": None, "spec": spec, "ratio": None,
+           "best_shape": None, "variant": variant}
+    started, tried, rate = time.perf_counter(), [], None
+    for i, size in enumerate(sizes):
+        left = budget_s - (time.perf_counter() - started)
+        if tried and (left <= 0 or _predicted_s(size * (2 if metric == "copy" else 1), rate, device) > left):
+            row["stopped"] = f"budget: {len(sizes) - i} larger size(s) not tried"
+            break
+        try:
+            r = measure_bandwidth_size(metric, size, device, min(MAX_SHAPE_BUDGET_S, max(left, 0.05)
+                                                                / (len(sizes) - i)))
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            r = {"shape": {"bytes": size}, "valid": False,
+                 "skipped": f"out of memory: {str(exc).splitlines()[0][:160]}"}
+        _free(device)
+        tried.append(r)
+        if r.get("gbps"):
+            rate = r["gbps"] * 1e9
+    row["shapes"] = tried
+    timed = [r for r in tried if r.get("gbps")]
+    if timed:
+        best = max(timed, key=lambda r: r["gbps"])
+        row.update(measured=best["gbps"], best_shape=best["shape"], seconds_p50=best["seconds_p50"],
+                   noise=best["noise"], timer=_timer_name(device))
+        if spec:
+            row["ratio"] = row["measured"] / spec
+    else:
+        row["skipped"] = next((r.get("check") or r.get("skipped") for r in tried), "nothing timed")
+    return row
 
 
 # ---------------------------------------------------------------------------------------------------
-
-
-def measure_peaks(device: LocalDevice, dtypes, budget_s: float, on_row: Callable[[dict], None] = None,
-                  bandwidth: bool = True) -> list[dict]:
-    """Bandwidth rows, then one matmul row per dtype; `on_row` sees each row as soon as it exists."""
-    rows = []
-
-    def emit(row):
-        rows.append(row)
-        if on_row is not None:
-            on_row(row)
-
-    started = time.perf_counter()
-    if bandwidth:
-        for row in sweep_bandwidth(device, budget_s * BANDWIDTH_SHARE):
-            emit(row)
-    measurable = [d for d in dtypes if unavailable_reason(d, device) is None]
-    for dtype in dtypes:
-        left = budget_s - (time.perf_counter() - started)
-        share = left / max(1, len(measurable))  # time one dtype leaves unused goes to the next
-        if dtype in measurable:
-            measurable.remove(dtype)
-        emit(sweep_matmul(dtype, device, max(share, 0.0)))
-    return rows
 
 
 def _timer_name(device: LocalDevice) -> str:
@@ -363,34 +341,62 @@ def _free(device: LocalDevice) -> None:
         torch.cuda.empty_cache()
 
 
-@dataclass
-class PeakRun:
-    record: dict
-    writer: store.ResultWriter
-    status: int  # 0, or 130 when interrupted (the rows measured so far are kept)
+class PeakSweep(SweepPlan):
+    """`tokenbench peak` for the measuring engine: its record (the matmul ceiling per dtype in
+    measured_tflops, the copy and read bandwidth), the bandwidth rows (their share of the budget), then one
+    matmul row per dtype, each dtype's share what is left over the dtypes still to measure (time one leaves
+    unused goes to the next). `row_line(row)` is the line a row prints."""
 
+    def __init__(self, device: LocalDevice, dtypes, budget_s: float, bandwidth: bool, out, console,
+                 row_line: Callable):
+        self.device, self.dtypes, self.budget_s, self.bandwidth, self.out = device, list(dtypes), budget_s, bandwidth, out
+        self.console, self.row_line = console, row_line
 
-def record_peaks(device: LocalDevice, dtypes, budget_s: float, bandwidth: bool, out,
-                 say_row: Callable[[dict], None], warn: Callable[[str], None]) -> PeakRun:
-    """`tokenbench peak`: its record opened in `out` and filled as each row exists (the matmul ceiling per
-    dtype in measured_tflops, the copy and read bandwidth), on disk after every row; `say_row(row)` prints a
-    row once it is recorded. Ctrl-C keeps the rows so far."""
-    env = environment.capture()
-    writer, record = store.open_record(PEAK_KIND, out, device, env, ("peak",),
-                                       {"dtypes": dtypes, "budget_s": budget_s, "bandwidth": bandwidth},
-                                       measured_tflops={})  # dtype -> the matmul ceiling `report` and `run` read
-    writer.write(record)
+    def open(self, device):
+        return store.open_record(PEAK_KIND, self.out, device, environment.capture(), ("peak",),
+                                 {"dtypes": self.dtypes, "budget_s": self.budget_s, "bandwidth": self.bandwidth},
+                                 measured_tflops={})  # dtype -> the matmul ceiling `report` and `run` read
 
-    def on_row(row):
-        row["best_shape_label"] = shape_label(row.get("best_shape"))
+    def total(self) -> int:
+        return len(self.dtypes) + (len(BANDWIDTH_METRICS) if self.bandwidth else 0)
+
+    def groups(self):
+        self.started = time.perf_counter()
+        cases = []
+        if self.bandwidth:
+            share = self.budget_s * BANDWIDTH_SHARE / len(BANDWIDTH_METRICS)
+            cases += [self._case(f"{metric} fp32", lambda m=metric, v=variant:
+                                 sweep_bandwidth_metric(m, v, self.device, share))
+                      for metric, variant in BANDWIDTH_METRICS]
+        self.measurable = [d for d in self.dtypes if unavailable_reason(d, self.device) is None]
+        cases += [self._case(f"matmul {dtype}", lambda d=dtype: self._matmul(d)) for dtype in self.dtypes]
+        yield Group("peak", cases)
+
+    def _matmul(self, dtype: str) -> dict:
+        left = self.budget_s - (time.perf_counter() - self.started)
+        share = left / max(1, len(self.measurable))
+        if dtype in self.measurable:
+            self.measurable.remove(dtype)
+        return sweep_matmul(dtype, self.device, max(share, 0.0))
+
+    def _case(self, label: str, sweep: Callable[[], dict]) -> Case:
+        def run(phase):
+            row = sweep()
+            row["best_shape_label"] = shape_label(row.get("best_shape"))
+            return [PeakRow.build(**row)]
+
+        return Case(label, run, line=lambda rows: self.row_line(rows[0]), line_on_terminal=True)
+
+    def keep_row(self, record, row) -> None:
         record["rows"].append(row)
-        if row["metric"] == "matmul" and row.get("measured"):
-            record["measured_tflops"][row["dtype"]] = row["measured"]
-        elif row["metric"] in ("copy", "read") and row.get("measured"):
-            record[{"copy": "measured_gbps", "read": "measured_read_gbps"}[row["metric"]]] = row["measured"]
-        writer.write(record)
-        say_row(row)
+        if row.metric == "matmul" and row.measured:
+            record["measured_tflops"][row.dtype] = row.measured
+        elif row.metric in ("copy", "read") and row.measured:
+            record[{"copy": "measured_gbps", "read": "measured_read_gbps"}[row.metric]] = row.measured
 
-    with store.recording(record, writer, warn) as state:
-        measure_peaks(device, dtypes, budget_s, on_row=on_row, bandwidth=bandwidth)
-    return PeakRun(record, writer, state["status"])
+
+def record_peaks(device: LocalDevice, dtypes, budget_s: float, bandwidth: bool, out, console,
+                 row_line: Callable) -> SweepRun:
+    """`tokenbench peak`: its record opened in `out` and filled as each row exists, on disk after every row;
+    Ctrl-C or SIGTERM keeps the rows so far."""
+    return run_plan(PeakSweep(device, dtypes, budget_s, bandwidth, out, console, row_line), device)

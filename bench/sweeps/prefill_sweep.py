@@ -16,8 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.derive import roofline
-from costmodel.step import MODEL_OPS, compose
-from bench.sweeps.decode_sweep import RunPlan, available_bytes, measure, price_step, progress_note
+from costmodel.step import MODEL_OPS, compose, decode_rates
+from bench.records.schema import Step
+from bench.sweeps.decode_sweep import RunPlan, available_bytes, measure, price_step, skipped_row
+from bench.sweeps.engine import Case, Group, SweepPlan, fit_reason
 from bench.sweeps import spec_steps
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
 from kernels.spec_model import uses_spec_layers
@@ -69,11 +71,7 @@ def skip_reason(plan: RunPlan, device, point) -> str | None:
     else:
         need = _one_set_bytes(plan, point.batch + point.chunk,
                               point.batch * point.context + point.prefix + point.chunk)
-    have = available_bytes(device)
-    if need > 0.9 * have:
-        return (f"needs about {need / 2**30:.1f} GiB for one input set and its float64 reference, "
-                f"{have / 2**30:.1f} GiB available")
-    return None
+    return fit_reason(need, available_bytes(device))
 
 
 def _model_ops(plan: RunPlan, device, rows: int) -> list:
@@ -115,8 +113,8 @@ def spec_cases_for_point(plan: RunPlan, device, point) -> list[tuple]:
         for index, c in enumerate(point.chunks()):
             labels = {**base, "chunk_index": index, "chunk_tokens": c.tokens, "prefix": c.prefix}
             out += [(case, labels) for case in spec_steps.prefill_chunk_cases(plan, device, c)]
-        return out + [(case, {**base, "rows": point.batch}) for case in spec_steps.model_cases(plan, device,
-                                                                                              point.batch)]
+        return out + [(case, {**base, "rows": point.batch})
+                      for case in spec_steps.model_cases(plan, device, point.batch)]
     labels = {"phase": "mixed", "chunk": point.chunk, "prefix": point.prefix}
     c = Chunk(1, point.chunk, point.prefix)
     out += [(case, labels) for case in spec_steps.mixed_cases(plan, device, point.batch, point.context, c)]
@@ -124,90 +122,83 @@ def spec_cases_for_point(plan: RunPlan, device, point) -> list[tuple]:
                   for case in spec_steps.model_cases(plan, device, point.batch + 1)]
 
 
-def derive_point_steps(plan: RunPlan, device, rows: list, point, backend: str, economics) -> list[dict]:
+def derive_point_steps(plan: RunPlan, device, rows: list, point, backend: str, economics) -> list[Step]:
     """derive_point_step, or for a model of several layer types one step per routing (bench/sweeps/spec_steps)."""
     if not uses_spec_layers(plan.model.spec):
         return [derive_point_step(plan, device, rows, point, backend, economics)]
     m = plan.model
-    mine = [r for r in rows if _matches(r, point, backend)]
-    base = {"phase": "prefill" if isinstance(point, PrefillPoint) else "mixed", "batch": point.batch,
-            "backend": backend, "dtype": plan.dtype, "layers": m.layers, "derived": True}
-    if isinstance(point, PrefillPoint):
+    prefill = isinstance(point, PrefillPoint)
+    base = {"phase": "prefill" if prefill else "mixed", "batch": point.batch, "backend": backend,
+            "dtype": plan.dtype, "layers": m.layers, "derived": True}
+    if prefill:
         base.update(prompt=point.prompt, chunk=point.chunk, chunks=len(point.chunks()), context=point.prompt)
-        kv_tokens, tokens = point.batch * point.prompt, point.batch * point.prompt
+        kv_tokens = tokens = point.batch * point.prompt
+        rate = tokens
     else:
         base.update(context=point.context, chunk=point.chunk, prefix=point.prefix)
         kv_tokens, tokens = point.batch * (point.context + 1) + point.prefix + point.chunk, point.batch
+        rate = point.batch + point.chunk  # priced over decode + prompt tokens, as derive_point_step
     bytes_needed = m.weight_bytes(plan.dtype) + m.kv_bytes_per_token(plan.dtype) * kv_tokens
-    steps = spec_steps.derive_steps(plan, device, mine, base, tokens, lambda s: (tokens if isinstance(
-        point, PrefillPoint) else point.batch + point.chunk) / s, economics, bytes_needed, price_step)
+    steps = spec_steps.derive_steps(plan, device, rows, base, tokens, lambda s: rate / s, economics, bytes_needed,
+                                    price_step)
     for step in steps:
-        if step.get("valid") and isinstance(point, PrefillPoint):
-            step.update(prompt_tokens_per_s=step["tokens_per_s"], time_to_first_token_s=step["step_seconds"])
-            step.pop("tokens_per_s_per_user")
-        elif step.get("valid"):
-            step.update(prompt_tokens_per_s=point.chunk / step["step_seconds"],
-                        total_tokens_per_s=(point.batch + point.chunk) / step["step_seconds"])
+        if step.valid and prefill:
+            step.set(prompt_tokens_per_s=step.tokens_per_s, time_to_first_token_s=step.step_seconds,
+                     tokens_per_s_per_user=None)
+        elif step.valid:
+            step.set(prompt_tokens_per_s=point.chunk / step.step_seconds,
+                     total_tokens_per_s=(point.batch + point.chunk) / step.step_seconds)
     return steps
 
 
-def measure_point_case(case, labels: dict, backend: str, device, plan: RunPlan, point) -> dict:
+def measure_point_case(case, labels: dict, backend: str, device, plan: RunPlan, point):
     context = point.prompt if isinstance(point, PrefillPoint) else point.context
     row = measure(case, backend, device, plan, point.batch, context)
-    row.update(labels)
+    row.set(**labels)
     return row
 
 
-def _matches(row: dict, point, backend: str) -> bool:
-    if row.get("backend") != backend or row.get("batch") != point.batch:
-        return False
-    if isinstance(point, PrefillPoint):
-        return row.get("phase") == "prefill" and row.get("prompt") == point.prompt and row.get("chunk") == point.chunk
-    return (row.get("phase") == "mixed" and row.get("context") == point.context and row.get("chunk") == point.chunk
-            and row.get("prefix") == point.prefix)
-
-
-def derive_point_step(plan: RunPlan, device, rows: list, point, backend: str, economics) -> dict:
-    """The model's prefill (or mixed) step from this sweep's rows, with tokens/s and time to first token."""
+def derive_point_step(plan: RunPlan, device, rows: list, point, backend: str, economics) -> Step:
+    """The model's prefill (or mixed) step from the point's rows, with tokens/s and time to first token."""
     m = plan.model
-    mine = [r for r in rows if _matches(r, point, backend)]
-    layer_name = "prefill_layer" if isinstance(point, PrefillPoint) else "mixed_layer"
-    layers = [r for r in mine if r["op"] == layer_name]
-    model_ops = {r["op"]: r for r in mine if r["op"] in ("final_norm", "lm_head")}
-    step = {"phase": mine[0]["phase"] if mine else ("prefill" if isinstance(point, PrefillPoint) else "mixed"),
-            "batch": point.batch, "backend": backend, "dtype": plan.dtype, "layers": m.layers, "derived": True}
-    if isinstance(point, PrefillPoint):
+    prefill = isinstance(point, PrefillPoint)
+    layer_name = "prefill_layer" if prefill else "mixed_layer"
+    layers = [r for r in rows if r.op == layer_name]
+    model_ops = {r.op: r for r in rows if r.op in ("final_norm", "lm_head")}
+    step = Step.build(phase="prefill" if prefill else "mixed", batch=point.batch, backend=backend, dtype=plan.dtype,
+                      layers=m.layers, derived=True)
+    if prefill:
         expected = len(point.chunks())
-        step.update(prompt=point.prompt, chunk=point.chunk, chunks=expected, context=point.prompt,
-                    derivation="layers x sum over chunks of the prefill layer + final_norm + lm_head (last token)")
+        step.set(prompt=point.prompt, chunk=point.chunk, chunks=expected, context=point.prompt,
+                 derivation="layers x sum over chunks of the prefill layer + final_norm + lm_head (last token)")
         kv_tokens = point.batch * point.prompt
     else:
         expected = 1
-        step.update(context=point.context, chunk=point.chunk, prefix=point.prefix,
-                    derivation="layers x mixed layer + final_norm + lm_head (decode tokens and the chunk's last)")
+        step.set(context=point.context, chunk=point.chunk, prefix=point.prefix,
+                 derivation="layers x mixed layer + final_norm + lm_head (decode tokens and the chunk's last)")
         kv_tokens = point.batch * (point.context + 1) + point.prefix + point.chunk
     bytes_needed = m.weight_bytes(plan.dtype) + m.kv_bytes_per_token(plan.dtype) * kv_tokens
-    step.update(fits=bytes_needed <= device.memory_bytes, bytes_needed=bytes_needed, memory_bytes=device.memory_bytes)
-    timed = [r for r in layers if r.get("seconds_p50")]
-    missing = [op for op in ("final_norm", "lm_head") if not model_ops.get(op, {}).get("seconds_p50")]
+    step.set(fits=bytes_needed <= device.memory_bytes, bytes_needed=bytes_needed, memory_bytes=device.memory_bytes)
+    timed = [r for r in layers if r.seconds_p50]
+    missing = [op for op in ("final_norm", "lm_head") if op not in model_ops or not model_ops[op].seconds_p50]
     if len(timed) != expected or missing:
-        step.update(valid=False, reason=f"no valid timing for {', '.join(missing + ([layer_name] if len(timed) != expected else []))}")
+        step.set(valid=False, reason=f"no valid timing for "
+                                     f"{', '.join(missing + ([layer_name] if len(timed) != expected else []))}")
         return step
-    layer_s = sum(r["seconds_p50"] for r in timed)
-    seconds = compose(m.layers, layer_s, *(model_ops[op]["seconds_p50"] for op in MODEL_OPS))
-    flops = compose(m.layers, sum(r["flops"] for r in timed), *(model_ops[op]["flops"] for op in MODEL_OPS))
-    nbytes = compose(m.layers, sum(r["bytes"] for r in timed), *(model_ops[op]["bytes"] for op in MODEL_OPS))
-    step.update(valid=True, step_seconds=seconds, layer_seconds=layer_s, flops=flops, bytes=nbytes)
-    if isinstance(point, PrefillPoint):
+    layer_s = sum(r.seconds_p50 for r in timed)
+    seconds = compose(m.layers, layer_s, *(model_ops[op].seconds_p50 for op in MODEL_OPS))
+    flops = compose(m.layers, sum(r.flops for r in timed), *(model_ops[op].flops for op in MODEL_OPS))
+    nbytes = compose(m.layers, sum(r.bytes for r in timed), *(model_ops[op].bytes for op in MODEL_OPS))
+    step.set(valid=True, step_seconds=seconds, layer_seconds=layer_s, flops=flops, bytes=nbytes)
+    if prefill:
         prompt_tps = point.batch * point.prompt / seconds
-        step.update(prompt_tokens_per_s=prompt_tps, time_to_first_token_s=seconds, tokens_per_s=prompt_tps)
+        step.set(prompt_tokens_per_s=prompt_tps, time_to_first_token_s=seconds, tokens_per_s=prompt_tps)
         price_rate = prompt_tps
     else:
-        decode_tps, prompt_tps = point.batch / seconds, point.chunk / seconds
-        step.update(tokens_per_s=decode_tps, tokens_per_s_per_user=1.0 / seconds, prompt_tokens_per_s=prompt_tps,
-                    total_tokens_per_s=decode_tps + prompt_tps)
-        price_rate = decode_tps + prompt_tps
-    step.update(roofline.derive(flops, nbytes, seconds, plan.dtype, device.spec,
+        rates, prompt_tps = decode_rates(point.batch, seconds), point.chunk / seconds
+        step.set(**rates, prompt_tokens_per_s=prompt_tps, total_tokens_per_s=rates["tokens_per_s"] + prompt_tps)
+        price_rate = rates["tokens_per_s"] + prompt_tps
+    step.set(**roofline.derive(flops, nbytes, seconds, plan.dtype, device.spec,
                                plan.ceilings.copy_bw, plan.ceilings.peak_flops))
     # priced over every token the step processes (prompt tokens for prefill; decode + prompt for mixed)
     price_step(step, price_rate, economics, bytes_needed, device)
@@ -218,11 +209,11 @@ def gemm_share_of_peak(rows: list, measured_peak_flops: float | None) -> float |
     """The prefill GEMM rows' achieved FLOP/s together (their FLOPs over their time) as a fraction of the
     matmul peak `tokenbench peak` measured on this device: the issue's ">= 60% of the measured peak"."""
     # the layer's projections at every chunk position (not the LM head on the last token)
-    gemms = [r for r in rows if r.get("kind") == "gemm" and r.get("phase") == "prefill" and "chunk_index" in r
-             and r.get("seconds_p50")]
+    gemms = [r for r in rows if r.kind == "gemm" and r.phase == "prefill" and r.chunk_index is not None
+             and r.seconds_p50]
     if not gemms or not measured_peak_flops:
         return None
-    return sum(r["flops"] for r in gemms) / sum(r["seconds_p50"] for r in gemms) / measured_peak_flops
+    return sum(r.flops for r in gemms) / sum(r.seconds_p50 for r in gemms) / measured_peak_flops
 
 
 def point_label(p) -> str:
@@ -231,42 +222,36 @@ def point_label(p) -> str:
     return f"b={p.batch} ctx={p.context} chunk={p.chunk}" + (f" prefix={p.prefix}" if p.prefix else "")
 
 
-def run_phase_sweep(plan: RunPlan, device, record: dict, writer, economics, console) -> None:
-    """Prefill or mixed points: verify and time every op and layer, then derive each point's step."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+class PhaseSweep(SweepPlan):
+    """`tokenbench run --phase prefill|mixed`: per point and backend, every op and layer (each chunk position
+    of a prefill), then the point's step. Its record, ceilings and finish are measured_run's."""
 
-    work = [(p, cases_for_point(plan, device, p)) for p in plan.points]
-    total = sum(len(cases) for _, cases in work) * len(plan.backends)
-    done, piped = 0, not console.is_terminal
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("measuring", total=total)
-        for point, cases in work:
-            too_big = skip_reason(plan, device, point)
-            if too_big:
-                console.print(f"[yellow]{point_label(point)} skipped: {too_big}[/]")
-            for backend in plan.backends:
-                for case, labels in cases:
-                    done += 1
-                    if too_big:
-                        record["rows"].append({"op": case.name, "kind": case.kind, "batch": point.batch,
-                                               "backend": backend, "valid": False, "skipped": too_big,
-                                               "context": getattr(point, "context", getattr(point, "prompt", 0)),
-                                               **labels})
-                        progress.advance(task)
-                        continue
-                    where = f"{point_label(point)} {backend} {case.name}" + (
-                        f" [chunk {labels['chunk_index']}]" if "chunk_index" in labels else "")
-                    progress.update(task, description=where)
-                    row = measure_point_case(case, labels, backend, device, plan, point)
-                    record["rows"].append(row)
-                    if not row.get("valid"):
-                        console.print(f"[red]{where}: {row.get('skipped') or row.get('check')}[/]")
-                    elif piped:
-                        console.print(f"[{done}/{total}] {where}: {progress_note(row)}", highlight=False)
-                    writer.write(record)
-                    progress.advance(task)
-                record["steps"].extend(derive_point_steps(plan, device, record["rows"], point, backend, economics))
-                writer.write(record)
-    if plan.phase == "prefill":
-        record["prefill_gemm_share_of_measured_peak"] = gemm_share_of_peak(record["rows"], plan.ceilings.peak_flops)
+    def __init__(self, plan: RunPlan, device, economics, console):
+        self.plan, self.device, self.economics, self.console = plan, device, economics, console
+        self.work = [(p, cases_for_point(plan, device, p)) for p in plan.points]
+
+    def total(self) -> int:
+        return sum(len(cases) for _, cases in self.work) * len(self.plan.backends)
+
+    def groups(self):
+        for point, cases in self.work:
+            too_big = skip_reason(self.plan, self.device, point)
+            for i, backend in enumerate(self.plan.backends):
+                yield Group(point_label(point), [self._case(point, c, labels, backend) for c, labels in cases],
+                            key=(point, backend), skip=too_big, say_skip=i == 0)
+
+    def _case(self, point, case, labels: dict, backend: str) -> Case:
+        where = f"{point_label(point)} {backend} {case.name}" + (
+            f" [chunk {labels['chunk_index']}]" if "chunk_index" in labels else "")
+        context = getattr(point, "context", getattr(point, "prompt", 0))
+        return Case(where, lambda phase: [measure_point_case(case, labels, backend, self.device, self.plan, point)],
+                    lambda why: [skipped_row(case, backend, point.batch, why, context=context, **labels)])
+
+    def derive(self, group: Group, rows: list) -> list:
+        point, backend = group.key
+        return derive_point_steps(self.plan, self.device, rows, point, backend, self.economics)
+
+    def finish(self, device, record, writer) -> None:
+        if self.plan.phase == "prefill":
+            record["prefill_gemm_share_of_measured_peak"] = gemm_share_of_peak(record["rows"],
+                                                                               self.plan.ceilings.peak_flops)

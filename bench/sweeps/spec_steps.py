@@ -35,10 +35,14 @@ def model_cases(plan, device, rows: int) -> list:
 def _sum(rows: list, name: str, field: str):
     """The figure summed over the rows of `name` (a prefill's chunks), None where any is missing or
     invalid."""
-    mine = [r for r in rows if r["op"] == name]
-    if not mine or any(r.get("seconds_p50") is None for r in mine):
+    mine = [r for r in rows if r.op == name]
+    if not mine or any(not r.seconds_p50 for r in mine):
         return None
-    return sum(r[field] for r in mine)
+    return sum(getattr(r, field) for r in mine)
+
+
+def _shape(row) -> dict:
+    return (row.shape if hasattr(row, "shape") else row.extra.get("shape")) or {}
 
 
 def routing_fields(model_spec, rows: list, routing) -> dict:
@@ -49,7 +53,7 @@ def routing_fields(model_spec, rows: list, routing) -> dict:
     active, heaviest = [], []
     names = dict.fromkeys(moe_name(t, routing) for t in layer_types(model_spec) if t.spec.mlp.kind == "moe")
     for name in names:
-        shapes = [r.get("shape") or {} for r in rows if r["op"] == name]
+        shapes = [_shape(r) for r in rows if r.op == name]
         active += [s["active_experts"] for s in shapes if "active_experts" in s]
         heaviest += [s["max_tokens_per_expert"] for s in shapes if "max_tokens_per_expert" in s]
     return {"routing": routing.label,
@@ -60,28 +64,31 @@ def routing_fields(model_spec, rows: list, routing) -> dict:
 
 def derive_steps(plan, device, rows: list, base: dict, tokens: float, price_rate, economics,
                  bytes_needed: int, price_step) -> list[dict]:
-    """One step per routing from `rows` (this point's and backend's): `base` holds the step's keys; `tokens`
-    the tokens its rate counts for tokens_per_s; `price_rate(seconds)` the rate it is priced at."""
+    """One step per routing (bench.records.schema.Step) from `rows` (this point's and backend's): `base` holds
+    the step's keys; `tokens` the tokens its rate counts for tokens_per_s; `price_rate(seconds)` the rate it
+    is priced at."""
+    from bench.records.schema import Step
+
     spec = plan.model.spec
     out = []
     for routing in routings(spec):
-        step = dict(base)
+        step = Step.build(**base)
         seconds = compose(spec, lambda n: _sum(rows, n, "seconds_p50"), routing)
-        step.update(derivation=seconds.derivation, layer_counts=seconds.layer_counts,
-                    **routing_fields(spec, rows, routing))
-        step.update(fits=bytes_needed <= device.memory_bytes, bytes_needed=bytes_needed,
-                    memory_bytes=device.memory_bytes)
+        step.set(derivation=seconds.derivation, layer_counts=seconds.layer_counts,
+                 **routing_fields(spec, rows, routing))
+        step.set(fits=bytes_needed <= device.memory_bytes, bytes_needed=bytes_needed,
+                 memory_bytes=device.memory_bytes)
         if seconds.value is None:
-            step.update(valid=False, reason=f"no valid timing for {', '.join(seconds.missing)}")
+            step.set(valid=False, reason=f"no valid timing for {', '.join(seconds.missing)}")
             out.append(step)
             continue
         flops = compose(spec, lambda n: _sum(rows, n, "flops"), routing).value
         nbytes = compose(spec, lambda n: _sum(rows, n, "bytes"), routing).value
         s = seconds.value
-        step.update(valid=True, step_seconds=s, flops=flops, bytes=nbytes, tokens_per_s=tokens / s,
-                    tokens_per_s_per_user=1.0 / s)
-        step.update(roofline.derive(flops, nbytes, s, plan.dtype, device.spec, plan.ceilings.copy_bw,
-                                    plan.ceilings.peak_flops))
+        step.set(valid=True, step_seconds=s, flops=flops, bytes=nbytes, tokens_per_s=tokens / s,
+                 tokens_per_s_per_user=1.0 / s)
+        step.set(**roofline.derive(flops, nbytes, s, plan.dtype, device.spec, plan.ceilings.copy_bw,
+                                   plan.ceilings.peak_flops))
         price_step(step, price_rate(s), economics, bytes_needed, device)
         out.append(step)
     return out

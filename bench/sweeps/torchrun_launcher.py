@@ -5,7 +5,8 @@ the results files the group's rank 0 wrote and marking those a stopped group lef
 The group runs `python -m torch.distributed.run ... -m MODULE ARGS` in a session of its own, its stderr relayed
 to ours; Ctrl-C, SIGTERM or SIGHUP to the launcher (or a timeout) stops the whole group (torchrun, then its
 workers) and hands the caller the note to write into its results record, with a second Ctrl-C ignored while
-it does so. A worker left behind would keep a GPU busy for the next step's numbers.
+it does so. A worker left behind would keep a GPU busy for the next step's numbers, so torchrun and each rank
+also die with their parent when the launcher is SIGKILLed (die_with_parent).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.records import store
-from bench.errors import UserError
+from bench.errors import UserError, die_with_parent, restore_signals, stop_on_signals, stop_status
 
 # torchrun stops its workers within 30 s of a SIGTERM (SIGTERM, then SIGKILL); past this it is killed itself.
 STOP_WAIT_S = 40
@@ -55,7 +56,9 @@ class Group:
     stop, torchrun logs its shutdown and a ~40-line traceback, which is no news to a user who pressed Ctrl-C."""
 
     def __init__(self, cmd: list, env: dict):
-        self.proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, start_new_session=True)
+        launcher = os.getpid()
+        self.proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=lambda: die_with_parent(launcher))
         self.quiet = threading.Event()
         self.relay = threading.Thread(target=self._relay, daemon=True)
         self.relay.start()
@@ -92,7 +95,8 @@ class Group:
 
 def worker_env() -> dict:
     root = str(Path(__file__).resolve().parents[2])  # the source tree, importable without installing
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+               TOKENBENCH_DIE_WITH_PARENT="1")  # each rank dies with torchrun (bench/__init__.py)
     if sys.stderr.isatty():  # rank 0 writes to our pipe: tell it the user sees a terminal, and how wide
         from bench.sweeps.tp_sweep import TERMINAL_ENV
 
@@ -101,33 +105,19 @@ def worker_env() -> dict:
     return env
 
 
-class Stopped(Exception):
-    """SIGTERM or SIGHUP to the launcher (a CI job's timeout, a closed terminal): the group, in sessions of
-    its own, would not get it, so the launcher stops it as for Ctrl-C."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_stopped(signum, frame):
-    raise Stopped(signum)
-
-
 def wait_for(group: Group, timeout_s: float | None) -> tuple[int, str | None]:
-    """(exit status, None) when the group ends by itself, else (status, the note for the record)."""
-    previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    """(exit status, None) when the group ends by itself, else (status, the note for the record). SIGTERM
+    and SIGHUP to the launcher (a CI job's timeout, a closed terminal) stop it as Ctrl-C does: the group, in
+    sessions of its own, would not get them."""
+    previous = stop_on_signals()
     try:
         return group.wait(timeout_s), None
-    except KeyboardInterrupt:
-        return 130, store.INTERRUPTED
-    except Stopped as exc:
-        return 128 + exc.signum, f"stopped by {exc}; the rows measured before it are kept"
+    except KeyboardInterrupt as exc:  # Ctrl-C, or bench.errors.Stopped
+        return stop_status(exc), store.interrupted_note(exc)
     except subprocess.TimeoutExpired:
         return 124, f"stopped after --timeout-s {timeout_s:g}; the rows measured before it are kept"
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_signals(previous)
 
 
 def run_group(cmd: list, timeout_s: float | None, on_stopped: Callable[[str], str]) -> tuple[int, str | None, str]:

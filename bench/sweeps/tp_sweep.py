@@ -35,12 +35,15 @@ import torch.distributed as dist
 from bench.configs import device_catalog
 
 from bench.records import environment, store
+from bench.records.schema import TpRow, TpStep
+from bench.sweeps.decode_sweep import price_step
+from bench.sweeps.engine import Case, Group, SweepPlan, run_plan
 from bench.sweeps.torchrun_worker import run_on_group, worker_main
 
 from bench.derive import roofline
 from bench.errors import UserError
 from bench.measure.timing import MIN_SAMPLES, CacheFlusher, Timing, capture_graph, tensor_bytes, time_cpu, time_cuda
-from costmodel.step import compose
+from costmodel.step import compose, decode_rates
 from kernels import gemm, norm
 from kernels.backends import implementation, parse_backend
 from kernels.dtypes import TOLERANCE, torch_dtype
@@ -431,10 +434,10 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
     rows = []
     if not all(r["valid"] for r in per_rank):
         for r in per_rank:
-            rows.append({**base, "op": "tp_layer", "rank": r["rank"], "valid": False, "check": r["check"],
-                         "rel_error": r["rel_error"], "tolerance": r["tolerance"]})
-        return rows, {**base, "valid": False, "fits": True,
-                      "reason": "the sharded layer failed its check; not timed"}
+            rows.append(TpRow.build(**base, op="tp_layer", rank=r["rank"], valid=False, check=r["check"],
+                                    rel_error=r["rel_error"], tolerance=r["tolerance"]))
+        return rows, TpStep.build(**base, valid=False, fits=True,
+                                  reason="the sharded layer failed its check; not timed")
     # each rank's own copy bandwidth (measured by all ranks at once, as they run); the step reads the lowest
     copy_bws = [r.get("copy_bw") for r in per_rank]
     copy_bw = min(copy_bws) if all(copy_bws) else None
@@ -447,24 +450,25 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
                   "tolerance": r["tolerance"]}
         for op, key, fkey, bkey in items:
             t = r[key]
-            rows.append({**common, "op": op, **t, "flops": r[fkey], "bytes": r[bkey],
-                         **roofline.derive(r[fkey], r[bkey], t["seconds_p50"], dtype, device.spec,
-                                          r.get("copy_bw"))})
+            rows.append(TpRow.build(**{**common, "op": op, **t, "flops": r[fkey], "bytes": r[bkey],
+                                       **roofline.derive(r[fkey], r[bkey], t["seconds_p50"], dtype, device.spec,
+                                                         r.get("copy_bw"))}))
         t = r["all_reduce"]
         algbw, busbw = bus_bandwidth(r["all_reduce_bytes"], t["seconds_p50"], world)
-        rows.append({**common, "op": "all_reduce", **t, "flops": 0, "bytes": r["all_reduce_bytes"],
-                     "tflops": 0.0, "gbps": algbw / 1e9, "algbw_gbps": algbw / 1e9, "busbw_gbps": busbw / 1e9})
+        rows.append(TpRow.build(**{**common, "op": "all_reduce", **t, "flops": 0, "bytes": r["all_reduce_bytes"],
+                                   "tflops": 0.0, "gbps": algbw / 1e9, "algbw_gbps": algbw / 1e9,
+                                   "busbw_gbps": busbw / 1e9}))
     slowest = {key: max(r[key]["seconds_p50"] for r in per_rank)
                for key in ("step", "compute", "all_reduce", "final_norm", "lm_head")}
     layer_s = slowest["step"]
     step_s = compose(model.layers, layer_s, slowest["final_norm"], slowest["lm_head"])
-    tokens_per_s = batch / step_s
-    per_gpu = tokens_per_s / world
+    rates = decode_rates(batch, step_s)
+    per_gpu = rates["tokens_per_s"] / world
     weights_gpu = shard_weight_bytes(model, world, eb)
     kv_gpu = kv_bytes_per_rank(model, world, batch, context, eb)
     ar_layer = 2 * slowest["all_reduce"]
     _, busbw = bus_bandwidth(first["all_reduce_bytes"], slowest["all_reduce"], world)
-    step = {
+    step = TpStep.build(**{
         **base, "valid": True, "derived": True, "layers": model.layers,
         "derivation": "layers x tp_layer (slowest rank, 2 all-reduces inside) + final_norm + lm_head shard; "
                       "the logits all-gather is not timed",
@@ -475,22 +479,18 @@ def rows_and_step(model, plan: dict, per_rank: list, device, world: int, economi
         "all_reduce_busbw_gbps": busbw / 1e9,
         "kernel_seconds_per_rank": [r["compute"]["seconds_p50"] for r in per_rank],
         "all_reduce_seconds_per_rank": [r["all_reduce"]["seconds_p50"] for r in per_rank],
-        "tokens_per_s": tokens_per_s, "tokens_per_s_per_gpu": per_gpu, "tokens_per_s_per_user": 1.0 / step_s,
+        "tokens_per_s": rates["tokens_per_s"], "tokens_per_s_per_gpu": per_gpu,
+        "tokens_per_s_per_user": rates["tokens_per_s_per_user"],
         "weight_bytes_per_gpu": weights_gpu, "kv_bytes_per_gpu": kv_gpu,
         "bytes_needed_per_gpu": weights_gpu + kv_gpu, "memory_bytes": device.memory_bytes,
         "fits": weights_gpu + kv_gpu <= device.memory_bytes,
-    }
+    })
     # one rank's work per step (rank 0's shard; all ranks hold equal shards), for per-GPU GB/s and TFLOP/s
     flops = compose(model.layers, first["layer_flops"], first["final_norm_flops"], first["lm_head_flops"])
     nbytes = compose(model.layers, first["layer_bytes"], first["final_norm_bytes"], first["lm_head_bytes"])
-    step.update(flops_per_gpu=flops, bytes_per_gpu=nbytes, bytes_needed=weights_gpu + kv_gpu,
-                **roofline.derive(flops, nbytes, step_s, dtype, device.spec, copy_bw))
-    if step["fits"]:
-        step.update(economics(per_gpu))
-    else:
-        step.update(cost_per_mtok=None, tokens_per_s_per_mw=None,
-                    cost_note=f"needs {(weights_gpu + kv_gpu) / 2**30:.1f} GiB per GPU, device has "
-                              f"{device.memory_bytes / 2**30:.1f}")
+    step.set(flops_per_gpu=flops, bytes_per_gpu=nbytes, bytes_needed=weights_gpu + kv_gpu,
+             **roofline.derive(flops, nbytes, step_s, dtype, device.spec, copy_bw))
+    price_step(step, per_gpu, economics, weights_gpu + kv_gpu, device, per=" per GPU")
     return rows, step
 
 
@@ -514,80 +514,101 @@ def run(args) -> int:
 
 
 def _measure_on_group(args, rank: int, world: int, device) -> int:
-    from contextlib import nullcontext
-
-    from bench.derive.run_pricing import economics_for, run_price_quote
-    from bench.configs.model_configs import get_model, refuse_moe
-    from bench.parsing import choice, positive_float, positive_int_list
-    from kernels.dtypes import TORCH_DTYPES
-
-    model = get_model(args.model)
-    refuse_moe(model, "`tokenbench tp`")
-    dtype = choice(args.dtype or ("bf16" if device.kind == "cuda" else "fp32"), tuple(TORCH_DTYPES), "dtype")
-    batches = positive_int_list(args.batch, "--batch")
-    contexts = positive_int_list(args.context, "--context")
-    budget = positive_float(args.budget_s, "--budget-s")
-    backends = parse_backend(args.backend)
-    local_dims(model.layer_dims, 0, world)  # shape errors before any work
-    price = run_price_quote(args, device)
-    plan = {"dtype": dtype, "backend": args.backend}
-    unit = "GPU" if device.kind == "cuda" else "rank (CPU process)"
-    cases = [(b, c) for b in batches for c in contexts]
-    # only rank 0 writes the record and shows progress; the other ranks measure and report to it
-    writer, record, console = None, None, None
+    sweep = TpSweep(args, rank, world, device)
+    run = run_plan(sweep, device)
     if rank == 0:
-        env = environment.capture()
+        sweep.say(sweep.console, f"wrote {run.writer.json_path}")
+    return run.status
+
+
+class TpSweep(SweepPlan):
+    """`tokenbench tp` on one rank, for the measuring engine: every rank measures each (batch, context) (the
+    sharded layer gated against the one-process float64 layer, then timed), the ranks' figures are gathered,
+    and rank 0 alone writes the record (a row per rank and timed item, the group's step) and shows progress."""
+
+    def __init__(self, args, rank: int, world: int, device):
+        from bench.configs.model_configs import get_model, refuse_moe
+        from bench.derive.run_pricing import economics_for, run_price_quote
+        from bench.parsing import choice, positive_float, positive_int_list
+        from kernels.dtypes import TORCH_DTYPES
+
+        self.args, self.rank, self.world, self.device = args, rank, world, device
+        self.model = get_model(args.model)
+        refuse_moe(self.model, "`tokenbench tp`")
+        self.dtype = choice(args.dtype or ("bf16" if device.kind == "cuda" else "fp32"), tuple(TORCH_DTYPES), "dtype")
+        self.batches = positive_int_list(args.batch, "--batch")
+        self.contexts = positive_int_list(args.context, "--context")
+        self.budget = positive_float(args.budget_s, "--budget-s")
+        self.backends = parse_backend(args.backend)
+        local_dims(self.model.layer_dims, 0, world)  # shape errors before any work
+        self.price = run_price_quote(args, device)
+        self.economics = economics_for(self.price)
+        self.unit = "GPU" if device.kind == "cuda" else "rank (CPU process)"
+        self.cases = [(b, c) for b in self.batches for c in self.contexts]
+        self.console = rank0_console() if rank == 0 else None  # only rank 0 writes and shows progress
+        self.step = None  # the group step rank 0 composed from the last case's gathered figures
+
+    @staticmethod
+    def say(console, text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    def open(self, device):
+        if self.rank != 0:
+            return None, None
         writer, record = store.open_record(
-            "tp", args.out, device, env, (model.name, dtype, f"tp{world}"),
-            {"batches": batches, "contexts": contexts, "backends": [args.backend], "budget_s": budget, "tp": world},
-            model=model, dtype=dtype, price=price,
-            tp={"world_size": world, "process_group_backend": dist.get_backend(),
+            "tp", self.args.out, device, environment.capture(), (self.model.name, self.dtype, f"tp{self.world}"),
+            {"batches": self.batches, "contexts": self.contexts, "backends": [self.args.backend],
+             "budget_s": self.budget, "tp": self.world},
+            model=self.model, dtype=self.dtype, price=self.price,
+            tp={"world_size": self.world, "process_group_backend": dist.get_backend(),
                 "nnodes": int(os.environ.get("GROUP_WORLD_SIZE", "1")),
                 "sharding": "Megatron: column-parallel qkv and gate_up, row-parallel o and down, "
                             "2 all-reduces of [B, H] per layer",
                 "bus_bandwidth": "NCCL-tests convention: busbw = algbw * 2 (n-1) / n"})
-        writer.write(record)
-        console = rank0_console()
-        console.print(f"tokenbench tp: {world} ranks ({dist.get_backend()}) on {device.name}; model "
-                      f"{model.name}, {dtype}, batch {batches}, context {contexts}", highlight=False,
-                      markup=False, soft_wrap=True)
-    # rank 0: the record says complete, or what failed, and is written whatever happens
-    with store.recording(record, writer) if rank == 0 else nullcontext({"status": 0}) as state:
-        from bench.progress import CaseProgress
+        self.say(self.console, f"tokenbench tp: {self.world} ranks ({dist.get_backend()}) on {device.name}; model "
+                               f"{self.model.name}, {self.dtype}, batch {self.batches}, context {self.contexts}")
+        return writer, record
 
-        copy_bw, copy_bws = every_rank_copy_bandwidth(device, world)
-        if rank == 0:
+    def measure_ceilings(self, device, record, writer) -> None:
+        self.copy_bw, copy_bws = every_rank_copy_bandwidth(device, self.world)
+        if record is not None:
             record["measured_copy_gbps_per_rank"] = [b / 1e9 for b in copy_bws]
-        with CaseProgress(console, len(cases)) if rank == 0 else nullcontext() as progress:
-            for batch, context in cases:
-                if progress:
-                    progress.start(f"b={batch} ctx={context}")
-                mine = measure_combo(model, dtype, backends, device, rank, world, batch, context, budget,
-                                     args.seed, cuda_graph=getattr(args, "cuda_graph", True),
-                                     phase=progress.phase if progress else quiet)
-                mine["copy_bw"] = copy_bw
-                gathered = [None] * world
-                dist.all_gather_object(gathered, mine)
-                if rank == 0:
-                    rows, step = rows_and_step(model, plan, gathered, device, world, economics_for(price))
-                    record["rows"].extend(rows)
-                    record["steps"].append(step)
-                    writer.write(record)  # every finished case is on disk: an interrupt keeps it
-                    progress.finish(step_line(step, unit))
-    if rank == 0:
-        console.print(f"wrote {writer.json_path}", highlight=False, markup=False, soft_wrap=True)
-    return state["status"]
+
+    def total(self) -> int:
+        return len(self.cases)
+
+    def groups(self):
+        for batch, context in self.cases:
+            label = f"b={batch} ctx={context}"
+            yield Group(label, [Case(label, lambda phase, b=batch, c=context: self._measure(b, c, phase),
+                                     line=lambda rows: step_line(self.step, self.unit), line_on_terminal=True)])
+
+    def _measure(self, batch: int, context: int, phase) -> list:
+        mine = measure_combo(self.model, self.dtype, self.backends, self.device, self.rank, self.world, batch,
+                             context, self.budget, self.args.seed, cuda_graph=getattr(self.args, "cuda_graph", True),
+                             phase=phase)
+        mine["copy_bw"] = self.copy_bw
+        gathered = [None] * self.world
+        dist.all_gather_object(gathered, mine)
+        if self.rank != 0:
+            return []
+        rows, self.step = rows_and_step(self.model, {"dtype": self.dtype, "backend": self.args.backend}, gathered,
+                                        self.device, self.world, self.economics)
+        return rows
+
+    def derive(self, group: Group, rows: list) -> list:
+        return [self.step] if self.rank == 0 else []
 
 
-def step_line(s: dict, unit: str = "GPU") -> str:
-    if not s.get("valid"):
-        return f"b={s['batch']} ctx={s['context']}: {s.get('reason')}"
-    return (f"b={s['batch']} ctx={s['context']} tp={s['tp']}: layer {s['layer_seconds'] * 1e6:.1f} us "
-            f"(compute {s['layer_compute_seconds'] * 1e6:.1f} us, all-reduce {s['all_reduce_seconds'] * 1e6:.1f} us "
-            f"x2 = {s['all_reduce_share']:.0%} of the layer; layer - compute = "
-            f"{s['all_reduce_share_from_difference']:.0%}; busbw {s['all_reduce_busbw_gbps']:.3f} GB/s); "
-            f"step {s['step_seconds'] * 1e3:.3f} ms, {s['tokens_per_s']:.1f} tok/s, "
-            f"{s['tokens_per_s_per_gpu']:.1f} tok/s per {unit}; fits {s['fits']}")
+def step_line(s: TpStep, unit: str = "GPU") -> str:
+    if not s.valid:
+        return f"b={s.batch} ctx={s.context}: {s.reason}"
+    return (f"b={s.batch} ctx={s.context} tp={s.tp}: layer {s.layer_seconds * 1e6:.1f} us "
+            f"(compute {s.layer_compute_seconds * 1e6:.1f} us, all-reduce {s.all_reduce_seconds * 1e6:.1f} us "
+            f"x2 = {s.all_reduce_share:.0%} of the layer; layer - compute = "
+            f"{s.all_reduce_share_from_difference:.0%}; busbw {s.all_reduce_busbw_gbps:.3f} GB/s); "
+            f"step {s.step_seconds * 1e3:.3f} ms, {s.tokens_per_s:.1f} tok/s, "
+            f"{s.tokens_per_s_per_gpu:.1f} tok/s per {unit}; fits {s.fits}")
 
 
 def main(argv=None) -> int:

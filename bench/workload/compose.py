@@ -1,24 +1,27 @@
 """Workload points from measured steps (torch-free): the arithmetic of bench/workload/plan.py's two engine
 models, per concurrency, into costmodel.workload_economics.WorkloadPoint records.
 
-Chunked prefill, at concurrency C (step S = the mixed step averaged over the decode contexts):
-  output tokens/s = D / S;  input tokens/s = D x ISL / OSL / S;  interactivity = 1 / S
-  input time share = (S - Sd) / S, Sd the decode-only step of the same D rows (what the prompts add)
-  TTFT = the prompt's prefill alone (ceil(ISL / chunk) chunks) + as many decode-only steps beside it
-  end-to-end latency = TTFT + (OSL - 1) x S
+Chunked prefill, at concurrency C (step S = the mixed step averaged over the decode contexts, Sd the
+decode-only step of the same D rows, P one prompt's prefill alone):
+  tokens/s per user, TTFT, throughput and end-to-end latency under the engine's policy: bench/workload/
+  queueing.py (the other requests' prompts share a fraction of a request's decode steps; arrivals wait for
+  the prompts ahead; Little's law ties the lifetime to the throughput); at C = 1: TTFT = P, per user 1 / Sd
+  output tokens/s = C x OSL / W;  input tokens/s = output x ISL / OSL;  interactivity = 1 / TPOT
+  end-to-end latency = W, the request's lifetime (D / S and 1 / S where prefill-bound, as before)
 Prefill then decode, a cohort of C:
   T = sum of the prefills of the prompt groups + sum over contexts ISL+1 .. ISL+OSL-1 of the decode step
   output tokens/s = C x OSL / T;  input tokens/s = C x ISL / T;  interactivity = (OSL - 1) / decode time
   TTFT = mean over requests of the end of their group's prefill;  end-to-end latency = T
   input time share = prefill time / T
-Queueing, speculative decoding, prefix caching and disaggregated prefill are not modelled.
+Speculative decoding, prefix caching and disaggregated prefill are not modelled.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
+from bench.workload import queueing
 from bench.workload.plan import AFFINE_TOLERANCE, WorkloadSpec, affine_deviation, interpolate, piecewise_mean
+from costmodel.step import tokens_per_s_per_user
 from costmodel.workload_economics import WorkloadPoint
 
 PHASES = ("decode", "mixed", "prefill")
@@ -96,6 +99,11 @@ class Composition:
     measured_over_composed: float | None = None
     agrees: bool | None = None  # measured / composed within 1 +- E2E_TOLERANCE
     note: str = ""
+    # chunked, under the engine policy (bench/workload/queueing.py); None in records written before it
+    decode_share: float | None = None  # f: the fraction of a request's decode steps at the mixed step
+    prompts_together: int | None = None  # g: prompts one step finishes together
+    own_prefill_seconds: float | None = None  # its group's prompts (+ the decode rows beside them)
+    queue_wait_seconds: float | None = None  # waiting for the prompts ahead (steady state)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -166,8 +174,20 @@ def _base(h: Header, spec: WorkloadSpec, c: int, engine: str, source: str) -> di
                 label=f"{h.device} {h.precision} {spec.isl}/{spec.osl} {engine}")
 
 
-def chunked_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str = "measured"
-                  ) -> tuple[WorkloadPoint, Composition]:
+NO_TIMING = "a step it needs has no valid timing"
+STOPPED = "interrupted before the steps it needs were measured"
+
+
+def _why_not(steps: dict, keys: list, unmeasured: str | None) -> str:
+    """Why a point has no figures: a step it needs was not measured (the run was stopped: `unmeasured`), or
+    was measured without a valid timing."""
+    if unmeasured and any(k not in steps for k in keys):
+        return unmeasured
+    return NO_TIMING
+
+
+def chunked_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str = "measured",
+                  unmeasured: str | None = None) -> tuple[WorkloadPoint, Composition]:
     base = _base(h, spec, c, "chunked-prefill", source)
     s = spec.chunked_step(c)
     if not base["fits"]:
@@ -178,30 +198,48 @@ def chunked_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: st
     decode = _curve(steps, [k for k in keys if k.phase == "decode"])
     prefill = steps.get(keys[-1])
     if mixed is None or decode is None or prefill is None or prefill.seconds is None:
-        why = "a step it needs has no valid timing"
+        why = _why_not(steps, keys, unmeasured)
         return WorkloadPoint(**base, note=why), Composition("chunked-prefill", c, note=why)
     lo, _, hi = spec.decode_contexts
     step = piecewise_mean(mixed, lo, hi)
     decode_only = piecewise_mean(decode, lo, hi)
-    share = min(1.0, max(0.0, (step - decode_only) / step))
-    n_chunks = math.ceil(spec.isl / min(spec.chunk, spec.isl))
-    ttft = prefill.seconds + n_chunks * decode_only
+    q = queueing.serve(spec.isl, spec.osl, c, s.decode_rows, s.chunk_seqs * s.chunk_tokens, step, decode_only,
+                       prefill.seconds, spec.chunk, queueing.policy(spec.policy).decode_counts)
     dev = max(d for d in (affine_deviation(mixed), affine_deviation(decode)) if d is not None)
-    out = s.decode_rows / step
-    inp = s.decode_rows * spec.isl / spec.osl / step
-    energy = _curve(steps, [k for k in keys if k.phase == "mixed"], "board_joules")
-    board = None if energy is None else piecewise_mean(energy, lo, hi) / (s.decode_rows * (1 + spec.isl / spec.osl))
-    point = WorkloadPoint(**base, total_tokens_per_s=out + inp, output_tokens_per_s=out, input_tokens_per_s=inp,
-                          interactivity=1.0 / step, ttft_s=ttft, e2e_latency_s=ttft + (spec.osl - 1) * step,
-                          input_time_share=share, board_joules_per_token=board, note=s.note)
+    out = q.output_tokens_per_s
+    inp = out * spec.isl / spec.osl
+    board = _chunked_joules(spec, c, s, steps, keys, prefill.board_joules, q.group)
+    point = WorkloadPoint(**base, total_tokens_per_s=out * (spec.isl + spec.osl) / spec.osl, output_tokens_per_s=out,
+                          input_tokens_per_s=inp, interactivity=tokens_per_s_per_user(q.tpot), ttft_s=q.ttft,
+                          e2e_latency_s=q.lifetime, input_time_share=q.input_time_share,
+                          board_joules_per_token=board, note=s.note, ttft_first_wave_s=q.ttft_first_wave)
     comp = Composition("chunked-prefill", c, step_seconds=step, decode_only_seconds=decode_only,
                        prefill_seconds=prefill.seconds, affine_deviation=dev, affine=dev <= AFFINE_TOLERANCE,
-                       note=s.note)
+                       note=s.note, decode_share=q.decode_share, prompts_together=q.group,
+                       own_prefill_seconds=q.own_prefill, queue_wait_seconds=q.queue_wait)
     return point, comp
 
 
-def cohort_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str = "measured"
-                 ) -> tuple[WorkloadPoint, Composition]:
+def _chunked_joules(spec: WorkloadSpec, c: int, s, steps: dict, keys: list, prefill_j: float | None,
+                    group: int) -> float | None:
+    """Board joules per token of a chunked point (queueing.py), None unless every step it reads was metered."""
+    lo, _, hi = spec.decode_contexts
+    mixed = _curve(steps, [k for k in keys if k.phase == "mixed"], "board_joules")
+    if mixed is None:
+        return None
+    mixed_j = piecewise_mean(mixed, lo, hi)
+    if s.decode_rows < c:  # prefill-bound: every step the mixed step
+        return mixed_j / (s.decode_rows * (1 + spec.isl / spec.osl))
+    decode = _curve(steps, [k for k in keys if k.phase == "decode"], "board_joules")
+    if decode is None or prefill_j is None:
+        return None
+    _, joules = queueing.device_round(spec.isl, spec.osl, c, c > group, mixed_j, piecewise_mean(decode, lo, hi),
+                                      prefill_j, s.chunk_seqs * s.chunk_tokens)
+    return joules / (c * (spec.isl + spec.osl))
+
+
+def cohort_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str = "measured",
+                 unmeasured: str | None = None) -> tuple[WorkloadPoint, Composition]:
     base = _base(h, spec, c, "prefill-then-decode", source)
     if not base["fits"]:
         return (WorkloadPoint(**base, note="weights + KV cache do not fit"),
@@ -211,7 +249,7 @@ def cohort_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str
     prefills = {k.batch: steps.get(k) for k in keys if k.phase == "prefill"}
     decode = _curve(steps, [k for k in keys if k.phase == "decode"])
     if decode is None or any(p is None or p.seconds is None for p in prefills.values()):
-        why = "a step it needs has no valid timing"
+        why = _why_not(steps, keys, unmeasured)
         return WorkloadPoint(**base, note=why), Composition("prefill-then-decode", c, note=why)
     ends, clock = [], 0.0
     for size in cohort.group_sizes():
@@ -230,7 +268,7 @@ def cohort_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str
         board = joules / (c * (spec.isl + spec.osl))
     point = WorkloadPoint(**base, total_tokens_per_s=c * (spec.isl + spec.osl) / wall,
                           output_tokens_per_s=c * spec.osl / wall, input_tokens_per_s=c * spec.isl / wall,
-                          interactivity=(spec.osl - 1) / decode_s, ttft_s=sum(ends) / len(ends), e2e_latency_s=wall,
+                          interactivity=tokens_per_s_per_user(decode_s, spec.osl - 1), ttft_s=sum(ends) / len(ends), e2e_latency_s=wall,
                           input_time_share=prefill_s / wall, board_joules_per_token=board)
     comp = Composition("prefill-then-decode", c, step_seconds=decode_s / (spec.osl - 1), prefill_seconds=prefill_s,
                        decode_seconds=decode_s, wall_seconds=wall, affine_deviation=dev,
@@ -238,13 +276,14 @@ def cohort_point(h: Header, spec: WorkloadSpec, c: int, steps: dict, source: str
     return point, comp
 
 
-def compose(h: Header, spec: WorkloadSpec, steps: dict, source: str = "measured"
+def compose(h: Header, spec: WorkloadSpec, steps: dict, source: str = "measured", unmeasured: str | None = None
             ) -> list[tuple[WorkloadPoint, Composition]]:
-    """Both engine models at every concurrency, chunked prefill first."""
+    """Both engine models at every concurrency, chunked prefill first. `unmeasured`: what a point says when a
+    step it needs is missing from `steps` (a stopped run: STOPPED), rather than that it has no valid timing."""
     out = []
     for c in spec.concurrency:
-        out.append(chunked_point(h, spec, c, steps, source))
-        out.append(cohort_point(h, spec, c, steps, source))
+        out.append(chunked_point(h, spec, c, steps, source, unmeasured))
+        out.append(cohort_point(h, spec, c, steps, source, unmeasured))
     return out
 
 

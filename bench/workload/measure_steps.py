@@ -1,12 +1,12 @@
-"""Measure the steps a workload's points need (bench/workload/compose.py says which), through the same gate
-and timers as `tokenbench run`: every layer and tail op checked against float64 on fresh random inputs,
-then timed; a model step = layers x layer + final_norm + lm_head (the LM head over every row that emits a
-token: the decode rows, plus each prompt chunk's last token)."""
+"""Measure the steps a workload's points need (bench/workload/compose.py says which), as a plan for the
+measuring engine (bench/sweeps/engine.py), through the same gate and timers as `tokenbench run`: every layer
+and tail op checked against float64 on fresh random inputs, then timed; a model step = layers x layer +
+final_norm + lm_head (the LM head over every row that emits a token: the decode rows, plus each prompt
+chunk's last token)."""
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from bench.sweeps.decode_sweep import RunPlan, available_bytes, measure
+from bench.sweeps.engine import Case, Group, SweepPlan, fit_reason
 from bench.workload.compose import StepKey, WorkloadStep
 from costmodel.step import MODEL_OPS, compose
 from kernels.dtypes import ELEMENT_BYTES, torch_dtype
@@ -56,11 +56,7 @@ def set_bytes(plan: RunPlan, key: StepKey) -> int:
 
 
 def skip_reason(plan: RunPlan, device, key: StepKey) -> str | None:
-    need, have = set_bytes(plan, key), available_bytes(device)
-    if need > 0.9 * have:
-        return (f"needs about {need / 2**30:.1f} GiB for one input set and its float64 reference, "
-                f"{have / 2**30:.1f} GiB available")
-    return None
+    return fit_reason(set_bytes(plan, key), available_bytes(device))
 
 
 def key_labels(key: StepKey) -> dict:
@@ -73,60 +69,90 @@ def key_labels(key: StepKey) -> dict:
     return out
 
 
-def step_from_rows(plan: RunPlan, key: StepKey, layer_rows: list[dict], tail: dict) -> WorkloadStep:
+def step_from_rows(plan: RunPlan, key: StepKey, layer_rows: list, tail: dict) -> WorkloadStep:
     """layers x (sum of the step's layer rows) + final_norm + lm_head (costmodel.step.compose), or why it
     cannot be composed."""
-    bad = [r["op"] for r in layer_rows if not r.get("seconds_p50")]
-    bad += [op for op in TAIL_OPS if not (tail.get(op) or {}).get("seconds_p50")]
+    bad = [r.op for r in layer_rows if not r.seconds_p50]
+    bad += [op for op in TAIL_OPS if op not in tail or not tail[op].seconds_p50]
     if bad:
         return WorkloadStep(key, None, reason=f"no valid timing for {', '.join(bad)}")
     layers = plan.model.layers
-    layer_s = sum(r["seconds_p50"] for r in layer_rows)
-    seconds = compose(layers, layer_s, *(tail[op]["seconds_p50"] for op in TAIL_OPS))
-    flops = compose(layers, sum(r["flops"] for r in layer_rows), *(tail[op]["flops"] for op in TAIL_OPS))
-    nbytes = compose(layers, sum(r["bytes"] for r in layer_rows), *(tail[op]["bytes"] for op in TAIL_OPS))
+    layer_s = sum(r.seconds_p50 for r in layer_rows)
+    seconds = compose(layers, layer_s, *(tail[op].seconds_p50 for op in TAIL_OPS))
+    flops = compose(layers, sum(r.flops for r in layer_rows), *(tail[op].flops for op in TAIL_OPS))
+    nbytes = compose(layers, sum(r.bytes for r in layer_rows), *(tail[op].bytes for op in TAIL_OPS))
     # board energy composed like the time, where every part had its own metered window (GPU, NVML)
-    parts = [r.get("board_joules_per_call") for r in layer_rows] + [tail[op].get("board_joules_per_call")
-                                                                     for op in TAIL_OPS]
+    parts = [r.board_joules_per_call for r in layer_rows] + [tail[op].board_joules_per_call for op in TAIL_OPS]
     joules = None
     if all(j is not None and j > 0 for j in parts):
         joules = compose(layers, sum(parts[:len(layer_rows)]), *parts[len(layer_rows):])
     return WorkloadStep(key, seconds, flops, nbytes, layer_s, board_joules=joules)
 
 
-def measure_steps(plan: RunPlan, device, keys: list[StepKey], backend: str, on_row: Callable[[dict], None],
-                  on_step: Callable[[WorkloadStep], None], progress: Callable[[str], None]) -> None:
-    """Verify and time every case the steps need (a tail op at a row count only once), calling on_row for
-    each measured row and on_step for each composed step as soon as its rows are in."""
-    tails: dict[int, dict] = {}
-    tail_cases: dict[int, list] = {}
-    for key in keys:
-        why = skip_reason(plan, device, key)
-        if why:
-            on_step(WorkloadStep(key, None, reason=why))
-            continue
-        layer_rows, cases = [], _layer_cases(plan, device, key)
-        for case, extra in cases:
-            progress(f"{_where(key)} {case.name}" + (f" chunk {extra['chunk_index']}" if extra else ""))
-            row = measure(case, backend, device, plan, key.batch, key.context)
-            row.update(key_labels(key), **extra)
-            on_row(row)
-            layer_rows.append(row)
-        rows = tail_rows(key)
-        if rows not in tails:
-            tails[rows] = {}
-            tail_cases[rows] = _tail_cases(plan, device, rows)
-            for case in tail_cases[rows]:
-                progress(f"{case.name} at {rows} rows")
-                row = measure(case, backend, device, plan, rows, 1)
-                row.update(phase="tail", rows=rows)
-                on_row(row)
-                tails[rows][case.name] = row
-        step = step_from_rows(plan, key, layer_rows, tails[rows])
-        if plan.energy == "steps" and device.kind == "cuda" and step.seconds is not None:
-            progress(f"{_where(key)}: board energy over whole steps")
-            step = with_step_energy(plan, step, [c for c, _ in cases], tail_cases[rows], backend)
-        on_step(step)
+class StepSweep(SweepPlan):
+    """Every case the workload's steps (`keys`) need, on one backend: per key its layer(s), and the tail ops
+    at its token-emitting rows the first time that row count comes up; then the key's step. `steps` holds
+    the composed steps by key as they come (what the points are composed from)."""
+
+    def __init__(self, plan: RunPlan, device, keys: list[StepKey], backend: str, console):
+        self.plan, self.device, self.keys, self.backend, self.console = plan, device, keys, backend, console
+        self.steps: dict = {}
+        self.tails: dict[int, dict] = {}  # token-emitting rows -> the tail rows measured at them, by op
+        self.tail_cases: dict[int, list] = {}  # token-emitting rows -> the tail ops' cases
+        self.layer_cases: dict = {}  # key -> its layers' cases (the whole-step energy window runs them again)
+
+    def total(self) -> int:
+        seen, n = set(), 0
+        for key in self.keys:
+            n += len(_layer_cases(self.plan, self.device, key))
+            if tail_rows(key) not in seen:
+                seen.add(tail_rows(key))
+                n += len(TAIL_OPS)
+        return n
+
+    def groups(self):
+        plan, device, backend = self.plan, self.device, self.backend
+        for key in self.keys:
+            why = skip_reason(plan, device, key)
+            if why:
+                yield Group(_where(key), [], key=key, skip=why)
+                continue
+            cases, self.layer_cases[key] = [], _layer_cases(plan, device, key)
+            for case, extra in self.layer_cases[key]:
+                label = f"{_where(key)} {case.name}" + (f" chunk {extra['chunk_index']}" if extra else "")
+                cases.append(Case(label, lambda phase, case=case, extra=extra: [self._layer_row(key, case, extra)]))
+            rows = tail_rows(key)
+            if rows not in self.tails:
+                self.tails[rows], self.tail_cases[rows] = {}, _tail_cases(plan, device, rows)
+                cases += [Case(f"{case.name} at {rows} rows",
+                               lambda phase, case=case, rows=rows: [self._tail_row(case, rows)])
+                          for case in self.tail_cases[rows]]
+            yield Group(_where(key), cases, key=key)
+
+    def _layer_row(self, key: StepKey, case, extra: dict):
+        row = measure(case, self.backend, self.device, self.plan, key.batch, key.context)
+        row.set(**key_labels(key), **extra)
+        return row
+
+    def _tail_row(self, case, rows: int):
+        row = measure(case, self.backend, self.device, self.plan, rows, 1)
+        row.set(phase="tail", rows=rows)
+        self.tails[rows][case.name] = row
+        return row
+
+    def derive(self, group: Group, rows: list) -> list:
+        key = group.key
+        if group.skip:
+            step = WorkloadStep(key, None, reason=group.skip)
+        else:
+            step = step_from_rows(self.plan, key, [r for r in rows if r.phase != "tail"], self.tails[tail_rows(key)])
+            if self.plan.energy == "steps" and self.device.kind == "cuda" and step.seconds is not None:
+                step = with_step_energy(self.plan, step, [c for c, _ in self.layer_cases[key]],
+                                        self.tail_cases[tail_rows(key)], self.backend)
+            if step.seconds is None:
+                self.warn(f"{key.phase} b={key.batch} ctx={key.context}: {step.reason}")
+        self.steps[key] = step
+        return [step]
 
 
 def with_step_energy(plan: RunPlan, step: WorkloadStep, layer_cases: list, tail_cases: list,

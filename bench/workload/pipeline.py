@@ -3,15 +3,16 @@ composition against the cohort run end to end. The record is written after every
 or failing run keeps what it measured; points are composed from whatever steps were measured."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
-from bench.records import environment, store
 from bench.measure.bandwidth import copy_budget, record_copy_bandwidth
+from bench.records import environment
 from bench.sweeps.decode_sweep import RunPlan
+from bench.sweeps.engine import run_plan
 from bench.workload import compose as comp
-from bench.workload.measure_steps import measure_steps
+from bench.workload.measure_steps import StepSweep
 from bench.workload.plan import WorkloadSpec
+from bench.workload.queueing import ENGINE_POLICIES, TTFT_MODEL
 from costmodel.workload_economics import ENGINE_MODELS, WorkloadPoint, workload_economics
 
 KIND = "workload"
@@ -68,7 +69,8 @@ def open_workload_record(plan: RunPlan, device, spec: WorkloadSpec, price: dict,
         model=plan.model, dtype=precision(plan), price=price, activation_dtype=plan.dtype, phase=KIND,
         workload={"isl": spec.isl, "osl": spec.osl, "concurrency": list(spec.concurrency), "chunk": spec.chunk,
                   "tp": tp, "notes": list(spec.notes), "engine_models": dict(ENGINE_MODELS),
-                  "composition": comp.__doc__.strip()},
+                  "composition": comp.__doc__.strip(), "engine_policy": spec.policy,
+                  "engine_policy_source": ENGINE_POLICIES[spec.policy].source, "ttft_model": TTFT_MODEL},
         steps=[], points=[], compositions=[], economics=[], energy=energy)
 
 
@@ -76,8 +78,8 @@ def fitting(h: comp.Header, spec: WorkloadSpec) -> list[int]:
     return [c for c in spec.concurrency if comp.fits(h, spec, c)]
 
 
-def compose_into(record: dict, h: comp.Header, spec: WorkloadSpec, steps: dict) -> list:
-    return write_points(record, comp.compose(h, spec, steps))
+def compose_into(record: dict, h: comp.Header, spec: WorkloadSpec, steps: dict, stopped: bool = False) -> list:
+    return write_points(record, comp.compose(h, spec, steps, unmeasured=comp.STOPPED if stopped else None))
 
 
 def write_points(record: dict, pairs: list) -> list:
@@ -90,41 +92,47 @@ def write_points(record: dict, pairs: list) -> list:
     return pairs
 
 
+class WorkloadSweep(StepSweep):
+    """`tokenbench workload` on one device for the measuring engine: its record, the copy bandwidth, the
+    steps (StepSweep), then the points composed and priced (and, asked, the cohort run end to end)."""
+
+    def __init__(self, plan: RunPlan, device, spec: WorkloadSpec, backend: str, price: dict, out_dir: str,
+                 measure_e2e: bool, console, run: WorkloadRun, e2e_osl: int | None = None):
+        self.h = header(plan, device)
+        self.e2e_osl = e2e_osl
+        super().__init__(plan, device, comp.needed_keys(spec, fitting(self.h, spec)), backend, console)
+        self.spec, self.price, self.out_dir, self.measure_e2e, self.run = spec, price, out_dir, measure_e2e, run
+
+    def open(self, device):
+        writer, record = open_workload_record(self.plan, device, self.spec, self.price, self.out_dir, self.backend,
+                                              self.measure_e2e)
+        self.run.record, self.run.json_path, self.run.csv_path = record, str(writer.json_path), str(writer.csv_path)
+        return writer, record
+
+    def measure_ceilings(self, device, record, writer) -> None:
+        self.console.print("measuring copy bandwidth ...")
+        self.plan.ceilings = record_copy_bandwidth(device, record, copy_budget(self.plan.budget_s))
+
+    def finish(self, device, record, writer) -> None:
+        self.run.points = compose_into(record, self.h, self.spec, self.steps)
+        if self.measure_e2e:
+            check_end_to_end(self.plan, device, self.spec, self.backend, self.run,
+                             lambda text: self.console.print(text), self.steps, self.e2e_osl)
+
+
 def run_workload(plan: RunPlan, device, spec: WorkloadSpec, backend: str, price: dict, out_dir: str,
-                 measure_e2e: bool, say, progress_factory, e2e_osl: int | None = None) -> WorkloadRun:
-    """Measure every step the fitting concurrencies need, compose both engine models, price them.
-    `say(text)` prints a line; `progress_factory(total)` gives a context manager with .step(text).
-    e2e_osl: the end-to-end cohorts' answer length where shorter than the workload's (check_end_to_end)."""
-    h = header(plan, device)
-    writer, record = open_workload_record(plan, device, spec, price, out_dir, backend, measure_e2e)
-    run = WorkloadRun(record, json_path=str(writer.json_path), csv_path=str(writer.csv_path))
-    writer.write(record)
-    steps: dict = {}
-    keys = comp.needed_keys(spec, fitting(h, spec))
-
-    def on_row(row):
-        record["rows"].append(row)
-        writer.write(record)
-
-    def on_step(step):
-        steps[step.key] = step
-        record["steps"].append(step.to_dict())
-        if step.seconds is None:
-            say(f"[yellow]{step.key.phase} b={step.key.batch} ctx={step.key.context}: {step.reason}[/]")
-
-    with store.recording(record, writer, lambda msg: say(f"[yellow]{msg}[/]")) as state:
-        say("measuring copy bandwidth ...")
-        plan.ceilings = record_copy_bandwidth(device, record, copy_budget(plan.budget_s))
-        with progress_factory(len(keys)) as bar:
-            measure_steps(plan, device, keys, backend, on_row, lambda s: (on_step(s), bar.step(s)),
-                          bar.describe)
-        run.points = compose_into(record, h, spec, steps)
-        if measure_e2e:
-            check_end_to_end(plan, device, spec, backend, run, say, steps, e2e_osl)
-    run.status = state["status"]
-    if run.status:  # interrupted: compose what was measured (points needing a missing step say so)
-        run.points = compose_into(record, h, spec, steps)
-        writer.write(record)
+                 measure_e2e: bool, console, e2e_osl: int | None = None) -> WorkloadRun:
+    """Measure every step the fitting concurrencies need, compose both engine models, price them; progress
+    and lines on `console`. Stopped (Ctrl-C, SIGTERM), the points are composed from the steps measured and a
+    point whose steps were not is said to be interrupted. e2e_osl: the end-to-end cohorts' answer length
+    where shorter than the workload's (check_end_to_end)."""
+    run = WorkloadRun({})
+    sweep = WorkloadSweep(plan, device, spec, backend, price, out_dir, measure_e2e, console, run, e2e_osl)
+    done = run_plan(sweep, device)
+    run.status = done.status
+    if run.status:  # stopped: compose what was measured (points needing a step not measured say so)
+        run.points = compose_into(done.record, sweep.h, spec, sweep.steps, stopped=True)
+        done.writer.write(done.record)
     return run
 
 

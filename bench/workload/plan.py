@@ -66,6 +66,7 @@ class WorkloadSpec:
     concurrency: tuple
     chunk: int  # prompt-token budget of one step (clipped to what a step could ever carry)
     notes: tuple = ()
+    policy: str = "tokenbench"  # the engine's scheduling (bench/workload/queueing.py ENGINE_POLICIES)
 
     @property
     def decode_contexts(self) -> tuple[int, int, int]:
@@ -95,7 +96,7 @@ class WorkloadSpec:
         return Cohort(c, b, piece, c // b, c % b)
 
 
-def make_spec(isl: int, osl: int, concurrency: list[int], chunk: int) -> WorkloadSpec:
+def make_spec(isl: int, osl: int, concurrency: list[int], chunk: int, policy: str = "tokenbench") -> WorkloadSpec:
     """Checked sizes; a chunk no step could fill is clipped, with a note."""
     for name, value in (("--isl", isl), ("--osl", osl), ("--chunk", chunk)):
         if value < 1:
@@ -107,7 +108,7 @@ def make_spec(isl: int, osl: int, concurrency: list[int], chunk: int) -> Workloa
     if chunk > most:
         notes.append(f"--chunk {chunk:,} is larger than ISL x C = {most:,} (all prompts at once): clipped to {most:,}")
         chunk = most
-    return WorkloadSpec(isl, osl, tuple(concurrency), chunk, tuple(notes))
+    return WorkloadSpec(isl, osl, tuple(concurrency), chunk, tuple(notes), policy)
 
 
 def piecewise_mean(points: list[tuple[int, float]], first: int, last: int) -> float:

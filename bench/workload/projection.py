@@ -20,7 +20,7 @@ from costmodel.roofline_projection import BYTES_PER_ELEMENT, source_roof, target
 
 def spec_of(record: WorkloadRecord):
     w = record.workload
-    return make_spec(w["isl"], w["osl"], list(w["concurrency"]), w["chunk"])
+    return make_spec(w["isl"], w["osl"], list(w["concurrency"]), w["chunk"], w.get("engine_policy", "tokenbench"))
 
 
 def measured_steps(record: WorkloadRecord) -> dict:

@@ -23,6 +23,9 @@ def print_workload(record: WorkloadRecord, points: list, console) -> None:
                   f"OSL {w['osl']}, prompt-token budget {w['chunk']} a step; rates are tokens/s per {unit}")
     for name in ("chunked-prefill", "prefill-then-decode"):
         console.print(f"[dim]{name}: {ENGINE_MODELS[name]}[/]")
+    if w.get("ttft_model"):  # records written before the queueing model carry none: shown as they were
+        console.print(f"[dim]chunked-prefill TTFT: {w['ttft_model']}; engine policy {w.get('engine_policy')}: "
+                      f"{w.get('engine_policy_source', '')}[/]")
     for note in w.get("notes", []):
         console.print(f"[yellow]{note}[/]")
     if record.shared_machine_warning:
@@ -35,16 +38,20 @@ def print_workload(record: WorkloadRecord, points: list, console) -> None:
     metered = any(p.board_joules_per_token for p, _ in points)
     if metered:
         cols.append(Col("board J/tok"))
+    wave = any(p.ttft_first_wave_s is not None for p, _ in points)
+    if wave:
+        cols.insert(7, Col("1st-wave TTFT ms"))
     rows = []
     for (p, _), e in zip(points, econ):
         engine = "chunked" if p.engine_model == "chunked-prefill" else "cohort"
         fits = "yes" if p.fits else f"no ({p.bytes_needed / 2**30:,.1f} GiB)"
         if p.total_tokens_per_s is None:
-            rows.append([engine, str(p.concurrency)] + ["-"] * 6 + [fits] + ["-"] * (7 + metered))
+            rows.append([engine, str(p.concurrency)] + ["-"] * (6 + wave) + [fits] + ["-"] * (7 + metered))
             continue
         rows.append([engine, str(p.concurrency), _n(p.total_tokens_per_s, ",.1f"), _n(p.output_tokens_per_s, ",.1f"),
-                     _n(p.input_tokens_per_s, ",.1f"), _n(p.interactivity, ",.1f"), _n(p.ttft_s, ",.0f", 1e3),
-                     _n(p.e2e_latency_s, ",.2f"), fits, money(e.get("cost_per_mtok_total")),
+                     _n(p.input_tokens_per_s, ",.1f"), _n(p.interactivity, ",.1f"), _n(p.ttft_s, ",.0f", 1e3)]
+                    + ([_n(p.ttft_first_wave_s, ",.0f", 1e3)] if wave else [])
+                    + [_n(p.e2e_latency_s, ",.2f"), fits, money(e.get("cost_per_mtok_total")),
                      money(e.get("cost_per_mtok_output")), money(e.get("cost_per_mtok_input")),
                      money(e.get("additive_cost_per_mtok_output")), money(e.get("additive_cost_per_mtok_input")),
                      si(e.get("tokens_per_s_per_mw")), _n(e.get("joules_per_token"), ",.3g")]
@@ -85,3 +92,30 @@ def print_workload(record: WorkloadRecord, points: list, console) -> None:
                              "through the ends)", cols, rows)
     if dev.is_cpu:
         console.print("[yellow]Measured on a CPU: these are CPU figures, not an accelerator's.[/]")
+
+
+def _err(predicted, served) -> str:
+    return "-" if predicted is None or not served else f"{predicted / served - 1:+.0%}"
+
+
+def print_gaps(gaps: list, policy: str, budget: int, what: str, console) -> None:
+    """Served beside the record's chunked points as written (before) and composed again under `policy`
+    (after), with each prediction's error (predicted / served - 1); gaps: bench.workload.recompose.Gap."""
+    cols = [Col("C", key=True), Col("figure", right=False, key=True), Col("served"), Col("before"), Col("err"),
+            Col("after"), Col("err "), Col("after 1st wave")]
+    rows = []
+    for g in gaps:
+        b, a, s = g.before, g.after, g.served
+        for name, served, get, fmt in (("total tok/s", s.total_tokens_per_s, "total_tokens_per_s", ",.1f"),
+                                       ("tok/s/user", s.tokens_per_s_per_user, "interactivity", ",.2f"),
+                                       ("median TTFT s", s.median_ttft_s, "ttft_s", ",.1f")):
+            old = None if b is None else getattr(b, get)
+            new = None if a is None else getattr(a, get)
+            wave = "-" if a is None or get != "ttft_s" else _n(a.ttft_first_wave_s, fmt)
+            rows.append([str(g.concurrency), name, format(served, fmt), _n(old, fmt), _err(old, served),
+                         _n(new, fmt), _err(new, served), wave])
+    print_table(console, f"Chunked prefill: served vs the record as written (before) and composed again under "
+                         f"--engine-policy {policy}, budget {budget:,} tokens a step (after)", cols, rows)
+    console.print(f"[dim]served: {what}[/]")
+    console.print("[dim]err: predicted / served - 1. The after composition reads the same measured steps; where the "
+                  "engine runs its own kernels the error mixes kernel and engine differences.[/]")

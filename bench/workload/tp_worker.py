@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -28,7 +27,9 @@ import torch.distributed as dist
 
 from bench.derive import roofline
 
+from bench.records.schema import TpRow
 from bench.sweeps import tp_sweep
+from bench.sweeps.engine import Case, Group, SweepPlan, run_plan
 from bench.sweeps.torchrun_worker import run_on_group, worker_main
 from bench.errors import UserError
 from bench.workload.compose import StepKey, WorkloadStep
@@ -192,27 +193,29 @@ def group_rows_and_step(plan, key: StepKey, per_rank: list, device, world: int) 
             common = {**base, **layer["labels"], "rank": r["rank"], "rows": layer["rows"], "valid": layer["valid"],
                       "check": layer["check"], "rel_error": layer["rel_error"], "tolerance": layer["tolerance"]}
             if not layer["valid"]:
-                rows.append({**common, "op": layer["op"]})
+                rows.append(TpRow.build(**common, op=layer["op"]))
                 continue
             for op, item in ((layer["op"], "step"), (f"{layer['op']}_compute", "compute")):
                 t = layer[item]
-                rows.append({**common, "op": op, **t, "flops": layer["flops"], "bytes": layer["bytes"],
-                             **roofline.derive(layer["flops"], layer["bytes"], t["seconds_p50"], dtype, device.spec,
-                                              copy_bw)})
+                rows.append(TpRow.build(**{**common, "op": op, **t, "flops": layer["flops"], "bytes": layer["bytes"],
+                                           **roofline.derive(layer["flops"], layer["bytes"], t["seconds_p50"], dtype,
+                                                             device.spec, copy_bw)}))
             ar = layer["all_reduce"]
             if ar["new"]:
                 algbw, busbw = tp_sweep.bus_bandwidth(layer["all_reduce_bytes"], ar["seconds_p50"], world)
-                rows.append({**common, "op": "all_reduce", **{k: v for k, v in ar.items() if k != "new"},
-                             "flops": 0, "bytes": layer["all_reduce_bytes"], "tflops": 0.0, "gbps": algbw / 1e9,
-                             "algbw_gbps": algbw / 1e9, "busbw_gbps": busbw / 1e9})
+                rows.append(TpRow.build(**{**common, "op": "all_reduce", **{k: v for k, v in ar.items() if k != "new"},
+                                           "flops": 0, "bytes": layer["all_reduce_bytes"], "tflops": 0.0,
+                                           "gbps": algbw / 1e9, "algbw_gbps": algbw / 1e9,
+                                           "busbw_gbps": busbw / 1e9}))
         tail = r["tail"]
         if tail and tail["new"]:
             for op, item in (("final_norm", "final_norm"), ("lm_head_shard", "lm_head")):
                 t = tail[item]
                 f, b = tail[f"{item}_flops"], tail[f"{item}_bytes"]
-                rows.append({"op": op, "phase": "tail", "rows": tail["rows"], "batch": tail["rows"], "rank": r["rank"],
-                             "backend": backend, "dtype": dtype, "tp": world, "valid": True, "check": "ok", **t, "flops": f, "bytes": b,
-                             **roofline.derive(f, b, t["seconds_p50"], dtype, device.spec, copy_bw)})
+                rows.append(TpRow.build(**{"op": op, "phase": "tail", "rows": tail["rows"], "batch": tail["rows"],
+                                           "rank": r["rank"], "backend": backend, "dtype": dtype, "tp": world,
+                                           "valid": True, "check": "ok", **t, "flops": f, "bytes": b,
+                                           **roofline.derive(f, b, t["seconds_p50"], dtype, device.spec, copy_bw)}))
     failed = [layer for r in per_rank for layer in r["layers"] if not layer["valid"]]
     if failed:
         why = f"the sharded {failed[0]['op']} failed its check ({failed[0]['check']}); not timed"
@@ -285,47 +288,71 @@ def run(args) -> int:
 
 
 def _measure_on_group(args, rank: int, world: int, device) -> int:
-    from bench.configs.model_configs import get_model, refuse_moe
-    from bench.progress import CaseProgress
-    from bench.records.store import ResultWriter, read_json
-    from bench.sweeps.decode_sweep import RunPlan
-    from kernels.backends import parse_backend
+    return run_plan(TpStepSweep(args, rank, world, device), device).status
 
-    model = get_model(args.model)
-    refuse_moe(model, "`tokenbench workload --tp`")
-    tp_sweep.local_dims(model.layer_dims, 0, world)
-    backends = parse_backend(args.backend)
-    keys = read_keys(args.keys)
-    plan = RunPlan(model=model, batches=[], contexts=[], dtype=args.dtype, backends=[args.backend],
-                   budget_s=args.budget_s, cuda_graph=args.cuda_graph and device.kind == "cuda", per_op=False)
-    record, writer, console = None, None, None
-    if rank == 0:
-        record, writer = read_json(args.record, "workload record"), ResultWriter.reopen(args.record)
-        console = tp_sweep.rank0_console()
-    copy_bw, copy_bws = tp_sweep.every_rank_copy_bandwidth(device, world)
-    if rank == 0:
-        record.setdefault("tp", {}).update(
-            world_size=world, process_group_backend=dist.get_backend(), keys=len(keys),
-            measured_copy_gbps_per_rank=[b / 1e9 for b in copy_bws])
-        record["measured_copy_gbps"] = min(copy_bws) / 1e9  # the step reads the slowest rank's
-        writer.write(record)
-    caches = RankCaches()
-    with CaseProgress(console, len(keys)) if rank == 0 else nullcontext() as progress:
-        for key in keys:
-            if progress:
-                progress.start(describe(key))
-            mine = measure_key(plan, backends, device, rank, world, key, args.seed, caches,
-                               phase=progress.phase if progress else tp_sweep.quiet)
-            mine["copy_bw"] = copy_bw
-            gathered = [None] * world
-            dist.all_gather_object(gathered, mine)
-            if rank == 0:
-                rows, step = group_rows_and_step(plan, key, gathered, device, world)
-                record["rows"].extend(rows)
-                record["steps"].append(step)
-                writer.write(record)  # every finished key is on disk: a stopped group keeps it
-                progress.finish(step_line(step))
-    return 0  # run_on_group holds every rank at a barrier until rank 0 has written the last key
+
+class TpStepSweep(SweepPlan):
+    """The ranks' side of `tokenbench workload --tp N` for the measuring engine: each key measured on every
+    rank (measure_key), the figures gathered, and rank 0 adding the key's rows and group step to the
+    workload record the launcher opened (which marks how the run ended once the group is gone). A clean
+    finish holds every rank at run_on_group's barrier until rank 0 has written the last key."""
+
+    def __init__(self, args, rank: int, world: int, device):
+        from bench.configs.model_configs import get_model, refuse_moe
+        from bench.sweeps.decode_sweep import RunPlan
+        from kernels.backends import parse_backend
+
+        self.args, self.rank, self.world, self.device = args, rank, world, device
+        model = get_model(args.model)
+        refuse_moe(model, "`tokenbench workload --tp`")
+        tp_sweep.local_dims(model.layer_dims, 0, world)
+        self.backends = parse_backend(args.backend)
+        self.keys = read_keys(args.keys)
+        self.plan = RunPlan(model=model, batches=[], contexts=[], dtype=args.dtype, backends=[args.backend],
+                            budget_s=args.budget_s, cuda_graph=args.cuda_graph and device.kind == "cuda",
+                            per_op=False)
+        self.console = tp_sweep.rank0_console() if rank == 0 else None
+        self.caches = RankCaches()
+        self.step = None  # the group step rank 0 composed from the last key's gathered figures
+
+    def open(self, device):
+        from bench.records.store import ResultWriter, read_json
+
+        if self.rank != 0:
+            return None, None
+        return ResultWriter.reopen(self.args.record), read_json(self.args.record, "workload record")
+
+    def measure_ceilings(self, device, record, writer) -> None:
+        self.copy_bw, copy_bws = tp_sweep.every_rank_copy_bandwidth(device, self.world)
+        if record is not None:
+            record.setdefault("tp", {}).update(
+                world_size=self.world, process_group_backend=dist.get_backend(), keys=len(self.keys),
+                measured_copy_gbps_per_rank=[b / 1e9 for b in copy_bws])
+            record["measured_copy_gbps"] = min(copy_bws) / 1e9  # the step reads the slowest rank's
+            writer.write(record)
+
+    def total(self) -> int:
+        return len(self.keys)
+
+    def groups(self):
+        for key in self.keys:
+            yield Group(describe(key), [Case(describe(key), lambda phase, key=key: self._measure(key, phase),
+                                             line=lambda rows: step_line(self.step), line_on_terminal=True)],
+                        key=key)
+
+    def _measure(self, key: StepKey, phase) -> list:
+        mine = measure_key(self.plan, self.backends, self.device, self.rank, self.world, key, self.args.seed,
+                           self.caches, phase=phase)
+        mine["copy_bw"] = self.copy_bw
+        gathered = [None] * self.world
+        dist.all_gather_object(gathered, mine)
+        if self.rank != 0:
+            return []
+        rows, self.step = group_rows_and_step(self.plan, key, gathered, self.device, self.world)
+        return rows
+
+    def derive(self, group: Group, rows: list) -> list:
+        return [self.step] if self.rank == 0 else []
 
 
 def main(argv=None) -> int:
