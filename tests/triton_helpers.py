@@ -36,14 +36,14 @@ def nan_like(shape, dtype) -> torch.Tensor:
     return torch.full(shape, float("nan"), dtype=dtype, device=DEVICE)
 
 
-def compile_for_gpu_targets(module: str) -> str:
+def compile_for_gpu_targets(module: str, targets: tuple = ("sm_80", "sm_90", "sm_100")) -> str:
     """`python -m module sm_80 sm_90 sm_100` (kernels.triton.compile_check or compile_check_scale) in a child
     process without TRITON_INTERPRET (the interpreter never runs the compiler); asserts it found no failure
     and returns its stdout."""
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
-    run = subprocess.run([sys.executable, "-m", module, "sm_80", "sm_90", "sm_100"],
+    run = subprocess.run([sys.executable, "-m", module, *targets],
                          cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     assert "0 failures" in run.stdout
