@@ -60,6 +60,7 @@ DEVICE_COSTS = {
 DECODE_ROWS_PER_POINT = 13  # kernels/layer.py op_shapes (10) + final_norm + lm_head + the layer
 PREFILL_ROWS_PER_CHUNK = 11  # kernels/prefill_layer.py prefill_op_shapes (10) + the prefill layer
 PREFILL_MODEL_ROWS = 2  # final_norm + lm_head once per prompt
+MOE_ROWS_PER_POINT = 6  # kernels/spec_model.py, --layer-only: layer, attention_part, 2 routings, final_norm, lm_head
 
 # The Llama-3.1-8B end-to-end cohort's sizes (bench/configs/model_configs.py): bf16 weights and KV per token
 E2E_WEIGHT_BYTES = 16.06e9
@@ -181,6 +182,18 @@ def gpu_steps(py: str, work: str) -> list:
              rows=14 + 8, budget_s=0.5, windows=14, extra_s=1, e2e=((1, 64), 1024, 128)),
         Plan("C 64; no e2e cohort", ["--concurrency", "64"], rows=8 + 8, budget_s=0.5, windows=8, extra_s=1),
     ]
+    # One served mixture of experts, read from its own config (bench/data/models/qwen3-30b-a3b.json): Qwen3-30B-A3B
+    # fits one H100 in bf16 (61 GB) and routes 128 experts top-8 by softmax, like most served MoE models; gpt-oss
+    # is served with MXFP4 experts and DeepSeek-V3 needs 8 GPUs. Rows per batch with --layer-only: the MoE layer,
+    # its attention part, the MoE block at uniform and zipf:1 routing, final_norm and lm_head (kernels/spec_model.py).
+    moe = m + ["run", "--model", "qwen3-30b-a3b", "--layer-only", "--backend", "torch", "--context", "2048",
+               "--budget-s", "0.3", "--energy", "off", "--out", res]
+    moe_plans = [
+        Plan("Qwen3-30B-A3B layer, batch 1,8,64", moe + ["--batch", "1,8,64"], rows=3 * MOE_ROWS_PER_POINT,
+             budget_s=0.3, extra_s=4),
+        Plan("Qwen3-30B-A3B layer, batch 8", moe + ["--batch", "8"], rows=MOE_ROWS_PER_POINT, budget_s=0.3,
+             extra_s=4),
+    ]
     triton_files = ["tests/test_triton_elementwise.py", "tests/test_triton_gemm.py", "tests/test_triton_layer.py",
                     "tests/test_triton_attention.py", "tests/test_triton_prefill_attention.py"]
     other_gpu = ["tests/test_run_gpu.py", "tests/test_peak_gpu.py", "tests/test_prefill.py",
@@ -201,6 +214,8 @@ def gpu_steps(py: str, work: str) -> list:
              needs=MEASURE_NEEDS, core=True),
         Step("workload", 240, [Plan(p.label, wl + p.args, p.rows, p.budget_s, p.windows, p.compile_s, p.extra_s,
                                     p.e2e) for p in workload_plans], needs=MEASURE_NEEDS, core=True),
+        Step("moe-layer", 60, [Plan(p.label, p.args, p.rows, p.budget_s, p.windows, p.compile_s, p.extra_s)
+                               for p in moe_plans], needs=MEASURE_NEEDS),
         Step("triton-tests", 120, [
             Plan("every Triton test file", gpu_tests + triton_files, compile_s=40, extra_s=25),
             Plan("GEMM and layer tests", gpu_tests + ["tests/test_triton_gemm.py", "tests/test_triton_layer.py"],
@@ -244,6 +259,9 @@ def cpu_steps(py: str, work: str) -> list:
         "workload": [Plan("tiny, C 1; e2e cohort", workload + ["--measure-e2e"], rows=5 + 4, budget_s=0.02,
                           extra_s=1, e2e=((1,), 8, 2)),
                      Plan("tiny, C 1; no e2e", workload, rows=5 + 4, budget_s=0.02, extra_s=1)],
+        "moe-layer": [Plan("tiny Qwen3-MoE layer, batch 2", m + ["run", "--model", "tiny-qwen3-moe", "--batch", "2",
+                                                                 "--context", "8", "--layer-only"] + quick,
+                           rows=MOE_ROWS_PER_POINT, budget_s=0.02, extra_s=2)],
         "decode-bench": [Plan("tiny decode step benchmark", bench_pytest(py, work) + tiny_bench + [
             "benchmarks/test_decode.py"], extra_s=3)],
         "ops-bench": [Plan("tiny op benchmarks", bench_pytest(py, work) + tiny_bench + [

@@ -155,8 +155,8 @@ def test_steps_share_triton_caches_and_the_peak_folder(tmp_path):
     assert env["TRITON_CACHE_AUTOTUNING"] == "1" and env["TOKENBENCH_PEAK_DIR"] == str(tmp_path / "results")
     assert env.get("TRITON_CACHE_DIR", "").startswith(str(tmp_path)) or "TRITON_CACHE_DIR" in os.environ
     names = [s.name for s in gpu_check.gpu_steps("python", str(tmp_path))]
-    assert names == ["preflight", "peak", "run", "prefill", "workload", "triton-tests", "decode-bench", "gpu-tests",
-                     "ops-bench", "peak-full"]
+    assert names == ["preflight", "peak", "run", "prefill", "workload", "moe-layer", "triton-tests", "decode-bench",
+                     "gpu-tests", "ops-bench", "peak-full"]
 
 
 def test_autotune_options_follow_the_environment(monkeypatch):
@@ -202,7 +202,8 @@ def dry_run(*extra):
 @pytest.mark.parametrize("device", [None, "h100-sxm", "h200"])
 def test_dry_run_lists_the_core_steps_first_within_the_deadline(device):
     text, rows = dry_run(*(["--device", device] if device else []))
-    assert [r[1] for r in rows][:5] == CORE and len(rows) == 10
+    assert [r[1] for r in rows][:5] == CORE and len(rows) == 11
+    assert rows[5][1] == "moe-layer" and float(rows[5][4]) < 565  # the served MoE layer fits after the core
     assert "deadline 565 s" in text and "ESTIMATES" in text
     assert f"device {device or 'h100-sxm'};" in text  # no GPU here: the H100's estimates
     cumulative = [float(r[4]) for r in rows]
@@ -247,6 +248,13 @@ def test_the_estimates_count_the_cases_the_commands_run():
         conc = [int(c) for c in plan.args[plan.args.index("--concurrency") + 1].split(",")]
         keys = comp.needed_keys(make_spec(1024, 1024, conc, 2048), conc)
         assert plan.rows == len(keys) + 2 * len({tail_rows(k) for k in keys}) and plan.windows == len(keys)
+    from kernels import spec_model
+
+    moe = get_model("qwen3-30b-a3b").spec  # --layer-only: per layer type its layer (and, for MoE, its attention
+    types = spec_model.layer_types(moe)     # part and the block at each routing), then final_norm and lm_head
+    per_type = [1 + (1 + len(spec_model.routings(moe)) if t.spec.mlp.kind == "moe" else 0) for t in types]
+    assert gp.MOE_ROWS_PER_POINT == sum(per_type) + 2
+    assert steps["moe-layer"].plans[0].rows == 3 * gp.MOE_ROWS_PER_POINT
     assert torch  # the case lists above are torch-built: the plan module itself imports none of it
 
 
@@ -367,7 +375,7 @@ def test_without_cuda_the_check_stops_after_the_preflight_with_exit_2(tmp_path):
     assert len(errors) == 1 and "no CUDA device" in errors[0] and "--cpu-rehearsal" in errors[0]
     text = (out / "summary.txt").read_text()
     assert "stopped the check: no CUDA device" in text
-    assert text.count("not run: the preflight found no CUDA device") == 9
+    assert text.count("not run: the preflight found no CUDA device") == 10
 
 
 def test_the_rehearsal_preflight_records_the_packages_and_goes_on(tmp_path):
