@@ -123,7 +123,7 @@ def test_policies_have_their_stated_budgets():
 
 
 STEPS_FILE = "tests/data/workload-cpu-llama-3.2-1b-fp32-steps.json"
-SERVED_FILE = "tests/data/served-llama-3.2-1b-llamacpp-cpu-256-64.json"
+SERVED_FILE = "tests/data/served/served-llama-3.2-1b-llamacpp-cpu-256-64.json"
 RESULTS_FILE = "results/examples/20261204-175445-amd-epyc-llama-3.2-1b-fp32-workload-256-64.json"
 
 
