@@ -259,8 +259,8 @@ def cpu_steps(py: str, work: str) -> list:
         "workload": [Plan("tiny, C 1; e2e cohort", workload + ["--measure-e2e"], rows=5 + 4, budget_s=0.02,
                           extra_s=1, e2e=((1,), 8, 2)),
                      Plan("tiny, C 1; no e2e", workload, rows=5 + 4, budget_s=0.02, extra_s=1)],
-        "moe-layer": [Plan("tiny Qwen3-MoE layer, batch 2", m + ["run", "--model", "tiny-qwen3-moe", "--batch", "2",
-                                                                 "--context", "8", "--layer-only"] + quick,
+        "moe-layer": [Plan("tiny Qwen3-MoE layer, batch 2", m + ["run", "--batch", "2", "--context", "8", "--layer-only"]
+                           + [a if a != "tiny" else "tiny-qwen3-moe" for a in quick],
                            rows=MOE_ROWS_PER_POINT, budget_s=0.02, extra_s=2)],
         "decode-bench": [Plan("tiny decode step benchmark", bench_pytest(py, work) + tiny_bench + [
             "benchmarks/test_decode.py"], extra_s=3)],
